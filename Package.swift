@@ -1,0 +1,66 @@
+// swift-tools-version: 6.1
+// Sixgate: bring IPv6 (and IPv4) to hosts that lack it through a tunnel gateway.
+// Module map and import rules: docs/ARCHITECTURE.md (and ../shared/DESIGN.md).
+import PackageDescription
+
+let package = Package(
+    name: "Sixgate",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "PacketKit", targets: ["PacketKit"]),
+        .library(name: "RouteKit", targets: ["RouteKit"]),
+        .library(name: "TunnelCore", targets: ["TunnelCore"]),
+        .library(name: "NDPProxy", targets: ["NDPProxy"]),
+        .library(name: "AddressPool", targets: ["AddressPool"]),
+        .library(name: "Diagnostics", targets: ["Diagnostics"]),
+        .library(name: "TunnelGateway", targets: ["TunnelGateway"]),
+        .library(name: "TunnelClient", targets: ["TunnelClient"]),
+        .executable(name: "gatewayd", targets: ["gatewayd"]),
+        .executable(name: "gatewayctl", targets: ["gatewayctl"]),
+        .executable(name: "tunnel-client", targets: ["tunnel-client"]),
+        .executable(name: "ndp-proxy", targets: ["ndp-proxy"]),
+        .executable(name: "pcap-dump", targets: ["pcap-dump"]),
+    ],
+    targets: [
+        // C shims (system libraries through pkg-config; Debian -dev packages).
+        .systemLibrary(
+            name: "CNetlink", path: "Sources/CNetlink", pkgConfig: "libnl-route-3.0",
+            providers: [.apt(["libnl-3-dev", "libnl-route-3-dev"])]),
+        .systemLibrary(
+            name: "CPcap", path: "Sources/CPcap", pkgConfig: "libpcap",
+            providers: [.apt(["libpcap-dev"])]),
+
+        // Foundation: imports nothing of ours and nothing else.
+        .target(name: "PacketKit", swiftSettings: [.enableUpcomingFeature("ExistentialAny")]),
+
+        // Capabilities.
+        .target(name: "RouteKit", dependencies: ["PacketKit", "CNetlink"]),
+        .target(name: "TunnelCore", dependencies: ["PacketKit", "RouteKit"]),
+        .target(name: "NDPProxy", dependencies: ["PacketKit", "RouteKit"]),
+        .target(name: "AddressPool", dependencies: ["PacketKit"]),
+        .target(name: "Diagnostics", dependencies: ["PacketKit", "CPcap"]),
+
+        // Roles.
+        .target(name: "TunnelGateway", dependencies: [
+            "PacketKit", "RouteKit", "TunnelCore", "NDPProxy", "AddressPool", "Diagnostics",
+        ]),
+        .target(name: "TunnelClient", dependencies: ["PacketKit", "RouteKit", "TunnelCore"]),
+
+        // Thin executables.
+        .executableTarget(name: "gatewayd", dependencies: ["TunnelGateway"], path: "Sources/CLI/gatewayd"),
+        .executableTarget(name: "gatewayctl", dependencies: ["TunnelGateway", "Diagnostics"], path: "Sources/CLI/gatewayctl"),
+        .executableTarget(name: "tunnel-client", dependencies: ["TunnelClient"], path: "Sources/CLI/tunnel-client"),
+        .executableTarget(name: "ndp-proxy", dependencies: ["NDPProxy"], path: "Sources/CLI/ndp-proxy"),
+
+        // Examples (built with the package so they never rot).
+        .executableTarget(name: "pcap-dump", dependencies: ["PacketKit"], path: "Examples/pcap-dump"),
+
+        // Tests: one target per module that has behaviour to test.
+        .testTarget(
+            name: "PacketKitTests", dependencies: ["PacketKit"],
+            resources: [.copy("Fixtures")]),
+        .testTarget(name: "RouteKitTests", dependencies: ["RouteKit"]),
+        .testTarget(name: "DiagnosticsTests", dependencies: ["Diagnostics", "PacketKit"]),
+        .testTarget(name: "CLITests", dependencies: ["PacketKit"]),
+    ]
+)

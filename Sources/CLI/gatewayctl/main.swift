@@ -1,0 +1,17 @@
+// gatewayctl — enrol clients, status, doctor and capture for gatewayd.
+// Thin executable: parses arguments and prints; the work lives in the library modules.
+#if canImport(Glibc)
+import Glibc
+#endif
+
+let usage = """
+    gatewayctl: enrol clients, status, doctor and capture for gatewayd.
+    This command is not implemented yet (tracking issue 6 of Sixgate).
+    What works today: the PacketKit library and the pcap-dump example (see README.md).
+    """
+if CommandLine.arguments.dropFirst().contains(where: { $0 == "--help" || $0 == "-h" }) {
+    print(usage)
+    exit(0)
+}
+fputs(usage + "\n", stderr)
+exit(69)  // EX_UNAVAILABLE: refuse rather than pretend.

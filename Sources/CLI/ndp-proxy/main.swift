@@ -1,0 +1,17 @@
+// ndp-proxy — Neighbour Discovery proxy, a drop-in replacement for npd6.
+// Thin executable: parses arguments and prints; the work lives in the library modules.
+#if canImport(Glibc)
+import Glibc
+#endif
+
+let usage = """
+    ndp-proxy: Neighbour Discovery proxy, a drop-in replacement for npd6.
+    This command is not implemented yet (tracking issue 8 of Sixgate).
+    What works today: the PacketKit library and the pcap-dump example (see README.md).
+    """
+if CommandLine.arguments.dropFirst().contains(where: { $0 == "--help" || $0 == "-h" }) {
+    print(usage)
+    exit(0)
+}
+fputs(usage + "\n", stderr)
+exit(69)  // EX_UNAVAILABLE: refuse rather than pretend.

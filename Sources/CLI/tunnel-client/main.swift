@@ -1,0 +1,17 @@
+// tunnel-client — the Sixgate client (address lease, routes, router mode).
+// Thin executable: parses arguments and prints; the work lives in the library modules.
+#if canImport(Glibc)
+import Glibc
+#endif
+
+let usage = """
+    tunnel-client: the Sixgate client (address lease, routes, router mode).
+    This command is not implemented yet (tracking issue 7 of Sixgate).
+    What works today: the PacketKit library and the pcap-dump example (see README.md).
+    """
+if CommandLine.arguments.dropFirst().contains(where: { $0 == "--help" || $0 == "-h" }) {
+    print(usage)
+    exit(0)
+}
+fputs(usage + "\n", stderr)
+exit(69)  // EX_UNAVAILABLE: refuse rather than pretend.

@@ -1,0 +1,152 @@
+// The Internet checksum (RFC 1071), pseudo-headers (RFC 768, RFC 793, RFC 8200 §8.1) and
+// incremental update (RFC 1624).
+
+/// A running one's-complement sum over 16-bit words.
+///
+/// Bytes are summed as native-endian 64-bit words with end-around carry (RFC 1071 §2(B): the sum
+/// is byte-order independent) and swapped once at the end. Chunks may have odd lengths: a chunk
+/// that starts at an odd position is swapped before it is added (RFC 1071 §2(A)), so
+/// `add(a); add(b)` equals `add(a + b)` for any split.
+public struct InternetChecksum: Sendable {
+    @usableFromInline var sum: UInt64 = 0
+    @usableFromInline var oddPosition = false
+
+    @inlinable public init() {}
+
+    /// Adds `bytes` to the sum.
+    @inlinable public mutating func add(_ bytes: UnsafeRawBufferPointer) {
+        var partial = InternetChecksum.partialSum(bytes)
+        if oddPosition { partial = (partial & 0x00ff_00ff_00ff_00ff) << 8 | (partial >> 8) & 0x00ff_00ff_00ff_00ff }
+        let (s, o) = sum.addingReportingOverflow(partial)
+        sum = s &+ (o ? 1 : 0)
+        if bytes.count & 1 == 1 { oddPosition.toggle() }
+    }
+
+    /// Adds one 16-bit field given as its numeric (network-order) value, at an even position.
+    @inlinable public mutating func add(word: UInt16) {
+        let (s, o) = sum.addingReportingOverflow(UInt64(word.bigEndian))
+        sum = s &+ (o ? 1 : 0)
+    }
+    /// Adds a 32-bit field given as its numeric value, at an even position.
+    @inlinable public mutating func add(word32: UInt32) {
+        let (s, o) = sum.addingReportingOverflow(UInt64(word32.bigEndian))
+        sum = s &+ (o ? 1 : 0)
+    }
+    /// Adds an IPv6 address.
+    @inlinable public mutating func add(_ address: IPv6Address) {
+        let be = address.rawValue.bigEndian
+        var (s, o) = sum.addingReportingOverflow(UInt64(truncatingIfNeeded: be))
+        s = s &+ (o ? 1 : 0)
+        (s, o) = s.addingReportingOverflow(UInt64(truncatingIfNeeded: be >> 64))
+        sum = s &+ (o ? 1 : 0)
+    }
+    /// Adds an IPv4 address.
+    @inlinable public mutating func add(_ address: IPv4Address) { add(word32: address.rawValue) }
+
+    /// The checksum field value: the complement of the folded sum, as a number to store big-endian.
+    @inlinable public var value: UInt16 { ~InternetChecksum.fold(sum) }
+    /// The folded sum itself (0xffff when a packet with its checksum field verifies).
+    @inlinable public var foldedSum: UInt16 { InternetChecksum.fold(sum) }
+    /// Whether data that included its own checksum field verifies (RFC 1071 §1: sum is all ones).
+    @inlinable public var verifies: Bool { foldedSum == 0xffff }
+
+    /// Folds a native-order 64-bit sum to 16 bits and returns it as a network-order number.
+    @inlinable static func fold(_ s: UInt64) -> UInt16 {
+        var x = (s & 0xffff_ffff) &+ (s >> 32)
+        x = (x & 0xffff_ffff) &+ (x >> 32)
+        x = (x & 0xffff) &+ (x >> 16)
+        x = (x & 0xffff) &+ (x >> 16)
+        return UInt16(bigEndian: UInt16(truncatingIfNeeded: x))
+    }
+
+    /// Sum of `bytes` as native 64-bit words with end-around carry (not folded).
+    @inlinable static func partialSum(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
+        guard let base = bytes.baseAddress else { return 0 }
+        var n = bytes.count
+        var p = base
+        // Four independent 64-bit accumulators of 32-bit loads: no carries to track in the loop,
+        // and the loads pipeline. Sums of up to 2^32 words cannot overflow a UInt64.
+        var a: UInt64 = 0, b: UInt64 = 0, c: UInt64 = 0, d: UInt64 = 0
+        while n >= 32 {
+            a &+= UInt64(p.loadUnaligned(as: UInt32.self)) &+ UInt64(p.loadUnaligned(fromByteOffset: 16, as: UInt32.self))
+            b &+= UInt64(p.loadUnaligned(fromByteOffset: 4, as: UInt32.self)) &+ UInt64(p.loadUnaligned(fromByteOffset: 20, as: UInt32.self))
+            c &+= UInt64(p.loadUnaligned(fromByteOffset: 8, as: UInt32.self)) &+ UInt64(p.loadUnaligned(fromByteOffset: 24, as: UInt32.self))
+            d &+= UInt64(p.loadUnaligned(fromByteOffset: 12, as: UInt32.self)) &+ UInt64(p.loadUnaligned(fromByteOffset: 28, as: UInt32.self))
+            p += 32
+            n -= 32
+        }
+        while n >= 4 {
+            a &+= UInt64(p.loadUnaligned(as: UInt32.self))
+            p += 4
+            n -= 4
+        }
+        if n >= 2 {
+            b &+= UInt64(p.loadUnaligned(as: UInt16.self))
+            p += 2
+            n -= 2
+        }
+        if n == 1 {
+            // The odd byte is the first byte of a zero-padded word: its memory image as a native word.
+            c &+= UInt64(UInt16(bigEndian: UInt16(p.load(as: UInt8.self)) << 8))
+        }
+        // Each accumulator < 2^38 or so; their sum cannot overflow.
+        return a &+ b &+ c &+ d
+    }
+
+    /// The checksum of `bytes` alone.
+    @inlinable public static func of(_ bytes: UnsafeRawBufferPointer) -> UInt16 {
+        var c = InternetChecksum()
+        c.add(bytes)
+        return c.value
+    }
+
+    /// Starts a sum with the IPv6 pseudo-header (RFC 8200 §8.1): source, destination,
+    /// upper-layer length, next header.
+    @inlinable public static func pseudoHeader(source: IPv6Address, destination: IPv6Address, length: Int, nextHeader: IPProtocol) -> InternetChecksum {
+        var c = InternetChecksum()
+        c.add(source)
+        c.add(destination)
+        c.add(word32: UInt32(truncatingIfNeeded: length))
+        c.add(word: UInt16(nextHeader.rawValue))
+        return c
+    }
+
+    /// Starts a sum with the IPv4 pseudo-header (RFC 768, RFC 793 §3.1): source, destination,
+    /// zero, protocol, length.
+    @inlinable public static func pseudoHeader(source: IPv4Address, destination: IPv4Address, length: Int, protocol proto: IPProtocol) -> InternetChecksum {
+        var c = InternetChecksum()
+        c.add(source)
+        c.add(destination)
+        c.add(word: UInt16(proto.rawValue))
+        c.add(word: UInt16(truncatingIfNeeded: length))
+        return c
+    }
+
+    // MARK: RFC 1624 incremental update
+
+    /// The new checksum after one 16-bit field changed from `old` to `new`:
+    /// HC' = ~(~HC + ~m + m') (RFC 1624 eqn. 3, which never yields -0 wrongly).
+    @inlinable public static func update(_ checksum: UInt16, old: UInt16, new: UInt16) -> UInt16 {
+        var s = UInt32(~checksum) &+ UInt32(~old) &+ UInt32(new)
+        s = (s & 0xffff) &+ (s >> 16)
+        s = (s & 0xffff) &+ (s >> 16)
+        return ~UInt16(truncatingIfNeeded: s)
+    }
+    /// The new checksum after a 32-bit field changed (e.g. an IPv4 address rewritten by NAT).
+    @inlinable public static func update(_ checksum: UInt16, old: UInt32, new: UInt32) -> UInt16 {
+        var s = UInt64(~checksum)
+        s &+= UInt64(~UInt16(truncatingIfNeeded: old >> 16)) &+ UInt64(~UInt16(truncatingIfNeeded: old))
+        s &+= UInt64(new >> 16) &+ UInt64(new & 0xffff)
+        while s >> 16 != 0 { s = (s & 0xffff) &+ (s >> 16) }
+        return ~UInt16(truncatingIfNeeded: s)
+    }
+    /// The new checksum after an IPv6 address in the covered data (or pseudo-header) changed.
+    @inlinable public static func update(_ checksum: UInt16, old: IPv6Address, new: IPv6Address) -> UInt16 {
+        var s = UInt64(~checksum)
+        for i in 0..<8 {
+            s &+= UInt64(~old.group(i)) &+ UInt64(new.group(i))
+        }
+        while s >> 16 != 0 { s = (s & 0xffff) &+ (s >> 16) }
+        return ~UInt16(truncatingIfNeeded: s)
+    }
+}
