@@ -7,14 +7,14 @@ import Glibc
 #endif
 
 guard CommandLine.arguments.count == 2 else {
-    fputs("usage: pcap-dump FILE.pcap\n", stderr)
+    printError("usage: pcap-dump FILE.pcap")
     exit(64)
 }
 let reader: PcapReader
 do {
     reader = try PcapReader(path: CommandLine.arguments[1])
 } catch {
-    fputs("pcap-dump: \(error)\n", stderr)
+    printError("pcap-dump: \(error)")
     exit(66)
 }
 var iterator = reader.makeIterator()
@@ -25,10 +25,16 @@ while let record = iterator.next() {
     print("\(record.seconds).\(String(record.nanoseconds / 1000).leftPadded(6)) \(line)")
 }
 if let error = iterator.error {
-    fputs("pcap-dump: stopped after \(count) packets: \(error)\n", stderr)
+    printError("pcap-dump: stopped after \(count) packets: \(error)")
     exit(65)
 }
 
 extension String {
     func leftPadded(_ n: Int) -> String { String(repeating: "0", count: max(0, n - count)) + self }
+}
+
+/// Writes a line to standard error (fd 2) without touching the C `stderr` global.
+func printError(_ text: String) {
+    var line = text + "\n"
+    line.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
 }

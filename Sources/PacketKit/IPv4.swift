@@ -107,8 +107,7 @@ public struct IPv4Repr: Hashable, Sendable {
 
     /// Reads the fields of a validated packet. Option bytes are copied without trailing padding.
     public init(_ p: IPv4Packet) {
-        var opts = Array(p.options)
-        while opts.last == 0 { opts.removeLast() }
+        let opts = trimOptionPadding(p.options)
         self.init(source: p.source, destination: p.destination, protocolNumber: p.protocolNumber,
                   payloadLength: p.payload.count, ttl: p.ttl, tos: p.tos, identification: p.identification,
                   dontFragment: p.dontFragment, moreFragments: p.moreFragments, fragmentOffset: p.fragmentOffset,
@@ -141,4 +140,19 @@ public struct IPv4Repr: Hashable, Sendable {
         buffer.put16(InternetChecksum.of(UnsafeRawBufferPointer(buffer.slice(0, hl))), at: 10)
         return hl
     }
+}
+
+/// The option bytes up to the End-of-Option-List (kind 0), walking the TLVs so that zero bytes
+/// inside an option's value are kept (IPv4 RFC 791 §3.1 and TCP RFC 9293 §3.1 share the layout:
+/// kinds 0 and 1 are single bytes, the rest kind-length-value).
+func trimOptionPadding(_ options: UnsafeRawBufferPointer) -> [UInt8] {
+    var o = 0
+    while o < options.count {
+        let kind = options[o]
+        if kind == 0 { break }
+        if kind == 1 { o += 1; continue }
+        guard o + 1 < options.count, options[o + 1] >= 2 else { return Array(options) }
+        o += Int(options[o + 1])
+    }
+    return Array(options.prefix(Swift.min(o, options.count)))
 }

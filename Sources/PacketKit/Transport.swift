@@ -139,8 +139,7 @@ public struct TCPRepr: Hashable, Sendable {
     }
 
     public init(_ s: TCPSegment) {
-        var opts = Array(s.options)
-        while opts.last == 0 { opts.removeLast() }
+        let opts = trimOptionPadding(s.options)
         self.init(sourcePort: s.sourcePort, destinationPort: s.destinationPort, sequenceNumber: s.sequenceNumber,
                   acknowledgmentNumber: s.acknowledgmentNumber, flags: s.flags, window: s.window,
                   urgentPointer: s.urgentPointer, options: opts)

@@ -13,5 +13,11 @@ if CommandLine.arguments.dropFirst().contains(where: { $0 == "--help" || $0 == "
     print(usage)
     exit(0)
 }
-fputs(usage + "\n", stderr)
+printError(usage)
 exit(69)  // EX_UNAVAILABLE: refuse rather than pretend.
+
+/// Writes a line to standard error (fd 2) without touching the C `stderr` global.
+func printError(_ text: String) {
+    var line = text + "\n"
+    line.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
+}
