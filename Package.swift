@@ -56,11 +56,12 @@ let package = Package(
         .executableTarget(name: "pcap-dump", dependencies: ["PacketKit"], path: "Examples/pcap-dump"),
 
         // Tests: one target per module that has behaviour to test.
+        .target(name: "SixgateTestSupport", path: "Tests/TestSupport"),
         .testTarget(
-            name: "PacketKitTests", dependencies: ["PacketKit"],
+            name: "PacketKitTests", dependencies: ["PacketKit", "SixgateTestSupport"],
             resources: [.copy("Fixtures")]),
-        .testTarget(name: "RouteKitTests", dependencies: ["RouteKit"]),
+        .testTarget(name: "RouteKitTests", dependencies: ["RouteKit", "SixgateTestSupport"]),
         .testTarget(name: "DiagnosticsTests", dependencies: ["Diagnostics", "PacketKit"]),
-        .testTarget(name: "CLITests", dependencies: ["PacketKit"]),
+        .testTarget(name: "CLITests", dependencies: ["SixgateTestSupport"]),
     ]
 )

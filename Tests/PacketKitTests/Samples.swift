@@ -15,6 +15,13 @@ enum Samples {
         try! PacketRepr.ipv6(source: b, destination: a, .udp(UDPRepr(sourcePort: 53, destinationPort: 33434), payload: [1, 2, 3, 4])).emit()
     }
 
+    /// The IPv4 header and first 8 bytes of a too-big TCP segment, as an ICMPv4 error quotes it.
+    static var invoking4: [UInt8] {
+        let p = try! PacketRepr.ipv4(source: v4a, destination: v4b, .tcp(TCPRepr(sourcePort: 40000, destinationPort: 443, flags: [.ack]),
+                                                                    payload: [UInt8](repeating: 0, count: 1460))).emit()
+        return Array(p.prefix(28))
+    }
+
     static var named: [(name: String, packet: PacketRepr)] {
         let raOptions: [NDPOptionRepr] = [
             .sourceLinkLayerAddress(mac),
@@ -63,7 +70,7 @@ enum Samples {
                 .routing(type: 4, segmentsLeft: 1, data: [1, 0, 0, 0] + b.bytes + ll2.bytes),
             ], .udp(UDPRepr(sourcePort: 7, destinationPort: 9), payload: [1]))),
             ("icmp4-echo", .ipv4(source: v4a, destination: v4b, identification: 77, .icmpv4(.echoRequest(identifier: 9, sequence: 3), data: Array(0..<32)))),
-            ("icmp4-frag-needed", .ipv4(source: v4b, destination: v4a, .icmpv4(.destinationUnreachable(code: 4, nextHopMTU: 1400), data: Array(repeating: 0, count: 28)))),
+            ("icmp4-frag-needed", .ipv4(source: v4b, destination: v4a, .icmpv4(.destinationUnreachable(code: 4, nextHopMTU: 1400), data: invoking4))),
             ("udp4", .ipv4(source: v4a, destination: v4b, .udp(UDPRepr(sourcePort: 5353, destinationPort: 53), payload: Array("query".utf8)))),
             ("tcp4", .ipv4(source: v4a, destination: v4b, .tcp(TCPRepr(sourcePort: 1234, destinationPort: 443, sequenceNumber: 42, flags: [.syn, .ack],
                                                                        options: [2, 4, 5, 0xb4]), payload: []))),

@@ -1,0 +1,147 @@
+// Helpers for Sixgate's tests: run real programs, and make network namespaces that are always
+// removed again. Not part of any product.
+import Foundation
+
+/// The result of running a program.
+public struct ProcessResult: Sendable {
+    public var status: Int32
+    public var stdout: String
+    public var stderr: String
+    public var succeeded: Bool { status == 0 }
+}
+
+public enum TestSupportError: Error, CustomStringConvertible {
+    case missingProgram(String)
+    case failed([String], ProcessResult)
+    public var description: String {
+        switch self {
+        case .missingProgram(let p): return "\(p) is not installed: run scripts/test.sh, which installs the test peers"
+        case .failed(let argv, let r): return "\(argv.joined(separator: " ")) exited \(r.status): \(r.stderr)"
+        }
+    }
+}
+
+/// Finds a program on PATH (and in /usr/sbin, /sbin, where Debian puts tcpdump and ip).
+public func which(_ name: String) -> String? {
+    let path = (ProcessInfo.processInfo.environment["PATH"] ?? "") + ":/usr/sbin:/sbin:/usr/bin:/bin"
+    for dir in path.split(separator: ":") {
+        let p = "\(dir)/\(name)"
+        if FileManager.default.isExecutableFile(atPath: p) { return p }
+    }
+    return nil
+}
+
+/// Runs `argv` to completion (bounded by `timeout` seconds, then killed) and returns its output.
+@discardableResult
+public func run(_ argv: [String], timeout: Double = 60, check: Bool = false) throws -> ProcessResult {
+    guard let exe = argv[0].hasPrefix("/") ? argv[0] : which(argv[0]) else { throw TestSupportError.missingProgram(argv[0]) }
+    // Output goes to temporary files (no pipes to drain concurrently), read after exit.
+    let base = NSTemporaryDirectory() + "sixgate-run-\(uniqueSuffix())"
+    FileManager.default.createFile(atPath: base + ".out", contents: nil)
+    FileManager.default.createFile(atPath: base + ".err", contents: nil)
+    defer {
+        try? FileManager.default.removeItem(atPath: base + ".out")
+        try? FileManager.default.removeItem(atPath: base + ".err")
+    }
+    let out = try FileHandle(forWritingTo: URL(fileURLWithPath: base + ".out"))
+    let err = try FileHandle(forWritingTo: URL(fileURLWithPath: base + ".err"))
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: exe)
+    p.arguments = Array(argv.dropFirst())
+    p.standardOutput = out
+    p.standardError = err
+    p.standardInput = FileHandle.nullDevice
+    try p.run()
+    let deadline = Date().addingTimeInterval(timeout)
+    while p.isRunning && Date() < deadline { usleep(5_000) }
+    if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+    p.waitUntilExit()
+    try? out.close()
+    try? err.close()
+    let r = ProcessResult(status: p.terminationStatus,
+                          stdout: (try? String(contentsOfFile: base + ".out", encoding: .utf8)) ?? "",
+                          stderr: (try? String(contentsOfFile: base + ".err", encoding: .utf8)) ?? "")
+    if check && !r.succeeded { throw TestSupportError.failed(argv, r) }
+    return r
+}
+
+/// A process started in the background; stopped by PID.
+public final class BackgroundProcess: @unchecked Sendable {
+    public let process: Process
+    public init(_ argv: [String]) throws {
+        guard let exe = argv[0].hasPrefix("/") ? argv[0] : which(argv[0]) else { throw TestSupportError.missingProgram(argv[0]) }
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: exe)
+        process.arguments = Array(argv.dropFirst())
+        process.standardInput = FileHandle.nullDevice
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+    }
+    public var pid: Int32 { process.processIdentifier }
+    /// Sends SIGTERM (then SIGKILL after `grace` seconds) and waits.
+    public func stop(grace: Double = 3) {
+        guard process.isRunning else { return }
+        kill(pid, SIGTERM)
+        let deadline = Date().addingTimeInterval(grace)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        if process.isRunning { kill(pid, SIGKILL) }
+        process.waitUntilExit()
+    }
+    deinit { stop(grace: 0.5) }
+}
+
+/// Whether the tests run as root (namespace tests need it; they skip themselves otherwise).
+public var isRoot: Bool { geteuid() == 0 }
+
+/// A short unique suffix for namespace and interface names (interface names are at most 15 bytes).
+public func uniqueSuffix() -> String {
+    String(UInt32.random(in: 0...UInt32.max), radix: 36)
+}
+
+/// Two network namespaces joined by a veth pair, removed again by `destroy()` or on deinit.
+/// Addresses: `left` has 2001:db8:5::1/64 and 192.0.2.1/24, `right` 2001:db8:5::2/64 and
+/// 192.0.2.2/24 (documentation ranges; DAD off so the addresses are usable at once).
+public final class NamespacePair: @unchecked Sendable {
+    public let left: String, right: String
+    public let leftInterface: String, rightInterface: String
+    private var destroyed = false
+
+    public init(tag: String) throws {
+        let id = uniqueSuffix()
+        left = "sg-\(tag)-l-\(id)"
+        right = "sg-\(tag)-r-\(id)"
+        leftInterface = "sgl\(id)"
+        rightInterface = "sgr\(id)"
+        do {
+            try run(["ip", "netns", "add", left], check: true)
+            try run(["ip", "netns", "add", right], check: true)
+            try run(["ip", "link", "add", leftInterface, "netns", left, "type", "veth", "peer", "name", rightInterface, "netns", right], check: true)
+            for (ns, dev, v6, v4) in [(left, leftInterface, "2001:db8:5::1/64", "192.0.2.1/24"), (right, rightInterface, "2001:db8:5::2/64", "192.0.2.2/24")] {
+                try exec(ns, ["sysctl", "-qw", "net.ipv6.conf.\(dev).accept_dad=0"])
+                try exec(ns, ["ip", "link", "set", "lo", "up"])
+                try exec(ns, ["ip", "link", "set", dev, "up"])
+                try exec(ns, ["ip", "-6", "addr", "add", v6, "dev", dev, "nodad"])
+                try exec(ns, ["ip", "addr", "add", v4, "dev", dev])
+            }
+        } catch {
+            destroy()
+            throw error
+        }
+    }
+
+    /// Runs a command inside namespace `ns`.
+    @discardableResult
+    public func exec(_ ns: String, _ argv: [String], timeout: Double = 30, check: Bool = true) throws -> ProcessResult {
+        try run(["ip", "netns", "exec", ns] + argv, timeout: timeout, check: check)
+    }
+
+    public func destroy() {
+        guard !destroyed else { return }
+        destroyed = true
+        _ = try? run(["ip", "netns", "del", left])
+        _ = try? run(["ip", "netns", "del", right])
+    }
+
+    deinit { destroy() }
+}
