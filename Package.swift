@@ -61,7 +61,7 @@ let package = Package(
             name: "PacketKitTests", dependencies: ["PacketKit", "SixgateTestSupport"],
             resources: [.copy("Fixtures")]),
         .testTarget(name: "RouteKitTests", dependencies: ["RouteKit", "SixgateTestSupport"]),
-        .testTarget(name: "DiagnosticsTests", dependencies: ["Diagnostics", "PacketKit"]),
+        .testTarget(name: "DiagnosticsTests", dependencies: ["Diagnostics"]),
         .testTarget(name: "CLITests", dependencies: ["SixgateTestSupport"]),
     ]
 )

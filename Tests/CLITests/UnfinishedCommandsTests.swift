@@ -1,0 +1,33 @@
+import Foundation
+import SixgateTestSupport
+import Testing
+
+/// Commands whose issue has not landed must refuse, not pretend (EX_UNAVAILABLE, a clear message).
+@Suite("Executables that are not built yet say so")
+struct UnfinishedCommandsTests {
+    static var binDir: String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent(".build/debug").path
+    }
+
+    @Test(arguments: [("gatewayd", 6), ("gatewayctl", 6), ("tunnel-client", 7), ("ndp-proxy", 8)])
+    func exitsNonZeroNamingItsIssue(name: String, issue: Int) throws {
+        let r = try run(["\(Self.binDir)/\(name)", "--config", "/nonexistent"])
+        #expect(r.status == 69)
+        #expect(r.stderr.contains("not implemented yet (tracking issue \(issue)"))
+    }
+
+    @Test func pcapDumpExamplePrintsOneLinePerPacket() throws {
+        let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("PacketKitTests/Fixtures/real-tools.pcap").path
+        let r = try run(["\(Self.binDir)/pcap-dump", fixture], check: true)
+        let lines = r.stdout.split(separator: "\n")
+        let tcpdump = try run(["tcpdump", "-nn", "-r", fixture], check: true).stdout.split(separator: "\n")
+        #expect(lines.count == tcpdump.count)
+        #expect(lines.contains { $0.contains("IP6 2001:db8:5::1 > 2001:db8:5::2: ICMP6, echo request") })
+        #expect(lines.contains { $0.contains("neighbor solicitation, who has 2001:db8:5::2") })
+        #expect(!lines.contains { $0.contains("bad") || $0.contains("malformed") })
+        let bad = try run(["\(Self.binDir)/pcap-dump", "/nonexistent.pcap"])
+        #expect(bad.status == 66 && bad.stderr.contains("/nonexistent.pcap"))
+    }
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what Sixgate needs on a fresh Debian 12 machine (as root). Idempotent: packages already
+# present are not fetched again. Sourced by demo.sh and test.sh.
+set -euo pipefail
+SIXGATE_APT_PACKAGES=(
+    pkg-config libnl-3-dev libnl-route-3-dev libpcap-dev   # build: the CNetlink and CPcap shims
+    iproute2 tcpdump iputils-ping ndisc6 procps            # tests: real peers and decoders
+)
+missing=()
+for p in "${SIXGATE_APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "setup: missing Debian packages: ${missing[*]}; run as root or: sudo apt-get install ${missing[*]}" >&2
+        exit 1
+    fi
+    echo "setup: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if ! command -v swift >/dev/null 2>&1; then
+    [ -x /opt/swift/usr/bin/swift ] && export PATH=/opt/swift/usr/bin:$PATH
+fi
+command -v swift >/dev/null 2>&1 || { echo "setup: no Swift toolchain on PATH (Swift 6.1 or later is needed)" >&2; exit 1; }

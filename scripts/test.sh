@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what it needs, builds, runs every test (namespace tests run as
+# root and skip themselves otherwise), then checks that no test left a namespace behind.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+before=$(ip netns list 2>/dev/null | awk '{print $1}' | grep '^sg-' || true)
+swift build --build-tests
+swift test --skip-build 2>&1 | tee .build/test-output.txt
+status=${PIPESTATUS[0]}
+after=$(ip netns list 2>/dev/null | awk '{print $1}' | grep '^sg-' || true)
+leftover=$(comm -13 <(echo "$before" | sort) <(echo "$after" | sort) | grep . || true)
+if [ -n "$leftover" ]; then
+    echo "test.sh: tests left network namespaces behind: $leftover" >&2
+    for ns in $leftover; do ip netns del "$ns" || true; done
+    status=1
+fi
+exit "$status"
