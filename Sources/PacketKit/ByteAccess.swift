@@ -11,8 +11,10 @@ extension UnsafeRawBufferPointer {
     @inlinable @inline(__always) func be128(_ offset: Int) -> UInt128 {
         UInt128(bigEndian: loadUnaligned(fromByteOffset: offset, as: UInt128.self))
     }
+    /// Bytes `from..<to`. Callers have checked `0 <= from <= to <= count` (views validate first),
+    /// so no range is built or checked here.
     @inlinable @inline(__always) func slice(_ from: Int, _ to: Int) -> UnsafeRawBufferPointer {
-        UnsafeRawBufferPointer(rebasing: self[from..<to])
+        UnsafeRawBufferPointer(start: baseAddress.map { $0 + from }, count: to &- from)
     }
 }
 

@@ -59,38 +59,36 @@ public struct InternetChecksum: Sendable {
         return UInt16(bigEndian: UInt16(truncatingIfNeeded: x))
     }
 
-    /// Sum of `bytes` as native 64-bit words with end-around carry (not folded).
+    /// Sum of `bytes` as native words with deferred carries (not folded).
+    ///
+    /// Each 64-bit load is split into its two 32-bit halves added into 64-bit accumulators, so no
+    /// carry is lost for inputs up to 2^34 bytes and the loop has no carry chain: LLVM vectorises it.
     @inlinable static func partialSum(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
         guard let base = bytes.baseAddress else { return 0 }
-        var n = bytes.count
-        var p = base
-        // Four independent 64-bit accumulators of 32-bit loads: no carries to track in the loop,
-        // and the loads pipeline. Sums of up to 2^32 words cannot overflow a UInt64.
-        var a: UInt64 = 0, b: UInt64 = 0, c: UInt64 = 0, d: UInt64 = 0
-        while n >= 32 {
-            a &+= UInt64(p.loadUnaligned(as: UInt32.self)) &+ UInt64(p.loadUnaligned(fromByteOffset: 16, as: UInt32.self))
-            b &+= UInt64(p.loadUnaligned(fromByteOffset: 4, as: UInt32.self)) &+ UInt64(p.loadUnaligned(fromByteOffset: 20, as: UInt32.self))
-            c &+= UInt64(p.loadUnaligned(fromByteOffset: 8, as: UInt32.self)) &+ UInt64(p.loadUnaligned(fromByteOffset: 24, as: UInt32.self))
-            d &+= UInt64(p.loadUnaligned(fromByteOffset: 12, as: UInt32.self)) &+ UInt64(p.loadUnaligned(fromByteOffset: 28, as: UInt32.self))
-            p += 32
-            n -= 32
+        let n = bytes.count
+        let words = n &>> 3
+        var lo: UInt64 = 0, hi: UInt64 = 0
+        var i = 0
+        while i < words {
+            let w = base.loadUnaligned(fromByteOffset: i &<< 3, as: UInt64.self)
+            lo &+= w & 0xffff_ffff
+            hi &+= w &>> 32
+            i &+= 1
         }
-        while n >= 4 {
-            a &+= UInt64(p.loadUnaligned(as: UInt32.self))
-            p += 4
-            n -= 4
+        var o = words &<< 3
+        if n &- o >= 4 {
+            lo &+= UInt64(base.loadUnaligned(fromByteOffset: o, as: UInt32.self))
+            o &+= 4
         }
-        if n >= 2 {
-            b &+= UInt64(p.loadUnaligned(as: UInt16.self))
-            p += 2
-            n -= 2
+        if n &- o >= 2 {
+            hi &+= UInt64(base.loadUnaligned(fromByteOffset: o, as: UInt16.self))
+            o &+= 2
         }
-        if n == 1 {
+        if o < n {
             // The odd byte is the first byte of a zero-padded word: its memory image as a native word.
-            c &+= UInt64(UInt16(bigEndian: UInt16(p.load(as: UInt8.self)) << 8))
+            lo &+= UInt64(UInt16(bigEndian: UInt16(base.load(fromByteOffset: o, as: UInt8.self)) &<< 8))
         }
-        // Each accumulator < 2^38 or so; their sum cannot overflow.
-        return a &+ b &+ c &+ d
+        return lo &+ hi
     }
 
     /// The checksum of `bytes` alone.

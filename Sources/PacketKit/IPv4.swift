@@ -17,24 +17,25 @@ public struct IPv4Packet {
 
     @inlinable public var headerLength: Int { Int(bytes[0] & 0x0f) * 4 }
 
-    public init(_ buffer: UnsafeRawBufferPointer) throws(PacketError) {
+    @inlinable public init(_ buffer: UnsafeRawBufferPointer) throws(PacketError) {
         guard buffer.count >= 20 else { throw PacketError(.ipv4, .truncated, at: buffer.count) }
         guard buffer[0] >> 4 == 4 else { throw PacketError(.ipv4, .badVersion, at: 0) }
-        let ihl = Int(buffer[0] & 0x0f) * 4
+        let ihl = Int(buffer[0] & 0x0f) &* 4
         guard ihl >= 20 else { throw PacketError(.ipv4, .badHeaderLength, at: 0) }
         guard ihl <= buffer.count else { throw PacketError(.ipv4, .truncated, at: buffer.count) }
         let total = Int(buffer.be16(Field.totalLength))
         guard total >= ihl, total <= buffer.count else { throw PacketError(.ipv4, .badLength, at: Field.totalLength) }
         // Options (RFC 791 §3.1): End of Option List, No Operation, or type-length-value with length >= 2.
+        // Offsets stay below 60: no overflow.
         var o = 20
         while o < ihl {
             let type = buffer[o]
             if type == 0 { break }
-            if type == 1 { o += 1; continue }
-            guard o + 1 < ihl else { throw PacketError(.ipv4, .badOptionLength, at: o) }
-            let len = Int(buffer[o + 1])
-            guard len >= 2, o + len <= ihl else { throw PacketError(.ipv4, .badOptionLength, at: o + 1) }
-            o += len
+            if type == 1 { o &+= 1; continue }
+            guard o &+ 1 < ihl else { throw PacketError(.ipv4, .badOptionLength, at: o) }
+            let len = Int(buffer[o &+ 1])
+            guard len >= 2, o &+ len <= ihl else { throw PacketError(.ipv4, .badOptionLength, at: o &+ 1) }
+            o &+= len
         }
         bytes = buffer.slice(0, total)
     }

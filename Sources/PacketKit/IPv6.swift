@@ -11,6 +11,13 @@ public struct IPv6FragmentInfo: Hashable, Sendable {
     public var headerOffset: Int
     /// An atomic fragment (offset 0, M=0) is processed alone (RFC 6946).
     public var isAtomic: Bool { offset == 0 && !moreFragments }
+
+    @inlinable public init(offset: UInt16, moreFragments: Bool, identification: UInt32, headerOffset: Int) {
+        self.offset = offset
+        self.moreFragments = moreFragments
+        self.identification = identification
+        self.headerOffset = headerOffset
+    }
 }
 
 /// A validated IPv6 packet in a caller's buffer.
@@ -27,97 +34,111 @@ public struct IPv6Packet {
 
     /// Header and payload, trimmed to 40 + Payload Length.
     public let bytes: UnsafeRawBufferPointer
+    // Kept small (the view is passed around per packet): offsets, not copies of fields.
+    @usableFromInline let upperOffset: Int32
+    @usableFromInline let fragmentHeaderOffset: Int32      // -1: none
+    @usableFromInline let finalDestinationOffset: Int32    // -1: none
     /// The Next Header value that ends the chain (TCP, UDP, ICMPv6, ESP, No Next Header, unknown...).
     public let upperLayerProtocol: IPProtocol
-    /// Where the upper-layer header starts (== bytes.count when there is none).
-    public let upperLayerOffset: Int
-    /// The Fragment header, if any.
-    public let fragment: IPv6FragmentInfo?
-    /// The final destination named by a Routing header with Segments Left > 0 (RH0's last address,
-    /// RH2's home address, SRH's Segment List[0]): what upper-layer checksums use (RFC 8200 §8.1).
-    public let routingFinalDestination: IPv6Address?
-    /// Number of extension headers walked.
-    public let extensionHeaderCount: Int
+    @usableFromInline let headerCount: UInt8
 
-    public init(_ buffer: UnsafeRawBufferPointer) throws(PacketError) {
+    @inlinable public init(_ buffer: UnsafeRawBufferPointer) throws(PacketError) {
         guard buffer.count >= 40 else { throw PacketError(.ipv6, .truncated, at: buffer.count) }
         guard buffer[0] >> 4 == 6 else { throw PacketError(.ipv6, .badVersion, at: 0) }
         let payloadLength = Int(buffer.be16(4))
         if payloadLength == 0 && buffer[6] == 0 { throw PacketError(.ipv6, .jumbogram, at: 4) }
-        let end = 40 + payloadLength
+        let end = 40 &+ payloadLength
         guard end <= buffer.count else { throw PacketError(.ipv6, .badLength, at: 4) }
         let b = buffer.slice(0, end)
         var next = IPProtocol(b[6])
         var off = 40
         var count = 0
-        var frag: IPv6FragmentInfo? = nil
-        var finalDst: IPv6Address? = nil
+        var frag: Int32 = -1
+        var finalDst: Int32 = -1
+        // All offsets stay below 65,576, so the arithmetic below cannot overflow.
         walk: while true {
             if next.isGenericExtensionHeader {
                 if next == .hopByHop && count != 0 { throw PacketError(.ipv6ExtensionHeader, .hopByHopNotFirst, at: off) }
-                guard off + 8 <= end else { throw PacketError(.ipv6ExtensionHeader, .truncated, at: off) }
-                let len = (Int(b[off + 1]) + 1) * 8
-                guard off + len <= end else { throw PacketError(.ipv6ExtensionHeader, .badHeaderLength, at: off + 1) }
+                guard off &+ 8 <= end else { throw PacketError(.ipv6ExtensionHeader, .truncated, at: off) }
+                let len = (Int(b[off &+ 1]) &+ 1) &* 8
+                guard off &+ len <= end else { throw PacketError(.ipv6ExtensionHeader, .badHeaderLength, at: off &+ 1) }
                 if next == .hopByHop || next == .destinationOptions {
-                    try Self.checkOptions(b, from: off + 2, to: off + len)
-                } else if next == .routing {
-                    finalDst = Self.finalDestination(b, off, len) ?? finalDst
+                    try Self.checkOptions(b, from: off &+ 2, to: off &+ len)
+                } else if next == .routing, let d = Self.finalDestination(b, off, len) {
+                    finalDst = Int32(truncatingIfNeeded: d)
                 }
                 next = IPProtocol(b[off])
-                off += len
+                off &+= len
             } else if next == .fragment {
-                guard off + 8 <= end else { throw PacketError(.ipv6ExtensionHeader, .truncated, at: off) }
-                let fo = b.be16(off + 2)
-                let info = IPv6FragmentInfo(offset: fo >> 3, moreFragments: fo & 1 == 1, identification: b.be32(off + 4), headerOffset: off)
-                frag = info
+                guard off &+ 8 <= end else { throw PacketError(.ipv6ExtensionHeader, .truncated, at: off) }
+                frag = Int32(truncatingIfNeeded: off)
+                let nonFirst = b.be16(off &+ 2) >> 3 != 0
                 next = IPProtocol(b[off])
-                off += 8
-                count += 1
+                off &+= 8
+                count &+= 1
                 // A non-first fragment holds no headers to walk (RFC 8200 §4.5).
-                if info.offset != 0 { break walk }
+                if nonFirst { break walk }
                 continue walk
             } else if next == .ah {
-                guard off + 8 <= end else { throw PacketError(.ipv6ExtensionHeader, .truncated, at: off) }
-                let len = (Int(b[off + 1]) + 2) * 4
-                guard off + len <= end else { throw PacketError(.ipv6ExtensionHeader, .badHeaderLength, at: off + 1) }
+                guard off &+ 8 <= end else { throw PacketError(.ipv6ExtensionHeader, .truncated, at: off) }
+                let len = (Int(b[off &+ 1]) &+ 2) &* 4
+                guard off &+ len <= end else { throw PacketError(.ipv6ExtensionHeader, .badHeaderLength, at: off &+ 1) }
                 next = IPProtocol(b[off])
-                off += len
+                off &+= len
             } else {
                 break walk
             }
-            count += 1
+            count &+= 1
             if count > Self.maximumExtensionHeaders { throw PacketError(.ipv6ExtensionHeader, .tooManyExtensionHeaders, at: off) }
         }
         bytes = b
         upperLayerProtocol = next
-        upperLayerOffset = off
-        fragment = frag
-        routingFinalDestination = finalDst
-        extensionHeaderCount = count
+        upperOffset = Int32(truncatingIfNeeded: off)
+        fragmentHeaderOffset = frag
+        finalDestinationOffset = finalDst
+        headerCount = UInt8(truncatingIfNeeded: count)
+    }
+
+    /// Where the upper-layer header starts (== bytes.count when there is none).
+    @inlinable public var upperLayerOffset: Int { Int(upperOffset) }
+    /// Number of extension headers walked.
+    @inlinable public var extensionHeaderCount: Int { Int(headerCount) }
+    /// The Fragment header, if any.
+    @inlinable public var fragment: IPv6FragmentInfo? {
+        guard fragmentHeaderOffset >= 0 else { return nil }
+        let o = Int(fragmentHeaderOffset)
+        let fo = bytes.be16(o &+ 2)
+        return IPv6FragmentInfo(offset: fo >> 3, moreFragments: fo & 1 == 1, identification: bytes.be32(o &+ 4), headerOffset: o)
+    }
+    /// The final destination named by a Routing header with Segments Left > 0 (RH0's last address,
+    /// RH2's home address, SRH's Segment List[0]): what upper-layer checksums use (RFC 8200 §8.1).
+    @inlinable public var routingFinalDestination: IPv6Address? {
+        finalDestinationOffset >= 0 ? IPv6Address(rawValue: bytes.be128(Int(finalDestinationOffset))) : nil
     }
 
     /// Checks the TLV options of a Hop-by-Hop or Destination Options header (RFC 8200 §4.2).
-    static func checkOptions(_ b: UnsafeRawBufferPointer, from: Int, to: Int) throws(PacketError) {
+    @inlinable static func checkOptions(_ b: UnsafeRawBufferPointer, from: Int, to: Int) throws(PacketError) {
         var o = from
         while o < to {
-            if b[o] == 0 { o += 1; continue }  // Pad1
-            guard o + 2 <= to else { throw PacketError(.ipv6ExtensionHeader, .badOptionLength, at: o) }
-            let next = o + 2 + Int(b[o + 1])
-            guard next <= to else { throw PacketError(.ipv6ExtensionHeader, .badOptionLength, at: o + 1) }
+            if b[o] == 0 { o &+= 1; continue }  // Pad1
+            guard o &+ 2 <= to else { throw PacketError(.ipv6ExtensionHeader, .badOptionLength, at: o) }
+            let next = o &+ 2 &+ Int(b[o &+ 1])
+            guard next <= to else { throw PacketError(.ipv6ExtensionHeader, .badOptionLength, at: o &+ 1) }
             o = next
         }
     }
 
-    static func finalDestination(_ b: UnsafeRawBufferPointer, _ off: Int, _ len: Int) -> IPv6Address? {
-        let type = b[off + 2], segmentsLeft = b[off + 3]
+    /// The offset of the final destination address in a Routing header, if it names one.
+    @inlinable static func finalDestination(_ b: UnsafeRawBufferPointer, _ off: Int, _ len: Int) -> Int? {
+        let type = b[off &+ 2], segmentsLeft = b[off &+ 3]
         guard segmentsLeft > 0 else { return nil }
         switch type {
         case 0 where len >= 24:  // RH0 (deprecated, RFC 5095): the last address in the list.
-            return IPv6Address(rawValue: b.be128(off + 8 + ((len - 8) / 16 - 1) * 16))
+            return off &+ 8 &+ ((len &- 8) / 16 &- 1) &* 16
         case 2 where len == 24:  // Type 2 (RFC 6275): the home address.
-            return IPv6Address(rawValue: b.be128(off + 8))
+            return off &+ 8
         case 4 where len >= 24:  // SRH (RFC 8754): Segment List[0] is the final segment.
-            return IPv6Address(rawValue: b.be128(off + 8))
+            return off &+ 8
         default: return nil
         }
     }

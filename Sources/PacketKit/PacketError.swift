@@ -10,7 +10,7 @@ public struct PacketError: Error, Hashable, Sendable, CustomStringConvertible {
     /// Byte offset, inside the buffer given to that layer's parser, of the offending field.
     public var offset: Int
 
-    public init(_ layer: Layer, _ reason: Reason, at offset: Int) {
+    @inlinable public init(_ layer: Layer, _ reason: Reason, at offset: Int) {
         self.layer = layer
         self.reason = reason
         self.offset = offset
@@ -26,7 +26,7 @@ public struct PacketError: Error, Hashable, Sendable, CustomStringConvertible {
     /// An open set of reasons (new ones can be added without breaking callers that switch on them).
     public struct Reason: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
         public let rawValue: String
-        public init(rawValue: String) { self.rawValue = rawValue }
+        @inlinable public init(rawValue: String) { self.rawValue = rawValue }
         public var description: String { rawValue }
 
         /// The buffer ends before a field that must be there.

@@ -1,0 +1,18 @@
+// swift-tools-version: 6.1
+// Benchmarks for Sixgate's hot paths: a plain harness (see README.md), each run beside a C
+// reference doing the same work, compiled -O2, in the same process and run.
+import PackageDescription
+
+let package = Package(
+    name: "SixgateBenchmarks",
+    platforms: [.macOS(.v15)],
+    dependencies: [.package(path: "..")],
+    targets: [
+        .target(name: "CReference", cSettings: [.unsafeFlags(["-O2"])]),
+        .target(name: "CMallocCounter", cSettings: [.unsafeFlags(["-O2"])]),
+        .executableTarget(
+            name: "PacketKitBenchmarks",
+            dependencies: [.product(name: "PacketKit", package: "main"), "CReference", "CMallocCounter"],
+        ),
+    ]
+)
