@@ -8,6 +8,12 @@ before=$(ip netns list 2>/dev/null | awk '{print $1}' | grep '^sg-' || true)
 swift build --build-tests
 swift test --skip-build 2>&1 | tee .build/test-output.txt
 status=${PIPESTATUS[0]}
+# The benchmarks must keep building and agreeing with their C references (a smoke run: the
+# timings it prints are not judged here).
+if ! swift run -c release --package-path Benchmarks PacketKitBenchmarks --quick; then
+    echo "test.sh: the PacketKit benchmark smoke run failed" >&2
+    status=1
+fi
 after=$(ip netns list 2>/dev/null | awk '{print $1}' | grep '^sg-' || true)
 leftover=$(comm -13 <(echo "$before" | sort) <(echo "$after" | sort) | grep . || true)
 if [ -n "$leftover" ]; then

@@ -4,7 +4,7 @@
 public struct ICMPv4Message {
     public let bytes: UnsafeRawBufferPointer
 
-    @inlinable public init(_ buffer: UnsafeRawBufferPointer) throws(PacketError) {
+    @inlinable @inline(__always) public init(_ buffer: UnsafeRawBufferPointer) throws(PacketError) {
         guard buffer.count >= 8 else { throw PacketError(.icmpv4, .truncated, at: buffer.count) }
         bytes = buffer
     }

@@ -43,7 +43,7 @@ public struct ICMPv6Type: RawRepresentable, Hashable, Sendable, CustomStringConv
 public struct ICMPv6Message {
     public let bytes: UnsafeRawBufferPointer
 
-    @inlinable public init(_ buffer: UnsafeRawBufferPointer) throws(PacketError) {
+    @inlinable @inline(__always) public init(_ buffer: UnsafeRawBufferPointer) throws(PacketError) {
         guard buffer.count >= 4 else { throw PacketError(.icmpv6, .truncated, at: buffer.count) }
         bytes = buffer
     }

@@ -17,7 +17,7 @@ public struct IPv4Packet {
 
     @inlinable public var headerLength: Int { Int(bytes[0] & 0x0f) * 4 }
 
-    @inlinable public init(_ buffer: UnsafeRawBufferPointer) throws(PacketError) {
+    @inlinable @inline(__always) public init(_ buffer: UnsafeRawBufferPointer) throws(PacketError) {
         guard buffer.count >= 20 else { throw PacketError(.ipv4, .truncated, at: buffer.count) }
         guard buffer[0] >> 4 == 4 else { throw PacketError(.ipv4, .badVersion, at: 0) }
         let ihl = Int(buffer[0] & 0x0f) &* 4

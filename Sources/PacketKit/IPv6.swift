@@ -42,7 +42,7 @@ public struct IPv6Packet {
     public let upperLayerProtocol: IPProtocol
     @usableFromInline let headerCount: UInt8
 
-    @inlinable public init(_ buffer: UnsafeRawBufferPointer) throws(PacketError) {
+    @inlinable @inline(__always) public init(_ buffer: UnsafeRawBufferPointer) throws(PacketError) {
         guard buffer.count >= 40 else { throw PacketError(.ipv6, .truncated, at: buffer.count) }
         guard buffer[0] >> 4 == 6 else { throw PacketError(.ipv6, .badVersion, at: 0) }
         let payloadLength = Int(buffer.be16(4))

@@ -18,7 +18,7 @@ public enum PseudoHeader: Hashable, Sendable {
 public struct UDPDatagram {
     /// Header and payload, trimmed to the Length field.
     public let bytes: UnsafeRawBufferPointer
-    @inlinable public init(_ buffer: UnsafeRawBufferPointer) throws(PacketError) {
+    @inlinable @inline(__always) public init(_ buffer: UnsafeRawBufferPointer) throws(PacketError) {
         guard buffer.count >= 8 else { throw PacketError(.udp, .truncated, at: buffer.count) }
         let len = Int(buffer.be16(4))
         guard len >= 8, len <= buffer.count else { throw PacketError(.udp, .badLength, at: 4) }
@@ -89,7 +89,7 @@ public struct TCPFlags: OptionSet, Hashable, Sendable, CustomStringConvertible {
 /// A validated TCP segment in a caller's buffer: Data Offset >= 5 and within the buffer.
 public struct TCPSegment {
     public let bytes: UnsafeRawBufferPointer
-    @inlinable public init(_ buffer: UnsafeRawBufferPointer) throws(PacketError) {
+    @inlinable @inline(__always) public init(_ buffer: UnsafeRawBufferPointer) throws(PacketError) {
         guard buffer.count >= 20 else { throw PacketError(.tcp, .truncated, at: buffer.count) }
         let off = Int(buffer[12] >> 4) &* 4
         guard off >= 20 else { throw PacketError(.tcp, .badHeaderLength, at: 12) }
