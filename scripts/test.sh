@@ -21,4 +21,11 @@ if [ -n "$leftover" ]; then
     for ns in $leftover; do ip netns del "$ns" || true; done
     status=1
 fi
+# The closing line, counted from Swift Testing's per-test results (XCTest, which has no tests
+# here, prints "Executed 0 tests" above; this line is the verdict).
+passed=$(grep -E '^✔ Test .* passed after' .build/test-output.txt | grep -vc '^✔ Test run with' || true)
+failed=$(grep -E '^✘ Test .* failed after' .build/test-output.txt | grep -vc '^✘ Test run with' || true)
+skipped=$(grep -cE '^➜ Test .* skipped' .build/test-output.txt || true)
+if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
+echo "tests: $passed passed, $failed failed, $skipped skipped"
 exit "$status"
