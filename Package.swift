@@ -60,7 +60,7 @@ let package = Package(
         .testTarget(
             name: "PacketKitTests", dependencies: ["PacketKit", "SixgateTestSupport"],
             resources: [.copy("Fixtures")]),
-        .testTarget(name: "RouteKitTests", dependencies: ["RouteKit", "SixgateTestSupport"]),
+        .testTarget(name: "RouteKitTests", dependencies: ["RouteKit", "PacketKit", "SixgateTestSupport"]),
         .testTarget(name: "DiagnosticsTests", dependencies: ["Diagnostics"]),
         .testTarget(name: "CLITests", dependencies: ["SixgateTestSupport"]),
     ]

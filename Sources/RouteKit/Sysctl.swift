@@ -109,10 +109,26 @@ public enum SysctlError: Error, Hashable, Sendable, CustomStringConvertible {
 
 /// Reads and writes network sysctls through /proc/sys of the caller's network namespace.
 public enum Sysctl {
+    /// Opens the key's /proc/sys file from inside `namespace` (the file then stays bound to it).
+    static func openKey(_ key: SysctlKey, _ flags: Int32, _ namespace: NetworkNamespace) throws(SysctlError) -> Int32 {
+        var e: Int32 = 0
+        let fd: Int32
+        do {
+            fd = try namespace.perform { () throws(RouteKitError) -> Int32 in
+                let fd = open(key.path, flags | O_CLOEXEC)
+                if fd < 0 { e = errno }
+                return fd
+            }
+        } catch {
+            throw .io(key, operation: "enter \(namespace)", errno: ENOENT)
+        }
+        if fd < 0 { throw mapErrno(e, key, "open") }
+        return fd
+    }
+
     /// Reads an integer sysctl. The corresponding command is `sysctl -n KEY`.
-    public static func read(_ key: SysctlKey) throws(SysctlError) -> Int {
-        let fd = open(key.path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 { throw mapErrno(errno, key, "open") }
+    public static func read(_ key: SysctlKey, in namespace: NetworkNamespace = .current) throws(SysctlError) -> Int {
+        let fd = try openKey(key, O_RDONLY, namespace)
         defer { close(fd) }
         var buffer = [UInt8](repeating: 0, count: 64)
         let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
@@ -123,9 +139,8 @@ public enum Sysctl {
     }
 
     /// Writes an integer sysctl. The corresponding command is `sysctl -w KEY=VALUE`.
-    public static func write(_ key: SysctlKey, _ value: Int) throws(SysctlError) {
-        let fd = open(key.path, O_WRONLY | O_CLOEXEC)
-        if fd < 0 { throw mapErrno(errno, key, "open") }
+    public static func write(_ key: SysctlKey, _ value: Int, in namespace: NetworkNamespace = .current) throws(SysctlError) {
+        let fd = try openKey(key, O_WRONLY, namespace)
         defer { close(fd) }
         let text = Array("\(value)\n".utf8)
         let n = text.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
