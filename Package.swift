@@ -20,6 +20,7 @@ let package = Package(
         .executable(name: "tunnel-client", targets: ["tunnel-client"]),
         .executable(name: "ndp-proxy", targets: ["ndp-proxy"]),
         .executable(name: "pcap-dump", targets: ["pcap-dump"]),
+        .executable(name: "ip6-route", targets: ["ip6-route"]),
     ],
     targets: [
         // C shims (system libraries through pkg-config; Debian -dev packages).
@@ -54,6 +55,7 @@ let package = Package(
 
         // Examples (built with the package so they never rot).
         .executableTarget(name: "pcap-dump", dependencies: ["PacketKit"], path: "Examples/pcap-dump"),
+        .executableTarget(name: "ip6-route", dependencies: ["PacketKit", "RouteKit"], path: "Examples/ip6-route"),
 
         // Tests: one target per module that has behaviour to test.
         .target(name: "SixgateTestSupport", path: "Tests/TestSupport"),

@@ -14,5 +14,9 @@ let package = Package(
             name: "PacketKitBenchmarks",
             dependencies: [.product(name: "PacketKit", package: "main"), "CReference", "CMallocCounter"],
         ),
+        .executableTarget(
+            name: "RouteKitBenchmarks",
+            dependencies: [.product(name: "PacketKit", package: "main"), .product(name: "RouteKit", package: "main")]
+        ),
     ]
 )

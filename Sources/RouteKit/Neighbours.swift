@@ -50,7 +50,7 @@ extension RouteSocket {
         return out
     }
 
-    private func proxyObject(_ address: IPv6Address, interfaceIndex: Int32, operation: String) throws(RouteKitError) -> OpaquePointer {
+    func proxyObject(_ address: IPv6Address, interfaceIndex: Int32, operation: String) throws(RouteKitError) -> OpaquePointer {
         guard let n = rtnl_neigh_alloc(), let dst = IPAddress.v6(address).nlAddress() else {
             throw RouteKitError(.other(NLE_NOMEM), operation: operation, object: "proxy \(address)", detail: "out of memory")
         }

@@ -130,6 +130,8 @@ public final class RouteSocket {
     let sock: OpaquePointer
     /// The namespace the socket is bound to.
     public let namespace: NetworkNamespace
+    /// Sequence numbers of batch requests (high bit set; libnl's own stay below).
+    var batchSequence: UInt32 = 0
 
     /// Opens and connects a socket in `namespace`. The corresponding C functions are
     /// `nl_socket_alloc` and `nl_connect`.
@@ -144,6 +146,9 @@ public final class RouteSocket {
                 nl_socket_free(s)
                 throw RouteKitError(libnl: rc, operation: "connect", object: "NETLINK_ROUTE socket in \(namespace)")
             }
+            // libnl's default 32 KiB buffers are smaller than one batch chunk and than a large
+            // dump's bursts; the kernel caps this at net.core.{w,r}mem_max (doubled).
+            _ = nl_socket_set_buffer_size(s, 1 << 20, 1 << 20)
             return s
         }
     }

@@ -117,7 +117,7 @@ extension RouteSocket {
         return route
     }
 
-    private func routeObject(_ route: Route, operation: String) throws(RouteKitError) -> OpaquePointer {
+    func routeObject(_ route: Route, operation: String) throws(RouteKitError) -> OpaquePointer {
         guard let r = rtnl_route_alloc(), let dst = route.destination.network.nlAddress(prefixLength: route.destination.length) else {
             throw RouteKitError(.other(NLE_NOMEM), operation: operation, object: route.description, detail: "out of memory")
         }

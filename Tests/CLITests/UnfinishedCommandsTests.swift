@@ -31,3 +31,26 @@ struct UnfinishedCommandsTests {
         #expect(bad.status == 66 && bad.stderr.contains("/nonexistent.pcap"))
     }
 }
+
+@Suite("The ip6-route example", .enabled(if: isRoot, "needs root for network namespaces"))
+struct IP6RouteExampleTests {
+    @Test func printsTheSameRoutesAsIp() throws {
+        let pair = try NamespacePair(tag: "ex6")
+        defer { pair.destroy() }
+        try pair.exec(pair.left, ["ip", "-6", "route", "add", "default", "via", "2001:db8:5::2", "metric", "5"])
+        try pair.exec(pair.left, ["ip", "-6", "route", "add", "2001:db8:77::/64", "dev", pair.leftInterface, "proto", "74"])
+        let ours = try run(["\(UnfinishedCommandsTests.binDir)/ip6-route", pair.left], check: true).stdout
+        let ip = try pair.exec(pair.left, ["ip", "-6", "route"]).stdout
+        // Same routes in the same order: compare destination, gateway and device of each line.
+        func key(_ line: Substring) -> String {
+            let w = line.split(separator: " ")
+            var parts = [String(w[0])]
+            if let v = w.firstIndex(of: "via") { parts.append(String(w[v + 1])) }
+            if let d = w.firstIndex(of: "dev") { parts.append(String(w[d + 1])) }
+            return parts.joined(separator: " ")
+        }
+        #expect(ours.split(separator: "\n").map(key) == ip.split(separator: "\n").map(key), "ours:\n\(ours)\nip:\n\(ip)")
+        #expect(ours.contains("2001:db8:77::/64 dev \(pair.leftInterface) proto sixgate"))
+        #expect(ours.contains("default via 2001:db8:5::2 dev \(pair.leftInterface)"))
+    }
+}
