@@ -70,7 +70,26 @@ public struct Route: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// The identity the kernel keys a route on (what replace/delete match).
-    var key: String { "\(destination)|\(table)|\(metric)|\(sourcePrefix?.description ?? "")|\(type)" }
+    /// Whether this route (as read from the kernel) already is `desired`: same key, protocol and
+    /// preferred source, and the same next hops, where an interface the caller left out (the kernel
+    /// resolves it for a gateway) and the weight of a single path are not compared.
+    public func satisfies(_ desired: Route) -> Bool {
+        guard key == desired.key, protocolNumber == desired.protocolNumber, preferredSource == desired.preferredSource,
+              nextHops.count == desired.nextHops.count else { return false }
+        for (have, want) in zip(nextHops, desired.nextHops) {
+            if have.gateway != want.gateway { return false }
+            if let i = want.interfaceIndex, have.interfaceIndex != i { return false }
+            if desired.nextHops.count > 1 && have.weight != want.weight { return false }
+        }
+        return true
+    }
+
+    /// The kernel stores metric 0 of an IPv6 route as 1024 (IP6_RT_PRIO_USER), so both name the same route.
+    var key: String {
+        var m = metric
+        if m == 0, case .v6 = destination { m = 1024 }
+        return "\(destination)|\(table)|\(m)|\(sourcePrefix?.description ?? "")|\(type)"
+    }
 }
 
 extension RouteSocket {
@@ -167,9 +186,7 @@ extension RouteSocket {
     /// Adds the route if missing, leaves it if equal, replaces it if different.
     public func ensureRoute(_ route: Route) throws(RouteKitError) {
         let existing = try routes(ipv6: Self.family(route.destination) == AF_INET6, table: route.table).filter { $0.key == route.key }
-        if existing.contains(where: { $0.nextHops == route.nextHops && $0.protocolNumber == route.protocolNumber && $0.preferredSource == route.preferredSource }) {
-            return
-        }
+        if existing.contains(where: { $0.satisfies(route) }) { return }
         try replaceRoute(route)
     }
 
