@@ -4,7 +4,7 @@
 set -euo pipefail
 SIXGATE_APT_PACKAGES=(
     pkg-config libnl-3-dev libnl-route-3-dev libpcap-dev   # build: the CNetlink and CPcap shims
-    iproute2 tcpdump iputils-ping ndisc6 procps            # tests: real peers and decoders
+    iproute2 tcpdump iputils-ping ndisc6 procps nftables util-linux bc  # tests and tools: real peers, decoders, nft
 )
 missing=()
 for p in "${SIXGATE_APT_PACKAGES[@]}"; do
