@@ -58,7 +58,8 @@ let package = Package(
         .executableTarget(name: "ip6-route", dependencies: ["PacketKit", "RouteKit"], path: "Examples/ip6-route"),
 
         // Tests: one target per module that has behaviour to test.
-        .target(name: "SixgateTestSupport", path: "Tests/TestSupport"),
+        .target(name: "CTestSupport", path: "Tests/CTestSupport"),
+        .target(name: "SixgateTestSupport", dependencies: ["CTestSupport"], path: "Tests/TestSupport"),
         .testTarget(
             name: "PacketKitTests", dependencies: ["PacketKit", "SixgateTestSupport"],
             resources: [.copy("Fixtures")]),

@@ -220,3 +220,49 @@ func expectFailure(_ code: RouteKitError.Code, mentioning text: String? = nil, s
         Issue.record("unexpected error \(error)", sourceLocation: sourceLocation)
     }
 }
+
+/// EPERM: a caller without CAP_NET_ADMIN gets a typed error naming the object, with a hint, and
+/// the kernel is left unchanged.
+@Suite struct RouteKitPermissionTests {
+    @Test(.enabled(if: isRoot)) func writesWithoutCapNetAdminArePermissionDenied() throws {
+        let pair = try NamespacePair(tag: "eperm")
+        defer { pair.destroy() }
+        let ns = pair.left, interface = pair.leftInterface
+        let outcome: [String] = try withoutCapability(capNetAdmin) {
+            var seen: [String] = []
+            do {
+                // Entering a namespace needs CAP_SYS_ADMIN, which this thread keeps.
+                let rk = try RouteSocket(namespace: .named(ns))
+                // Reading is allowed without CAP_NET_ADMIN.
+                let index = try rk.interfaceIndex(interface)
+                seen.append("read ok")
+                let route = Route(destination: try IPPrefix.parse("2001:db8:e::/64"), interfaceIndex: index)
+                let address = InterfaceAddress(interfaceIndex: index, address: try IPAddress.parse("2001:db8:5::e"), prefixLength: 64)
+                let attempts: [() throws -> Void] = [
+                    { try rk.addRoute(route) },
+                    { try rk.addAddress(address) },
+                    { try rk.setMTU(interface, 1300) },
+                ]
+                for attempt in attempts {
+                    do { try attempt(); seen.append("accepted") } catch let error as RouteKitError {
+                        seen.append("\(error.code == .permissionDenied)|\(error.description)")
+                    } catch { seen.append("other error: \(error)") }
+                }
+            } catch { seen.append("setup failed: \(error)") }
+            return seen
+        }
+        #expect(outcome.count == 4 && outcome[0] == "read ok", "\(outcome)")
+        for line in outcome.dropFirst() {
+            #expect(line.hasPrefix("true|"), "\(line)")
+            #expect(line.contains("CAP_NET_ADMIN"), "\(line)")
+        }
+        #expect(outcome.dropFirst().first?.contains("2001:db8:e::/64") == true, "\(outcome)")
+        #expect(outcome.last?.contains(interface) == true, "\(outcome)")
+        // Nothing was half-applied.
+        let routes = try pair.exec(ns, ["ip", "-6", "route", "show", "2001:db8:e::/64"]).stdout
+        #expect(routes.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty)
+        let addrs = try pair.exec(ns, ["ip", "-6", "addr", "show", "dev", interface]).stdout
+        #expect(!addrs.contains("2001:db8:5::e"))
+        #expect(try pair.exec(ns, ["cat", "/sys/class/net/\(interface)/mtu"]).stdout.hasPrefix("1500"))
+    }
+}

@@ -1,6 +1,7 @@
 // Helpers for Sixgate's tests: run real programs, and make network namespaces that are always
 // removed again. Not part of any product.
 import Foundation
+import CTestSupport
 
 /// The result of running a program.
 public struct ProcessResult: Sendable {
@@ -144,4 +145,32 @@ public final class NamespacePair: @unchecked Sendable {
     }
 
     deinit { destroy() }
+}
+
+private final class CapabilityThreadBox<T>: @unchecked Sendable { var value: T?; var dropError: Int32 = 0 }
+
+/// CAP_NET_ADMIN's number in linux/capability.h.
+public let capNetAdmin: Int32 = 12
+
+/// Runs `body` on a fresh thread whose effective capability set lacks `capability`, and waits for
+/// it. Capabilities are per thread on Linux, so the test process and its other threads keep theirs;
+/// the thread ends with `body`. Throws if the capability cannot be dropped.
+public func withoutCapability<T: Sendable>(_ capability: Int32, _ body: @escaping @Sendable () -> T) throws -> T {
+    let box = CapabilityThreadBox<T>()
+    let done = DispatchSemaphore(value: 0)
+    let thread = Thread {
+        if sixgate_test_drop_effective_capability(capability) != 0 {
+            box.dropError = errno
+        } else {
+            box.value = body()
+        }
+        done.signal()
+    }
+    thread.start()
+    done.wait()
+    guard let value = box.value else {
+        throw NSError(domain: "SixgateTestSupport", code: Int(box.dropError),
+                      userInfo: [NSLocalizedDescriptionKey: "capset failed: errno \(box.dropError)"])
+    }
+    return value
 }

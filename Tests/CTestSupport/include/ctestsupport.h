@@ -1,0 +1,9 @@
+// Test-only helpers that Swift cannot call directly (variadic syscall(2)).
+#ifndef SIXGATE_CTESTSUPPORT_H
+#define SIXGATE_CTESTSUPPORT_H
+
+/// Removes capability `cap` (e.g. 12, CAP_NET_ADMIN) from the calling thread's effective set.
+/// Linux capabilities are per thread, so other threads keep theirs. Returns 0 or -1 (errno set).
+int sixgate_test_drop_effective_capability(int cap);
+
+#endif
