@@ -27,6 +27,8 @@ let package = Package(
         .systemLibrary(
             name: "CNetlink", path: "Sources/CNetlink", pkgConfig: "libnl-route-3.0",
             providers: [.apt(["libnl-3-dev", "libnl-route-3-dev"])]),
+        // OpenSSL's libcrypto (Debian libssl-dev) and the TUN/recvmmsg wrappers TunnelCore needs.
+        .target(name: "CTunnel", path: "Sources/CTunnel", linkerSettings: [.linkedLibrary("crypto")]),
         .systemLibrary(
             name: "CPcap", path: "Sources/CPcap", pkgConfig: "libpcap",
             providers: [.apt(["libpcap-dev"])]),
@@ -36,7 +38,7 @@ let package = Package(
 
         // Capabilities.
         .target(name: "RouteKit", dependencies: ["PacketKit", "CNetlink"]),
-        .target(name: "TunnelCore", dependencies: ["PacketKit", "RouteKit"]),
+        .target(name: "TunnelCore", dependencies: ["PacketKit", "RouteKit", "CTunnel"]),
         .target(name: "NDPProxy", dependencies: ["PacketKit", "RouteKit"]),
         .target(name: "AddressPool", dependencies: ["PacketKit"]),
         .target(name: "Diagnostics", dependencies: ["PacketKit", "CPcap"]),
@@ -64,6 +66,7 @@ let package = Package(
             name: "PacketKitTests", dependencies: ["PacketKit", "SixgateTestSupport"],
             resources: [.copy("Fixtures")]),
         .testTarget(name: "RouteKitTests", dependencies: ["RouteKit", "PacketKit", "SixgateTestSupport"]),
+        .testTarget(name: "TunnelCoreTests", dependencies: ["TunnelCore", "PacketKit", "RouteKit", "SixgateTestSupport"]),
         .testTarget(name: "DiagnosticsTests", dependencies: ["Diagnostics"]),
         .testTarget(name: "CLITests", dependencies: ["SixgateTestSupport"]),
     ]

@@ -3,8 +3,9 @@
 # present are not fetched again. Sourced by demo.sh and test.sh.
 set -euo pipefail
 SIXGATE_APT_PACKAGES=(
-    pkg-config libnl-3-dev libnl-route-3-dev libpcap-dev   # build: the CNetlink and CPcap shims
+    pkg-config libnl-3-dev libnl-route-3-dev libpcap-dev libssl-dev  # build: the CNetlink, CPcap and CTunnel shims
     iproute2 tcpdump iputils-ping ndisc6 procps nftables util-linux bc  # tests and tools: real peers, decoders, nft
+    wireguard-go wireguard-tools iperf3  # TunnelCore interop peers (wireguard-go, wg) and throughput
 )
 missing=()
 for p in "${SIXGATE_APT_PACKAGES[@]}"; do
