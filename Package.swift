@@ -19,8 +19,12 @@ let package = Package(
         .executable(name: "gatewayctl", targets: ["gatewayctl"]),
         .executable(name: "tunnel-client", targets: ["tunnel-client"]),
         .executable(name: "ndp-proxy", targets: ["ndp-proxy"]),
+        .executable(name: "sixgate-wg", targets: ["sixgate-wg"]),
         .executable(name: "pcap-dump", targets: ["pcap-dump"]),
         .executable(name: "ip6-route", targets: ["ip6-route"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     ],
     targets: [
         // C shims (system libraries through pkg-config; Debian -dev packages).
@@ -54,6 +58,9 @@ let package = Package(
         .executableTarget(name: "gatewayctl", dependencies: ["TunnelGateway", "Diagnostics"], path: "Sources/CLI/gatewayctl"),
         .executableTarget(name: "tunnel-client", dependencies: ["TunnelClient"], path: "Sources/CLI/tunnel-client"),
         .executableTarget(name: "ndp-proxy", dependencies: ["NDPProxy"], path: "Sources/CLI/ndp-proxy"),
+        .executableTarget(name: "sixgate-wg", dependencies: [
+            "TunnelCore", "RouteKit", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], path: "Sources/CLI/sixgate-wg"),
 
         // Examples (built with the package so they never rot).
         .executableTarget(name: "pcap-dump", dependencies: ["PacketKit"], path: "Examples/pcap-dump"),

@@ -1,0 +1,265 @@
+// The three threads: TUN → seal → UDP, UDP → open → TUN (and handshakes), and the timers.
+import PacketKit
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension TunnelDevice {
+    // MARK: TUN → peers
+
+    func tunLoop() {
+        let aead = ChaChaPoly()
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: Self.scratchSize, alignment: 16)
+        defer { buffer.deallocate() }
+        let capacity = 65535
+        while isRunning {
+            guard tun.waitReadable(timeoutMilliseconds: 100) else { continue }
+            // Drain what is waiting, then poll again.
+            for _ in 0..<256 {
+                let n = tun.read(into: UnsafeMutableRawBufferPointer(start: buffer + 16, count: capacity))
+                if n <= 0 { break }
+                sendFromTUN(buffer: buffer, length: n, aead: aead)
+            }
+        }
+    }
+
+    @inline(__always)
+    func sendFromTUN(buffer: UnsafeMutableRawPointer, length n: Int, aead: ChaChaPoly) {
+        let p = UnsafeRawPointer(buffer + 16)
+        let version = p.load(as: UInt8.self) >> 4
+        let now = Time.monotonic()
+        lock.lock()
+        let peer: Peer?
+        if version == 4, n >= 20 {
+            peer = allowed.lookup(v4: UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 16, as: UInt32.self)))
+        } else if version == 6, n >= 40 {
+            peer = allowed.lookup(v6: UInt128(bigEndian: p.loadUnaligned(fromByteOffset: 24, as: UInt128.self)))
+        } else {
+            peer = nil
+        }
+        guard let peer else { stats.droppedNoPeer += 1; lock.unlock(); return }
+        guard let out = reserve(peer, now: now, bytes: n, isData: true) else {
+            // No usable session: keep the packet for when the handshake completes.
+            if peer.config.endpoint != nil {
+                if peer.queue.count >= Peer.queueLimit { peer.queue.removeFirst(); stats.droppedQueueFull += 1 }
+                peer.queue.append(Array(UnsafeRawBufferPointer(start: p, count: n)))
+                startHandshake(peer, now: now)
+            }
+            lock.unlock()
+            return
+        }
+        stats.packetsSent += 1
+        lock.unlock()
+        sealAndSend(out, buffer: buffer, length: n, aead: aead)
+    }
+
+    // MARK: UDP → TUN
+
+    func udpLoop() {
+        let aead = ChaChaPoly()
+        let batch = DatagramBatch(capacity: 64, bufferSize: 65536)
+        let scratch = UnsafeMutableRawPointer.allocate(byteCount: Self.scratchSize, alignment: 16)
+        defer { scratch.deallocate() }
+        while isRunning {
+            guard socket.waitReadable(timeoutMilliseconds: 100) else { continue }
+            let count = socket.receive(batch)
+            for i in 0..<count {
+                receive(batch.buffer(i), length: batch.length(i), from: batch.source(i), aead: aead, scratch: scratch)
+            }
+            flushEvents()
+        }
+    }
+
+    @inline(__always)
+    func receive(_ data: UnsafeMutableRawPointer, length: Int, from source: Endpoint, aead: ChaChaPoly, scratch: UnsafeMutableRawPointer) {
+        guard let type = MessageType.classify(UnsafeRawBufferPointer(start: data, count: length)) else {
+            lock.withLock { stats.droppedMalformed += 1 }
+            return
+        }
+        switch type {
+        case .transport: receiveTransport(data, length: length, from: source, aead: aead)
+        default:
+            let message = Array(UnsafeRawBufferPointer(start: data, count: length))
+            var items: [(Outbound, [UInt8])] = []
+            lock.withLock { receiveHandshake(type, message, from: source, items: &items) }
+            sendCollected(items, aead: aead, scratch: scratch)
+        }
+    }
+
+    @inline(__always)
+    func receiveTransport(_ data: UnsafeMutableRawPointer, length: Int, from source: Endpoint, aead: ChaChaPoly) {
+        let index = loadLE32(data, 4)
+        let counter = loadLE64(data, 8)
+        let now = Time.monotonic()
+        lock.lock()
+        guard case .keypair(let kp)? = indices[index], now - kp.created < timers.rejectAfterTime else {
+            stats.droppedUnknownIndex += 1; lock.unlock(); return
+        }
+        let key = kp.receiveKey
+        lock.unlock()
+        let payloadLength = length - 32
+        guard aead.open(key: key, nonce: ChaChaPoly.nonce(counter), data: data + 16, length: payloadLength, tag: data + 16 + payloadLength) else {
+            lock.withLock { stats.droppedAuthentication += 1 }
+            return
+        }
+        lock.lock()
+        guard kp.replay.accept(counter) else { stats.droppedReplay += 1; lock.unlock(); return }
+        let peer = kp.peer
+        confirm(kp, on: peer)
+        peer.config.endpoint = source   // roaming: the latest authenticated source wins (paper §2.1)
+        peer.lastReceived = now
+        peer.rxBytes &+= UInt64(length)
+        if kp.isInitiator, now - kp.created >= timers.rejectAfterTime - timers.keepaliveTimeout - timers.rekeyTimeout {
+            startHandshake(peer, now: now)
+        }
+        if payloadLength == 0 { stats.keepalivesReceived += 1; lock.unlock(); return }
+        // The inner packet: its real length (the rest is padding) and its source.
+        let p = UnsafeRawPointer(data + 16)
+        let version = p.load(as: UInt8.self) >> 4
+        var innerLength = 0
+        var owner: Peer?
+        if version == 4, payloadLength >= 20 {
+            innerLength = Int(UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 2, as: UInt16.self)))
+            owner = allowed.lookup(v4: UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 12, as: UInt32.self)))
+        } else if version == 6, payloadLength >= 40 {
+            innerLength = 40 + Int(UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 4, as: UInt16.self)))
+            owner = allowed.lookup(v6: UInt128(bigEndian: p.loadUnaligned(fromByteOffset: 8, as: UInt128.self)))
+        }
+        guard innerLength > 0, innerLength <= payloadLength else { stats.droppedInnerMalformed += 1; lock.unlock(); return }
+        guard owner === peer else { stats.droppedAllowedIPs += 1; lock.unlock(); return }
+        peer.lastDataReceived = now
+        stats.packetsReceived += 1
+        let publicKey = peer.config.publicKey
+        let filter = inboundFilter
+        lock.unlock()
+        let inner = UnsafeRawBufferPointer(start: p, count: innerLength)
+        if let filter, !filter(inner, publicKey) { lock.withLock { stats.droppedByFilter += 1 }; return }
+        tun.write(inner)
+    }
+
+    // MARK: Handshakes (lock held)
+
+    func underLoad(now: Double) -> Bool {
+        if now - loadWindowStart >= 1 { loadWindowStart = now; loadWindowCount = 0 }
+        loadWindowCount += 1
+        return loadWindowCount > underLoadThreshold
+    }
+
+    func receiveHandshake(_ type: MessageType, _ message: [UInt8], from source: Endpoint, items: inout [(Outbound, [UInt8])]) {
+        let now = Time.monotonic()
+        guard let identity else { stats.droppedHandshakes += 1; return }
+        if type == .cookieReply {
+            let receiver = readLE32(message, 4)
+            let peer: Peer?
+            switch indices[receiver] {
+            case .handshake(let p)?: peer = p
+            case .keypair(let kp)?: peer = kp.peer
+            case nil: peer = nil
+            }
+            guard let peer, peer.cookieJar.consume(reply: message, peerPublicKey: peer.config.publicKey, now: now, aead: handshakeAEAD) else {
+                stats.droppedHandshakes += 1; return
+            }
+            stats.cookieRepliesReceived += 1
+            return
+        }
+        guard MessageMACs.validMAC1(message, ownMAC1Key: identity.mac1Key) else { stats.droppedBadMAC1 += 1; return }
+        if underLoad(now: now), !cookieChecker.validMAC2(message, source: source.cookieSource, now: now) {
+            let reply = cookieChecker.reply(to: message, source: source.cookieSource, local: identity, now: now, aead: handshakeAEAD)
+            _ = socket.send(reply, to: source)
+            stats.cookieRepliesSent += 1
+            return
+        }
+        switch type {
+        case .initiation:
+            guard let (senderIndex, state, timestamp) = try? Handshake.consumeInitiation(local: identity, message: message, aead: handshakeAEAD),
+                  let peer = peers[state.remoteStatic] else { stats.droppedHandshakes += 1; return }
+            // Replay (an old timestamp) and flood (more than 50 per second) protection, paper §5.1.
+            if let last = peer.lastTimestamp, timestamp <= last { stats.droppedHandshakes += 1; return }
+            if now - peer.lastInitiationConsumedAt < 1.0 / 50 { stats.droppedHandshakes += 1; return }
+            peer.lastTimestamp = timestamp
+            peer.lastInitiationConsumedAt = now
+            let localIndex = newIndex(.handshake(peer))
+            guard let (response, keys, mac1) = try? Handshake.createResponse(state, senderIndex: localIndex, receiverIndex: senderIndex,
+                                                                            psk: peer.config.presharedKey, cookie: peer.cookieJar.current(now: now),
+                                                                            aead: handshakeAEAD) else {
+                indices[localIndex] = nil; stats.droppedHandshakes += 1; return
+            }
+            let kp = Keypair(keys: keys, localIndex: localIndex, remoteIndex: senderIndex, created: now, isInitiator: false, peer: peer)
+            indices[localIndex] = .keypair(kp)
+            install(kp, on: peer, now: now)
+            peer.config.endpoint = source
+            peer.cookieJar.lastMAC1 = mac1
+            peer.lastSent = now
+            peer.lastReceived = now
+            _ = socket.send(response, to: source)
+        case .response:
+            let (senderIndex, receiverIndex) = Handshake.responseIndices(message)
+            guard case .handshake(let peer)? = indices[receiverIndex], let pend = peer.pending, pend.localIndex == receiverIndex,
+                  let keys = try? Handshake.consumeResponse(pend.state, local: identity, psk: peer.config.presharedKey, message: message, aead: handshakeAEAD)
+            else { stats.droppedHandshakes += 1; return }
+            let kp = Keypair(keys: keys, localIndex: receiverIndex, remoteIndex: senderIndex, created: now, isInitiator: true, peer: peer)
+            indices[receiverIndex] = .keypair(kp)
+            peer.pending = nil
+            peer.attemptStartedAt = nil
+            install(kp, on: peer, now: now)
+            peer.config.endpoint = source
+            peer.lastReceived = now
+            drainQueue(peer, now: now, into: &items)
+        default:
+            break
+        }
+    }
+
+    // MARK: Timers (paper §6)
+
+    func timerLoop() {
+        let aead = ChaChaPoly()
+        let scratch = UnsafeMutableRawPointer.allocate(byteCount: Self.scratchSize, alignment: 16)
+        defer { scratch.deallocate() }
+        while isRunning {
+            usleep(UInt32(timers.tick * 1_000_000))
+            var items: [(Outbound, [UInt8])] = []
+            lock.withLock { tickLocked(now: Time.monotonic(), items: &items) }
+            sendCollected(items, aead: aead, scratch: scratch)
+            flushEvents()
+        }
+    }
+
+    func tickLocked(now: Double, items: inout [(Outbound, [UInt8])]) {
+        for peer in peers.values {
+            // Retransmit an unanswered initiation after rekey-timeout (+ jitter); give up after rekey-attempt-time.
+            if let pend = peer.pending, now - pend.sentAt >= timers.rekeyTimeout + peer.retryJitter {
+                if let start = peer.attemptStartedAt, now - start >= timers.rekeyAttemptTime {
+                    indices[pend.localIndex] = nil
+                    peer.pending = nil; peer.attemptStartedAt = nil
+                    stats.droppedNoEndpoint += UInt64(peer.queue.count)
+                    peer.queue.removeAll()
+                    pendingEvents.append(.handshakeFailed(peer.config.publicKey))
+                } else {
+                    startHandshake(peer, now: now, retry: true)
+                }
+            }
+            // Passive keepalive: data came in and nothing went out for keepalive-timeout.
+            if peer.lastDataReceived > peer.lastSent, now - peer.lastDataReceived >= timers.keepaliveTimeout {
+                if let o = reserve(peer, now: now, bytes: 0, isData: false) { items.append((o, [])); stats.keepalivesSent += 1 }
+            }
+            // Data went out and nothing came back for keepalive + rekey timeout: handshake again.
+            if peer.pending == nil, peer.lastDataSent > peer.lastReceived,
+               now - peer.lastDataSent >= timers.keepaliveTimeout + timers.rekeyTimeout {
+                peer.lastDataSent = peer.lastReceived
+                startHandshake(peer, now: now)
+            }
+            // Persistent keepalive.
+            let interval = Double(peer.config.persistentKeepalive)
+            if interval > 0, peer.config.endpoint != nil, now - peer.lastSent >= interval {
+                if let o = reserve(peer, now: now, bytes: 0, isData: false) { items.append((o, [])); stats.keepalivesSent += 1 } else { startHandshake(peer, now: now) }
+            }
+            // Zero the keys three reject-after-times after the last handshake.
+            if let cur = peer.current, now - cur.created >= timers.rejectAfterTime * 3 {
+                let queued = peer.queue
+                clearSessions(peer)
+                peer.queue = queued
+            }
+        }
+    }
+}

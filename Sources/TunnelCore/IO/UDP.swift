@@ -1,0 +1,200 @@
+// The outer transport: one dual-stack UDP socket (IPv6 with IPV6_V6ONLY off, so IPv4 peers appear
+// as ::ffff:a.b.c.d), read in batches with recvmmsg(2) into buffers allocated once.
+import CTunnel
+import PacketKit
+import RouteKit
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A peer's outer address and port, kept as the kernel's sockaddr_in6 (IPv4 as v4-mapped).
+public struct Endpoint: Hashable, Sendable, CustomStringConvertible {
+    public var address: IPAddress
+    public var port: UInt16
+
+    public init(address: IPAddress, port: UInt16) { self.address = address; self.port = port }
+
+    /// Parses "192.0.2.1:51820" or "[2001:db8::1]:51820" as `wg` writes endpoints.
+    public init?(_ text: String) {
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]"), text[text.index(after: close)...].hasPrefix(":"),
+                  let a = try? IPAddress.parse(String(text[text.index(after: text.startIndex)..<close])),
+                  let p = UInt16(text[text.index(close, offsetBy: 2)...]) else { return nil }
+            self.init(address: a, port: p)
+        } else {
+            guard let colon = text.lastIndex(of: ":"), let a = try? IPAddress.parse(String(text[..<colon])), case .v4 = a,
+                  let p = UInt16(text[text.index(after: colon)...]) else { return nil }
+            self.init(address: a, port: p)
+        }
+    }
+
+    public var description: String {
+        switch address {
+        case .v4: return "\(address):\(port)"
+        case .v6: return "[\(address)]:\(port)"
+        }
+    }
+
+    /// The address bytes and port, as the cookie mechanism's "source" A.
+    public var cookieSource: [UInt8] {
+        var out: [UInt8]
+        switch address {
+        case .v4(let a): out = withUnsafeBytes(of: a.rawValue.bigEndian) { Array($0) }
+        case .v6(let a): out = withUnsafeBytes(of: a.rawValue.bigEndian) { Array($0) }
+        }
+        return out + [UInt8(port >> 8), UInt8(port & 0xff)]
+    }
+
+    var sockaddr: sockaddr_in6 {
+        var s = sockaddr_in6()
+        s.sin6_family = sa_family_t(AF_INET6)
+        s.sin6_port = port.bigEndian
+        let raw: UInt128
+        switch address {
+        case .v4(let a): raw = 0xffff_0000_0000 | UInt128(a.rawValue)
+        case .v6(let a): raw = a.rawValue
+        }
+        withUnsafeMutableBytes(of: &s.sin6_addr) { $0.storeBytes(of: raw.bigEndian, as: UInt128.self) }
+        return s
+    }
+
+    init(_ s: sockaddr_in6) {
+        let raw = withUnsafeBytes(of: s.sin6_addr) { UInt128(bigEndian: $0.loadUnaligned(as: UInt128.self)) }
+        if raw >> 32 == 0xffff { address = .v4(IPv4Address(rawValue: UInt32(truncatingIfNeeded: raw))) } else { address = .v6(IPv6Address(rawValue: raw)) }
+        port = UInt16(bigEndian: s.sin6_port)
+    }
+}
+
+/// A batch of datagram buffers, with their iovecs, source addresses and mmsghdrs, allocated once
+/// and reused for every `recvmmsg`.
+public final class DatagramBatch: @unchecked Sendable {
+    public let capacity: Int
+    public let bufferSize: Int
+    /// One contiguous region: `capacity` buffers of `bufferSize` bytes.
+    public let storage: UnsafeMutableRawPointer
+    let iovecs: UnsafeMutablePointer<iovec>
+    let names: UnsafeMutablePointer<sockaddr_in6>
+    let headers: UnsafeMutablePointer<sixgate_mmsghdr>
+    /// Messages filled by the last receive.
+    public private(set) var count = 0
+
+    public init(capacity: Int = 64, bufferSize: Int = 65536) {
+        self.capacity = capacity; self.bufferSize = bufferSize
+        storage = .allocate(byteCount: capacity * bufferSize, alignment: 16)
+        iovecs = .allocate(capacity: capacity)
+        names = .allocate(capacity: capacity); names.initialize(repeating: sockaddr_in6(), count: capacity)
+        headers = .allocate(capacity: capacity); headers.initialize(repeating: sixgate_mmsghdr(), count: capacity)
+    }
+
+    deinit { storage.deallocate(); iovecs.deallocate(); names.deallocate(); headers.deallocate() }
+
+    /// The buffer of message `i`.
+    @inline(__always) public func buffer(_ i: Int) -> UnsafeMutableRawPointer { storage + i * bufferSize }
+    /// The length of message `i` after a receive.
+    @inline(__always) public func length(_ i: Int) -> Int { Int(headers[i].msg_len) }
+    /// The source of message `i` after a receive.
+    @inline(__always) public func source(_ i: Int) -> Endpoint { Endpoint(names[i]) }
+
+    func prepareForReceive() {
+        for i in 0..<capacity {
+            iovecs[i] = iovec(iov_base: buffer(i), iov_len: bufferSize)
+            headers[i].msg_hdr = msghdr()
+            headers[i].msg_hdr.msg_name = UnsafeMutableRawPointer(names + i)
+            headers[i].msg_hdr.msg_namelen = socklen_t(MemoryLayout<sockaddr_in6>.size)
+            headers[i].msg_hdr.msg_iov = iovecs + i
+            headers[i].msg_hdr.msg_iovlen = 1
+            headers[i].msg_len = 0
+        }
+    }
+
+    func setCount(_ n: Int) { count = n }
+}
+
+/// The device's UDP socket. Rebinding to a new port swaps the socket behind the same descriptor
+/// number (dup2), so threads that read it need not be told.
+public final class UDPSocket: @unchecked Sendable {
+    public let fd: Int32
+    public private(set) var port: UInt16
+    let namespace: NetworkNamespace
+
+    /// Binds [::]:`port` (0 picks a free port) in `namespace`, dual-stack. The corresponding C
+    /// functions are `socket`, `setsockopt(IPV6_V6ONLY)` and `bind`.
+    public init(port: UInt16, namespace: NetworkNamespace = .current) throws(TunnelError) {
+        self.namespace = namespace
+        let (fd, bound) = try Self.make(port: port, namespace: namespace)
+        self.fd = fd; self.port = bound
+    }
+
+    static func make(port: UInt16, namespace: NetworkNamespace) throws(TunnelError) -> (Int32, UInt16) {
+        let r: Result<(Int32, UInt16), TunnelError>
+        do {
+            r = try namespace.perform { () throws(RouteKitError) -> Result<(Int32, UInt16), TunnelError> in
+                let fd = socket(AF_INET6, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+                guard fd >= 0 else { return .failure(.syscall("socket(AF_INET6, SOCK_DGRAM)", object: "UDP port \(port)")) }
+                var off: Int32 = 0, big: Int32 = 8 << 20
+                _ = setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &off, 4)
+                _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, 4)
+                _ = setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &big, 4)
+                var a = sockaddr_in6(); a.sin6_family = sa_family_t(AF_INET6); a.sin6_port = port.bigEndian
+                let rc = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) } }
+                if rc != 0 {
+                    let e = TunnelError.syscall("bind", object: "UDP port \(port)", hint: Glibc.errno == EADDRINUSE ? "another program listens there (see `ss -ulpn`)" : nil)
+                    close(fd); return .failure(e)
+                }
+                var len = socklen_t(MemoryLayout<sockaddr_in6>.size)
+                _ = withUnsafeMutablePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+                return .success((fd, UInt16(bigEndian: a.sin6_port)))
+            }
+        } catch {
+            throw TunnelError(operation: "enter", object: "\(namespace)", detail: error.description)
+        }
+        return try r.get()
+    }
+
+    deinit { close(fd) }
+
+    /// Binds a new port behind the same descriptor.
+    public func rebind(port newPort: UInt16) throws(TunnelError) {
+        let (nfd, bound) = try Self.make(port: newPort, namespace: namespace)
+        dup2(nfd, fd)
+        close(nfd)
+        port = bound
+    }
+
+    /// Receives up to `batch.capacity` datagrams without blocking; returns how many.
+    /// The corresponding C function is `recvmmsg`.
+    public func receive(_ batch: DatagramBatch) -> Int {
+        batch.prepareForReceive()
+        while true {
+            let n = sixgate_recvmmsg(fd, batch.headers, UInt32(batch.capacity), Int32(MSG_DONTWAIT))
+            if n >= 0 { batch.setCount(Int(n)); return Int(n) }
+            if errno == EINTR { continue }
+            batch.setCount(0)
+            return 0
+        }
+    }
+
+    /// Sends one datagram. The corresponding C function is `sendto`.
+    @inline(__always) @discardableResult
+    public func send(_ data: UnsafeRawBufferPointer, to endpoint: Endpoint) -> Bool {
+        var a = endpoint.sockaddr
+        return withUnsafePointer(to: &a) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
+                while true {
+                    let n = sendto(fd, data.baseAddress, data.count, 0, sa, socklen_t(MemoryLayout<sockaddr_in6>.size))
+                    if n >= 0 { return true }
+                    if errno == EINTR { continue }
+                    if errno == EAGAIN { var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0); _ = poll(&p, 1, 10); continue }
+                    return false
+                }
+            }
+        }
+    }
+
+    public func send(_ data: [UInt8], to endpoint: Endpoint) -> Bool { data.withUnsafeBytes { send($0, to: endpoint) } }
+
+    public func waitReadable(timeoutMilliseconds: Int32) -> Bool {
+        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        return poll(&p, 1, timeoutMilliseconds) > 0
+    }
+}

@@ -1,0 +1,211 @@
+// The cross-platform userspace API (wireguard.com/xplatform): text `get=1` / `set=1` requests on a
+// unix socket /var/run/wireguard/NAME.sock, so the stock `wg` tool shows and sets the device.
+import PacketKit
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension TunnelDevice {
+    /// The `get=1` answer: device then peers, keys in hex, ending with errno=0.
+    public func uapiGet() -> String {
+        var out = ""
+        lock.lock()
+        if let identity { out += "private_key=\(identity.privateKey.hex)\n" }
+        out += "listen_port=\(socket.port)\n"
+        let list = peers.values.sorted { $0.config.publicKey.hex < $1.config.publicKey.hex }
+        for p in list {
+            out += "public_key=\(p.config.publicKey.hex)\n"
+            if !p.config.presharedKey.isZero { out += "preshared_key=\(p.config.presharedKey.hex)\n" }
+            out += "protocol_version=1\n"
+            if let e = p.config.endpoint { out += "endpoint=\(e)\n" }
+            out += "last_handshake_time_sec=\(p.lastHandshakeWall.seconds)\nlast_handshake_time_nsec=\(p.lastHandshakeWall.nanoseconds)\n"
+            out += "tx_bytes=\(p.txBytes)\nrx_bytes=\(p.rxBytes)\n"
+            out += "persistent_keepalive_interval=\(p.config.persistentKeepalive)\n"
+            for a in p.config.allowedIPs { out += "allowed_ip=\(a)\n" }
+        }
+        lock.unlock()
+        return out + "errno=0\n\n"
+    }
+
+    /// Applies a `set=1` body (the lines after `set=1`, up to the blank line). Returns errno (0 on success)
+    /// and a message naming the line and key for anything refused; nothing is applied past an error.
+    public func uapiSet(_ body: String) -> (errno: Int32, message: String?) {
+        var privateKey: Bytes32?? = nil
+        var port: UInt16?
+        var replacePeers = false
+        struct PeerChange { var config: PeerConfiguration; var remove = false; var updateOnly = false; var replaceAllowed = false; var exists: Bool }
+        var changes: [PeerChange] = []
+        let existing: [Bytes32: PeerConfiguration] = lock.withLock { peers.mapValues(\.config) }
+        var lineNumber = 0
+        for raw in body.split(separator: "\n", omittingEmptySubsequences: false) {
+            lineNumber += 1
+            let line = String(raw)
+            if line.isEmpty { break }
+            guard let eq = line.firstIndex(of: "=") else { return (EINVAL, "line \(lineNumber): expected key=value, got \"\(line)\"") }
+            let key = String(line[..<eq]), value = String(line[line.index(after: eq)...])
+            func bad(_ why: String) -> (Int32, String?) { (EINVAL, "line \(lineNumber): \(key): \(why)") }
+            if changes.isEmpty || key == "public_key" {
+                switch key {
+                case "private_key":
+                    guard let k = Bytes32(hex: value) else { return bad("expected 64 hex digits") }
+                    privateKey = .some(k.isZero ? nil : k); continue
+                case "listen_port":
+                    guard let p = UInt16(value) else { return bad("expected a port 0-65535") }
+                    port = p; continue
+                case "fwmark":
+                    guard UInt32(value) != nil else { return bad("expected a number") }
+                    continue   // accepted; marks are not applied by this device
+                case "replace_peers":
+                    guard value == "true" else { return bad("only \"true\" is allowed") }
+                    replacePeers = true; continue
+                case "public_key":
+                    guard let k = Bytes32(hex: value) else { return bad("expected 64 hex digits") }
+                    let old = existing[k]
+                    changes.append(PeerChange(config: old ?? PeerConfiguration(publicKey: k), exists: old != nil)); continue
+                default:
+                    if changes.isEmpty { return bad("unknown device key") }
+                }
+            }
+            var c = changes.removeLast()
+            switch key {
+            case "remove": guard value == "true" else { return bad("only \"true\" is allowed") }; c.remove = true
+            case "update_only": guard value == "true" else { return bad("only \"true\" is allowed") }; c.updateOnly = true
+            case "preshared_key":
+                guard let k = Bytes32(hex: value) else { return bad("expected 64 hex digits") }
+                c.config.presharedKey = k
+            case "endpoint":
+                guard let e = Endpoint(value) else { return bad("expected IPv4:port or [IPv6]:port") }
+                c.config.endpoint = e
+            case "persistent_keepalive_interval":
+                guard let v = UInt16(value) else { return bad("expected seconds 0-65535") }
+                c.config.persistentKeepalive = v
+            case "replace_allowed_ips":
+                guard value == "true" else { return bad("only \"true\" is allowed") }
+                c.replaceAllowed = true; c.config.allowedIPs = []
+            case "allowed_ip":
+                guard let p = try? IPPrefix.parse(value) else { return bad("expected an address/prefix-length") }
+                if !c.config.allowedIPs.contains(p) { c.config.allowedIPs.append(p) }
+            case "protocol_version":
+                guard value == "1" else { return bad("only protocol version 1 exists") }
+            default:
+                return bad("unknown peer key")
+            }
+            changes.append(c)
+        }
+        do {
+            if privateKey != nil || port != nil { try configure(privateKey: privateKey ?? self.privateKey, listenPort: port) }
+            if replacePeers { for k in existing.keys where !changes.contains(where: { $0.config.publicKey == k }) { removePeer(k) } }
+            for c in changes {
+                if c.remove { removePeer(c.config.publicKey); continue }
+                if c.updateOnly && !c.exists { continue }
+                try setPeer(c.config)
+            }
+        } catch {
+            return (error.errno != 0 ? error.errno : EINVAL, error.description)
+        }
+        return (0, nil)
+    }
+}
+
+/// Serves the UAPI on /var/run/wireguard/NAME.sock for a device (one thread, one client at a time).
+public final class UAPIServer: @unchecked Sendable {
+    public let path: String
+    let fd: Int32
+    weak var device: TunnelDevice?
+    var thread: pthread_t?
+    let stopLock = DeviceLock()
+    var stopping = false
+
+    /// Creates the socket (mode 0600 in a 0755 directory) for `device`. The directory is shared by
+    /// every network namespace, so interface names must differ between namespaces.
+    public init(device: TunnelDevice, directory: String = "/var/run/wireguard") throws(TunnelError) {
+        self.device = device
+        path = "\(directory)/\(device.name).sock"
+        mkdir(directory, 0o755)
+        let s = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard s >= 0 else { throw .syscall("socket(AF_UNIX)", object: path) }
+        // A socket nobody answers is stale (a crashed daemon); a live one means the name is taken.
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { close(s); throw TunnelError(operation: "bind", object: path, detail: "path too long") }
+        withUnsafeMutableBytes(of: &addr.sun_path) { for (i, b) in bytes.enumerated() { $0[i] = b } }
+        let probe = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        let live = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(probe, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } } == 0
+        close(probe)
+        if live { close(s); throw TunnelError(operation: "bind", object: path, detail: "another device already serves this name") }
+        unlink(path)
+        let old = umask(0o077)
+        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        umask(old)
+        guard rc == 0, listen(s, 16) == 0 else { let e = TunnelError.syscall("bind", object: path); close(s); throw e }
+        fd = s
+    }
+
+    deinit { stop() }
+
+    public func start() {
+        thread = startThread(name: "sg-uapi") { [unowned self] in self.serve() }
+    }
+
+    /// Stops serving and removes the socket file.
+    public func stop() {
+        stopLock.lock()
+        let already = stopping
+        stopping = true
+        stopLock.unlock()
+        if already { return }
+        if let t = thread { pthread_join(t, nil) }
+        close(fd)
+        unlink(path)
+    }
+
+    func serve() {
+        while !stopLock.withLock({ stopping }) {
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&p, 1, 100) > 0 else { continue }
+            let c = accept(fd, nil, nil)
+            guard c >= 0 else { continue }
+            handle(c)
+            close(c)
+        }
+    }
+
+    /// Reads requests until the client closes; each ends with a blank line.
+    func handle(_ c: Int32) {
+        var tv = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var pending = [UInt8]()
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(c, $0.baseAddress, 4096) }
+            if n <= 0 { return }
+            pending += chunk[0..<n]
+            if pending.count > 1 << 20 { return }
+            while let end = Self.requestEnd(pending) {
+                let request = String(decoding: pending[0..<end], as: UTF8.self)
+                pending.removeFirst(end + 2)
+                let reply = respond(request)
+                _ = Array(reply.utf8).withUnsafeBytes { write(c, $0.baseAddress, $0.count) }
+            }
+        }
+    }
+
+    static func requestEnd(_ b: [UInt8]) -> Int? {
+        guard b.count >= 2 else { return nil }
+        for i in 0..<(b.count - 1) where b[i] == 10 && b[i + 1] == 10 { return i }
+        return nil
+    }
+
+    func respond(_ request: String) -> String {
+        guard let device else { return "errno=\(ENODEV)\n\n" }
+        if request == "get=1" { return device.uapiGet() }
+        if request.hasPrefix("set=1\n") || request == "set=1" {
+            let body = request == "set=1" ? "" : String(request.dropFirst(6))
+            let (e, message) = device.uapiSet(body + "\n")
+            if let message { device.lastUAPIError = message }
+            return "errno=\(e)\n\n"
+        }
+        return "errno=\(EINVAL)\n\n"
+    }
+}
