@@ -69,16 +69,33 @@ public func run(_ argv: [String], timeout: Double = 60, check: Bool = false) thr
 /// A process started in the background; stopped by PID.
 public final class BackgroundProcess: @unchecked Sendable {
     public let process: Process
-    public init(_ argv: [String]) throws {
+    /// The file that receives standard output and error when `captureOutput` was set.
+    public let outputPath: String?
+
+    public init(_ argv: [String], environment: [String: String] = [:], captureOutput: Bool = false) throws {
         guard let exe = argv[0].hasPrefix("/") ? argv[0] : which(argv[0]) else { throw TestSupportError.missingProgram(argv[0]) }
         process = Process()
         process.executableURL = URL(fileURLWithPath: exe)
         process.arguments = Array(argv.dropFirst())
+        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         process.standardInput = FileHandle.nullDevice
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
+        if captureOutput {
+            let path = NSTemporaryDirectory() + "sixgate-bg-\(uniqueSuffix()).log"
+            FileManager.default.createFile(atPath: path, contents: nil)
+            let h = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+            process.standardOutput = h
+            process.standardError = h
+            outputPath = path
+        } else {
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            outputPath = nil
+        }
         try process.run()
     }
+
+    /// What the process wrote so far (with `captureOutput`).
+    public var output: String { outputPath.flatMap { try? String(contentsOfFile: $0, encoding: .utf8) } ?? "" }
     public var pid: Int32 { process.processIdentifier }
     /// Sends SIGTERM (then SIGKILL after `grace` seconds) and waits.
     public func stop(grace: Double = 3) {
@@ -173,4 +190,20 @@ public func withoutCapability<T: Sendable>(_ capability: Int32, _ body: @escapin
                       userInfo: [NSLocalizedDescriptionKey: "capset failed: errno \(box.dropError)"])
     }
     return value
+}
+
+/// The directory of the products `swift build` made (.build/debug beside Package.swift).
+public var builtProductsDirectory: String {
+    URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent(".build/debug").path
+}
+
+/// Polls `condition` every 50 ms until it holds or `timeout` seconds pass; returns whether it held.
+public func eventually(timeout: Double = 10, _ condition: () throws -> Bool) rethrows -> Bool {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        if try condition() { return true }
+        usleep(50_000)
+    }
+    return try condition()
 }

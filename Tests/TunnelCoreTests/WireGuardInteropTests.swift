@@ -1,0 +1,86 @@
+import Foundation
+import SixgateTestSupport
+import Testing
+@testable import TunnelCore
+
+/// Sixgate's userspace WireGuard against wireguard-go and `wg` (Debian packages), in namespaces
+/// the tests make and remove.
+@Suite(.enabled(if: isRoot && which("wireguard-go") != nil && which("wg") != nil, "needs root, wireguard-go and wg"))
+struct WireGuardInteropTests {
+    /// Each side initiates once: the first packet decides who sends the initiation.
+    @Test(arguments: [(WireGuardImplementation.sixgate, WireGuardImplementation.wireguardGo), (.wireguardGo, .sixgate)])
+    func pingAndTCPInBothFamiliesWhenLeftInitiates(left: WireGuardImplementation, right: WireGuardImplementation) throws {
+        let bed = try WireGuardTestbed(tag: "wgi", left: left, right: right)
+        defer { bed.destroy() }
+        // The left side sends first, so it initiates.
+        #expect(try bed.ping(from: bed.left, "2001:db8:77::2") == 3)
+        #expect(try bed.ping(from: bed.right, "198.51.100.1") == 3)
+        #expect(try bed.ping(from: bed.right, "2001:db8:77::1") == 3)
+
+        // A TCP transfer whose bytes are checked, each family, each direction.
+        var rng = SystemRandomNumberGenerator()
+        let payload = (0..<(1 << 20)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        #expect(try tcpTransfer(from: bed.left, to: bed.right, address: "2001:db8:77::2", port: 7001, bytes: payload) == payload)
+        #expect(try tcpTransfer(from: bed.right, to: bed.left, address: "198.51.100.1", port: 7002, bytes: payload) == payload)
+
+        // wg reads both devices through their UAPI sockets: peer, endpoint, allowed IPs, a handshake, bytes.
+        for (ns, name, peer, endpoint) in [(bed.left, bed.leftName, bed.rightPublic, "192.0.2.2:51821"), (bed.right, bed.rightName, bed.leftPublic, "192.0.2.1:51820")] {
+            let d = try bed.dump(ns: ns, name: name)
+            #expect(d.count == 8, "\(d)")
+            guard d.count == 8 else { continue }
+            #expect(d[0] == peer)
+            #expect(d[2] == endpoint)
+            #expect(d[3].contains("2001:db8:77::") && d[3].contains("198.51.100."))
+            #expect((Int(d[4]) ?? 0) > 1_700_000_000, "latest handshake \(d[4])")
+            #expect((Int(d[5]) ?? 0) > 1 << 20 && (Int(d[6]) ?? 0) > 1 << 20, "transfer \(d[5]) \(d[6])")
+        }
+        let show = try bed.pair.exec(bed.left, ["wg", "show", bed.leftName]).stdout
+        #expect(show.contains("latest handshake") && show.contains("listening port: 51820"))
+    }
+
+    /// With rekey-after-time shortened to 2 s, the Sixgate initiator starts new handshakes while
+    /// traffic flows, wireguard-go accepts them, and no ping is lost to the key change.
+    @Test func rekeyHappensWithoutLoss() throws {
+        let bed = try WireGuardTestbed(tag: "wgk", left: .sixgate, right: .wireguardGo,
+                                       leftArguments: ["--rekey-after-time", "2", "--reject-after-time", "6"])
+        defer { bed.destroy() }
+        let capture = NSTemporaryDirectory() + "sixgate-rekey-\(uniqueSuffix()).pcap"
+        defer { unlink(capture) }
+        let dump = try BackgroundProcess(["ip", "netns", "exec", bed.right, "tcpdump", "-i", bed.pair.rightInterface, "-U", "-n", "-w", capture, "udp"])
+        defer { dump.stop() }
+        usleep(500_000)
+        let received = try bed.ping(from: bed.left, "2001:db8:77::2", count: 40, interval: "0.2")
+        dump.stop()
+        #expect(received >= 39, "lost \(40 - received) of 40 pings across rekeys")
+        // Initiations are UDP payloads starting 01 00 00 00 from the Sixgate side.
+        let initiations = try run(["tcpdump", "-r", capture, "-n", "src host 192.0.2.1 and udp[8:4] = 0x01000000"], check: true)
+            .stdout.split(separator: "\n").count
+        #expect(initiations >= 3, "expected a handshake at start and rekeys every 2 s, saw \(initiations)")
+        let stats = bed.stopDaemons()[0]
+        #expect(stats.contains("handshakesCompleted"), "\(stats)")
+    }
+
+    /// Roaming (paper §2.1): the client's outer address changes mid-stream; the other side learns
+    /// the new endpoint from the next authenticated packet and traffic continues. The roaming client
+    /// is Sixgate; the side that must follow is wireguard-go, then Sixgate. (wireguard-go 0.0.20220316
+    /// cannot be the roamer here: it keeps its "sticky" deleted source address and sends nothing.)
+    @Test(arguments: [WireGuardImplementation.wireguardGo, .sixgate])
+    func trafficFollowsARoamingClient(follower: WireGuardImplementation) throws {
+        let bed = try WireGuardTestbed(tag: "wgr", left: follower, right: .sixgate)
+        defer { bed.destroy() }
+        #expect(try bed.ping(from: bed.right, "2001:db8:77::1") == 3)
+        let pinger = try BackgroundProcess(["ip", "netns", "exec", bed.right, "ping", "-c", "40", "-i", "0.1", "-W", "1", "2001:db8:77::1"], captureOutput: true)
+        usleep(1_000_000)
+        try bed.pair.exec(bed.right, ["ip", "addr", "del", "192.0.2.2/24", "dev", bed.pair.rightInterface])
+        try bed.pair.exec(bed.right, ["ip", "addr", "add", "192.0.2.22/24", "dev", bed.pair.rightInterface])
+        #expect(eventually(timeout: 15) { !pinger.process.isRunning })
+        pinger.stop()
+        let summary = pinger.output.split(separator: "\n").first { $0.contains("received") } ?? ""
+        let received = Int(summary.split(separator: ",").first { $0.contains("received") }?.split(separator: " ").first ?? "") ?? 0
+        #expect(received >= 30, "\(summary)")
+        // The non-roaming side now sends to the new address.
+        let d = try bed.dump(ns: bed.left, name: bed.leftName)
+        #expect(d.count == 8 && d[2].hasPrefix("192.0.2.22:"), "\(d)")
+        #expect(try bed.ping(from: bed.left, "198.51.100.2") == 3)
+    }
+}
