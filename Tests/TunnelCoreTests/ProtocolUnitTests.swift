@@ -1,0 +1,127 @@
+import PacketKit
+import Testing
+@testable import TunnelCore
+
+/// A reference holder so #expect can call the non-copyable window.
+private final class Window { var window = ReplayWindow(); func a(_ c: UInt64) -> Bool { window.accept(c) } }
+
+struct ReplayWindowTests {
+    @Test func acceptsEachCounterOnceAndInAnyOrderInsideTheWindow() {
+        let w = Window()
+        #expect(w.a(0))
+        #expect(!w.a(0))
+        #expect(w.a(5)); #expect(w.a(3)); #expect(!w.a(3)); #expect(w.a(4))
+        #expect(w.a(10_000))
+        // Just inside and just outside the window behind the newest counter.
+        #expect(w.a(10_000 - ReplayWindow.windowSize))
+        #expect(!w.a(10_000 - ReplayWindow.windowSize - 1))
+        #expect(!w.a(5))
+    }
+
+    @Test func aLargeJumpClearsTheWholeRing() {
+        let w = Window()
+        for c in 0..<3000 as Range<UInt64> { #expect(w.a(c)) }
+        #expect(w.a(1_000_000))
+        // Counters that share ring slots with old ones are new again after the jump.
+        #expect(w.a(1_000_000 - 64))
+        #expect(!w.a(2999))
+    }
+
+    @Test func rejectsCountersAtTheRejectAfterMessagesLimit() {
+        let w = Window()
+        #expect(!w.a(WireGuard.rejectAfterMessages))
+        #expect(w.a(WireGuard.rejectAfterMessages - 1))
+    }
+}
+
+struct AllowedIPsTests {
+    @Test func longestPrefixWinsInBothFamilies() throws {
+        var t = AllowedIPs<String>()
+        t.insert(try IPPrefix.parse("::/0"), "default")
+        t.insert(try IPPrefix.parse("2001:db8::/32"), "doc")
+        t.insert(try IPPrefix.parse("2001:db8:1::/48"), "site")
+        t.insert(try IPPrefix.parse("2001:db8:1::5/128"), "host")
+        t.insert(try IPPrefix.parse("198.51.100.0/24"), "v4net")
+        t.insert(try IPPrefix.parse("198.51.100.7/32"), "v4host")
+        #expect(t.lookup(try IPAddress.parse("2001:db8:1::5")) == "host")
+        #expect(t.lookup(try IPAddress.parse("2001:db8:1::6")) == "site")
+        #expect(t.lookup(try IPAddress.parse("2001:db8:2::1")) == "doc")
+        #expect(t.lookup(try IPAddress.parse("2001:db9::1")) == "default")
+        #expect(t.lookup(try IPAddress.parse("198.51.100.7")) == "v4host")
+        #expect(t.lookup(try IPAddress.parse("198.51.100.8")) == "v4net")
+        #expect(t.lookup(try IPAddress.parse("203.0.113.1")) == nil)
+        #expect(t.remove(try IPPrefix.parse("2001:db8:1::5/128")) == "host")
+        #expect(t.lookup(try IPAddress.parse("2001:db8:1::5")) == "site")
+        t.removeAll { $0 == "site" }
+        #expect(t.lookup(try IPAddress.parse("2001:db8:1::5")) == "doc")
+        #expect(t.count == 4)
+    }
+}
+
+struct MessageFramingTests {
+    @Test func classifyChecksTypeReservedBytesAndSize() {
+        func c(_ b: [UInt8]) -> MessageType? { b.withUnsafeBytes { MessageType.classify($0) } }
+        #expect(c([1, 0, 0, 0] + [UInt8](repeating: 0, count: 144)) == .initiation)
+        #expect(c([1, 0, 0, 0] + [UInt8](repeating: 0, count: 143)) == nil)
+        #expect(c([2, 0, 0, 0] + [UInt8](repeating: 0, count: 88)) == .response)
+        #expect(c([3, 0, 0, 0] + [UInt8](repeating: 0, count: 60)) == .cookieReply)
+        #expect(c([4, 0, 0, 0] + [UInt8](repeating: 0, count: 28)) == .transport)
+        #expect(c([4, 0, 0, 0] + [UInt8](repeating: 0, count: 27)) == nil)
+        #expect(c([4, 1, 0, 0] + [UInt8](repeating: 0, count: 28)) == nil)
+        #expect(c([5, 0, 0, 0] + [UInt8](repeating: 0, count: 28)) == nil)
+        #expect(c([]) == nil)
+    }
+
+    @Test func endpointsParseAndPrintAsWgDoes() {
+        #expect(Endpoint("192.0.2.1:51820")?.description == "192.0.2.1:51820")
+        #expect(Endpoint("[2001:db8::1]:51820")?.description == "[2001:db8::1]:51820")
+        #expect(Endpoint("2001:db8::1:51820") == nil)
+        #expect(Endpoint("192.0.2.1") == nil)
+        #expect(Endpoint("[2001:db8::1]:70000") == nil)
+        let e = Endpoint("192.0.2.1:51820")!
+        #expect(Endpoint(e.sockaddr) == e)
+    }
+}
+
+@Suite(.enabled(if: isRootUser, "needs root to create a TUN device"))
+struct UAPITests {
+    @Test func setThenGetRoundTripsAndBadLinesNameTheirKey() throws {
+        let device = try TunnelDevice(interfaceName: "sgu\(UInt32.random(in: 0...UInt32.max) % 100000)")
+        let priv = X25519.generatePrivateKey(), peer = X25519.publicKey(X25519.generatePrivateKey())
+        let (e, message) = device.uapiSet("""
+            private_key=\(priv.hex)
+            listen_port=0
+            public_key=\(peer.hex)
+            endpoint=[2001:db8::9]:51820
+            persistent_keepalive_interval=25
+            allowed_ip=2001:db8:1::/64
+            allowed_ip=198.51.100.0/24
+
+            """)
+        #expect(e == 0, "\(message ?? "")")
+        let get = device.uapiGet()
+        #expect(get.contains("private_key=\(priv.hex)\n"))
+        #expect(get.contains("public_key=\(peer.hex)\n"))
+        #expect(get.contains("endpoint=[2001:db8::9]:51820\n"))
+        #expect(get.contains("persistent_keepalive_interval=25\n"))
+        #expect(get.contains("allowed_ip=2001:db8:1::/64\n") && get.contains("allowed_ip=198.51.100.0/24\n"))
+        #expect(get.hasSuffix("errno=0\n\n"))
+        #expect(device.peer(for: try IPAddress.parse("198.51.100.9")) == peer)
+
+        let bad = device.uapiSet("public_key=\(peer.hex)\nallowed_ip=2001:db8::/129\n\n")
+        #expect(bad.errno == 22)
+        #expect(bad.message?.contains("line 2: allowed_ip") == true, "\(bad.message ?? "")")
+        #expect(device.uapiSet("listen_port=99999\n\n").message?.contains("line 1: listen_port") == true)
+        #expect(device.uapiSet("bogus=1\n\n").errno == 22)
+        // Nothing was applied by the refused requests.
+        #expect(device.uapiGet() == get)
+        // remove=true drops the peer and its allowed IPs.
+        #expect(device.uapiSet("public_key=\(peer.hex)\nremove=true\n\n").errno == 0)
+        #expect(device.peer(for: try IPAddress.parse("198.51.100.9")) == nil)
+    }
+}
+
+private var isRootUser: Bool { getuid() == 0 }
+#if canImport(Glibc)
+import Glibc
+#endif
