@@ -1,5 +1,6 @@
 // The cross-platform userspace API (wireguard.com/xplatform): text `get=1` / `set=1` requests on a
 // unix socket /var/run/wireguard/NAME.sock, so the stock `wg` tool shows and sets the device.
+import CTunnel
 import PacketKit
 #if canImport(Glibc)
 import Glibc
