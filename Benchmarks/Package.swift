@@ -14,6 +14,11 @@ let package = Package(
             name: "PacketKitBenchmarks",
             dependencies: [.product(name: "PacketKit", package: "main"), "CReference", "CMallocCounter"],
         ),
+        .target(name: "CSealReference", cSettings: [.unsafeFlags(["-O2"])], linkerSettings: [.linkedLibrary("crypto")]),
+        .executableTarget(
+            name: "TunnelCoreBenchmarks",
+            dependencies: [.product(name: "PacketKit", package: "main"), .product(name: "TunnelCore", package: "main"), "CSealReference", "CMallocCounter"]
+        ),
         .executableTarget(
             name: "RouteKitBenchmarks",
             dependencies: [.product(name: "PacketKit", package: "main"), .product(name: "RouteKit", package: "main")]

@@ -14,6 +14,11 @@ if ! swift run -c release --package-path Benchmarks PacketKitBenchmarks --quick;
     echo "test.sh: the PacketKit benchmark smoke run failed" >&2
     status=1
 fi
+# TunnelCore's smoke run fails if a per-packet path allocates (a count, not a timing).
+if ! swift run -c release --package-path Benchmarks TunnelCoreBenchmarks --quick; then
+    echo "test.sh: the TunnelCore benchmark smoke run failed (allocations on a per-packet path?)" >&2
+    status=1
+fi
 after=$(ip netns list 2>/dev/null | awk '{print $1}' | grep '^sg-' || true)
 leftover=$(comm -13 <(echo "$before" | sort) <(echo "$after" | sort) | grep . || true)
 if [ -n "$leftover" ]; then
