@@ -121,6 +121,24 @@ struct UAPITests {
     }
 }
 
+extension UAPITests {
+    @Test func aPrefixMovesToItsNewestOwnerAndLeavesWithIt() throws {
+        let device = try TunnelDevice(interfaceName: "sgm\(UInt32.random(in: 0...UInt32.max) % 100000)")
+        let a = X25519.publicKey(X25519.generatePrivateKey()), b = X25519.publicKey(X25519.generatePrivateKey())
+        let shared = try IPPrefix.parse("2001:db8:5::/64"), own = try IPPrefix.parse("198.51.100.0/24")
+        try device.setPeer(PeerConfiguration(publicKey: a, allowedIPs: [shared, own]))
+        try device.setPeer(PeerConfiguration(publicKey: b, allowedIPs: [shared]))
+        #expect(device.peer(for: try IPAddress.parse("2001:db8:5::1")) == b)
+        let statuses = device.peerStatuses()
+        #expect(statuses.first { $0.configuration.publicKey == a }?.configuration.allowedIPs == [own])
+        // Updating a with a smaller list drops the rest from the table; removing b takes the prefix with it.
+        try device.setPeer(PeerConfiguration(publicKey: a, allowedIPs: []))
+        #expect(device.peer(for: try IPAddress.parse("198.51.100.9")) == nil)
+        device.removePeer(b)
+        #expect(device.peer(for: try IPAddress.parse("2001:db8:5::1")) == nil)
+    }
+}
+
 private var isRootUser: Bool { getuid() == 0 }
 #if canImport(Glibc)
 import Glibc

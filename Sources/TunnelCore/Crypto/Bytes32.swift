@@ -45,7 +45,7 @@ public struct Bytes32: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// Lower-case hex.
-    public var hex: String { bytes.map { String($0, radix: 16).leftPadded(2) }.joined() }
+    public var hex: String { bytes.hexString }
 
     /// Parses 64 hex digits.
     public init?(hex: String) {

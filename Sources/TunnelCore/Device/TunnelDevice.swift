@@ -145,18 +145,24 @@ public final class TunnelDevice: @unchecked Sendable {
         if let p = peers[config.publicKey] {
             peer = p
             if p.config.presharedKey != config.presharedKey { clearSessions(p) }
+            removeAllowedIPs(of: p)
             p.config = config
         } else {
             peer = Peer(config)
             peers[config.publicKey] = peer
         }
-        allowed.removeAll { $0 === peer }
-        for prefix in config.allowedIPs { allowed.insert(prefix, peer) }
-        // A prefix moves to its newest owner: drop it from the other peers' lists.
-        for other in peers.values where other !== peer {
-            other.config.allowedIPs.removeAll { config.allowedIPs.contains($0) }
+        // Work proportional to this peer's prefixes, not to the number of peers (a gateway has
+        // tens of thousands). A prefix moves to its newest owner and leaves the old owner's list.
+        for prefix in config.allowedIPs {
+            if let previous = allowed.insert(prefix, peer), previous !== peer {
+                previous.config.allowedIPs.removeAll { $0 == prefix }
+            }
         }
-        peer.config.allowedIPs = config.allowedIPs
+    }
+
+    /// Drops the table entries that still belong to `p`. Lock held.
+    func removeAllowedIPs(of p: Peer) {
+        for prefix in p.config.allowedIPs where allowed.owner(of: prefix) === p { allowed.remove(prefix) }
     }
 
     /// Removes a peer; its sessions and allowed IPs go with it. No error if it is absent.
@@ -167,7 +173,7 @@ public final class TunnelDevice: @unchecked Sendable {
 
     func removePeerLocked(_ p: Peer) {
         clearSessions(p)
-        allowed.removeAll { $0 === p }
+        removeAllowedIPs(of: p)
         peers[p.config.publicKey] = nil
         pendingEvents.append(.removed(p.config.publicKey))
     }

@@ -20,17 +20,27 @@ public struct AllowedIPs<Value> {
     @inline(__always) static func mask4(_ a: UInt32, _ len: UInt8) -> UInt32 { len == 0 ? 0 : a & (UInt32.max << (32 - UInt32(len))) }
     @inline(__always) static func mask6(_ a: UInt128, _ len: UInt8) -> UInt128 { len == 0 ? 0 : a & (UInt128.max << (128 - UInt128(len))) }
 
-    /// Inserts or replaces the owner of `prefix` (host bits are ignored, as `wg` does).
-    public mutating func insert(_ prefix: IPPrefix, _ value: Value) {
+    /// Inserts or replaces the owner of `prefix` (host bits are ignored, as `wg` does); returns the
+    /// previous owner of exactly this prefix.
+    @discardableResult
+    public mutating func insert(_ prefix: IPPrefix, _ value: Value) -> Value? {
         switch prefix {
         case .v4(let p):
             let len = p.length
             if v4[len] == nil { v4[len] = [:]; v4Lengths = v4.keys.sorted(by: >) }
-            v4[len]![Self.mask4(p.network.rawValue, len)] = value
+            return v4[len]!.updateValue(value, forKey: Self.mask4(p.network.rawValue, len))
         case .v6(let p):
             let len = p.length
             if v6[len] == nil { v6[len] = [:]; v6Lengths = v6.keys.sorted(by: >) }
-            v6[len]![Self.mask6(p.network.rawValue, len)] = value
+            return v6[len]!.updateValue(value, forKey: Self.mask6(p.network.rawValue, len))
+        }
+    }
+
+    /// The owner of exactly `prefix` (not a longest match).
+    public func owner(of prefix: IPPrefix) -> Value? {
+        switch prefix {
+        case .v4(let p): return v4[p.length]?[Self.mask4(p.network.rawValue, p.length)]
+        case .v6(let p): return v6[p.length]?[Self.mask6(p.network.rawValue, p.length)]
         }
     }
 
