@@ -65,6 +65,7 @@ let package = Package(
         // Examples (built with the package so they never rot).
         .executableTarget(name: "pcap-dump", dependencies: ["PacketKit"], path: "Examples/pcap-dump"),
         .executableTarget(name: "ip6-route", dependencies: ["PacketKit", "RouteKit"], path: "Examples/ip6-route"),
+        .executableTarget(name: "tunnel-pair", dependencies: ["PacketKit", "RouteKit", "TunnelCore"], path: "Examples/tunnel-pair"),
 
         // Tests: one target per module that has behaviour to test.
         .target(name: "CTestSupport", path: "Tests/CTestSupport"),

@@ -54,3 +54,24 @@ struct IP6RouteExampleTests {
         #expect(ours.contains("default via 2001:db8:5::2 dev \(pair.leftInterface)"))
     }
 }
+
+@Suite("The tunnel-pair example", .enabled(if: isRoot, "needs root for network namespaces and TUN"))
+struct TunnelPairExampleTests {
+    @Test func carriesPingsBothWaysAndReportsTheHandshake() throws {
+        let pair = try NamespacePair(tag: "ext")
+        defer { pair.destroy() }
+        let example = try BackgroundProcess(["\(UnfinishedCommandsTests.binDir)/tunnel-pair", pair.left, "2001:db8:5::1",
+                                             pair.right, "2001:db8:5::2", "6"], captureOutput: true)
+        defer { example.stop() }
+        #expect(eventually(timeout: 10) { example.output.contains("tunnel-pair: up") }, "output: \(example.output)")
+        let v6 = try pair.exec(pair.left, ["ping", "-c", "2", "-W", "2", "2001:db8:77::2"], check: false)
+        let v4 = try pair.exec(pair.right, ["ping", "-c", "2", "-W", "2", "198.51.100.1"], check: false)
+        #expect(v6.succeeded, "\(v6.stdout)")
+        #expect(v4.succeeded, "\(v4.stdout)")
+        #expect(eventually(timeout: 15) { !example.process.isRunning })
+        let out = example.output
+        #expect(out.contains("A: handshake completed with ") || out.contains("B: handshake completed with "), "output: \(out)")
+        #expect(out.contains("\nA: ") && out.contains("\nB: "), "output: \(out)")
+        #expect(example.process.terminationStatus == 0)
+    }
+}

@@ -83,6 +83,55 @@ struct MessageFramingTests {
     }
 }
 
+/// The sendmmsg path, over loopback: every queued datagram arrives, in order, to the endpoint it
+/// was queued for, both families, and a refused one does not stop the rest.
+struct DatagramBatchTests {
+    @Test func aBatchSendsEveryDatagramToItsOwnEndpointInOrder() throws {
+        let sender = try UDPSocket(port: 0), a = try UDPSocket(port: 0), b = try UDPSocket(port: 0)
+        let batch = DatagramBatch(capacity: 8, bufferSize: 2048)
+        let toA = Endpoint(address: try IPAddress.parse("::1"), port: a.port)
+        let toB = Endpoint(address: try IPAddress.parse("127.0.0.1"), port: b.port)
+        let plan: [(Endpoint, Int)] = [(toA, 100), (toB, 200), (toA, 300), (toB, 1400), (toA, 0)]
+        for (i, (dest, size)) in plan.enumerated() {
+            batch.buffer(batch.count).initializeMemory(as: UInt8.self, repeating: UInt8(i + 1), count: size)
+            #expect(batch.append(length: size, to: dest) == false)
+        }
+        #expect(sender.send(batch) == plan.count)
+        #expect(batch.count == 0)
+        func drain(_ socket: UDPSocket, expecting: Int) -> [(Int, UInt8)] {
+            let rx = DatagramBatch(capacity: 8, bufferSize: 2048)
+            var got: [(Int, UInt8)] = []
+            for _ in 0..<100 where got.count < expecting {
+                guard socket.receive(rx) > 0 else { usleep(10_000); continue }
+                #expect(rx.source(0).port == sender.port)
+                for i in 0..<rx.count { got.append((rx.length(i), rx.length(i) > 0 ? rx.buffer(i).load(as: UInt8.self) : 0)) }
+            }
+            return got
+        }
+        let gotA = drain(a, expecting: 3), gotB = drain(b, expecting: 2)
+        #expect(gotA.map(\.0) == [100, 300, 0])
+        #expect(gotA.map(\.1) == [1, 3, 0])
+        #expect(gotB.map(\.0) == [200, 1400])
+        #expect(gotB.map(\.1) == [2, 4])
+    }
+
+    @Test func aRefusedDatagramIsSkippedAndTheRestStillGo() throws {
+        let sender = try UDPSocket(port: 0), a = try UDPSocket(port: 0)
+        let batch = DatagramBatch(capacity: 4, bufferSize: 70000)
+        let toA = Endpoint(address: try IPAddress.parse("::1"), port: a.port)
+        batch.append(length: 10, to: toA)
+        batch.append(length: 66000, to: toA)   // larger than any UDP datagram: EMSGSIZE
+        batch.append(length: 20, to: toA)
+        #expect(sender.send(batch) == 2)
+        let rx = DatagramBatch(capacity: 4, bufferSize: 2048)
+        var lengths: [Int] = []
+        for _ in 0..<50 where lengths.count < 2 {
+            if a.receive(rx) > 0 { lengths += (0..<rx.count).map(rx.length) } else { usleep(10_000) }
+        }
+        #expect(lengths == [10, 20])
+    }
+}
+
 @Suite(.enabled(if: isRootUser, "needs root to create a TUN device"))
 struct UAPITests {
     @Test func setThenGetRoundTripsAndBadLinesNameTheirKey() throws {

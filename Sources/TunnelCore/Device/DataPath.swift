@@ -7,24 +7,36 @@ import Glibc
 extension TunnelDevice {
     // MARK: TUN → peers
 
+    /// Reads what the TUN device has waiting, seals each packet in its own slot of a send batch and
+    /// hands the batch to the kernel with one sendmmsg per `sendBatchSize` packets (or when the TUN
+    /// runs dry), so a burst costs one system call per batch on the UDP side.
     func tunLoop() {
         let aead = ChaChaPoly()
-        let buffer = UnsafeMutableRawPointer.allocate(byteCount: Self.scratchSize, alignment: 16)
-        defer { buffer.deallocate() }
+        let batch = DatagramBatch(capacity: Self.sendBatchSize, bufferSize: Self.scratchSize)
         let capacity = 65535
         while isRunning {
             guard tun.waitReadable(timeoutMilliseconds: 100) else { continue }
             // Drain what is waiting, then poll again.
             for _ in 0..<256 {
-                let n = tun.read(into: UnsafeMutableRawBufferPointer(start: buffer + 16, count: capacity))
+                let slot = batch.buffer(batch.count)
+                let n = tun.read(into: UnsafeMutableRawBufferPointer(start: slot + 16, count: capacity))
                 if n <= 0 { break }
-                sendFromTUN(buffer: buffer, length: n, aead: aead)
+                if let out = sendFromTUN(buffer: slot, length: n),
+                   let total = seal(out, buffer: slot, length: n, aead: aead),
+                   batch.append(length: total, to: out.endpoint) {
+                    socket.send(batch)
+                }
             }
+            if batch.count > 0 { socket.send(batch) }
         }
     }
 
+    static let sendBatchSize = 32
+
+    /// Routes one packet read from the TUN device (at `buffer + 16`) to its peer and reserves a
+    /// counter; nil when it was dropped or queued for a handshake.
     @inline(__always)
-    func sendFromTUN(buffer: UnsafeMutableRawPointer, length n: Int, aead: ChaChaPoly) {
+    func sendFromTUN(buffer: UnsafeMutableRawPointer, length n: Int) -> Outbound? {
         let p = UnsafeRawPointer(buffer + 16)
         let version = p.load(as: UInt8.self) >> 4
         let now = Time.monotonic()
@@ -37,7 +49,7 @@ extension TunnelDevice {
         } else {
             peer = nil
         }
-        guard let peer else { stats.droppedNoPeer += 1; lock.unlock(); return }
+        guard let peer else { stats.droppedNoPeer += 1; lock.unlock(); return nil }
         guard let out = reserve(peer, now: now, bytes: n, isData: true) else {
             // No usable session: keep the packet for when the handshake completes.
             if peer.config.endpoint != nil {
@@ -46,11 +58,11 @@ extension TunnelDevice {
                 startHandshake(peer, now: now)
             }
             lock.unlock()
-            return
+            return nil
         }
         stats.packetsSent += 1
         lock.unlock()
-        sealAndSend(out, buffer: buffer, length: n, aead: aead)
+        return out
     }
 
     // MARK: UDP → TUN

@@ -308,17 +308,25 @@ public final class TunnelDevice: @unchecked Sendable {
         return Outbound(key: kp.sendKey, counter: counter, remoteIndex: kp.remoteIndex, endpoint: endpoint)
     }
 
-    /// Pads, seals in place and sends. `buffer` holds the packet at offset 16 with room for padding
-    /// and the tag after it. Not under the lock.
+    /// Pads and seals in place into a transport message. `buffer` holds the packet at offset 16
+    /// with room for padding and the tag after it. Returns the message length, or nil if sealing
+    /// failed. Not under the lock.
     @inline(__always)
-    func sealAndSend(_ out: Outbound, buffer: UnsafeMutableRawPointer, length: Int, aead: ChaChaPoly) {
+    func seal(_ out: Outbound, buffer: UnsafeMutableRawPointer, length: Int, aead: ChaChaPoly) -> Int? {
         let padded = (length + 15) & ~15
         if padded > length { (buffer + 16 + length).initializeMemory(as: UInt8.self, repeating: 0, count: padded - length) }
-        guard aead.seal(key: out.key, nonce: ChaChaPoly.nonce(out.counter), data: buffer + 16, length: padded, tag: buffer + 16 + padded) else { return }
+        guard aead.seal(key: out.key, nonce: ChaChaPoly.nonce(out.counter), data: buffer + 16, length: padded, tag: buffer + 16 + padded) else { return nil }
         buffer.storeBytes(of: UInt32(4).littleEndian, toByteOffset: 0, as: UInt32.self)
         buffer.storeBytes(of: out.remoteIndex.littleEndian, toByteOffset: 4, as: UInt32.self)
         buffer.storeBytes(of: out.counter.littleEndian, toByteOffset: 8, as: UInt64.self)
-        socket.send(UnsafeRawBufferPointer(start: buffer, count: 16 + padded + 16), to: out.endpoint)
+        return 16 + padded + 16
+    }
+
+    /// Seals and sends one message at once (handshake-time traffic; the data path batches).
+    @inline(__always)
+    func sealAndSend(_ out: Outbound, buffer: UnsafeMutableRawPointer, length: Int, aead: ChaChaPoly) {
+        guard let total = seal(out, buffer: buffer, length: length, aead: aead) else { return }
+        socket.send(UnsafeRawBufferPointer(start: buffer, count: total), to: out.endpoint)
     }
 
     /// Seals and sends queued packets and keepalives collected under the lock.

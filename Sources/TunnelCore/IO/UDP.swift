@@ -1,5 +1,6 @@
 // The outer transport: one dual-stack UDP socket (IPv6 with IPV6_V6ONLY off, so IPv4 peers appear
-// as ::ffff:a.b.c.d), read in batches with recvmmsg(2) into buffers allocated once.
+// as ::ffff:a.b.c.d), read in batches with recvmmsg(2) and written in batches with sendmmsg(2),
+// through buffers allocated once.
 import CTunnel
 import PacketKit
 import RouteKit
@@ -65,8 +66,8 @@ public struct Endpoint: Hashable, Sendable, CustomStringConvertible {
     }
 }
 
-/// A batch of datagram buffers, with their iovecs, source addresses and mmsghdrs, allocated once
-/// and reused for every `recvmmsg`.
+/// A batch of datagram buffers, with their iovecs, addresses and mmsghdrs, allocated once and
+/// reused for every `recvmmsg` or `sendmmsg`.
 public final class DatagramBatch: @unchecked Sendable {
     public let capacity: Int
     public let bufferSize: Int
@@ -108,6 +109,26 @@ public final class DatagramBatch: @unchecked Sendable {
     }
 
     func setCount(_ n: Int) { count = n }
+
+    /// Queues buffer `count` (already filled with `length` bytes) for `UDPSocket.send(_:)` to
+    /// `endpoint`. Returns true when the batch is now full.
+    @inline(__always) @discardableResult
+    public func append(length: Int, to endpoint: Endpoint) -> Bool {
+        let i = count
+        precondition(i < capacity, "DatagramBatch.append past capacity")
+        names[i] = endpoint.sockaddr
+        iovecs[i] = iovec(iov_base: buffer(i), iov_len: length)
+        headers[i].msg_hdr = msghdr()
+        headers[i].msg_hdr.msg_name = UnsafeMutableRawPointer(names + i)
+        headers[i].msg_hdr.msg_namelen = socklen_t(MemoryLayout<sockaddr_in6>.size)
+        headers[i].msg_hdr.msg_iov = iovecs + i
+        headers[i].msg_hdr.msg_iovlen = 1
+        count = i + 1
+        return count == capacity
+    }
+
+    /// Empties the batch (for sending).
+    @inline(__always) public func reset() { count = 0 }
 }
 
 /// The device's UDP socket. Rebinding to a new port swaps the socket behind the same descriptor
@@ -192,6 +213,24 @@ public final class UDPSocket: @unchecked Sendable {
     }
 
     public func send(_ data: [UInt8], to endpoint: Endpoint) -> Bool { data.withUnsafeBytes { send($0, to: endpoint) } }
+
+    /// Sends every datagram queued in `batch` with `append`, then empties it; returns how many the
+    /// kernel took. A datagram the kernel refuses (an unreachable peer, EMSGSIZE) is skipped, not
+    /// retried, as `sendto` would lose it too. The corresponding C function is `sendmmsg`.
+    @discardableResult
+    public func send(_ batch: DatagramBatch) -> Int {
+        var offset = 0, sent = 0
+        let total = batch.count
+        while offset < total {
+            let n = sixgate_sendmmsg(fd, batch.headers + offset, UInt32(total - offset), 0)
+            if n > 0 { offset += Int(n); sent += Int(n); continue }
+            if n < 0, errno == EINTR { continue }
+            if n < 0, errno == EAGAIN || errno == ENOBUFS { var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0); _ = poll(&p, 1, 10); continue }
+            offset += 1   // the first message failed: drop it and go on with the rest
+        }
+        batch.reset()
+        return sent
+    }
 
     public func waitReadable(timeoutMilliseconds: Int32) -> Bool {
         var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
