@@ -25,6 +25,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
     ],
     targets: [
         // C shims (system libraries through pkg-config; Debian -dev packages).
@@ -44,7 +46,12 @@ let package = Package(
         .target(name: "RouteKit", dependencies: ["PacketKit", "CNetlink"]),
         .target(name: "TunnelCore", dependencies: ["PacketKit", "RouteKit", "CTunnel"]),
         .target(name: "NDPProxy", dependencies: ["PacketKit", "RouteKit"]),
-        .target(name: "AddressPool", dependencies: ["PacketKit"]),
+        .target(name: "AddressPool", dependencies: [
+            "PacketKit",
+            .product(name: "GRDB", package: "GRDB.swift"),
+            .product(name: "HeapModule", package: "swift-collections"),
+            .product(name: "DequeModule", package: "swift-collections"),
+        ]),
         .target(name: "Diagnostics", dependencies: ["PacketKit", "CPcap"]),
 
         // Roles.
@@ -65,6 +72,7 @@ let package = Package(
         // Examples (built with the package so they never rot).
         .executableTarget(name: "pcap-dump", dependencies: ["PacketKit"], path: "Examples/pcap-dump"),
         .executableTarget(name: "ip6-route", dependencies: ["PacketKit", "RouteKit"], path: "Examples/ip6-route"),
+        .executableTarget(name: "allocate", dependencies: ["AddressPool", "PacketKit"], path: "Examples/allocate"),
         .executableTarget(name: "tunnel-pair", dependencies: ["PacketKit", "RouteKit", "TunnelCore"], path: "Examples/tunnel-pair"),
 
         // Tests: one target per module that has behaviour to test.
@@ -75,6 +83,7 @@ let package = Package(
             resources: [.copy("Fixtures")]),
         .testTarget(name: "RouteKitTests", dependencies: ["RouteKit", "PacketKit", "SixgateTestSupport"]),
         .testTarget(name: "TunnelCoreTests", dependencies: ["TunnelCore", "PacketKit", "RouteKit", "SixgateTestSupport"]),
+        .testTarget(name: "AddressPoolTests", dependencies: ["AddressPool", "PacketKit", "SixgateTestSupport"]),
         .testTarget(name: "DiagnosticsTests", dependencies: ["Diagnostics"]),
         .testTarget(name: "CLITests", dependencies: ["SixgateTestSupport"]),
     ]

@@ -1,0 +1,417 @@
+// The allocator: pools in memory, every change committed to the lease store before it is reported.
+import DequeModule
+import HeapModule
+import PacketKit
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A lease as the allocator reports it (an active record).
+public typealias Lease = LeaseRecord
+
+/// Counts for one pool, for status output.
+public struct PoolStatistics: Hashable, Sendable {
+    public var name: String
+    /// The number of slots, as text ("254", "2^64").
+    public var size: String
+    public var active: Int
+    public var activeStatic: Int
+    /// Released rows kept so their clients get the same slot back.
+    public var released: Int
+    /// Released slots still in their quiet period.
+    public var inQuietPeriod: Int
+}
+
+/// Allocates IPv6 addresses, IPv6 prefixes and IPv4 addresses from configured pools to clients
+/// (identified by a string, normally the client's WireGuard public key), and keeps every lease in a
+/// `LeaseStore`.
+///
+/// Allocation order, per pool:
+/// 1. A client that holds a slot gets it again (allocation is idempotent).
+/// 2. A client whose released slot is still free gets that slot back, whatever its quiet period.
+/// 3. Otherwise the lowest-numbered free slot: released slots whose quiet period has ended, and slots
+///    never handed out, whichever is lower; reserved slots (the configuration's list and the RFC
+///    reservations, see `PoolConfiguration`) and static assignments are skipped.
+/// The same store contents and clock give the same answers.
+///
+/// Durability: a call returns a lease only after `LeaseStore.commit` returned. If the commit fails,
+/// nothing changes in memory and the call throws the store's error.
+///
+/// Thread-safe; calls are serialised (a commit happens under the lock).
+///
+/// ```swift
+/// let store = try SQLiteLeaseStore(path: "/var/lib/sixgate/leases.db")
+/// let pools = [PoolConfiguration(name: "v6", prefix: try .parse("2001:db8:1::/64"), kind: .ipv6Hosts,
+///                                reserved: [try .parse("2001:db8:1::1/128")])]
+/// let allocator = try AddressAllocator(pools: pools, store: store)
+/// let lease = try allocator.allocate(client: publicKeyBase64, in: "v6")   // 2001:db8:1::2/128
+/// ```
+public final class AddressAllocator: @unchecked Sendable {
+    public let pools: [PoolConfiguration]
+    public let store: any LeaseStore
+    /// Records the store held that fit no configured pool (a pool renamed, narrowed or removed).
+    /// They are kept in the store untouched, never silently dropped; `gatewayctl` shows them.
+    public private(set) var orphaned: [LeaseRecord] = []
+
+    private let now: @Sendable () -> Double
+    private let lock = SimpleLock()
+    private var states: [String: PoolState] = [:]
+    private var clientNames: [String] = []
+    private var clientIndex: [String: Int32] = [:]
+
+    /// Validates `pools` (unique names, kinds that fit their prefixes, reserved entries inside,
+    /// no two pools overlapping), then loads every record of `store`.
+    /// `now` gives seconds since 1970 (tests pass their own clock).
+    public init(pools: [PoolConfiguration], store: any LeaseStore,
+                now: @escaping @Sendable () -> Double = { wallClock() }) throws(AddressPoolError) {
+        self.pools = pools; self.store = store; self.now = now
+        for (i, p) in pools.enumerated() {
+            guard !p.name.isEmpty, p.name.utf8.count <= 64, !p.name.contains(where: { $0.isWhitespace || $0 == "|" }) else {
+                throw .invalidConfiguration(pool: p.name, reason: "a pool name is 1-64 characters without spaces or '|'")
+            }
+            guard p.quietPeriod >= 0, p.quietPeriod.isFinite else { throw .invalidConfiguration(pool: p.name, reason: "quiet period must be 0 or more seconds") }
+            guard states[p.name] == nil else { throw .invalidConfiguration(pool: p.name, reason: "two pools have this name") }
+            let g = try PoolGeometry(p)
+            for other in pools[..<i] where Self.overlap(p.prefix, other.prefix) { throw .overlappingPools(other.name, p.name) }
+            let state = PoolState(config: p, geometry: g)
+            for r in p.reserved {
+                guard let range = g.range(of: r) else { throw .invalidConfiguration(pool: p.name, reason: "reserved \(r) lies outside \(p.prefix)") }
+                state.reserved.append(range)
+            }
+            state.reserved.sort { $0.lowerBound < $1.lowerBound }
+            states[p.name] = state
+        }
+        try load()
+    }
+
+    static func overlap(_ a: IPPrefix, _ b: IPPrefix) -> Bool {
+        switch (a, b) {
+        case (.v6(let x), .v6(let y)): return x.overlaps(y)
+        case (.v4(let x), .v4(let y)): return x.overlaps(y)
+        default: return false
+        }
+    }
+
+    // MARK: Allocation
+
+    /// The client's slot in `pool`, allocated if it has none (see the type's allocation order).
+    public func allocate(client: String, in pool: String) throws(AddressPoolError) -> Lease {
+        try allocate(client: client, inPools: [pool])[0]
+    }
+
+    /// One slot in each of `pools` for `client`, all or none (one store transaction).
+    public func allocate(client: String, inPools pools: [String]) throws(AddressPoolError) -> [Lease] {
+        try Self.validate(client)
+        return try transaction { (t: inout Transaction) throws(AddressPoolError) -> [Lease] in
+            var out: [Lease] = []
+            for name in pools { out.append(try allocateLocked(client, try state(name), &t)) }
+            return out
+        }
+    }
+
+    /// A slot in `pool` for each of `clients`, all or none, in one store transaction (bulk enrolment:
+    /// one durable write for the lot). Leases come back in the order of `clients`.
+    public func allocateMany(clients: [String], in pool: String) throws(AddressPoolError) -> [Lease] {
+        for c in clients { try Self.validate(c) }
+        return try transaction { (t: inout Transaction) throws(AddressPoolError) -> [Lease] in
+            let s = try state(pool)
+            var out: [Lease] = []
+            out.reserveCapacity(clients.count)
+            for c in clients { out.append(try allocateLocked(c, s, &t)) }
+            return out
+        }
+    }
+
+    /// Assigns `prefix` (a /128 or /32 in host pools, a delegated prefix in prefix pools) to
+    /// `client` as a static lease; the client's other slot in the pool, if any, is released.
+    public func assignStatic(client: String, prefix: IPPrefix, in pool: String) throws(AddressPoolError) -> Lease {
+        try Self.validate(client)
+        return try transaction { (t: inout Transaction) throws(AddressPoolError) -> Lease in
+            let s = try state(pool)
+            guard let offset = s.geometry.offset(ofSlot: prefix) else { throw .notInPool(pool: pool, address: prefix.description) }
+            guard !s.isReserved(offset) else { throw .reserved(pool: pool, address: prefix.description) }
+            let c = intern(client)
+            let at = now()
+            if let e = s.slots[offset], e.client != c {
+                let releasedLongAgo = e.releasedAt.map { at - $0 >= s.config.quietPeriod && !e.isStatic } ?? false
+                guard releasedLongAgo else { throw .alreadyLeased(pool: pool, address: prefix.description, client: clientNames[Int(e.client)]) }
+            }
+            if let current = s.byClient[c], current != offset, let e = s.slots[current], e.client == c, e.releasedAt == nil {
+                releaseLocked(c, s, current, e, at: at, &t)
+            }
+            let entry = SlotEntry(client: c, isStatic: true, allocatedAt: at, releasedAt: nil)
+            return set(s, offset, entry, &t)
+        }
+    }
+
+    /// Turns the client's static lease in `pool` back into an ordinary one (it stays the client's
+    /// while active; once released it returns to the pool after the quiet period).
+    public func removeStatic(client: String, in pool: String) throws(AddressPoolError) -> Lease? {
+        try transaction { (t: inout Transaction) throws(AddressPoolError) -> Lease? in
+            let s = try state(pool)
+            guard let c = clientIndex[client], let offset = s.byClient[c], var e = s.slots[offset], e.client == c, e.isStatic else { return nil }
+            e.isStatic = false
+            let r = set(s, offset, e, &t)
+            if let at = e.releasedAt { s.quiet.append((offset, at)) }
+            return r
+        }
+    }
+
+    /// Releases the client's slot in `pool` (in every pool if nil); returns what was released.
+    /// The rows stay (released), so the client gets the same slots back when they are still free.
+    @discardableResult
+    public func release(client: String, in pool: String? = nil) throws(AddressPoolError) -> [LeaseRecord] {
+        try transaction { (t: inout Transaction) throws(AddressPoolError) -> [LeaseRecord] in
+            guard let c = clientIndex[client] else { return [] }
+            let targets = try pool.map { (name) throws(AddressPoolError) -> [PoolState] in [try state(name)] } ?? self.pools.map { states[$0.name]! }
+            let at = now()
+            var out: [LeaseRecord] = []
+            for s in targets {
+                guard let offset = s.byClient[c], let e = s.slots[offset], e.client == c, e.releasedAt == nil else { continue }
+                out.append(releaseLocked(c, s, offset, e, at: at, &t))
+            }
+            return out
+        }
+    }
+
+    // MARK: Lookups
+
+    /// The client's active leases, in pool order.
+    public func leases(of client: String) -> [Lease] {
+        lock.withLock {
+            guard let c = clientIndex[client] else { return [] }
+            return pools.compactMap { p -> Lease? in
+                let s = states[p.name]!
+                guard let o = s.byClient[c], let e = s.slots[o], e.client == c, e.releasedAt == nil else { return nil }
+                return record(s, o, e)
+            }
+        }
+    }
+
+    /// The active lease whose slot holds `address` (any address inside a delegated prefix).
+    public func lease(containing address: IPAddress) -> Lease? {
+        lock.withLock {
+            for p in pools {
+                let s = states[p.name]!
+                guard let o = s.geometry.offset(of: address) else { continue }
+                guard let e = s.slots[o], e.releasedAt == nil else { return nil }
+                return record(s, o, e)
+            }
+            return nil
+        }
+    }
+
+    /// Every record of `pool` (active and released), in slot order.
+    public func records(in pool: String) throws(AddressPoolError) -> [LeaseRecord] {
+        try lock.withLock { () throws(AddressPoolError) -> [LeaseRecord] in
+            let s = try state(pool)
+            return s.slots.keys.sorted().map { record(s, $0, s.slots[$0]!) }
+        }
+    }
+
+    public func statistics(of pool: String) throws(AddressPoolError) -> PoolStatistics {
+        try lock.withLock { () throws(AddressPoolError) -> PoolStatistics in
+            let s = try state(pool)
+            let at = now()
+            var st = PoolStatistics(name: pool, size: s.geometry.sizeDescription, active: 0, activeStatic: 0, released: 0, inQuietPeriod: 0)
+            for e in s.slots.values {
+                if let r = e.releasedAt {
+                    st.released += 1
+                    if !e.isStatic, at - r < s.config.quietPeriod { st.inQuietPeriod += 1 }
+                } else {
+                    st.active += 1
+                    if e.isStatic { st.activeStatic += 1 }
+                }
+            }
+            return st
+        }
+    }
+
+    /// The number of distinct clients the store knows.
+    public var clientCount: Int { lock.withLock { clientNames.count } }
+
+    // MARK: Internals (lock held)
+
+    private func state(_ name: String) throws(AddressPoolError) -> PoolState {
+        guard let s = states[name] else { throw .unknownPool(name) }
+        return s
+    }
+
+    private func intern(_ client: String) -> Int32 {
+        if let c = clientIndex[client] { return c }
+        let c = Int32(clientNames.count)
+        clientNames.append(client)
+        clientIndex[client] = c
+        return c
+    }
+
+    static func validate(_ client: String) throws(AddressPoolError) {
+        guard !client.isEmpty, client.utf8.count <= 256 else { throw .invalidClient("must be 1-256 bytes") }
+        guard !client.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f }) else {
+            throw .invalidClient("control characters in \(client.debugDescription)")
+        }
+    }
+
+    private func record(_ s: PoolState, _ o: UInt128, _ e: SlotEntry) -> LeaseRecord {
+        LeaseRecord(pool: s.config.name, prefix: s.geometry.prefix(at: o), client: clientNames[Int(e.client)],
+                    isStatic: e.isStatic, allocatedAt: e.allocatedAt, releasedAt: e.releasedAt)
+    }
+
+    private func allocateLocked(_ client: String, _ s: PoolState, _ t: inout Transaction) throws(AddressPoolError) -> Lease {
+        let c = intern(client)
+        let at = now()
+        // 1 and 2: the client's own slot, held or released.
+        if let o = s.byClient[c], let e = s.slots[o], e.client == c {
+            if e.releasedAt == nil { return record(s, o, e) }
+            return set(s, o, SlotEntry(client: c, isStatic: e.isStatic, allocatedAt: at, releasedAt: nil), &t)
+        }
+        // 3: the lowest free slot.
+        s.expireQuiet(now: at)
+        while let o = s.reusable.min {
+            if let e = s.slots[o], let r = e.releasedAt, !e.isStatic, at - r >= s.config.quietPeriod {
+                _ = s.reusable.removeMin()
+                t.undo.append(.reusable(s, o))
+                return set(s, o, SlotEntry(client: c, isStatic: false, allocatedAt: at, releasedAt: nil), &t)
+            }
+            _ = s.reusable.removeMin()   // stale: taken back by its client, or made static
+        }
+        let start = s.cursor
+        while s.cursor < s.geometry.count {
+            if let r = s.reservedRange(containing: s.cursor) { s.cursor = r.upperBound &+ 1; if r.upperBound == s.geometry.count - 1 { break }; continue }
+            if s.geometry.isRFCReserved(s.cursor) || s.slots[s.cursor] != nil { s.cursor += 1; continue }
+            let o = s.cursor
+            s.cursor += 1
+            t.undo.append(.cursor(s, start))
+            return set(s, o, SlotEntry(client: c, isStatic: false, allocatedAt: at, releasedAt: nil), &t)
+        }
+        if s.cursor > s.geometry.count { s.cursor = s.geometry.count }
+        let quiet = s.slots.values.reduce(0) { $0 + (($1.releasedAt.map { at - $0 < s.config.quietPeriod } ?? false) && !$1.isStatic ? 1 : 0) }
+        throw .exhausted(pool: s.config.name, size: s.geometry.sizeDescription, inQuietPeriod: quiet)
+    }
+
+    @discardableResult
+    private func releaseLocked(_ c: Int32, _ s: PoolState, _ o: UInt128, _ e: SlotEntry, at: Double, _ t: inout Transaction) -> LeaseRecord {
+        var released = e
+        released.releasedAt = at
+        let r = set(s, o, released, &t)
+        if !e.isStatic { s.quiet.append((o, at)) }
+        return r
+    }
+
+    /// Changes one slot in memory, remembering how to undo it and what to commit.
+    private func set(_ s: PoolState, _ o: UInt128, _ e: SlotEntry, _ t: inout Transaction) -> LeaseRecord {
+        let previous = s.slots.updateValue(e, forKey: o)
+        t.undo.append(.slot(s, o, previous))
+        if let previous, previous.client != e.client, s.byClient[previous.client] == o {
+            t.undo.append(.byClient(s, previous.client, o))
+            s.byClient[previous.client] = nil
+        }
+        t.undo.append(.byClient(s, e.client, s.byClient[e.client]))
+        s.byClient[e.client] = o
+        let r = record(s, o, e)
+        t.records.append(r)
+        return r
+    }
+
+    /// Runs `body` under the lock, commits what it changed, and undoes it all if either fails.
+    private func transaction<T>(_ body: (inout Transaction) throws(AddressPoolError) -> T) throws(AddressPoolError) -> T {
+        try lock.withLock { () throws(AddressPoolError) -> T in
+            var t = Transaction()
+            do throws(AddressPoolError) {
+                let result = try body(&t)
+                if !t.records.isEmpty { try store.commit(t.records) }
+                return result
+            } catch {
+                for u in t.undo.reversed() { u.apply() }
+                throw error
+            }
+        }
+    }
+
+    private func load() throws(AddressPoolError) {
+        let records = try store.loadAll()
+        let at = now()
+        var released: [(PoolState, UInt128, Double)] = []
+        for r in records {
+            guard let s = states[r.pool], let o = s.geometry.offset(ofSlot: r.prefix) else { orphaned.append(r); continue }
+            let c = intern(r.client)
+            s.slots[o] = SlotEntry(client: c, isStatic: r.isStatic, allocatedAt: r.allocatedAt, releasedAt: r.releasedAt)
+            // The client's slot: the active one, else the latest released.
+            if let current = s.byClient[c], let ce = s.slots[current], current != o {
+                let keepCurrent = ce.releasedAt == nil || (r.releasedAt != nil && (ce.releasedAt ?? 0) >= r.releasedAt!)
+                if !keepCurrent { s.byClient[c] = o }
+            } else {
+                s.byClient[c] = o
+            }
+            if let rel = r.releasedAt, !r.isStatic { released.append((s, o, rel)) }
+        }
+        released.sort { $0.2 < $1.2 }
+        for (s, o, rel) in released {
+            if at - rel >= s.config.quietPeriod { s.reusable.insert(o) } else { s.quiet.append((o, rel)) }
+        }
+    }
+}
+
+/// Seconds since 1970, from the system clock.
+public func wallClock() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
+
+struct SlotEntry: Sendable {
+    var client: Int32
+    var isStatic: Bool
+    var allocatedAt: Double
+    var releasedAt: Double?
+}
+
+final class PoolState: @unchecked Sendable {
+    let config: PoolConfiguration
+    let geometry: PoolGeometry
+    var reserved: [ClosedRange<UInt128>] = []
+    var slots: [UInt128: SlotEntry] = [:]
+    var byClient: [Int32: UInt128] = [:]
+    /// Every free slot below the cursor is in `quiet` or `reusable`.
+    var cursor: UInt128 = 0
+    /// Released slots whose quiet period is over (entries may be stale; checked when popped).
+    var reusable = Heap<UInt128>()
+    /// Released slots in their quiet period, oldest first (entries may be stale).
+    var quiet = Deque<(UInt128, Double)>()
+
+    init(config: PoolConfiguration, geometry: PoolGeometry) { self.config = config; self.geometry = geometry }
+
+    func reservedRange(containing o: UInt128) -> ClosedRange<UInt128>? {
+        for r in reserved { if r.lowerBound > o { return nil }; if r.contains(o) { return r } }
+        return nil
+    }
+
+    func isReserved(_ o: UInt128) -> Bool { geometry.isRFCReserved(o) || reservedRange(containing: o) != nil }
+
+    func expireQuiet(now: Double) {
+        while let (o, at) = quiet.first, now - at >= config.quietPeriod {
+            quiet.removeFirst()
+            if let e = slots[o], e.releasedAt == at, !e.isStatic { reusable.insert(o) }
+        }
+    }
+}
+
+struct Transaction {
+    enum Undo {
+        case slot(PoolState, UInt128, SlotEntry?)
+        case byClient(PoolState, Int32, UInt128?)
+        case cursor(PoolState, UInt128)
+        case reusable(PoolState, UInt128)
+
+        func apply() {
+            switch self {
+            case .slot(let s, let o, let e): s.slots[o] = e
+            case .byClient(let s, let c, let o): s.byClient[c] = o
+            case .cursor(let s, let o): s.cursor = o
+            case .reusable(let s, let o): s.reusable.insert(o)
+            }
+        }
+    }
+    var undo: [Undo] = []
+    var records: [LeaseRecord] = []
+}

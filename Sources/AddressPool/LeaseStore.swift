@@ -1,0 +1,62 @@
+// The lease store: where allocations become durable. A protocol, so that the SQLite store (one
+// gateway) and a shared database (several gateways) are adapters behind the same allocator.
+import PacketKit
+
+/// One row of the store: a slot of a pool and the client that holds it or last held it.
+public struct LeaseRecord: Hashable, Sendable {
+    public var pool: String
+    /// The slot: a /128 or /32 for host pools, the delegated prefix for prefix pools.
+    public var prefix: IPPrefix
+    public var client: String
+    /// Assigned by the operator rather than allocated.
+    public var isStatic: Bool
+    /// Seconds since 1970.
+    public var allocatedAt: Double
+    /// Set when the client released the slot; the row is kept so the client gets the slot back.
+    public var releasedAt: Double?
+
+    public init(pool: String, prefix: IPPrefix, client: String, isStatic: Bool, allocatedAt: Double, releasedAt: Double? = nil) {
+        self.pool = pool; self.prefix = prefix; self.client = client; self.isStatic = isStatic
+        self.allocatedAt = allocatedAt; self.releasedAt = releasedAt
+    }
+
+    public var isActive: Bool { releasedAt == nil }
+}
+
+/// Durable storage for lease records. `commit` returns only once the records are durable: the
+/// allocator reports an allocation after `commit` returns, never before.
+///
+/// A record is keyed by (pool, prefix): committing a record replaces the one with the same key.
+public protocol LeaseStore: AnyObject, Sendable {
+    /// Every record, active and released.
+    func loadAll() throws(AddressPoolError) -> [LeaseRecord]
+    /// Writes `records` in one transaction (all or none), durably.
+    func commit(_ records: [LeaseRecord]) throws(AddressPoolError)
+    /// Where the store lives, for messages.
+    var location: String { get }
+}
+
+/// A store in memory, for tests and for programs that need no persistence.
+public final class MemoryLeaseStore: LeaseStore, @unchecked Sendable {
+    private var rows: [String: LeaseRecord] = [:]
+    private let lock = SimpleLock()
+    /// When set, `commit` throws this error instead of storing (fault injection for tests).
+    public var failNextCommit: AddressPoolError?
+
+    public init(_ records: [LeaseRecord] = []) { for r in records { rows[Self.key(r)] = r } }
+
+    public var location: String { "memory" }
+
+    public func loadAll() throws(AddressPoolError) -> [LeaseRecord] { lock.withLock { Array(rows.values) } }
+
+    public func commit(_ records: [LeaseRecord]) throws(AddressPoolError) {
+        let failure: AddressPoolError? = lock.withLock {
+            if let f = failNextCommit { failNextCommit = nil; return f }
+            for r in records { rows[Self.key(r)] = r }
+            return nil
+        }
+        if let failure { throw failure }
+    }
+
+    static func key(_ r: LeaseRecord) -> String { "\(r.pool)|\(r.prefix)" }
+}

@@ -1,0 +1,149 @@
+// The SQLite lease store, through GRDB: WAL (a reader such as gatewayctl reads while gatewayd
+// writes), synchronous=FULL by default (a commit survives power loss, not only a crash), schema
+// migrations from the first version, and one writer at a time enforced by a lock file.
+import GRDB
+import PacketKit
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Leases in an SQLite database file.
+///
+/// Schema (migration "v1"): `leases(pool, prefix, client, static, allocated_at, released_at)`,
+/// keyed by (pool, prefix), indexed by client; times are seconds since 1970; `prefix` is text as
+/// PacketKit prints it ("2001:db8::4/128"), so `sqlite3 leases.db 'select * from leases'` reads well.
+public final class SQLiteLeaseStore: LeaseStore, @unchecked Sendable {
+    /// How hard a commit pushes to disk.
+    public enum Durability: Sendable {
+        /// fsync on every commit: survives power loss (the default).
+        case full
+        /// Survives a process crash (SIGKILL) but may lose the last commits on power loss.
+        case normal
+    }
+
+    public let path: String
+    public let isReadOnly: Bool
+    public var location: String { path }
+    private let database: DatabasePool
+    private var lockDescriptor: Int32 = -1
+
+    /// Opens (creating if needed, for a writer) the store at `path` and runs pending migrations.
+    /// A writer takes `path + ".lock"`; a second writer gets an error naming the holder's PID.
+    public init(path: String, readOnly: Bool = false, durability: Durability = .full) throws(AddressPoolError) {
+        self.path = path
+        self.isReadOnly = readOnly
+        func fail(_ op: String, _ detail: String) -> AddressPoolError { .store(operation: op, path: path, detail: detail) }
+        if !readOnly {
+            let fd = open(path + ".lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o640)
+            guard fd >= 0 else { throw fail("open lock file", String(cString: strerror(errno)) + " (does the directory exist and is it writable?)") }
+            if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+                var buffer = [UInt8](repeating: 0, count: 32)
+                let n = pread(fd, &buffer, 31, 0)
+                let holder = n > 0 ? String(decoding: buffer[..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) : "?"
+                close(fd)
+                throw fail("lock for writing", "another process (pid \(holder)) has it open for writing; stop it or open read-only")
+            }
+            let pid = "\(getpid())\n"
+            _ = ftruncate(fd, 0)
+            _ = pid.withCString { pwrite(fd, $0, strlen($0), 0) }
+            lockDescriptor = fd
+        } else if access(path, R_OK) != 0 {
+            throw fail("open", String(cString: strerror(errno)))
+        }
+        var config = Configuration()
+        config.readonly = readOnly
+        config.label = "sixgate-leases"
+        let synchronous = durability == .full ? "FULL" : "NORMAL"
+        config.prepareDatabase { db in
+            if !db.configuration.readonly { try db.execute(sql: "PRAGMA synchronous = \(synchronous)") }
+        }
+        do {
+            database = try DatabasePool(path: path, configuration: config)
+        } catch {
+            if lockDescriptor >= 0 { close(lockDescriptor) }
+            throw fail("open", "\(error)")
+        }
+        do {
+            if readOnly {
+                let migrated = try database.read { db in try Self.migrator.hasCompletedMigrations(db) }
+                guard migrated else { throw fail("open read-only", "the schema is older than this program; open it once for writing to migrate") }
+            } else {
+                try Self.migrator.migrate(database)
+            }
+        } catch let e as AddressPoolError {
+            throw e
+        } catch {
+            throw fail("migrate", "\(error)")
+        }
+    }
+
+    deinit { if lockDescriptor >= 0 { close(lockDescriptor) } }
+
+    static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE leases (
+                    pool TEXT NOT NULL,
+                    prefix TEXT NOT NULL,
+                    client TEXT NOT NULL,
+                    static INTEGER NOT NULL DEFAULT 0,
+                    allocated_at REAL NOT NULL,
+                    released_at REAL,
+                    PRIMARY KEY (pool, prefix)
+                ) WITHOUT ROWID;
+                CREATE INDEX leases_by_client ON leases(client);
+                """)
+        }
+        return m
+    }
+
+    public func loadAll() throws(AddressPoolError) -> [LeaseRecord] {
+        do {
+            return try database.read { db in
+                var out: [LeaseRecord] = []
+                let count = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM leases") ?? 0
+                out.reserveCapacity(count)
+                let rows = try Row.fetchCursor(db, sql: "SELECT pool, prefix, client, static, allocated_at, released_at FROM leases")
+                while let row = try rows.next() {
+                    let text: String = row[1]
+                    guard let prefix = IPPrefix(text) else {
+                        throw AddressPoolError.store(operation: "load", path: path, detail: "row with pool \(row[0] as String) has an unreadable prefix \(text.debugDescription)")
+                    }
+                    out.append(LeaseRecord(pool: row[0], prefix: prefix, client: row[2], isStatic: row[3] as Int != 0,
+                                           allocatedAt: row[4], releasedAt: row[5]))
+                }
+                return out
+            }
+        } catch let e as AddressPoolError {
+            throw e
+        } catch {
+            throw .store(operation: "load", path: path, detail: "\(error)")
+        }
+    }
+
+    public func commit(_ records: [LeaseRecord]) throws(AddressPoolError) {
+        guard !isReadOnly else { throw .store(operation: "commit", path: path, detail: "opened read-only") }
+        do {
+            try database.write { db in
+                let statement = try db.cachedStatement(sql: """
+                    INSERT OR REPLACE INTO leases (pool, prefix, client, static, allocated_at, released_at) VALUES (?, ?, ?, ?, ?, ?)
+                    """)
+                for r in records {
+                    try statement.execute(arguments: [r.pool, r.prefix.description, r.client, r.isStatic ? 1 : 0, r.allocatedAt, r.releasedAt])
+                }
+            }
+        } catch {
+            throw .store(operation: "commit", path: path, detail: "\(error)")
+        }
+    }
+
+    /// SQLite's own consistency check (`PRAGMA integrity_check`); "ok" when sound.
+    public func integrityCheck() throws(AddressPoolError) -> String {
+        do {
+            return try database.read { db in try String.fetchAll(db, sql: "PRAGMA integrity_check").joined(separator: "; ") }
+        } catch {
+            throw .store(operation: "integrity check", path: path, detail: "\(error)")
+        }
+    }
+}
