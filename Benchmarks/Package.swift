@@ -6,9 +6,10 @@ import PackageDescription
 let package = Package(
     name: "SixgateBenchmarks",
     platforms: [.macOS(.v15)],
-    dependencies: [.package(path: "..")],
+    dependencies: [.package(path: ".."), .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0")],
     targets: [
         .target(name: "CReference", cSettings: [.unsafeFlags(["-O2"])]),
+        .target(name: "CHeapUsage"),
         .target(name: "CMallocCounter", cSettings: [.unsafeFlags(["-O2"])]),
         .executableTarget(
             name: "PacketKitBenchmarks",
@@ -18,6 +19,11 @@ let package = Package(
         .executableTarget(
             name: "TunnelCoreBenchmarks",
             dependencies: [.product(name: "PacketKit", package: "main"), .product(name: "TunnelCore", package: "main"), "CSealReference", "CMallocCounter"]
+        ),
+        .executableTarget(
+            name: "AddressPoolBenchmarks",
+            dependencies: [.product(name: "PacketKit", package: "main"), .product(name: "AddressPool", package: "main"),
+                           .product(name: "GRDB", package: "GRDB.swift"), "CHeapUsage"]
         ),
         .executableTarget(
             name: "RouteKitBenchmarks",

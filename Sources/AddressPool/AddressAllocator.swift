@@ -332,8 +332,13 @@ public final class AddressAllocator: @unchecked Sendable {
         let records = try store.loadAll()
         let at = now()
         var released: [(PoolState, UInt128, Double)] = []
+        clientIndex.reserveCapacity(records.count)
+        clientNames.reserveCapacity(records.count)
+        for s in states.values { s.slots.reserveCapacity(records.count); s.byClient.reserveCapacity(records.count) }
+        var lastName = "", last: PoolState?
         for r in records {
-            guard let s = states[r.pool], let o = s.geometry.offset(ofSlot: r.prefix) else { orphaned.append(r); continue }
+            if r.pool != lastName { lastName = r.pool; last = states[r.pool] }
+            guard let s = last, let o = s.geometry.offset(ofSlot: r.prefix) else { orphaned.append(r); continue }
             let c = intern(r.client)
             s.slots[o] = SlotEntry(client: c, isStatic: r.isStatic, allocatedAt: r.allocatedAt, releasedAt: r.releasedAt)
             // The client's slot: the active one, else the latest released.

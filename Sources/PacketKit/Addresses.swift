@@ -35,13 +35,13 @@ public struct IPv4Address: Hashable, Comparable, Sendable, LosslessStringConvert
     /// Parses dotted-quad text (`192.0.2.1`). Leading zeros are refused: "010" is octal to some
     /// tools and decimal to others (RFC 6943 §3.1.1).
     public static func parse(_ text: String) throws(AddressParseError) -> IPv4Address {
-        var utf8 = Array(text.utf8)
-        if let value = parseDotted(&utf8, 0, utf8.count) { return IPv4Address(rawValue: value) }
+        var utf8 = text
+        if let value = utf8.withUTF8({ parseDotted($0, 0, $0.count) }) { return IPv4Address(rawValue: value) }
         throw AddressParseError(text, "expected four decimal numbers 0-255 without leading zeros, like 192.0.2.1")
     }
 
-    /// Parses dotted quad in `bytes[from..<to]`.
-    static func parseDotted(_ bytes: inout [UInt8], _ from: Int, _ to: Int) -> UInt32? {
+    /// Parses dotted quad in `bytes[from..<to]` (no allocation).
+    static func parseDotted(_ bytes: UnsafeBufferPointer<UInt8>, _ from: Int, _ to: Int) -> UInt32? {
         var value: UInt32 = 0
         var parts = 0
         var i = from
@@ -148,8 +148,8 @@ public struct IPv6Address: Hashable, Comparable, Sendable, LosslessStringConvert
         if text.utf8.contains(UInt8(ascii: "%")) {
             throw AddressParseError(text, "a zone identifier (%...) is not allowed here; give the interface separately")
         }
-        var bytes = Array(text.utf8)
-        if let v = parseBytes(&bytes) { return IPv6Address(rawValue: v) }
+        var utf8 = text
+        if let v = utf8.withUTF8({ parseBytes($0, 0, $0.count) }) { return IPv6Address(rawValue: v) }
         throw AddressParseError(text, "expected an IPv6 address such as 2001:db8::1 (RFC 4291 §2.2)")
     }
 
@@ -161,18 +161,20 @@ public struct IPv6Address: Hashable, Comparable, Sendable, LosslessStringConvert
         return (try parse(String(text[..<percent])), zone)
     }
 
-    static func parseBytes(_ s: inout [UInt8]) -> UInt128? {
-        let n = s.count
-        if n < 2 { return nil }
-        var head = [UInt16](), tail = [UInt16]()
-        head.reserveCapacity(8)
+    /// Parses `s[from..<to]` in any RFC 4291 §2.2 form, without allocating: the groups before `::`
+    /// accumulate in `head`, those after it in `tail`.
+    static func parseBytes(_ s: UnsafeBufferPointer<UInt8>, _ from: Int, _ to: Int) -> UInt128? {
+        let n = to
+        if n - from < 2 { return nil }
+        var head: UInt128 = 0, tail: UInt128 = 0
+        var headCount = 0, tailCount = 0
         var compressed = false
-        var i = 0
-        if s[0] == UInt8(ascii: ":") {
-            guard s[1] == UInt8(ascii: ":") else { return nil }
+        var i = from
+        if s[i] == UInt8(ascii: ":") {
+            guard s[i + 1] == UInt8(ascii: ":") else { return nil }
             compressed = true
-            i = 2
-            if n == 2 { return 0 }
+            i += 2
+            if i == n { return 0 }
         }
         while true {
             let start = i
@@ -184,15 +186,14 @@ public struct IPv6Address: Hashable, Comparable, Sendable, LosslessStringConvert
             }
             if i < n, s[i] == UInt8(ascii: ".") {
                 // Embedded IPv4 in the last 32 bits (RFC 4291 §2.2 form 3).
-                guard let v4 = IPv4Address.parseDotted(&s, start, n) else { return nil }
-                let groups = [UInt16(v4 >> 16), UInt16(v4 & 0xffff)]
-                if compressed { tail += groups } else { head += groups }
+                guard headCount + tailCount <= 6, let v4 = IPv4Address.parseDotted(s, start, n) else { return nil }
+                if compressed { tail = tail << 32 | UInt128(v4); tailCount += 2 } else { head = head << 32 | UInt128(v4); headCount += 2 }
                 break
             }
             let digits = i - start
             if digits == 0 || digits > 4 { return nil }
-            if compressed { tail.append(UInt16(value)) } else { head.append(UInt16(value)) }
-            if head.count + tail.count > 8 { return nil }
+            if compressed { tail = tail << 16 | UInt128(value); tailCount += 1 } else { head = head << 16 | UInt128(value); headCount += 1 }
+            if headCount + tailCount > 8 { return nil }
             if i == n { break }
             guard s[i] == UInt8(ascii: ":") else { return nil }
             i += 1
@@ -204,13 +205,10 @@ public struct IPv6Address: Hashable, Comparable, Sendable, LosslessStringConvert
                 if i == n { break }
             }
         }
-        let total = head.count + tail.count
+        let total = headCount + tailCount
         if compressed ? total > 7 : total != 8 { return nil }
-        var v: UInt128 = 0
-        for g in head { v = v << 16 | UInt128(g) }
-        for _ in 0..<(8 - total) { v <<= 16 }
-        for g in tail { v = v << 16 | UInt128(g) }
-        return v
+        let headShift = UInt128(16 * (8 - headCount))
+        return (headCount == 0 ? 0 : head << headShift) | tail
     }
 
     @inline(__always) static func hexValue(_ c: UInt8) -> UInt8? {

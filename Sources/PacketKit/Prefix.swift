@@ -32,15 +32,21 @@ public struct IPv6Prefix: Hashable, Sendable, LosslessStringConvertible {
     }
 
     /// Parses `2001:db8::/64` in any RFC 4291 address form. A bare address means /128.
+    /// Host bits after the prefix length are an error (`2001:db8::1/64`).
     public static func parse(_ text: String) throws(AddressParseError) -> IPv6Prefix {
-        guard let slash = text.firstIndex(of: "/") else { return try IPv6Prefix(IPv6Address.parse(text), length: 128) }
-        let lenText = text[text.index(after: slash)...]
-        guard !lenText.isEmpty, lenText.allSatisfy({ $0.isASCII && $0.isNumber }), lenText.count <= 3, let len = UInt8(lenText), len <= 128 else {
-            throw AddressParseError(text, "prefix length must be a number 0-128")
+        var utf8 = text
+        let parsed: (UInt128?, Int) = utf8.withUTF8 { b in
+            let slash = b.firstIndex(of: UInt8(ascii: "/")) ?? b.count
+            let length = slash == b.count ? 128 : parseLength(b, slash + 1, max: 128)
+            if b[..<slash].contains(UInt8(ascii: "%")) { return (nil, -2) }
+            return (IPv6Address.parseBytes(b, 0, slash), length)
         }
-        let address: IPv6Address
-        do { address = try IPv6Address.parse(String(text[..<slash])) } catch { throw AddressParseError(text, error.reason) }
-        return try IPv6Prefix(address, length: len)
+        switch parsed {
+        case (_, -1): throw AddressParseError(text, "prefix length must be a number 0-128")
+        case (_, -2): throw AddressParseError(text, "a zone identifier (%...) is not allowed here; give the interface separately")
+        case (nil, _): throw AddressParseError(text, "expected an IPv6 address such as 2001:db8::1 (RFC 4291 §2.2)")
+        case (let v?, let length): return try IPv6Prefix(IPv6Address(rawValue: v), length: UInt8(length))
+        }
     }
 
     public init?(_ description: String) {
@@ -119,14 +125,17 @@ public struct IPv4Prefix: Hashable, Sendable, LosslessStringConvertible {
 
     /// Parses `192.0.2.0/24`. A bare address means /32.
     public static func parse(_ text: String) throws(AddressParseError) -> IPv4Prefix {
-        guard let slash = text.firstIndex(of: "/") else { return try IPv4Prefix(IPv4Address.parse(text), length: 32) }
-        let lenText = text[text.index(after: slash)...]
-        guard !lenText.isEmpty, lenText.count <= 2, lenText.allSatisfy({ $0.isASCII && $0.isNumber }), let len = UInt8(lenText), len <= 32 else {
-            throw AddressParseError(text, "prefix length must be a number 0-32")
+        var utf8 = text
+        let parsed: (UInt32?, Int) = utf8.withUTF8 { b in
+            let slash = b.firstIndex(of: UInt8(ascii: "/")) ?? b.count
+            let length = slash == b.count ? 32 : parseLength(b, slash + 1, max: 32)
+            return (IPv4Address.parseDotted(b, 0, slash), length)
         }
-        let address: IPv4Address
-        do { address = try IPv4Address.parse(String(text[..<slash])) } catch { throw AddressParseError(text, error.reason) }
-        return try IPv4Prefix(address, length: len)
+        switch parsed {
+        case (_, -1): throw AddressParseError(text, "prefix length must be a number 0-32")
+        case (nil, _): throw AddressParseError(text, "expected four decimal numbers 0-255 without leading zeros, like 192.0.2.1")
+        case (let v?, let length): return try IPv4Prefix(IPv4Address(rawValue: v), length: UInt8(length))
+        }
     }
 
     public init?(_ description: String) {
@@ -158,4 +167,16 @@ public struct IPv4Prefix: Hashable, Sendable, LosslessStringConvertible {
         let shifted = newLength == 32 ? index : index << (32 - UInt32(newLength))
         return IPv4Prefix(containing: IPv4Address(rawValue: network.rawValue | shifted), length: newLength)
     }
+}
+
+/// The decimal prefix length in `b[from...]` (1-3 digits, at most `max`), or -1.
+func parseLength(_ b: UnsafeBufferPointer<UInt8>, _ from: Int, max: Int) -> Int {
+    let digits = b.count - from
+    guard digits >= 1, digits <= 3 else { return -1 }
+    var v = 0
+    for i in from..<b.count {
+        guard b[i] >= 0x30, b[i] <= 0x39 else { return -1 }
+        v = v * 10 + Int(b[i] - 0x30)
+    }
+    return v <= max ? v : -1
 }
