@@ -4,6 +4,7 @@
 set -euo pipefail
 SIXGATE_APT_PACKAGES=(
     pkg-config libnl-3-dev libnl-route-3-dev libpcap-dev libssl-dev  # build: the CNetlink, CPcap and CTunnel shims
+    libsqlite3-dev  # build: GRDB's SQLite (AddressPool's lease store)
     iproute2 tcpdump iputils-ping ndisc6 procps nftables util-linux bc  # tests and tools: real peers, decoders, nft
     wireguard-go wireguard-tools iperf3  # TunnelCore interop peers (wireguard-go, wg) and throughput
 )

@@ -19,6 +19,11 @@ if ! swift run -c release --package-path Benchmarks TunnelCoreBenchmarks --quick
     echo "test.sh: the TunnelCore benchmark smoke run failed (allocations on a per-packet path?)" >&2
     status=1
 fi
+# AddressPool at a small scale: fills, reopens and looks up (fails if a lookup misses).
+if ! swift run -c release --package-path Benchmarks AddressPoolBenchmarks 20000 2000; then
+    echo "test.sh: the AddressPool benchmark smoke run failed" >&2
+    status=1
+fi
 after=$(ip netns list 2>/dev/null | awk '{print $1}' | grep '^sg-' || true)
 leftover=$(comm -13 <(echo "$before" | sort) <(echo "$after" | sort) | grep . || true)
 if [ -n "$leftover" ]; then
