@@ -1,0 +1,109 @@
+// What gatewayctl does, as library calls: through a running gatewayd's control socket when there is
+// one (changes take effect live), on the state directory's files when there is not.
+import AddressPool
+import Foundation
+import PacketKit
+import TunnelCore
+
+public enum GatewayAdmin {
+    /// Enrols `name` with `publicKey`. Returns the client and whether a running gatewayd did it.
+    public static func addClient(_ config: GatewayConfiguration, name: String, publicKey: String) throws(GatewayError) -> (ClientStatus, live: Bool) {
+        if let reply = try sendControlRequest(ControlRequest(command: .add, name: name, publicKey: publicKey), socketPath: config.controlSocketPath) {
+            guard reply.ok, let client = reply.client else { throw .control(reply.error ?? "gatewayd refused") }
+            return (client, true)
+        }
+        let gateway = try Gateway(config: config)
+        return (try gateway.addClient(name: name, publicKey: publicKey), false)
+    }
+
+    /// Removes `name`; returns whether a running gatewayd did it.
+    public static func removeClient(_ config: GatewayConfiguration, name: String) throws(GatewayError) -> Bool {
+        if let reply = try sendControlRequest(ControlRequest(command: .remove, name: name), socketPath: config.controlSocketPath) {
+            guard reply.ok else { throw .control(reply.error ?? "gatewayd refused") }
+            return true
+        }
+        try Gateway(config: config).removeClient(name: name)
+        return false
+    }
+
+    /// The gateway's status: live from gatewayd, or from the files (no endpoints or counters).
+    public static func status(_ config: GatewayConfiguration) throws(GatewayError) -> (GatewayStatus, live: Bool) {
+        if let reply = try sendControlRequest(ControlRequest(command: .status), socketPath: config.controlSocketPath) {
+            guard reply.ok, let status = reply.status else { throw .control(reply.error ?? "gatewayd refused") }
+            return (status, true)
+        }
+        let key = try Gateway.loadOrCreateKey(config.privateKeyPath)
+        let leases = try self.leases(config)
+        let clients = try ClientRegistry(directory: config.clientsDirectory).all().map { c in
+            ClientStatus(name: c.name, publicKey: c.publicKey,
+                         addresses: leases.filter { $0.client == c.name && $0.isActive }.map(\.prefix.description),
+                         endpoint: nil, lastHandshake: 0, receivedBytes: 0, sentBytes: 0)
+        }
+        return (GatewayStatus(interface: config.interface, publicKey: X25519.publicKey(key).base64, listenPort: config.listenPort,
+                              endpoint: config.endpoint, clients: clients, counters: [:]), false)
+    }
+
+    /// Every lease record (read-only; works while gatewayd writes).
+    public static func leases(_ config: GatewayConfiguration) throws(GatewayError) -> [LeaseRecord] {
+        guard FileManager.default.fileExists(atPath: config.leaseStorePath) else { return [] }
+        do {
+            return try SQLiteLeaseStore(path: config.leaseStorePath, readOnly: true).loadAll()
+                .sorted { ($0.pool, $0.prefix.description) < ($1.pool, $1.prefix.description) }
+        } catch {
+            throw .setup("\(error)")
+        }
+    }
+
+    /// A wg-quick configuration for a stock WireGuard client. Without `privateKey` the line says
+    /// where the key belongs (the gateway never stores a client's private key).
+    public static func clientConfiguration(_ config: GatewayConfiguration, client: ClientStatus, gatewayPublicKey: String, privateKey: String?) -> String {
+        var allowed: [String] = [config.clientPrefixLength == 0 ? "::/0" : IPv6Prefix(containing: config.ipv6Prefix.network, length: config.clientPrefixLength).description]
+        if config.ipv4Pool != nil, client.addresses.contains(where: { !$0.contains(":") }) { allowed.append("0.0.0.0/0") }
+        var lines = [
+            "# Sixgate client \(client.name) (wg-quick format)",
+            "[Interface]",
+            "PrivateKey = \(privateKey ?? "<the private key made with this client's public key; not stored on the gateway>")",
+            "Address = \(client.addresses.joined(separator: ", "))",
+            "MTU = \(config.mtu)",
+            "",
+            "[Peer]",
+            "PublicKey = \(gatewayPublicKey)",
+        ]
+        if let e = config.endpoint { lines.append("Endpoint = \(e)") } else { lines.append("# Endpoint = <set endpoint in the gateway's config>") }
+        lines.append("AllowedIPs = \(allowed.joined(separator: ", "))")
+        if config.clientKeepalive > 0 { lines.append("PersistentKeepalive = \(config.clientKeepalive)") }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// Reads the config file at `path`.
+    public static func loadConfiguration(_ path: String) throws(GatewayError) -> GatewayConfiguration {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw .io(path: path, detail: FileManager.default.fileExists(atPath: path) ? "unreadable" : "no such file (see docs/gatewayd.toml.example)")
+        }
+        do { return try GatewayConfiguration(text: String(decoding: data, as: UTF8.self), path: path) } catch { throw .config(error) }
+    }
+}
+
+extension Gateway {
+    /// Prometheus text exposition of the device's counters and per-client bytes.
+    public func prometheusText() throws(GatewayError) -> String {
+        let s = try status()
+        var out = "# HELP sixgate_device_events_total Device counters (packets, handshakes, drops by reason).\n# TYPE sixgate_device_events_total counter\n"
+        for (k, v) in s.counters.sorted(by: { $0.key < $1.key }) { out += "sixgate_device_events_total{interface=\"\(s.interface)\",counter=\"\(k)\"} \(v)\n" }
+        out += "# HELP sixgate_client_bytes_total Bytes to and from each client through the tunnel.\n# TYPE sixgate_client_bytes_total counter\n"
+        for c in s.clients {
+            out += "sixgate_client_bytes_total{client=\"\(c.name)\",direction=\"rx\"} \(c.receivedBytes)\n"
+            out += "sixgate_client_bytes_total{client=\"\(c.name)\",direction=\"tx\"} \(c.sentBytes)\n"
+        }
+        out += "# HELP sixgate_client_last_handshake_seconds Time of each client's last handshake (0: never).\n# TYPE sixgate_client_last_handshake_seconds gauge\n"
+        for c in s.clients { out += "sixgate_client_last_handshake_seconds{client=\"\(c.name)\"} \(c.lastHandshake)\n" }
+        return out
+    }
+
+    /// Writes `prometheusText()` to the state directory's metrics.prom atomically (for node_exporter's textfile collector).
+    public func writeMetrics() {
+        guard let text = try? prometheusText() else { return }
+        let tmp = config.metricsPath + ".tmp"
+        if FileManager.default.createFile(atPath: tmp, contents: Data(text.utf8)) { rename(tmp, config.metricsPath) }
+    }
+}

@@ -1,0 +1,106 @@
+// Enrolled clients: one small file per client in the state directory's clients/ folder, as tinc
+// keeps hosts/NAME, so an operator can read, back up or remove them with ordinary tools.
+import Foundation
+import TunnelCore
+
+/// A client the gateway accepts.
+public struct ClientRecord: Sendable, Equatable, Codable {
+    public var name: String
+    public var publicKey: String
+    public init(name: String, publicKey: String) { self.name = name; self.publicKey = publicKey }
+}
+
+public enum GatewayError: Error, Sendable, CustomStringConvertible, Equatable {
+    case invalidClientName(String)
+    case invalidKey(String)
+    case clientExists(String)
+    case keyInUse(key: String, client: String)
+    case unknownClient(String)
+    case config(ConfigError)
+    case io(path: String, detail: String)
+    case setup(String)
+    case control(String)
+
+    public var description: String {
+        switch self {
+        case .invalidClientName(let n): return "client name \(n.debugDescription) is not valid: use 1-64 letters, digits, '.', '_' or '-', not starting with '.'"
+        case .invalidKey(let k): return "\(k.debugDescription) is not a WireGuard public key (44 characters of base64, as `wg pubkey` prints)"
+        case .clientExists(let n): return "a client named \(n) exists already (remove it first, or choose another name)"
+        case .keyInUse(let key, let client): return "public key \(key) belongs to client \(client) already"
+        case .unknownClient(let n): return "no client named \(n)"
+        case .config(let e): return e.description
+        case .io(let path, let detail): return "\(path): \(detail)"
+        case .setup(let s): return s
+        case .control(let s): return s
+        }
+    }
+}
+
+/// The clients/ folder.
+public struct ClientRegistry: Sendable {
+    public let directory: String
+
+    public init(directory: String) { self.directory = directory }
+
+    public static func validate(name: String) throws(GatewayError) {
+        guard (1...64).contains(name.utf8.count), !name.hasPrefix("."),
+              name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "." || $0 == "_" || $0 == "-") }) else {
+            throw .invalidClientName(name)
+        }
+    }
+
+    /// Every client, sorted by name. A file that does not parse is an error naming it.
+    public func all() throws(GatewayError) -> [ClientRecord] {
+        let names: [String]
+        do { names = try FileManager.default.contentsOfDirectory(atPath: directory) } catch {
+            if !FileManager.default.fileExists(atPath: directory) { return [] }
+            throw .io(path: directory, detail: "cannot list: \(error.localizedDescription)")
+        }
+        var out: [ClientRecord] = []
+        for name in names.sorted() where !name.hasPrefix(".") && !name.hasSuffix(".tmp") {
+            out.append(try read(name))
+        }
+        return out
+    }
+
+    public func read(_ name: String) throws(GatewayError) -> ClientRecord {
+        try Self.validate(name: name)
+        let path = directory + "/" + name
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+            throw FileManager.default.fileExists(atPath: path) ? .io(path: path, detail: "unreadable") : .unknownClient(name)
+        }
+        do throws(ConfigError) {
+            let f = try ConfigFile(text: text, path: path)
+            try f.rejectUnknownKeys(["public_key"])
+            guard let key = try f.string("public_key") else { throw ConfigError(file: path, line: 1, key: "public_key", message: "missing") }
+            guard Bytes32(base64: key) != nil else { throw f.error("public_key", "\(key.debugDescription) is not a WireGuard public key") }
+            return ClientRecord(name: name, publicKey: key)
+        } catch {
+            throw .config(error)
+        }
+    }
+
+    /// Writes the client's file atomically (a temporary file renamed into place).
+    public func write(_ c: ClientRecord) throws(GatewayError) {
+        try Self.validate(name: c.name)
+        guard Bytes32(base64: c.publicKey) != nil else { throw .invalidKey(c.publicKey) }
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw .io(path: directory, detail: "cannot create: \(error.localizedDescription)")
+        }
+        let path = directory + "/" + c.name
+        let text = "# Sixgate client \(c.name), written by gatewayctl\npublic_key = \"\(c.publicKey)\"\n"
+        let tmp = path + ".tmp"
+        guard FileManager.default.createFile(atPath: tmp, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600]),
+              rename(tmp, path) == 0 else {
+            throw .io(path: path, detail: "cannot write: \(String(cString: strerror(errno)))")
+        }
+    }
+
+    public func remove(_ name: String) throws(GatewayError) {
+        try Self.validate(name: name)
+        let path = directory + "/" + name
+        guard unlink(path) == 0 else { throw errno == ENOENT ? .unknownClient(name) : .io(path: path, detail: String(cString: strerror(errno))) }
+    }
+}

@@ -1,0 +1,148 @@
+// The control socket: gatewayctl asks a running gatewayd to add or remove clients, reload, or
+// report status. One JSON request line, one JSON reply line, per connection; a unix socket in the
+// state directory with mode 0600, so only root (the owner) can use it.
+import Foundation
+
+/// What gatewayctl asks.
+public struct ControlRequest: Codable, Sendable, Equatable {
+    public enum Command: String, Codable, Sendable { case add, remove, status, reload }
+    public var command: Command
+    public var name: String?
+    public var publicKey: String?
+    public init(command: Command, name: String? = nil, publicKey: String? = nil) {
+        self.command = command; self.name = name; self.publicKey = publicKey
+    }
+}
+
+/// What gatewayd answers.
+public struct ControlReply: Codable, Sendable, Equatable {
+    public var ok: Bool
+    public var error: String?
+    public var client: ClientStatus?
+    public var status: GatewayStatus?
+}
+
+final class ControlServer: @unchecked Sendable {
+    let path: String
+    let fd: Int32
+    weak var gateway: Gateway?
+    private var thread: Thread?
+    private let stopped = NSLock()
+    private var isStopped = false
+
+    init(path: String, gateway: Gateway) throws(GatewayError) {
+        self.path = path
+        self.gateway = gateway
+        unlink(path)
+        let s = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard s >= 0 else { throw .io(path: path, detail: "socket: \(String(cString: strerror(errno)))") }
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        guard path.utf8.count < MemoryLayout.size(ofValue: addr.sun_path) else { close(s); throw .io(path: path, detail: "path too long for a unix socket") }
+        withUnsafeMutableBytes(of: &addr.sun_path) { b in path.utf8CString.withUnsafeBytes { b.copyMemory(from: $0) } }
+        let old = umask(0o177)
+        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        umask(old)
+        guard rc == 0, listen(s, 16) == 0 else { let e = String(cString: strerror(errno)); close(s); throw .io(path: path, detail: "bind: \(e)") }
+        fd = s
+    }
+
+    func start() {
+        let t = Thread { [self] in self.serve() }
+        t.name = "sg-control"
+        thread = t
+        t.start()
+    }
+
+    func stop() {
+        stopped.withLock { isStopped = true }
+        shutdown(fd, Int32(SHUT_RDWR))
+        close(fd)
+        unlink(path)
+    }
+
+    private func serve() {
+        while !stopped.withLock({ isStopped }) {
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&p, 1, 200) > 0 else { continue }
+            let c = accept(fd, nil, nil)
+            if c < 0 { continue }
+            handle(c)
+            close(c)
+        }
+    }
+
+    private func handle(_ c: Int32) {
+        var tv = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var data = Data()
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while data.count < 65536, !data.contains(10) {
+            let n = read(c, &buffer, buffer.count)
+            if n <= 0 { break }
+            data.append(contentsOf: buffer[..<n])
+        }
+        let reply: ControlReply
+        if let request = try? JSONDecoder().decode(ControlRequest.self, from: data.prefix { $0 != 10 }) {
+            reply = respond(request)
+        } else {
+            reply = ControlReply(ok: false, error: "not a control request (one JSON line)")
+        }
+        var out = (try? JSONEncoder().encode(reply)) ?? Data("{\"ok\":false}".utf8)
+        out.append(10)
+        out.withUnsafeBytes { _ = write(c, $0.baseAddress, $0.count) }
+    }
+
+    private func respond(_ r: ControlRequest) -> ControlReply {
+        guard let gateway else { return ControlReply(ok: false, error: "gateway stopping") }
+        do {
+            switch r.command {
+            case .add:
+                let client = try gateway.addClient(name: r.name ?? "", publicKey: r.publicKey ?? "")
+                return ControlReply(ok: true, client: client)
+            case .remove:
+                try gateway.removeClient(name: r.name ?? "")
+                return ControlReply(ok: true)
+            case .status:
+                return ControlReply(ok: true, status: try gateway.status())
+            case .reload:
+                _ = try gateway.reloadClients()
+                return ControlReply(ok: true)
+            }
+        } catch {
+            return ControlReply(ok: false, error: error.description)
+        }
+    }
+}
+
+/// gatewayctl's side: sends one request to a running gatewayd. Returns nil when no gatewayd
+/// listens (no socket, or nobody behind it), so the caller can work on the files instead.
+public func sendControlRequest(_ request: ControlRequest, socketPath: String) throws(GatewayError) -> ControlReply? {
+    let s = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    guard s >= 0 else { throw .control("socket: \(String(cString: strerror(errno)))") }
+    defer { close(s) }
+    var addr = sockaddr_un()
+    addr.sun_family = sa_family_t(AF_UNIX)
+    withUnsafeMutableBytes(of: &addr.sun_path) { b in socketPath.utf8CString.withUnsafeBytes { b.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0.prefix(b.count - 1))) } }
+    let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+    if rc != 0 {
+        if errno == ENOENT || errno == ECONNREFUSED { return nil }
+        throw .control("\(socketPath): \(String(cString: strerror(errno)))")
+    }
+    var tv = timeval(tv_sec: 30, tv_usec: 0)
+    setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    guard var out = try? JSONEncoder().encode(request) else { throw .control("cannot encode the request") }
+    out.append(10)
+    out.withUnsafeBytes { _ = write(s, $0.baseAddress, $0.count) }
+    var data = Data()
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = read(s, &buffer, buffer.count)
+        if n <= 0 { break }
+        data.append(contentsOf: buffer[..<n])
+    }
+    guard let reply = try? JSONDecoder().decode(ControlReply.self, from: data) else {
+        throw .control("\(socketPath): no usable reply from gatewayd")
+    }
+    return reply
+}

@@ -1,0 +1,359 @@
+// The gateway role: composes TunnelCore (the WireGuard device), AddressPool (leases), RouteKit
+// (addresses, routes, forwarding, NAT44, proxy NDP) into what gatewayd runs, and undoes it.
+import AddressPool
+import Foundation
+import PacketKit
+import RouteKit
+import TunnelCore
+
+/// A client as status output shows it.
+public struct ClientStatus: Sendable, Equatable, Codable {
+    public var name: String
+    public var publicKey: String
+    /// Allocated prefixes ("2001:db8:1::4/128", "100.64.0.2/32").
+    public var addresses: [String]
+    public var endpoint: String?
+    /// Seconds since 1970 of the last handshake, 0 if none.
+    public var lastHandshake: Int64
+    public var receivedBytes: UInt64
+    public var sentBytes: UInt64
+}
+
+/// The gateway's state for `gatewayctl status`.
+public struct GatewayStatus: Sendable, Equatable, Codable {
+    public var interface: String
+    public var publicKey: String
+    public var listenPort: UInt16
+    public var endpoint: String?
+    public var clients: [ClientStatus]
+    /// The device's counters by name (drops by reason among them).
+    public var counters: [String: UInt64]
+}
+
+/// A running gateway. `start` sets everything up (idempotently: after a crash it reconciles),
+/// `stop` removes exactly what `start` and later client additions put in place.
+public final class Gateway: @unchecked Sendable {
+    public let config: GatewayConfiguration
+    public let privateKey: Bytes32
+    public let publicKey: Bytes32
+    public let allocator: AddressAllocator
+    public let registry: ClientRegistry
+    public private(set) var device: TunnelDevice?
+    /// Called with one line per event (no secrets); gatewayd prints it.
+    public var log: @Sendable (String) -> Void = { _ in }
+
+    let rk: RouteSocket
+    let lock = NSLock()
+    var uapi: UAPIServer?
+    var control: ControlServer?
+    var tunIndex: Int32 = 0
+    var uplinkIndex: Int32 = 0
+    var routes: Set<Route> = []
+    var proxies: Set<IPv6Address> = []
+    var natApplied = false
+    var peersByName: [String: ClientRecord] = [:]
+
+    static let v6Pool = "ipv6", v4Pool = "ipv4"
+
+    /// Loads (or creates, mode 0600) the private key and opens the lease store; touches no kernel state.
+    public init(config: GatewayConfiguration) throws(GatewayError) {
+        self.config = config
+        do {
+            try FileManager.default.createDirectory(atPath: config.stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw .io(path: config.stateDirectory, detail: "cannot create the state directory: \(error.localizedDescription)")
+        }
+        privateKey = try Self.loadOrCreateKey(config.privateKeyPath)
+        publicKey = X25519.publicKey(privateKey)
+        registry = ClientRegistry(directory: config.clientsDirectory)
+        do {
+            allocator = try AddressAllocator(pools: Self.pools(config), store: try SQLiteLeaseStore(path: config.leaseStorePath))
+        } catch {
+            throw .setup("lease store: \(error)")
+        }
+        do { rk = try RouteSocket() } catch { throw .setup("netlink: \(error)") }
+    }
+
+    static func pools(_ c: GatewayConfiguration) -> [PoolConfiguration] {
+        var reserved: [IPPrefix] = [.v6(IPv6Prefix(containing: c.effectiveGatewayAddress, length: 128))]
+        if c.allocation == .hosts {
+            reserved += [c.effectiveISPRouter, c.effectiveUplinkAddress].map { .v6(IPv6Prefix(containing: $0, length: 128)) }
+        }
+        reserved += c.reservedIPv6.map { .v6($0) }
+        var pools = [PoolConfiguration(name: v6Pool, prefix: .v6(c.ipv6Prefix),
+                                       kind: c.allocation == .hosts ? .ipv6Hosts : .ipv6Prefixes(length: c.delegatedLength),
+                                       reserved: reserved.filter { Self.inside($0, c.ipv6Prefix) })]
+        if let pool = c.ipv4Pool, let gw = c.effectiveIPv4Gateway {
+            pools.append(PoolConfiguration(name: v4Pool, prefix: .v4(pool), kind: .ipv4Hosts, reserved: [.v4(IPv4Prefix(containing: gw, length: 32))]))
+        }
+        return pools
+    }
+
+    static func inside(_ p: IPPrefix, _ pool: IPv6Prefix) -> Bool {
+        if case .v6(let q) = p { return pool.contains(q) }
+        return false
+    }
+
+    var poolNames: [String] { config.ipv4Pool == nil ? [Self.v6Pool] : [Self.v6Pool, Self.v4Pool] }
+
+    /// Reads the base64 key at `path`, or creates one there with mode 0600.
+    public static func loadOrCreateKey(_ path: String) throws(GatewayError) -> Bytes32 {
+        if let data = FileManager.default.contents(atPath: path) {
+            let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            guard let key = Bytes32(base64: text) else { throw .io(path: path, detail: "not a WireGuard private key (44 characters of base64, as `wg genkey` prints)") }
+            var st = stat()
+            if stat(path, &st) == 0, st.st_mode & 0o077 != 0 {
+                guard chmod(path, 0o600) == 0 else { throw .io(path: path, detail: "readable by others and cannot chmod 0600") }
+            }
+            return key
+        }
+        let key = X25519.generatePrivateKey()
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw .io(path: path, detail: "cannot create: \(String(cString: strerror(errno)))") }
+        let text = key.base64 + "\n"
+        let ok = text.withCString { write(fd, $0, strlen($0)) } == text.utf8.count && fsync(fd) == 0
+        close(fd)
+        guard ok else { throw .io(path: path, detail: "cannot write the key") }
+        return key
+    }
+
+    // MARK: Start and stop
+
+    /// Creates the device and puts the kernel in shape; safe to run after a crash.
+    public func start() throws(GatewayError) {
+        lock.lock(); defer { lock.unlock() }
+        func step<T>(_ what: String, _ body: () throws -> T) throws(GatewayError) -> T {
+            do { return try body() } catch { throw .setup("\(what): \(error)") }
+        }
+        uplinkIndex = try step("uplink \(config.uplink)") { try rk.interfaceIndex(config.uplink) }
+        let device = try step("TUN \(config.interface)") { try TunnelDevice(interfaceName: config.interface, listenPort: config.listenPort) }
+        try step("key") { try device.configure(privateKey: privateKey) }
+        self.device = device
+        tunIndex = try step("TUN \(config.interface)") { try rk.interfaceIndex(config.interface) }
+        try step("MTU") { try rk.setMTU(config.interface, config.mtu) }
+        try step("gateway address") {
+            try rk.ensureAddress(InterfaceAddress(interfaceIndex: tunIndex, address: .v6(config.effectiveGatewayAddress), prefixLength: 128, flags: InterfaceAddress.noDAD))
+            if let gw = config.effectiveIPv4Gateway, let pool = config.ipv4Pool {
+                // The pool's connected route comes with the address (proto kernel), and goes with it.
+                try rk.ensureAddress(InterfaceAddress(interfaceIndex: tunIndex, address: .v4(gw), prefixLength: pool.length))
+            }
+        }
+        try step("link up") { try rk.setLink(config.interface, up: true) }
+        try step("sysctl") {
+            try Sysctl.write(try .ipv6Forwarding(.all), 1)
+            if config.ipv4Pool != nil { try Sysctl.write(.ipv4Forwarding, 1) }
+            if config.ndpProxy == .kernel { try Sysctl.write(try .proxyNDP(.interface(config.uplink)), 1) }
+        }
+        if config.nat44, let pool = config.ipv4Pool {
+            try step("NAT44") { try NATTable(name: natTableName).apply([MasqueradeRule(source: pool, outInterface: config.uplink)]) }
+            natApplied = true
+        }
+        // Clients: every enrolled one gets its leases (idempotent) and a peer.
+        let clients = try registry.all()
+        var desiredRoutes: [Route] = []
+        var desiredProxies: Set<IPv6Address> = []
+        for c in clients {
+            let leases = try lease(c)
+            try setPeer(c, leases)
+            for l in leases {
+                if case .v6(let p) = l.prefix {
+                    desiredRoutes.append(Route(destination: .v6(p), interfaceIndex: tunIndex))
+                    if config.ndpProxy == .kernel, p.length == 128 { desiredProxies.insert(p.network) }
+                }
+            }
+        }
+        let result = try step("routes") { try rk.reconcileRoutes(desiredRoutes, ipv6: true) }
+        routes = Set(desiredRoutes)
+        if !result.removed.isEmpty { log("reconcile: removed \(result.removed.count) stale route(s)") }
+        try reconcileProxies(desiredProxies)
+        device.onEvent = { [weak self] event in self?.handle(event) }
+        device.start()
+        uapi = try step("UAPI") { try UAPIServer(device: device) }
+        uapi?.start()
+        control = try step("control socket") { try ControlServer(path: config.controlSocketPath, gateway: self) }
+        control?.start()
+        log("up: \(config.interface) port \(device.listenPort), \(clients.count) client(s), public key \(publicKey.base64)")
+        runHook("up", [:])
+    }
+
+    var natTableName: String { "sixgate_" + config.interface.map { $0.isLetter || $0.isNumber ? String($0) : "_" }.joined() }
+
+    func reconcileProxies(_ desired: Set<IPv6Address>) throws(GatewayError) {
+        guard config.ndpProxy == .kernel else { return }
+        do {
+            let existing = try rk.neighbours(ipv6: true, proxy: true).filter { $0.interfaceIndex == uplinkIndex }
+            for n in existing {
+                guard case .v6(let a) = n.address, config.ipv6Prefix.contains(a), !desired.contains(a) else { continue }
+                try rk.removeProxyNeighbour(a, interfaceIndex: uplinkIndex)
+                log("reconcile: removed stale proxy entry \(a)")
+            }
+            for a in desired { try rk.ensureProxyNeighbour(a, interfaceIndex: uplinkIndex) }
+            proxies = desired
+        } catch {
+            throw .setup("proxy NDP on \(config.uplink): \(error)")
+        }
+    }
+
+    /// Removes what `start` added: proxy entries, routes, the NAT table, the device (and with it
+    /// its addresses), the sockets. Leases and client files stay. Sysctls stay as they are
+    /// (forwarding may serve others on this host).
+    public func stop() {
+        lock.lock(); defer { lock.unlock() }
+        runHook("down", [:])
+        control?.stop(); control = nil
+        uapi?.stop(); uapi = nil
+        for a in proxies { try? rk.removeProxyNeighbour(a, interfaceIndex: uplinkIndex) }
+        proxies = []
+        for r in routes { try? rk.removeRoute(r) }
+        routes = []
+        if natApplied { try? NATTable(name: natTableName).remove(); natApplied = false }
+        device?.stop()
+        device = nil   // closing the TUN removes the interface and its addresses
+        log("down: \(config.interface) removed")
+    }
+
+    // MARK: Clients
+
+    func lease(_ c: ClientRecord) throws(GatewayError) -> [Lease] {
+        do { return try allocator.allocate(client: c.name, inPools: poolNames) } catch { throw .setup("client \(c.name): \(error)") }
+    }
+
+    func setPeer(_ c: ClientRecord, _ leases: [Lease]) throws(GatewayError) {
+        guard let device, let key = Bytes32(base64: c.publicKey) else { return }
+        do { try device.setPeer(PeerConfiguration(publicKey: key, allowedIPs: leases.map(\.prefix))) } catch { throw .setup("peer \(c.name): \(error)") }
+        peersByName[c.name] = c
+    }
+
+    /// Enrols a client: its file, its leases, and (when running) its peer, route and proxy entry.
+    public func addClient(name: String, publicKey: String) throws(GatewayError) -> ClientStatus {
+        lock.lock(); defer { lock.unlock() }
+        try ClientRegistry.validate(name: name)
+        guard Bytes32(base64: publicKey) != nil else { throw .invalidKey(publicKey) }
+        let existing = try registry.all()
+        if existing.contains(where: { $0.name == name }) { throw .clientExists(name) }
+        if let other = existing.first(where: { $0.publicKey == publicKey }) { throw .keyInUse(key: publicKey, client: other.name) }
+        let record = ClientRecord(name: name, publicKey: publicKey)
+        let leases = try lease(record)
+        try registry.write(record)
+        if device != nil { try install(record, leases) }
+        log("client added: \(name) \(leases.map(\.prefix.description).joined(separator: " "))")
+        return status(record, leases)
+    }
+
+    func install(_ c: ClientRecord, _ leases: [Lease]) throws(GatewayError) {
+        try setPeer(c, leases)
+        for l in leases {
+            guard case .v6(let p) = l.prefix else { continue }
+            let r = Route(destination: .v6(p), interfaceIndex: tunIndex)
+            do { try rk.ensureRoute(r) } catch { throw .setup("route \(p): \(error)") }
+            routes.insert(r)
+            if config.ndpProxy == .kernel, p.length == 128 {
+                do { try rk.ensureProxyNeighbour(p.network, interfaceIndex: uplinkIndex) } catch { throw .setup("proxy \(p.network): \(error)") }
+                proxies.insert(p.network)
+            }
+        }
+    }
+
+    /// Removes a client: peer, route, proxy entry, file; its leases are released (kept, so the
+    /// same name gets the same addresses back if re-added before the quiet period ends).
+    public func removeClient(name: String) throws(GatewayError) {
+        lock.lock(); defer { lock.unlock() }
+        let record = try registry.read(name)
+        let leases = allocator.leases(of: name)
+        if let device, let key = Bytes32(base64: record.publicKey) { device.removePeer(key) }
+        for l in leases {
+            guard case .v6(let p) = l.prefix else { continue }
+            let r = Route(destination: .v6(p), interfaceIndex: tunIndex)
+            if routes.remove(r) != nil { try? rk.removeRoute(r) }
+            if proxies.remove(p.network) != nil { try? rk.removeProxyNeighbour(p.network, interfaceIndex: uplinkIndex) }
+        }
+        do { try allocator.release(client: name) } catch { throw .setup("release \(name): \(error)") }
+        try registry.remove(name)
+        peersByName[name] = nil
+        log("client removed: \(name)")
+    }
+
+    /// Re-reads the clients folder (SIGHUP): new files become peers, removed files stop being
+    /// peers; sessions of unchanged clients are kept.
+    public func reloadClients() throws(GatewayError) -> (added: Int, removed: Int) {
+        lock.lock(); defer { lock.unlock() }
+        let clients = try registry.all()
+        let names = Set(clients.map(\.name))
+        var added = 0, removed = 0
+        for c in clients where peersByName[c.name] != c {
+            if let old = peersByName[c.name], old.publicKey != c.publicKey, let k = Bytes32(base64: old.publicKey) { device?.removePeer(k) }
+            try install(c, try lease(c)); added += 1
+        }
+        for (name, c) in peersByName where !names.contains(name) {
+            if let k = Bytes32(base64: c.publicKey) { device?.removePeer(k) }
+            for l in allocator.leases(of: name) {
+                guard case .v6(let p) = l.prefix else { continue }
+                let r = Route(destination: .v6(p), interfaceIndex: tunIndex)
+                if routes.remove(r) != nil { try? rk.removeRoute(r) }
+                if proxies.remove(p.network) != nil { try? rk.removeProxyNeighbour(p.network, interfaceIndex: uplinkIndex) }
+            }
+            _ = try? allocator.release(client: name)
+            peersByName[name] = nil; removed += 1
+        }
+        log("reload: \(added) client(s) added or changed, \(removed) removed")
+        return (added, removed)
+    }
+
+    func status(_ c: ClientRecord, _ leases: [Lease]) -> ClientStatus {
+        let key = Bytes32(base64: c.publicKey)
+        let peer = device?.peerStatuses().first { $0.configuration.publicKey == key }
+        return ClientStatus(name: c.name, publicKey: c.publicKey, addresses: leases.map(\.prefix.description),
+                            endpoint: peer?.configuration.endpoint?.description, lastHandshake: peer?.lastHandshake.seconds ?? 0,
+                            receivedBytes: peer?.receivedBytes ?? 0, sentBytes: peer?.sentBytes ?? 0)
+    }
+
+    public func status() throws(GatewayError) -> GatewayStatus {
+        lock.lock(); defer { lock.unlock() }
+        let clients = try registry.all().map { status($0, allocator.leases(of: $0.name)) }
+        var counters: [String: UInt64] = [:]
+        if let s = device?.statistics {
+            for child in Mirror(reflecting: s).children { if let l = child.label, let v = child.value as? UInt64 { counters[l] = v } }
+        }
+        return GatewayStatus(interface: config.interface, publicKey: publicKey.base64, listenPort: device?.listenPort ?? config.listenPort,
+                             endpoint: config.endpoint, clients: clients, counters: counters)
+    }
+
+    // MARK: Events and hooks
+
+    func handle(_ event: PeerEvent) {
+        guard case .handshakeCompleted(let key) = event else { return }
+        lock.lock()
+        let client = peersByName.values.first { $0.publicKey == key.base64 }
+        lock.unlock()
+        if let client {
+            log("handshake: \(client.name)")
+            runHook("client-connect", ["SIXGATE_CLIENT": client.name, "SIXGATE_CLIENT_KEY": client.publicKey,
+                                       "SIXGATE_CLIENT_ADDRESSES": allocator.leases(of: client.name).map(\.prefix.description).joined(separator: " ")])
+        }
+    }
+
+    /// Runs hook `name` if configured, with SIXGATE_* facts in its environment; waits at most 10 s.
+    func runHook(_ name: String, _ extra: [String: String]) {
+        guard let path = config.hooks[name] else { return }
+        var env = ProcessInfo.processInfo.environment
+        env["SIXGATE_EVENT"] = name
+        env["SIXGATE_INTERFACE"] = config.interface
+        env["SIXGATE_UPLINK"] = config.uplink
+        env["SIXGATE_PREFIX"] = config.ipv6Prefix.description
+        env["SIXGATE_GATEWAY_ADDRESS"] = config.effectiveGatewayAddress.description
+        if let p = config.ipv4Pool { env["SIXGATE_IPV4_POOL"] = p.description }
+        for (k, v) in extra { env[k] = v }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: path)
+        p.environment = env
+        do {
+            try p.run()
+            let deadline = Date().addingTimeInterval(10)
+            while p.isRunning, Date() < deadline { usleep(20_000) }
+            if p.isRunning { p.terminate(); log("hook \(name): \(path) still running after 10 s; stopped") }
+            else if p.terminationStatus != 0 { log("hook \(name): \(path) exited with \(p.terminationStatus)") }
+        } catch {
+            log("hook \(name): cannot run \(path): \(error.localizedDescription)")
+        }
+    }
+}

@@ -1,0 +1,164 @@
+// gatewayd's configuration: every setting with its default, read from a TOML file (see
+// docs/gatewayd.toml.example), validated before anything touches the kernel.
+import PacketKit
+import TunnelCore
+
+/// How client IPv6 space is handed out.
+public enum ClientAllocation: String, Sendable, Equatable {
+    /// One address per client from the uplink's prefix (a /64 shared with the ISP's link): the
+    /// gateway answers the ISP router's neighbour solicitations for them (NDP proxy).
+    case hosts
+    /// One prefix per client (a /64 out of a routed /48 or /56) for clients that are routers.
+    case prefixes
+}
+
+/// How the ISP router finds client addresses on the uplink.
+public enum NDPProxyMode: String, Sendable, Equatable {
+    /// A kernel proxy entry per client address (`ip -6 neigh add proxy`), proxy_ndp=1 on the uplink.
+    case kernel
+    /// No proxying: the ISP routes the prefix to the gateway.
+    case off
+}
+
+/// Everything gatewayd needs. The defaults follow the howtos (see shared/DESIGN.md).
+public struct GatewayConfiguration: Sendable, Equatable {
+    /// Where the private key, the lease store, the client files and the sockets live.
+    public var stateDirectory = "/var/lib/sixgate"
+    /// The TUN interface (and the UAPI socket's name).
+    public var interface = "sixgate0"
+    public var listenPort: UInt16 = 51820
+    public var mtu: UInt32 = 1420
+    /// What clients are told to connect to ("host:port"); required to print client configs.
+    public var endpoint: String?
+    /// Seconds between keepalives the client config asks for (0: none).
+    public var clientKeepalive: UInt16 = 25
+
+    public var uplink = "eth0"
+
+    public var ipv6Prefix = IPv6Prefix.parseOrTrap("2001:db8::/64")
+    public var ispRouter: IPv6Address? = nil
+    public var uplinkAddress: IPv6Address? = nil
+    public var gatewayAddress: IPv6Address? = nil
+    public var allocation = ClientAllocation.hosts
+    /// For `.prefixes`: the delegated length.
+    public var delegatedLength: UInt8 = 64
+    /// The prefix length a client is told for its address (0: "route everything here", as cjdns's ip6Prefix).
+    public var clientPrefixLength: UInt8 = 0
+    public var ndpProxy = NDPProxyMode.kernel
+    /// Extra IPv6 addresses or prefixes never handed out.
+    public var reservedIPv6: [IPv6Prefix] = []
+
+    /// nil: no IPv4 service.
+    public var ipv4Pool: IPv4Prefix? = IPv4Prefix.parseOrTrap("100.64.0.0/24")
+    public var ipv4Gateway: IPv4Address? = nil
+    public var nat44 = true
+
+    /// Hook scripts (absolute paths), run with the facts in environment variables.
+    public var hooks: [String: String] = [:]
+    public static let hookNames: Set<String> = ["up", "down", "client-connect", "client-disconnect"]
+
+    public init() {}
+
+    // Files in the state directory.
+    public var privateKeyPath: String { stateDirectory + "/private.key" }
+    public var leaseStorePath: String { stateDirectory + "/leases.db" }
+    public var clientsDirectory: String { stateDirectory + "/clients" }
+    public var controlSocketPath: String { stateDirectory + "/control.sock" }
+    public var metricsPath: String { stateDirectory + "/metrics.prom" }
+
+    /// The howto layout inside `ipv6Prefix`: ::1 the ISP router, ::2 the uplink, ::3 the gateway,
+    /// unless set.
+    public var effectiveISPRouter: IPv6Address { ispRouter ?? IPv6Address(rawValue: ipv6Prefix.network.rawValue | 1) }
+    public var effectiveUplinkAddress: IPv6Address { uplinkAddress ?? IPv6Address(rawValue: ipv6Prefix.network.rawValue | 2) }
+    public var effectiveGatewayAddress: IPv6Address { gatewayAddress ?? IPv6Address(rawValue: ipv6Prefix.network.rawValue | 3) }
+    public var effectiveIPv4Gateway: IPv4Address? {
+        guard let pool = ipv4Pool else { return nil }
+        return ipv4Gateway ?? IPv4Address(rawValue: pool.network.rawValue | 1)
+    }
+
+    static let knownKeys: Set<String> = [
+        "state_directory", "interface", "listen_port", "mtu", "endpoint", "client_keepalive",
+        "uplink.interface",
+        "ipv6.prefix", "ipv6.isp_router", "ipv6.uplink_address", "ipv6.gateway_address", "ipv6.allocation",
+        "ipv6.delegated_length", "ipv6.client_prefix_length", "ipv6.ndp_proxy", "ipv6.reserved",
+        "ipv4.enabled", "ipv4.pool", "ipv4.gateway_address", "ipv4.nat44",
+        "hooks.up", "hooks.down", "hooks.client-connect", "hooks.client-disconnect",
+    ]
+
+    /// Reads `text` (the contents of `path`), starting from the defaults.
+    public init(text: String, path: String) throws(ConfigError) {
+        let f = try ConfigFile(text: text, path: path)
+        try f.rejectUnknownKeys(Self.knownKeys)
+        if let v = try f.string("state_directory") {
+            guard v.hasPrefix("/") else { throw f.error("state_directory", "must be an absolute path") }
+            stateDirectory = v
+        }
+        if let v = try f.string("interface") {
+            guard (1...15).contains(v.utf8.count), v.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == ".") }) else {
+                throw f.error("interface", "an interface name is 1-15 letters, digits, '-', '_' or '.'")
+            }
+            interface = v
+        }
+        if let v = try f.integer("listen_port", in: 1...65535) { listenPort = UInt16(v) }
+        if let v = try f.integer("mtu", in: 1280...65535) { mtu = UInt32(v) }
+        if let v = try f.parsed("endpoint", "host:port such as 198.51.100.1:51820 or [2001:db8::1]:51820", { Endpoint($0) }) { endpoint = v.description }
+        if let v = try f.integer("client_keepalive", in: 0...65535) { clientKeepalive = UInt16(v) }
+        if let v = try f.string("uplink.interface") { uplink = v }
+
+        if let v = try f.parsed("ipv6.prefix", "an IPv6 prefix such as 2001:db8:1::/64", { IPv6Prefix($0) }) { ipv6Prefix = v }
+        ispRouter = try f.parsed("ipv6.isp_router", "an IPv6 address", { IPv6Address($0) })
+        uplinkAddress = try f.parsed("ipv6.uplink_address", "an IPv6 address", { IPv6Address($0) })
+        gatewayAddress = try f.parsed("ipv6.gateway_address", "an IPv6 address", { IPv6Address($0) })
+        if let v = try f.parsed("ipv6.allocation", "hosts or prefixes", { ClientAllocation(rawValue: $0) }) { allocation = v }
+        if let v = try f.integer("ipv6.delegated_length", in: 1...128) { delegatedLength = UInt8(v) }
+        if let v = try f.integer("ipv6.client_prefix_length", in: 0...128) { clientPrefixLength = UInt8(v) }
+        if let v = try f.string("ipv6.ndp_proxy") {
+            if v == "responder" { throw f.error("ipv6.ndp_proxy", "the built-in responder comes with ndp-proxy (issue 8); use \"kernel\" or \"off\"") }
+            guard let m = NDPProxyMode(rawValue: v) else { throw f.error("ipv6.ndp_proxy", "\(v.debugDescription) is not kernel or off") }
+            ndpProxy = m
+        }
+        if let list = try f.strings("ipv6.reserved") {
+            reservedIPv6 = []
+            for s in list {
+                guard let p = IPv6Prefix(s) else { throw f.error("ipv6.reserved", "\(s.debugDescription) is not an IPv6 address or prefix") }
+                reservedIPv6.append(p)
+            }
+        }
+        if try f.boolean("ipv4.enabled") == false { ipv4Pool = nil }
+        if let v = try f.parsed("ipv4.pool", "an IPv4 prefix such as 100.64.0.0/24", { IPv4Prefix($0) }) {
+            guard try f.boolean("ipv4.enabled") != false else { throw f.error("ipv4.pool", "set, but ipv4.enabled is false") }
+            ipv4Pool = v
+        }
+        ipv4Gateway = try f.parsed("ipv4.gateway_address", "an IPv4 address", { IPv4Address($0) })
+        if let v = try f.boolean("ipv4.nat44") { nat44 = v }
+        for name in Self.hookNames {
+            if let v = try f.string("hooks." + name) {
+                guard v.hasPrefix("/") else { throw f.error("hooks." + name, "must be an absolute path") }
+                hooks[name] = v
+            }
+        }
+        try validate(f)
+    }
+
+    func validate(_ f: ConfigFile) throws(ConfigError) {
+        switch allocation {
+        case .hosts:
+            guard ipv6Prefix.length <= 64 || ipv6Prefix.length <= 120 else { throw f.error("ipv6.prefix", "too small") }
+            for (key, a) in [("ipv6.isp_router", effectiveISPRouter), ("ipv6.uplink_address", effectiveUplinkAddress), ("ipv6.gateway_address", effectiveGatewayAddress)] {
+                guard ipv6Prefix.contains(a) else { throw f.error(key, "\(a) is outside ipv6.prefix \(ipv6Prefix)") }
+            }
+        case .prefixes:
+            guard delegatedLength > ipv6Prefix.length else { throw f.error("ipv6.delegated_length", "/\(delegatedLength) must be longer than ipv6.prefix /\(ipv6Prefix.length)") }
+        }
+        if let pool = ipv4Pool, let gw = effectiveIPv4Gateway, !pool.contains(gw) {
+            throw f.error("ipv4.gateway_address", "\(gw) is outside ipv4.pool \(pool)")
+        }
+    }
+}
+
+extension IPv6Prefix {
+    static func parseOrTrap(_ s: String) -> IPv6Prefix { IPv6Prefix(s)! }
+}
+extension IPv4Prefix {
+    static func parseOrTrap(_ s: String) -> IPv4Prefix { IPv4Prefix(s)! }
+}
