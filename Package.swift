@@ -26,6 +26,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.5.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
     ],
     targets: [
@@ -61,8 +62,12 @@ let package = Package(
         .target(name: "TunnelClient", dependencies: ["PacketKit", "RouteKit", "TunnelCore"]),
 
         // Thin executables.
-        .executableTarget(name: "gatewayd", dependencies: ["TunnelGateway"], path: "Sources/CLI/gatewayd"),
-        .executableTarget(name: "gatewayctl", dependencies: ["TunnelGateway", "Diagnostics"], path: "Sources/CLI/gatewayctl"),
+        .executableTarget(name: "gatewayd", dependencies: [
+            "TunnelGateway", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log"),
+        ], path: "Sources/CLI/gatewayd"),
+        .executableTarget(name: "gatewayctl", dependencies: [
+            "TunnelGateway", "TunnelCore", "Diagnostics", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], path: "Sources/CLI/gatewayctl"),
         .executableTarget(name: "tunnel-client", dependencies: ["TunnelClient"], path: "Sources/CLI/tunnel-client"),
         .executableTarget(name: "ndp-proxy", dependencies: ["NDPProxy"], path: "Sources/CLI/ndp-proxy"),
         .executableTarget(name: "sixgate-wg", dependencies: [
@@ -77,13 +82,14 @@ let package = Package(
 
         // Tests: one target per module that has behaviour to test.
         .target(name: "CTestSupport", path: "Tests/CTestSupport"),
-        .target(name: "SixgateTestSupport", dependencies: ["CTestSupport"], path: "Tests/TestSupport"),
+        .target(name: "SixgateTestSupport", dependencies: ["CTestSupport", "RouteKit"], path: "Tests/TestSupport"),
         .testTarget(
             name: "PacketKitTests", dependencies: ["PacketKit", "SixgateTestSupport"],
             resources: [.copy("Fixtures")]),
         .testTarget(name: "RouteKitTests", dependencies: ["RouteKit", "PacketKit", "SixgateTestSupport"]),
         .testTarget(name: "TunnelCoreTests", dependencies: ["TunnelCore", "PacketKit", "RouteKit", "SixgateTestSupport"]),
         .testTarget(name: "AddressPoolTests", dependencies: ["AddressPool", "PacketKit", "SixgateTestSupport"]),
+        .testTarget(name: "GatewayTests", dependencies: ["TunnelGateway", "TunnelCore", "AddressPool", "PacketKit", "SixgateTestSupport"]),
         .testTarget(name: "DiagnosticsTests", dependencies: ["Diagnostics"]),
         .testTarget(name: "CLITests", dependencies: ["SixgateTestSupport"]),
     ]

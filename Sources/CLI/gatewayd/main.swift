@@ -1,23 +1,68 @@
-// gatewayd — the gateway daemon (TUN, routes, NAT44, NDP proxy, leases).
-// Thin executable: parses arguments and prints; the work lives in the library modules.
+// gatewayd — the gateway daemon: a WireGuard-compatible tunnel, client leases, routes, forwarding,
+// NAT44 and NDP proxying, set up from one config file and removed again on SIGTERM.
+// Thin executable: parses arguments and prints; the work lives in TunnelGateway.
+import ArgumentParser
+import Foundation
+import Logging
+import TunnelGateway
 #if canImport(Glibc)
 import Glibc
 #endif
 
-let usage = """
-    gatewayd: the gateway daemon (TUN, routes, NAT44, NDP proxy, leases).
-    This command is not implemented yet (tracking issue 6 of Sixgate).
-    What works today: the PacketKit library and the pcap-dump example (see README.md).
-    """
-if CommandLine.arguments.dropFirst().contains(where: { $0 == "--help" || $0 == "-h" }) {
-    print(usage)
-    exit(0)
-}
-printError(usage)
-exit(69)  // EX_UNAVAILABLE: refuse rather than pretend.
+@main
+struct GatewayDaemon: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gatewayd",
+        abstract: "The Sixgate gateway: tunnel, leases, routes, NAT44 and NDP proxy from one config file.",
+        discussion: """
+            Runs in the foreground (systemd: dist/gatewayd.service). SIGTERM or SIGINT removes what it \
+            added (routes, proxy entries, the NAT table, the interface) and keeps the lease store; \
+            SIGHUP re-reads the clients folder without dropping sessions. Every 10 s it writes \
+            metrics.prom (Prometheus text) in the state directory.
+            """)
 
-/// Writes a line to standard error (fd 2) without touching the C `stderr` global.
-func printError(_ text: String) {
-    var line = text + "\n"
-    line.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
+    @Option(help: "The config file (TOML; see docs/gatewayd.toml.example).")
+    var config = "/etc/sixgate/gatewayd.toml"
+
+    @Flag(help: "Check the config file and exit.")
+    var checkConfig = false
+
+    func run() throws {
+        LoggingSystem.bootstrap { StreamLogHandler.standardOutput(label: $0) }
+        var logger = Logger(label: "gatewayd")
+        logger.logLevel = .info
+        let configuration: GatewayConfiguration
+        do { configuration = try GatewayAdmin.loadConfiguration(config) } catch {
+            throw ValidationError("gatewayd: \(error)")
+        }
+        if checkConfig { print("gatewayd: \(config) is valid"); return }
+
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        for s in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&signals, s) }
+        pthread_sigmask(SIG_BLOCK, &signals, nil)
+
+        let gateway: Gateway
+        do {
+            gateway = try Gateway(config: configuration)
+            let log = logger
+            gateway.log = { log.info("\($0)") }
+            try gateway.start()
+        } catch {
+            logger.error("\(error)")
+            throw ExitCode(1)
+        }
+        var timeout = timespec(tv_sec: 10, tv_nsec: 0)
+        while true {
+            gateway.writeMetrics()
+            let s = sigtimedwait(&signals, nil, &timeout)
+            if s == SIGHUP {
+                do { _ = try gateway.reloadClients() } catch { logger.error("reload: \(error)") }
+            } else if s == SIGINT || s == SIGTERM {
+                logger.info("signal \(s): stopping")
+                gateway.stop()
+                return
+            }
+        }
+    }
 }

@@ -1,0 +1,170 @@
+import Foundation
+import SixgateTestSupport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Four namespaces: `isp` (the upstream router: owns 2001:db8:1::/64 on-link and, on its loopback,
+/// the "internet" host 2001:db8:ffff::1 and 203.0.113.1), `gw` (gatewayd; uplink to isp, and one
+/// outer link to each client), `cl` and `cl2` (stock wireguard-go clients set up wg-quick style from
+/// the config gatewayctl prints). Everything is removed by `destroy()`, processes by PID.
+final class GatewayTestbed: @unchecked Sendable {
+    let id = uniqueSuffix()
+    let isp: String, gw: String, cl: String, cl2: String
+    let uplink: String, ispSide: String, tun: String
+    let stateDirectory: String
+    var configPath: String { stateDirectory + "/gatewayd.toml" }
+    private(set) var gateway: BackgroundProcess?
+    private var others: [BackgroundProcess] = []
+    private var wgNames: [String] = []
+    private var destroyed = false
+
+    init() throws {
+        isp = "sg-gi-\(id)"; gw = "sg-gg-\(id)"; cl = "sg-gc-\(id)"; cl2 = "sg-gd-\(id)"
+        uplink = "sgu\(id)"; ispSide = "sgi\(id)"; tun = "sgt\(id)"
+        stateDirectory = "/tmp/sg-gw-\(id)"
+        do {
+            for ns in [isp, gw, cl, cl2] {
+                try run(["ip", "netns", "add", ns], check: true)
+                try exec(ns, ["ip", "link", "set", "lo", "up"])
+                try exec(ns, ["sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0"])
+            }
+            try link(isp, ispSide, gw, uplink)
+            try link(gw, "sgo\(id)", cl, "sgc\(id)")
+            try link(gw, "sgp\(id)", cl2, "sgd\(id)")
+            // The ISP: the /64 on-link toward the gateway, the internet host on loopback.
+            try exec(isp, ["ip", "-6", "addr", "add", "2001:db8:1::1/64", "dev", ispSide, "nodad"])
+            try exec(isp, ["ip", "addr", "add", "198.51.100.1/25", "dev", ispSide])
+            try exec(isp, ["ip", "-6", "addr", "add", "2001:db8:ffff::1/128", "dev", "lo"])
+            try exec(isp, ["ip", "addr", "add", "203.0.113.1/32", "dev", "lo"])
+            // The gateway's uplink, as the operator set it up before gatewayd.
+            try exec(gw, ["ip", "-6", "addr", "add", "2001:db8:1::2/64", "dev", uplink, "nodad"])
+            try exec(gw, ["ip", "addr", "add", "198.51.100.2/25", "dev", uplink])
+            try exec(gw, ["ip", "-6", "route", "add", "default", "via", "2001:db8:1::1", "dev", uplink])
+            try exec(gw, ["ip", "route", "add", "default", "via", "198.51.100.1"])
+            // The clients' carriers.
+            try exec(gw, ["ip", "addr", "add", "198.51.100.129/25", "dev", "sgo\(id)"])
+            try exec(cl, ["ip", "addr", "add", "198.51.100.130/25", "dev", "sgc\(id)"])
+            try exec(gw, ["ip", "addr", "add", "203.0.113.129/25", "dev", "sgp\(id)"])
+            try exec(cl2, ["ip", "addr", "add", "203.0.113.130/25", "dev", "sgd\(id)"])
+            try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
+        } catch {
+            destroy()
+            throw error
+        }
+    }
+
+    private func link(_ a: String, _ aName: String, _ b: String, _ bName: String) throws {
+        try run(["ip", "link", "add", aName, "netns", a, "type", "veth", "peer", "name", bName, "netns", b], check: true)
+        try exec(a, ["ip", "link", "set", aName, "up"])
+        try exec(b, ["ip", "link", "set", bName, "up"])
+    }
+
+    @discardableResult
+    func exec(_ ns: String, _ argv: [String], timeout: Double = 30, check: Bool = true) throws -> ProcessResult {
+        try run(["ip", "netns", "exec", ns] + argv, timeout: timeout, check: check)
+    }
+
+    func writeConfig(ndpProxy: String) throws {
+        let text = """
+            # gatewayd for the end-to-end test
+            state_directory = "\(stateDirectory)"
+            interface = "\(tun)"
+            listen_port = 51820
+            endpoint = "198.51.100.129:51820"
+
+            [uplink]
+            interface = "\(uplink)"
+
+            [ipv6]
+            prefix = "2001:db8:1::/64"      # ::1 ISP router, ::2 uplink, ::3 gateway (the defaults)
+            ndp_proxy = "\(ndpProxy)"
+
+            [ipv4]
+            pool = "192.0.2.0/24"
+            nat44 = true
+            """
+        try text.write(toFile: configPath, atomically: true, encoding: .utf8)
+    }
+
+    /// Starts gatewayd in `gw` and waits for its "up" line.
+    func startGateway() throws {
+        let p = try BackgroundProcess(["ip", "netns", "exec", gw, "\(builtProductsDirectory)/gatewayd", "--config", configPath], captureOutput: true)
+        gateway = p
+        guard eventually(timeout: 15, { p.output.contains("up: \(tun)") || !p.process.isRunning }), p.process.isRunning else {
+            throw TransferError.named("gatewayd did not come up: \(p.output)")
+        }
+    }
+
+    func gatewayctl(_ args: [String], check: Bool = true) throws -> ProcessResult {
+        try exec(gw, ["\(builtProductsDirectory)/gatewayctl"] + args + ["--config", configPath], check: check)
+    }
+
+    /// Sets up wireguard-go in `ns` from a wg-quick config, as wg-quick would: the device, `wg set`,
+    /// the addresses, the MTU, default routes for ::/0 and 0.0.0.0/0.
+    /// `endpoint` replaces the config's Endpoint (the second client reaches the gateway over its own link).
+    func startClient(in ns: String, name: String, config: String, endpoint override: String? = nil) throws {
+        var fields: [String: String] = [:]
+        for line in config.split(separator: "\n") where line.contains(" = ") && !line.hasPrefix("#") {
+            let parts = line.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            fields[parts[0]] = parts[1]
+        }
+        guard let priv = fields["PrivateKey"], let pub = fields["PublicKey"], let endpoint = override ?? fields["Endpoint"],
+              let allowed = fields["AllowedIPs"], let addresses = fields["Address"] else {
+            throw TransferError.named("incomplete client config:\n\(config)")
+        }
+        let p = try BackgroundProcess(["ip", "netns", "exec", ns, "wireguard-go", "-f", name],
+                                      environment: ["WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD": "1", "LOG_LEVEL": "error"], captureOutput: true)
+        others.append(p)
+        wgNames.append(name)
+        guard eventually(timeout: 10, { FileManager.default.fileExists(atPath: "/var/run/wireguard/\(name).sock") }) else {
+            throw TransferError.named("wireguard-go \(name) did not start: \(p.output)")
+        }
+        let keyFile = stateDirectory + "/\(name).key"
+        FileManager.default.createFile(atPath: keyFile, contents: Data((priv + "\n").utf8), attributes: [.posixPermissions: 0o600])
+        try exec(ns, ["wg", "set", name, "private-key", keyFile, "peer", pub, "endpoint", endpoint,
+                      "allowed-ips", allowed.replacingOccurrences(of: " ", with: ""), "persistent-keepalive", fields["PersistentKeepalive"] ?? "0"])
+        for a in addresses.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) {
+            try exec(ns, a.contains(":") ? ["ip", "-6", "addr", "add", a, "dev", name, "nodad"] : ["ip", "addr", "add", a, "dev", name])
+        }
+        try exec(ns, ["ip", "link", "set", name, "mtu", fields["MTU"] ?? "1420", "up"])
+        if allowed.contains("::/0") { try exec(ns, ["ip", "-6", "route", "add", "default", "dev", name]) }
+        if allowed.contains("0.0.0.0/0") { try exec(ns, ["ip", "route", "add", "default", "dev", name]) }
+    }
+
+    /// Echo replies received by `ping` from `ns`.
+    func ping(from ns: String, _ address: String, source: String? = nil, count: Int = 3) throws -> Int {
+        var argv = ["ping", "-c", "\(count)", "-i", "0.3", "-W", "2"]
+        if let source { argv += ["-I", source] }
+        let r = try exec(ns, argv + [address], timeout: Double(count) * 3 + 10, check: false)
+        guard let line = r.stdout.split(separator: "\n").first(where: { $0.contains("received") }),
+              let n = line.split(separator: ",").first(where: { $0.contains("received") })?.split(separator: " ").first.flatMap({ Int($0) }) else { return 0 }
+        return n
+    }
+
+    func stopGateway(signal: Int32 = SIGTERM) {
+        guard let g = gateway else { return }
+        if signal == SIGTERM { g.stop(grace: 10) } else {
+            kill(g.pid, signal)
+            // ip netns exec execs gatewayd in place, so the PID is gatewayd's own.
+            g.process.waitUntilExit()
+        }
+        gateway = nil
+    }
+
+    func destroy() {
+        guard !destroyed else { return }
+        destroyed = true
+        stopGateway()
+        for p in others { p.stop() }
+        for ns in [isp, gw, cl, cl2] { _ = try? run(["ip", "netns", "del", ns]) }
+        for name in wgNames + [tun] { unlink("/var/run/wireguard/\(name).sock") }
+        try? FileManager.default.removeItem(atPath: stateDirectory)
+    }
+
+    deinit { destroy() }
+}
+
+extension TransferError {
+    static func named(_ s: String) -> TransferError { TransferError(s) }
+}
