@@ -1,0 +1,108 @@
+import Foundation
+import PacketKit
+import SixgateTestSupport
+import Testing
+import TunnelCore
+@testable import TunnelGateway
+
+struct ConfigurationTests {
+    func parse(_ text: String) throws(ConfigError) -> GatewayConfiguration { try GatewayConfiguration(text: text, path: "/etc/sixgate/gatewayd.toml") }
+
+    func error(_ text: String) -> ConfigError? {
+        do { _ = try parse(text); return nil } catch { return error }
+    }
+
+    @Test func anEmptyFileGivesTheHowtoDefaults() throws {
+        let c = try parse("# nothing set\n")
+        #expect(c.interface == "sixgate0" && c.listenPort == 51820 && c.mtu == 1420)
+        #expect(c.effectiveISPRouter.description == "2001:db8::1")
+        #expect(c.effectiveUplinkAddress.description == "2001:db8::2")
+        #expect(c.effectiveGatewayAddress.description == "2001:db8::3")
+        #expect(c.effectiveIPv4Gateway?.description == "100.64.0.1")
+        #expect(c.ndpProxy == .kernel && c.nat44)
+    }
+
+    @Test func everyKeyIsRead() throws {
+        let c = try parse("""
+            state_directory = "/srv/sixgate"
+            interface = "gw6"
+            listen_port = 4500
+            mtu = 1380
+            endpoint = "[2001:db8::9]:4500"
+            client_keepalive = 0
+            [uplink]
+            interface = "enp1s0"
+            [ipv6]
+            prefix = "2001:db8:100::/48"
+            allocation = "prefixes"
+            delegated_length = 56
+            gateway_address = "2001:db8:100::1"
+            ndp_proxy = "off"
+            reserved = ["2001:db8:100:ff00::/56"]
+            [ipv4]
+            pool = "198.51.100.0/24"
+            gateway_address = "198.51.100.254"
+            nat44 = false
+            [hooks]
+            up = "/etc/sixgate/up.sh"
+            """)
+        #expect(c.stateDirectory == "/srv/sixgate" && c.interface == "gw6" && c.listenPort == 4500 && c.mtu == 1380)
+        #expect(c.endpoint == "[2001:db8::9]:4500" && c.clientKeepalive == 0 && c.uplink == "enp1s0")
+        #expect(c.allocation == .prefixes && c.delegatedLength == 56 && c.ndpProxy == .off)
+        #expect(c.reservedIPv6 == [IPv6Prefix("2001:db8:100:ff00::/56")!])
+        #expect(c.ipv4Pool == IPv4Prefix("198.51.100.0/24") && c.effectiveIPv4Gateway?.description == "198.51.100.254" && !c.nat44)
+        #expect(c.hooks == ["up": "/etc/sixgate/up.sh"])
+    }
+
+    @Test func errorsNameTheFileTheLineAndTheKey() {
+        #expect(error("\n\n[ipv6]\nprefix = \"2001:db8::/129\"\n")?.description == "/etc/sixgate/gatewayd.toml:4: ipv6.prefix: \"2001:db8::/129\" is not an IPv6 prefix such as 2001:db8:1::/64")
+        #expect(error("mtu = 900\n")?.description == "/etc/sixgate/gatewayd.toml:1: mtu: 900 is out of range 1280-65535")
+        #expect(error("listen_port = \"51820\"\n")?.description == "/etc/sixgate/gatewayd.toml:1: listen_port: expected a whole number")
+        #expect(error("[ipv6]\nndp_proxi = \"kernel\"\n")?.description == "/etc/sixgate/gatewayd.toml:2: ipv6.ndp_proxi: unknown key; did you mean ipv6.ndp_proxy?")
+        #expect(error("[ipv4]\npool = \"192.0.2.0/24\"\ngateway_address = \"198.51.100.1\"\n")?.description == "/etc/sixgate/gatewayd.toml:3: ipv4.gateway_address: 198.51.100.1 is outside ipv4.pool 192.0.2.0/24")
+        #expect(error("mtu = 1400\nmtu = 1400\n")?.description == "/etc/sixgate/gatewayd.toml:2: mtu: set twice (first on line 1)")
+        #expect(error("endpoint = \"198.51.100.1\"\n")?.key == "endpoint")
+        #expect(error("interface = this-is-not-quoted\n")?.line == 1)
+        #expect(error("[uplink\n")?.description == "/etc/sixgate/gatewayd.toml:1: a table header looks like [name]")
+        #expect(error("[ipv6]\nndp_proxy = \"responder\"\n")?.description.contains("issue 8") == true)
+        #expect(error("[ipv6]\nprefix = \"2001:db8::/64\"\nisp_router = \"2001:db8:1::1\"\n")?.description.contains("ipv6.isp_router: 2001:db8:1::1 is outside") == true)
+    }
+
+    @Test func commentsAndQuotesAreHandled() throws {
+        let c = try parse("state_directory = \"/srv/a#1\"   # a comment with \"quotes\"\n[hooks]\nup = '/opt/hooks/up # not a comment'\n")
+        #expect(c.stateDirectory == "/srv/a#1")
+        #expect(c.hooks["up"] == "/opt/hooks/up # not a comment")
+    }
+}
+
+/// gatewayctl without a running gatewayd works on the state directory's files.
+@Suite(.enabled(if: isRoot, "needs root (netlink socket, state directory)"))
+struct OfflineAdminTests {
+    @Test func clientsAreEnrolledAndListedWithoutADaemon() throws {
+        let dir = "/tmp/sg-gwoff-\(uniqueSuffix())"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var config = GatewayConfiguration()
+        config.stateDirectory = dir
+        config.ipv6Prefix = IPv6Prefix("2001:db8:7::/64")!
+        config.ipv4Pool = IPv4Prefix("192.0.2.0/24")!
+        config.endpoint = "192.0.2.200:51820"
+        let key = X25519.publicKey(X25519.generatePrivateKey()).base64
+        let (client, live) = try GatewayAdmin.addClient(config, name: "laptop", publicKey: key)
+        #expect(!live)
+        #expect(client.addresses == ["2001:db8:7::4/128", "192.0.2.2/32"])
+        #expect(throws: GatewayError.clientExists("laptop")) { try GatewayAdmin.addClient(config, name: "laptop", publicKey: key) }
+        #expect(throws: GatewayError.self) { try GatewayAdmin.addClient(config, name: "phone", publicKey: key) }
+        #expect(throws: GatewayError.invalidClientName("../etc")) { try GatewayAdmin.addClient(config, name: "../etc", publicKey: key) }
+        let (status, _) = try GatewayAdmin.status(config)
+        #expect(status.clients.map(\.name) == ["laptop"])
+        let text = GatewayAdmin.clientConfiguration(config, client: client, gatewayPublicKey: status.publicKey, privateKey: "PRIV")
+        #expect(text.contains("Address = 2001:db8:7::4/128, 192.0.2.2/32\n") && text.contains("AllowedIPs = ::/0, 0.0.0.0/0\n"))
+        #expect(text.contains("Endpoint = 192.0.2.200:51820\n") && text.contains("PublicKey = \(status.publicKey)\n"))
+        // The key file is private, and the same key comes back.
+        var st = stat()
+        #expect(stat(config.privateKeyPath, &st) == 0 && st.st_mode & 0o777 == 0o600)
+        #expect(try GatewayAdmin.status(config).0.publicKey == status.publicKey)
+        #expect(try GatewayAdmin.removeClient(config, name: "laptop") == false)
+        #expect(try GatewayAdmin.leases(config).map { "\($0.prefix) \($0.isActive)" } == ["192.0.2.2/32 false", "2001:db8:7::4/128 false"])
+    }
+}
