@@ -1,20 +1,95 @@
 #!/usr/bin/env bash
-# The main job, as far as Sixgate goes today: build, then capture real traffic between two
-# network namespaces and decode it with PacketKit (the pcap-dump example). Later issues turn this
-# into a gateway and a client in namespaces with traffic flowing through the tunnel.
+# The main job: a Sixgate gateway and a client in network namespaces, traffic flowing, on embedded
+# defaults, then torn down. Three namespaces: sg-demo-isp (the upstream router, owning
+# 2001:db8:1::/64 on-link, and an "internet" host 2001:db8:ffff::1 / 203.0.113.1 on its loopback),
+# sg-demo-gw (gatewayd), sg-demo-client (a stock wireguard-go client configured from the file
+# `gatewayctl clients add` prints). Documentation address ranges only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
-swift build --product pcap-dump
-if [ "$(id -u)" -eq 0 ]; then
-    pcap=$(mktemp --suffix=.pcap)
-    trap 'rm -f "$pcap"' EXIT
-    bash scripts/capture-real-tools.sh "$pcap"
-else
-    echo "demo: not root, so no namespaces: decoding the committed capture instead"
-    pcap=Tests/PacketKitTests/Fixtures/real-tools.pcap
-fi
-echo "--- PacketKit's decode of $pcap:"
-.build/debug/pcap-dump "$pcap"
-echo "--- tcpdump's decode of the same file, for comparison:"
-tcpdump -nn -r "$pcap" 2>/dev/null
+if [ "$(id -u)" -ne 0 ]; then echo "demo: needs root (network namespaces, TUN)" >&2; exit 1; fi
+swift build --product gatewayd 2>&1 | tail -1
+swift build --product gatewayctl 2>&1 | tail -1
+bin=$(swift build --show-bin-path)
+
+isp=sg-demo-isp gw=sg-demo-gw cl=sg-demo-client
+state=$(mktemp -d /tmp/sg-demo.XXXXXX)
+gwpid="" wgpid=""
+cleanup() {
+    [ -n "$gwpid" ] && kill -TERM "$gwpid" 2>/dev/null && wait "$gwpid" 2>/dev/null || true
+    [ -n "$wgpid" ] && kill "$wgpid" 2>/dev/null || true
+    for ns in $isp $gw $cl; do ip netns del $ns 2>/dev/null || true; done
+    rm -rf "$state" /var/run/wireguard/sgdemo0.sock /var/run/wireguard/sgdemoc.sock
+}
+trap cleanup EXIT
+cleanup_ns() { for ns in $isp $gw $cl; do ip netns del $ns 2>/dev/null || true; done; }
+cleanup_ns
+
+step() { echo; echo "=== $*"; }
+step "namespaces: $isp <-> $gw <-> $cl"
+for ns in $isp $gw $cl; do
+    ip netns add $ns
+    ip -n $ns link set lo up
+    ip netns exec $ns sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
+done
+ip link add sgdi0 netns $isp type veth peer name sgdu0 netns $gw
+ip link add sgdo0 netns $gw type veth peer name sgdc0 netns $cl
+for l in "$isp sgdi0" "$gw sgdu0" "$gw sgdo0" "$cl sgdc0"; do set -- $l; ip -n $1 link set $2 up; done
+ip -n $isp addr add 2001:db8:1::1/64 dev sgdi0 nodad
+ip -n $isp addr add 198.51.100.1/25 dev sgdi0
+ip -n $isp addr add 2001:db8:ffff::1/128 dev lo
+ip -n $isp addr add 203.0.113.1/32 dev lo
+ip -n $gw addr add 2001:db8:1::2/64 dev sgdu0 nodad
+ip -n $gw addr add 198.51.100.2/25 dev sgdu0
+ip -n $gw -6 route add default via 2001:db8:1::1 dev sgdu0
+ip -n $gw route add default via 198.51.100.1
+ip -n $gw addr add 198.51.100.129/25 dev sgdo0
+ip -n $cl addr add 198.51.100.130/25 dev sgdc0
+
+step "gatewayd in $gw (config: $state/gatewayd.toml)"
+cat > "$state/gatewayd.toml" <<CONF
+state_directory = "$state"
+interface = "sgdemo0"
+endpoint = "198.51.100.129:51820"
+[uplink]
+interface = "sgdu0"
+[ipv6]
+prefix = "2001:db8:1::/64"     # ::1 the ISP router, ::2 the uplink, ::3 the gateway, clients from ::4
+[ipv4]
+pool = "192.0.2.0/24"          # the gateway is .1; NAT44 out of the uplink
+CONF
+cat "$state/gatewayd.toml"
+ip netns exec $gw "$bin/gatewayd" --config "$state/gatewayd.toml" > "$state/gatewayd.log" 2>&1 &
+gwpid=$!
+for _ in $(seq 50); do grep -q "up: sgdemo0" "$state/gatewayd.log" 2>/dev/null && break; sleep 0.2; done
+cat "$state/gatewayd.log"
+
+step "gatewayctl clients add demo-laptop"
+ip netns exec $gw "$bin/gatewayctl" clients add demo-laptop --config "$state/gatewayd.toml" | tee "$state/client.conf"
+
+step "the client: wireguard-go set up from that file, as wg-quick would"
+WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1 LOG_LEVEL=error ip netns exec $cl wireguard-go -f sgdemoc >/dev/null 2>&1 &
+wgpid=$!
+for _ in $(seq 50); do [ -S /var/run/wireguard/sgdemoc.sock ] && break; sleep 0.1; done
+field() { sed -n "s/^$1 = //p" "$state/client.conf"; }
+field PrivateKey > "$state/client.key"
+ip netns exec $cl wg set sgdemoc private-key "$state/client.key" peer "$(field PublicKey)" \
+    endpoint "$(field Endpoint)" allowed-ips "$(field AllowedIPs | tr -d ' ')" persistent-keepalive 25
+for a in $(field Address | tr ',' ' '); do ip -n $cl addr add "$a" dev sgdemoc; done
+ip -n $cl link set sgdemoc mtu "$(field MTU)" up
+ip -n $cl -6 route add default dev sgdemoc
+ip -n $cl route add default dev sgdemoc
+
+step "traffic: the client reaches the internet host over IPv6 (NDP proxy) and IPv4 (NAT44)"
+ip netns exec $cl ping -c 3 -i 0.3 2001:db8:ffff::1
+ip netns exec $cl ping -c 3 -i 0.3 203.0.113.1
+
+step "gatewayctl status, and wg show through the UAPI"
+ip netns exec $gw "$bin/gatewayctl" status --config "$state/gatewayd.toml"
+ip netns exec $gw wg show sgdemo0
+
+step "SIGTERM: gatewayd removes what it added"
+kill -TERM $gwpid; wait $gwpid || true; gwpid=""
+tail -2 "$state/gatewayd.log"
+echo "routes of protocol 74 left: $(ip -n $gw -6 route show proto 74 | wc -l), proxy entries left: $(ip -n $gw -6 neigh show proxy | wc -l)"
+echo "demo: done"
