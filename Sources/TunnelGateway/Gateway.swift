@@ -162,6 +162,17 @@ public final class Gateway: @unchecked Sendable {
                 }
             }
         }
+        // The ISP router must be reachable on the uplink: if the uplink's address is a /128 (no
+        // on-link prefix), a host route to the router is needed, as the howtos add by hand.
+        let ispRoute = Route(destination: .v6(IPv6Prefix(containing: config.effectiveISPRouter, length: 128)), interfaceIndex: uplinkIndex)
+        if config.allocation == .hosts {
+            let found = try? rk.lookupRoute(to: .v6(config.effectiveISPRouter))
+            let ours = found.map { $0.protocolNumber == RouteSocket.sixgateProtocol && $0.destination == ispRoute.destination } ?? false
+            if ours || found?.interfaceIndex != uplinkIndex {
+                desiredRoutes.append(ispRoute)
+                if !ours { log("the ISP router \(config.effectiveISPRouter) is not on-link on \(config.uplink): adding a host route") }
+            }
+        }
         let result = try step("routes") { try rk.reconcileRoutes(desiredRoutes, ipv6: true) }
         routes = Set(desiredRoutes)
         if !result.removed.isEmpty { log("reconcile: removed \(result.removed.count) stale route(s)") }

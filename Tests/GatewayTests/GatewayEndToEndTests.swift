@@ -58,7 +58,21 @@ struct GatewayEndToEndTests {
         let names = (status?["clients"] as? [[String: Any]])?.compactMap { $0["name"] as? String }
         #expect(names == ["alice", "bob"])
 
-        // 4. kill -9 mid-traffic, start again: it reconciles, traffic resumes, nothing doubled.
+        // 4. SIGHUP re-reads the clients folder: a client file written by hand becomes a peer
+        //    (without disturbing alice's session), a removed one stops being one.
+        let carolKey = try run(["sh", "-c", "wg genkey | wg pubkey"], check: true).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        try "public_key = \"\(carolKey)\"\n".write(toFile: bed.stateDirectory + "/clients/carol", atomically: true, encoding: .utf8)
+        func peers() throws -> [String] { try bed.exec(bed.gw, ["wg", "show", bed.tun, "peers"]).stdout.split(separator: "\n").map(String.init) }
+        #expect(try peers().count == 2)
+        kill(bed.gateway!.pid, SIGHUP)
+        #expect(eventually(timeout: 10) { (try? peers().contains(carolKey)) == true })
+        #expect(try bed.gatewayctl(["clients", "list"]).stdout.contains("carol\t\(carolKey)\t2001:db8:1::6/128 192.0.2.4/32"))
+        #expect(try bed.ping(from: bed.cl, "2001:db8:ffff::1", count: 1) == 1)
+        unlink(bed.stateDirectory + "/clients/carol")
+        kill(bed.gateway!.pid, SIGHUP)
+        #expect(eventually(timeout: 10) { (try? peers().count) == 2 })
+
+        // 5. kill -9 mid-traffic, start again: it reconciles, traffic resumes, nothing doubled.
         let traffic = try BackgroundProcess(["ip", "netns", "exec", bed.cl, "ping", "-i", "0.2", "-c", "150", "2001:db8:ffff::1"], captureOutput: true)
         defer { traffic.stop() }
         usleep(500_000)
@@ -69,7 +83,7 @@ struct GatewayEndToEndTests {
         #expect(routes.count == 2 && routes.contains { $0.hasPrefix("2001:db8:1::4 ") } && routes.contains { $0.hasPrefix("2001:db8:1::5 ") }, "\(routes)")
         #expect(proxies.count == 2, "\(proxies)")
 
-        // 5. SIGTERM: nothing of Sixgate's is left in the kernel; the leases are.
+        // 6. SIGTERM: nothing of Sixgate's is left in the kernel; the leases are.
         bed.stopGateway()
         let after = try kernelState(bed)
         #expect(after.routes.isEmpty, "\(after.routes)")
@@ -79,5 +93,46 @@ struct GatewayEndToEndTests {
         #expect(!FileManager.default.fileExists(atPath: bed.stateDirectory + "/control.sock"))
         let leases = try bed.gatewayctl(["leases"]).stdout
         #expect(leases.contains("2001:db8:1::4/128\talice\tactive") && leases.contains("192.0.2.3/32\tbob\tactive"), "\(leases)")
+    }
+}
+
+@Suite(.enabled(if: isRoot && which("nft") != nil, "needs root and nft"))
+struct UplinkRouteTests {
+    /// An uplink address without an on-link prefix (a /128, as some ISPs assign): gatewayd adds the
+    /// host route to the ISP router that howtos add by hand, keeps it across restarts, and removes it.
+    @Test func aHostRouteToTheISPRouterIsAddedWhenItIsNotOnLink() throws {
+        let pair = try NamespacePair(tag: "gwu")
+        defer { pair.destroy() }
+        let dir = "/tmp/sg-gwu-\(uniqueSuffix())"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try pair.exec(pair.left, ["ip", "-6", "addr", "del", "2001:db8:5::1/64", "dev", pair.leftInterface])
+        try pair.exec(pair.left, ["ip", "-6", "addr", "add", "2001:db8:5::2/128", "dev", pair.leftInterface, "nodad"])
+        try pair.exec(pair.right, ["ip", "-6", "addr", "del", "2001:db8:5::2/64", "dev", pair.rightInterface])
+        try pair.exec(pair.right, ["ip", "-6", "addr", "add", "2001:db8:5::1/64", "dev", pair.rightInterface, "nodad"])
+        let tun = "sgv\(uniqueSuffix())"
+        let config = dir + "/gatewayd.toml"
+        try """
+            state_directory = "\(dir)"
+            interface = "\(tun)"
+            listen_port = 51821
+            [uplink]
+            interface = "\(pair.leftInterface)"
+            [ipv6]
+            prefix = "2001:db8:5::/64"
+            [ipv4]
+            enabled = false
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+        defer { unlink("/var/run/wireguard/\(tun).sock") }
+        for round in 0..<2 {
+            let g = try BackgroundProcess(["ip", "netns", "exec", pair.left, "\(builtProductsDirectory)/gatewayd", "--config", config], captureOutput: true)
+            defer { g.stop() }
+            #expect(eventually(timeout: 15) { g.output.contains("up: \(tun)") }, "\(g.output)")
+            let routes = try pair.exec(pair.left, ["ip", "-6", "route", "show", "proto", "74"]).stdout
+            #expect(routes.split(separator: "\n").map { $0.split(separator: " ").prefix(3).joined(separator: " ") } == ["2001:db8:5::1 dev \(pair.leftInterface)"], "round \(round): \(routes)")
+            #expect(try pair.exec(pair.left, ["ping", "-c", "1", "-W", "2", "2001:db8:5::1"], check: false).succeeded)
+            if round == 0 { kill(g.pid, SIGKILL); g.process.waitUntilExit() } else { g.stop(grace: 10) }
+        }
+        #expect(try pair.exec(pair.left, ["ip", "-6", "route", "show", "proto", "74"]).stdout.isEmpty)
     }
 }
