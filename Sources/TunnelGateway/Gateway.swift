@@ -52,6 +52,8 @@ public final class Gateway: @unchecked Sendable {
     var proxies: Set<IPv6Address> = []
     var natApplied = false
     var peersByName: [String: ClientRecord] = [:]
+    var connectedClients: Set<String> = []
+    let hookQueue = DispatchQueue(label: "sixgate.hooks")
 
     static let v6Pool = "ipv6", v4Pool = "ipv4"
 
@@ -209,6 +211,7 @@ public final class Gateway: @unchecked Sendable {
     /// its addresses), the sockets. Leases and client files stay. Sysctls stay as they are
     /// (forwarding may serve others on this host).
     public func stop() {
+        hookQueue.sync {}   // let client hooks already queued finish first
         lock.lock(); defer { lock.unlock() }
         runHook("down", [:])
         control?.stop(); control = nil
@@ -332,15 +335,25 @@ public final class Gateway: @unchecked Sendable {
     // MARK: Events and hooks
 
     func handle(_ event: PeerEvent) {
-        guard case .handshakeCompleted(let key) = event else { return }
+        let key: Bytes32, hook: String, what: String
+        switch event {
+        case .handshakeCompleted(let k): key = k; hook = "client-connect"; what = "handshake"
+        case .sessionExpired(let k): key = k; hook = "client-disconnect"; what = "idle (session expired)"
+        default: return
+        }
         lock.lock()
         let client = peersByName.values.first { $0.publicKey == key.base64 }
+        let connected = client.map { connectedClients.contains($0.name) } ?? false
+        if let client { if hook == "client-connect" { connectedClients.insert(client.name) } else { connectedClients.remove(client.name) } }
         lock.unlock()
-        if let client {
-            log("handshake: \(client.name)")
-            runHook("client-connect", ["SIXGATE_CLIENT": client.name, "SIXGATE_CLIENT_KEY": client.publicKey,
-                                       "SIXGATE_CLIENT_ADDRESSES": allocator.leases(of: client.name).map(\.prefix.description).joined(separator: " ")])
-        }
+        guard let client else { return }
+        // client-connect once per session start (not per rekey), client-disconnect once when idle.
+        if hook == "client-connect" && connected { return }
+        log("\(what): \(client.name)")
+        let env = ["SIXGATE_CLIENT": client.name, "SIXGATE_CLIENT_KEY": client.publicKey,
+                   "SIXGATE_CLIENT_ADDRESSES": allocator.leases(of: client.name).map(\.prefix.description).joined(separator: " ")]
+        // Events arrive on the device's packet threads: hooks run elsewhere, one at a time, in order.
+        hookQueue.async { self.runHook(hook, env) }
     }
 
     /// Runs hook `name` if configured, with SIXGATE_* facts in its environment; waits at most 10 s.

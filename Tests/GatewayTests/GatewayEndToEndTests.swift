@@ -91,6 +91,12 @@ struct GatewayEndToEndTests {
         #expect(try bed.exec(bed.gw, ["ip", "link", "show", bed.tun], check: false).status != 0, "the TUN device is gone")
         #expect(!(try bed.exec(bed.gw, ["nft", "list", "tables"]).stdout.contains("sixgate")))
         #expect(!FileManager.default.fileExists(atPath: bed.stateDirectory + "/control.sock"))
+        // The hooks ran with the facts in their environment.
+        let hooks = (try? String(contentsOfFile: bed.hookLog, encoding: .utf8)) ?? ""
+        #expect(hooks.hasPrefix("up \(bed.tun)"), "\(hooks)")
+        #expect(hooks.contains("client-connect \(bed.tun) alice 2001:db8:1::4/128 192.0.2.2/32\n"), "\(hooks)")
+        #expect(hooks.contains("client-connect \(bed.tun) bob 2001:db8:1::5/128 192.0.2.3/32\n"), "\(hooks)")
+        #expect(hooks.hasSuffix("down \(bed.tun)  \n"), "\(hooks)")
         let leases = try bed.gatewayctl(["leases"]).stdout
         #expect(leases.contains("2001:db8:1::4/128\talice\tactive") && leases.contains("192.0.2.3/32\tbob\tactive"), "\(leases)")
     }

@@ -65,7 +65,13 @@ final class GatewayTestbed: @unchecked Sendable {
         try run(["ip", "netns", "exec", ns] + argv, timeout: timeout, check: check)
     }
 
+    var hookLog: String { stateDirectory + "/hooks.log" }
+
     func writeConfig(ndpProxy: String) throws {
+        let hook = stateDirectory + "/hook.sh"
+        try "#!/bin/sh\necho \"$SIXGATE_EVENT $SIXGATE_INTERFACE $SIXGATE_CLIENT $SIXGATE_CLIENT_ADDRESSES\" >> \(hookLog)\n"
+            .write(toFile: hook, atomically: true, encoding: .utf8)
+        chmod(hook, 0o755)
         let text = """
             # gatewayd for the end-to-end test
             state_directory = "\(stateDirectory)"
@@ -83,6 +89,11 @@ final class GatewayTestbed: @unchecked Sendable {
             [ipv4]
             pool = "192.0.2.0/24"
             nat44 = true
+
+            [hooks]
+            up = "\(hook)"
+            down = "\(hook)"
+            client-connect = "\(hook)"
             """
         try text.write(toFile: configPath, atomically: true, encoding: .utf8)
     }

@@ -82,11 +82,11 @@ final class DeviceUnderTest {
     let device: TunnelDevice
     let peer: ScriptedPeer
 
-    init(tag: String, underLoadThreshold: Int = 1000) throws {
+    init(tag: String, underLoadThreshold: Int = 1000, timers: TunnelTimers = TunnelTimers()) throws {
         pair = try NamespacePair(tag: tag)
         do {
             device = try TunnelDevice(interfaceName: "sgx\(pair.leftInterface.dropFirst(3))", listenPort: 51820,
-                                      namespace: .named(pair.left), underLoadThreshold: underLoadThreshold)
+                                      namespace: .named(pair.left), timers: timers, underLoadThreshold: underLoadThreshold)
             try device.configure(privateKey: X25519.generatePrivateKey())
             let rk = try RouteSocket(namespace: .named(pair.left))
             let index = try rk.interfaceIndex(device.name)
@@ -126,6 +126,21 @@ struct DeviceSecurityTests {
         #expect(dut.device.statistics.droppedBadMAC1 == 1)
         // The configured peer is answered.
         #expect(try dut.peer.handshake())
+    }
+
+    @Test func anIdlePeerSessionExpiresWithAnEvent() throws {
+        var timers = TunnelTimers()
+        timers.rekeyAfterTime = 0.4; timers.rejectAfterTime = 0.6; timers.rekeyAttemptTime = 0.3
+        let dut = try DeviceUnderTest(tag: "wge", timers: timers)
+        defer { dut.destroy() }
+        final class Events: @unchecked Sendable { let lock = NSLock(); var list: [PeerEvent] = [] }
+        let events = Events()
+        dut.device.onEvent = { e in events.lock.withLock { events.list.append(e) } }
+        #expect(try dut.peer.handshake())
+        let key = dut.peer.identity.publicKey
+        // Three reject-after-times (1.8 s here) after the handshake, with no new one, the keys go.
+        #expect(eventually(timeout: 5) { events.lock.withLock { events.list.contains(.sessionExpired(key)) } })
+        #expect(events.lock.withLock { events.list.filter { $0 == .sessionExpired(key) }.count } == 1)
     }
 
     @Test func replayedTamperedAndSpoofedPacketsAreDroppedAndCounted() throws {

@@ -266,11 +266,14 @@ extension TunnelDevice {
             if interval > 0, peer.config.endpoint != nil, now - peer.lastSent >= interval {
                 if let o = reserve(peer, now: now, bytes: 0, isData: false) { items.append((o, [])); stats.keepalivesSent += 1 } else { startHandshake(peer, now: now) }
             }
-            // Zero the keys three reject-after-times after the last handshake.
-            if let cur = peer.current, now - cur.created >= timers.rejectAfterTime * 3 {
+            // Zero the keys three reject-after-times after the last handshake (the newest keypair,
+            // confirmed or not: an unconfirmed responder keypair must not live forever either).
+            let newest = [peer.current, peer.next].compactMap { $0?.created }.max()
+            if let newest, now - newest >= timers.rejectAfterTime * 3 {
                 let queued = peer.queue
                 clearSessions(peer)
                 peer.queue = queued
+                pendingEvents.append(.sessionExpired(peer.config.publicKey))
             }
         }
     }

@@ -60,6 +60,9 @@ public enum PeerEvent: Sendable, Equatable {
     case handshakeCompleted(Bytes32)
     /// No handshake succeeded within rekey-attempt-time; queued packets were dropped.
     case handshakeFailed(Bytes32)
+    /// No handshake for three reject-after-times (9 minutes with the protocol's constants): the
+    /// session keys were zeroed and the peer is idle (a client that went away).
+    case sessionExpired(Bytes32)
     case removed(Bytes32)
 }
 
