@@ -36,6 +36,8 @@ let package = Package(
             providers: [.apt(["libnl-3-dev", "libnl-route-3-dev"])]),
         // OpenSSL's libcrypto (Debian libssl-dev) and the TUN/recvmmsg wrappers TunnelCore needs.
         .target(name: "CTunnel", path: "Sources/CTunnel", linkerSettings: [.linkedLibrary("crypto")]),
+        // AF_PACKET sockets with a BPF filter for NDPProxy.
+        .target(name: "CPacketSocket", path: "Sources/CPacketSocket"),
         .systemLibrary(
             name: "CPcap", path: "Sources/CPcap", pkgConfig: "libpcap",
             providers: [.apt(["libpcap-dev"])]),
@@ -46,7 +48,7 @@ let package = Package(
         // Capabilities.
         .target(name: "RouteKit", dependencies: ["PacketKit", "CNetlink"]),
         .target(name: "TunnelCore", dependencies: ["PacketKit", "RouteKit", "CTunnel"]),
-        .target(name: "NDPProxy", dependencies: ["PacketKit", "RouteKit"]),
+        .target(name: "NDPProxy", dependencies: ["PacketKit", "RouteKit", "CPacketSocket"]),
         .target(name: "AddressPool", dependencies: [
             "PacketKit",
             .product(name: "GRDB", package: "GRDB.swift"),
@@ -69,7 +71,9 @@ let package = Package(
             "TunnelGateway", "TunnelCore", "Diagnostics", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "Sources/CLI/gatewayctl"),
         .executableTarget(name: "tunnel-client", dependencies: ["TunnelClient"], path: "Sources/CLI/tunnel-client"),
-        .executableTarget(name: "ndp-proxy", dependencies: ["NDPProxy"], path: "Sources/CLI/ndp-proxy"),
+        .executableTarget(name: "ndp-proxy", dependencies: [
+            "NDPProxy", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], path: "Sources/CLI/ndp-proxy"),
         .executableTarget(name: "sixgate-wg", dependencies: [
             "TunnelCore", "RouteKit", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "Sources/CLI/sixgate-wg"),
@@ -90,6 +94,7 @@ let package = Package(
         .testTarget(name: "TunnelCoreTests", dependencies: ["TunnelCore", "PacketKit", "RouteKit", "SixgateTestSupport"]),
         .testTarget(name: "AddressPoolTests", dependencies: ["AddressPool", "PacketKit", "SixgateTestSupport"]),
         .testTarget(name: "GatewayTests", dependencies: ["TunnelGateway", "TunnelCore", "AddressPool", "PacketKit", "SixgateTestSupport"]),
+        .testTarget(name: "NDPProxyTests", dependencies: ["NDPProxy", "PacketKit", "RouteKit", "CPacketSocket", "SixgateTestSupport"]),
         .testTarget(name: "DiagnosticsTests", dependencies: ["Diagnostics"]),
         .testTarget(name: "CLITests", dependencies: ["SixgateTestSupport"]),
     ]

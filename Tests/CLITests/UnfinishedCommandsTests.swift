@@ -10,7 +10,7 @@ struct UnfinishedCommandsTests {
             .appendingPathComponent(".build/debug").path
     }
 
-    @Test(arguments: [("tunnel-client", 7), ("ndp-proxy", 8)])
+    @Test(arguments: [("tunnel-client", 7)])
     func exitsNonZeroNamingItsIssue(name: String, issue: Int) throws {
         let r = try run(["\(Self.binDir)/\(name)", "--config", "/nonexistent"])
         #expect(r.status == 69)

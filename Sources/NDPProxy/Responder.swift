@@ -1,0 +1,217 @@
+// The NDP proxy responder: reads Neighbor Solicitations off an interface with a packet socket,
+// validates them (RFC 4861 §7.1.1), and answers those its rule selects with a Neighbor
+// Advertisement built as RFC 4861 §7.2.4 and §7.2.8 say for proxies.
+import CPacketSocket
+import PacketKit
+import RouteKit
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What a responder has seen and done.
+public struct ResponderStatistics: Sendable, Equatable, CustomStringConvertible {
+    public var received: UInt64 = 0
+    public var answered: UInt64 = 0
+    /// Failed RFC 4861 §7.1.1 validation (hop limit, checksum, code, length, addresses, options).
+    public var invalid: UInt64 = 0
+    /// Not an IPv6 packet PacketKit could read (truncated, bad version, extension headers in the way).
+    public var malformed: UInt64 = 0
+    public var outsidePrefix: UInt64 = 0
+    public var excludedByList: UInt64 = 0
+    public var local: UInt64 = 0
+    /// Over the rate limit (per source or overall).
+    public var rateLimited: UInt64 = 0
+    public var sendErrors: UInt64 = 0
+
+    public var description: String {
+        "received \(received) answered \(answered) invalid \(invalid) malformed \(malformed) outside-prefix \(outsidePrefix) "
+            + "excluded \(excludedByList) local \(local) rate-limited \(rateLimited) send-errors \(sendErrors)"
+    }
+}
+
+public struct NDPProxyError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    init(_ d: String) { description = d }
+}
+
+/// Answers solicitations on one interface according to one rule, on a thread of its own.
+public final class Responder: @unchecked Sendable {
+    public let rule: ProxyRule
+    public let interfaceIndex: Int32
+    public let mac: MACAddress
+    /// Called for each answer (target, to whom); keep it short.
+    public var onAnswer: (@Sendable (IPv6Address, IPv6Address) -> Void)?
+    /// Answers per second allowed overall and per solicitation source.
+    public var rateLimit: (overall: Int, perSource: Int) = (20_000, 100)
+
+    let fd: Int32
+    let routes: RouteSocket
+    let lock = SimpleMutex()
+    var stats = ResponderStatistics()
+    var running = false
+    var thread: pthread_t?
+    var localAddresses: Set<IPv6Address> = []
+    var linkLocal: IPv6Address?
+    var localRefreshedAt = -1e9
+    var window = (start: 0.0, overall: 0, perSource: [IPv6Address: Int]())
+
+    /// Opens the packet socket on `rule.interface` in `namespace` (needs CAP_NET_RAW).
+    public init(rule: ProxyRule, namespace: NetworkNamespace = .current) throws(NDPProxyError) {
+        self.rule = rule
+        do {
+            routes = try RouteSocket(namespace: namespace)
+            interfaceIndex = try routes.interfaceIndex(rule.interface)
+        } catch {
+            throw NDPProxyError("interface \(rule.interface): \(error)")
+        }
+        let index = interfaceIndex
+        let opened: (Int32, Int32)
+        do {
+            opened = try namespace.perform { () throws(RouteKitError) -> (Int32, Int32) in
+                let fd = sixgate_ns_socket(index)
+                return (fd, fd < 0 ? errno : 0)
+            }
+        } catch {
+            throw NDPProxyError("interface \(rule.interface): \(error)")
+        }
+        guard opened.0 >= 0 else {
+            let hint = opened.1 == EPERM ? " (needs CAP_NET_RAW: run as root)" : ""
+            throw NDPProxyError("packet socket on \(rule.interface): \(String(cString: strerror(opened.1)))\(hint)")
+        }
+        fd = opened.0
+        var bytes = [UInt8](repeating: 0, count: 6)
+        guard sixgate_interface_mac(index, &bytes) == 0 else {
+            close(fd)
+            throw NDPProxyError("interface \(rule.interface): cannot read its MAC address (\(String(cString: strerror(errno))))")
+        }
+        mac = bytes.withUnsafeBytes { MACAddress(bytes: $0) }
+        try refreshLocal(force: true)
+    }
+
+    deinit { stop(); close(fd) }
+
+    public var statistics: ResponderStatistics { lock.withLock { stats } }
+
+    public func start() {
+        lock.withLock { running = true }
+        var t = pthread_t()
+        let box = Unmanaged.passRetained(self)
+        pthread_create(&t, nil, { arg in
+            let r = Unmanaged<Responder>.fromOpaque(arg!).takeRetainedValue()
+            r.loop()
+            return nil
+        }, box.toOpaque())
+        thread = t
+    }
+
+    public func stop() {
+        let was = lock.withLock { let w = running; running = false; return w }
+        if was, let t = thread { pthread_join(t, nil); thread = nil }
+    }
+
+    /// The interface's own addresses (for ignore-local) and its link-local (the answers' source).
+    func refreshLocal(force: Bool = false) throws(NDPProxyError) {
+        let now = monotonic()
+        guard force || now - localRefreshedAt > 2 else { return }
+        localRefreshedAt = now
+        do {
+            let addrs = try routes.addresses(interface: rule.interface)
+            var set = Set<IPv6Address>(), ll: IPv6Address?
+            for a in addrs { if case .v6(let v) = a.address { set.insert(v); if v.isLinkLocal { ll = v } } }
+            localAddresses = set
+            linkLocal = ll
+        } catch {
+            throw NDPProxyError("addresses of \(rule.interface): \(error)")
+        }
+    }
+
+    func loop() {
+        var buffer = [UInt8](repeating: 0, count: 2048)
+        while lock.withLock({ running }) {
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&p, 1, 100) > 0 else { continue }
+            for _ in 0..<64 {
+                let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+                if n <= 0 { break }
+                buffer.withUnsafeBytes { handle(UnsafeRawBufferPointer(rebasing: $0[..<n])) }
+            }
+        }
+    }
+
+    /// One frame from the socket. Internal so tests can feed frames without a socket.
+    func handle(_ frame: UnsafeRawBufferPointer) {
+        lock.withLock { stats.received += 1 }
+        guard let eth = try? EthernetFrame(frame), eth.etherType == .ipv6, let ip = try? IPv6Packet(eth.payload) else {
+            lock.withLock { stats.malformed += 1 }; return
+        }
+        guard (try? NDPValidation.validate(ip)) == .neighborSolicitation, let m = try? ICMPv6Message(ip.upperLayer),
+              let ns = try? NeighborSolicitation(m) else {
+            lock.withLock { stats.invalid += 1 }; return
+        }
+        try? refreshLocal()
+        let target = ns.target
+        switch rule.verdict(for: target, localAddresses: localAddresses) {
+        case .answer: break
+        case .outsidePrefix: lock.withLock { stats.outsidePrefix += 1 }; return
+        case .listed, .notListed: lock.withLock { stats.excludedByList += 1 }; return
+        case .local: lock.withLock { stats.local += 1 }; return
+        }
+        let source = ip.source
+        guard admit(source) else { lock.withLock { stats.rateLimited += 1 }; return }
+        // RFC 4861 §7.2.4: to the solicitation's source with Solicited set; to all-nodes without it
+        // when the source is unspecified (DAD). The target link-layer option is required when the
+        // solicitation was multicast. §7.2.8: a proxy's advertisement has Override clear.
+        let dad = source.isUnspecified
+        let destination = dad ? IPv6Address(rawValue: 0xff02 << 112 | 1) : source
+        var flags: NeighborAdvertisementFlags = dad ? [] : .solicited
+        if rule.routerFlag { flags.insert(.router) }
+        let multicastSolicitation = ip.destination.isMulticast
+        let options: [NDPOptionRepr] = (multicastSolicitation || rule.linkOption || dad) ? [.targetLinkLayerAddress(mac)] : []
+        let destinationMAC: MACAddress
+        if dad {
+            destinationMAC = MACAddress(rawValue: 0x3333_0000_0001)
+        } else if let slla = ns.options.first(.sourceLinkLayerAddress)?.linkLayerAddress {
+            destinationMAC = slla
+        } else {
+            destinationMAC = eth.source
+        }
+        let packet = PacketRepr.ipv6(source: linkLocal ?? target, destination: destination, hopLimit: rule.hopLimit,
+                                     .icmpv6(.neighborAdvertisement(flags: flags, target: target, options: options)))
+        guard let bytes = try? packet.emit() else { lock.withLock { stats.sendErrors += 1 }; return }
+        let out = destinationMAC.bytes + mac.bytes + [0x86, 0xdd] + bytes
+        let sent = out.withUnsafeBytes { sixgate_packet_send(fd, interfaceIndex, $0.baseAddress, $0.count) }
+        lock.withLock { if sent == out.count { stats.answered += 1 } else { stats.sendErrors += 1 } }
+        if sent == out.count { onAnswer?(target, destination) }
+    }
+
+    /// A one-second window per source and overall.
+    func admit(_ source: IPv6Address) -> Bool {
+        lock.withLock {
+            let now = monotonic()
+            if now - window.start >= 1 { window = (now, 0, [:]) }
+            guard window.overall < rateLimit.overall else { return false }
+            let n = window.perSource[source, default: 0]
+            guard n < rateLimit.perSource else { return false }
+            window.overall += 1
+            window.perSource[source] = n + 1
+            return true
+        }
+    }
+}
+
+func monotonic() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
+
+/// A pthread mutex.
+final class SimpleMutex: @unchecked Sendable {
+    private let m = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    init() { pthread_mutex_init(m, nil) }
+    deinit { pthread_mutex_destroy(m); m.deallocate() }
+    @inline(__always) func withLock<T>(_ body: () throws -> T) rethrows -> T {
+        pthread_mutex_lock(m); defer { pthread_mutex_unlock(m) }
+        return try body()
+    }
+}

@@ -1,0 +1,51 @@
+// Which targets a proxy answers for, per interface: npd6's model (a prefix, an allow or deny
+// list, ignore-local) with its flags (router, link-layer option on unicast, hop limit).
+
+/// npd6's `listtype`.
+public enum ListType: String, Sendable, Equatable {
+    /// Every target in the prefix.
+    case none
+    /// Every target in the prefix except those listed.
+    case black
+    /// Only the listed targets (inside the prefix).
+    case white
+}
+
+/// What one interface answers for, and how.
+public struct ProxyRule: Sendable, Equatable {
+    /// The interface whose solicitations are answered.
+    public var interface: String
+    /// Targets inside one of these are candidates.
+    public var prefixes: [IPv6Prefix]
+    public var listType: ListType = .none
+    public var addresses: Set<IPv6Address> = []
+    /// Do not answer for addresses the host holds on this interface (the kernel answers those).
+    public var ignoreLocal = true
+    /// Set the Router flag in advertisements (npd6 routerNA, default on: the proxy is a router).
+    public var routerFlag = true
+    /// Include the target link-layer address option in answers to unicast solicitations too
+    /// (it is always included for multicast ones, RFC 4861 §7.2.4).
+    public var linkOption = false
+    /// Hop limit of the advertisements; RFC 4861 receivers drop anything but 255.
+    public var hopLimit: UInt8 = 255
+
+    public init(interface: String, prefixes: [IPv6Prefix]) {
+        self.interface = interface; self.prefixes = prefixes
+    }
+
+    /// Why a target is or is not answered (the counters use these).
+    public enum Verdict: Sendable, Equatable { case answer, outsidePrefix, listed, notListed, local }
+
+    public func verdict(for target: IPv6Address, localAddresses: Set<IPv6Address>) -> Verdict {
+        guard prefixes.contains(where: { $0.contains(target) }) else { return .outsidePrefix }
+        switch listType {
+        case .none: break
+        case .black: if addresses.contains(target) { return .listed }
+        case .white: if !addresses.contains(target) { return .notListed }
+        }
+        if ignoreLocal, localAddresses.contains(target) { return .local }
+        return .answer
+    }
+}
+
+import PacketKit
