@@ -17,6 +17,8 @@ public struct ResponderStatistics: Sendable, Equatable, CustomStringConvertible 
     /// Not an IPv6 packet PacketKit could read (truncated, bad version, extension headers in the way).
     public var malformed: UInt64 = 0
     public var outsidePrefix: UInt64 = 0
+    /// `auto` targets the kernel does not route through another interface.
+    public var notRouted: UInt64 = 0
     public var excludedByList: UInt64 = 0
     public var local: UInt64 = 0
     /// Over the rate limit (per source or overall).
@@ -24,7 +26,7 @@ public struct ResponderStatistics: Sendable, Equatable, CustomStringConvertible 
     public var sendErrors: UInt64 = 0
 
     public var description: String {
-        "received \(received) answered \(answered) invalid \(invalid) malformed \(malformed) outside-prefix \(outsidePrefix) "
+        "received \(received) answered \(answered) invalid \(invalid) malformed \(malformed) outside-prefix \(outsidePrefix) not-routed \(notRouted) "
             + "excluded \(excludedByList) local \(local) rate-limited \(rateLimited) send-errors \(sendErrors)"
     }
 }
@@ -53,6 +55,7 @@ public final class Responder: @unchecked Sendable {
     var localAddresses: Set<IPv6Address> = []
     var linkLocal: IPv6Address?
     var localRefreshedAt = -1e9
+    var routeCache: [IPv6Address: (Bool, Double)] = [:]
     var window = (start: 0.0, overall: 0, perSource: [IPv6Address: Int]())
 
     /// Opens the packet socket on `rule.interface` in `namespace` (needs CAP_NET_RAW).
@@ -152,6 +155,8 @@ public final class Responder: @unchecked Sendable {
         let target = ns.target
         switch rule.verdict(for: target, localAddresses: localAddresses) {
         case .answer: break
+        case .answerIfRouted:
+            guard routedElsewhere(target) else { lock.withLock { stats.notRouted += 1 }; return }
         case .outsidePrefix: lock.withLock { stats.outsidePrefix += 1 }; return
         case .listed, .notListed: lock.withLock { stats.excludedByList += 1 }; return
         case .local: lock.withLock { stats.local += 1 }; return
@@ -182,6 +187,17 @@ public final class Responder: @unchecked Sendable {
         let sent = out.withUnsafeBytes { sixgate_packet_send(fd, interfaceIndex, $0.baseAddress, $0.count) }
         lock.withLock { if sent == out.count { stats.answered += 1 } else { stats.sendErrors += 1 } }
         if sent == out.count { onAnswer?(target, destination) }
+    }
+
+    /// Whether the kernel routes `target` out of another interface (cached for `rule.routeTTL`).
+    func routedElsewhere(_ target: IPv6Address) -> Bool {
+        let now = monotonic()
+        if let (answer, expires) = routeCache[target], expires > now { return answer }
+        var answer = false
+        if let r = try? routes.lookupRoute(to: .v6(target)), r.type == 1, let i = r.interfaceIndex { answer = i != interfaceIndex }
+        if routeCache.count > 65536 { routeCache.removeAll(keepingCapacity: true) }
+        routeCache[target] = (answer, now + rule.routeTTL)
+        return answer
     }
 
     /// A one-second window per source and overall.

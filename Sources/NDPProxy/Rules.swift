@@ -15,8 +15,13 @@ public enum ListType: String, Sendable, Equatable {
 public struct ProxyRule: Sendable, Equatable {
     /// The interface whose solicitations are answered.
     public var interface: String
-    /// Targets inside one of these are candidates.
+    /// Targets inside one of these are answered (npd6's prefix, ndppd's `static`).
     public var prefixes: [IPv6Prefix]
+    /// Targets inside one of these are answered only if the kernel routes them through another
+    /// interface (ndppd's `auto`): the proxy stands in for what it can forward, nothing else.
+    public var autoPrefixes: [IPv6Prefix] = []
+    /// Seconds a route lookup for `autoPrefixes` is remembered (ndppd route-ttl, default 30 s).
+    public var routeTTL: Double = 30
     public var listType: ListType = .none
     public var addresses: Set<IPv6Address> = []
     /// Do not answer for addresses the host holds on this interface (the kernel answers those).
@@ -34,17 +39,18 @@ public struct ProxyRule: Sendable, Equatable {
     }
 
     /// Why a target is or is not answered (the counters use these).
-    public enum Verdict: Sendable, Equatable { case answer, outsidePrefix, listed, notListed, local }
+    public enum Verdict: Sendable, Equatable { case answer, answerIfRouted, outsidePrefix, listed, notListed, local }
 
     public func verdict(for target: IPv6Address, localAddresses: Set<IPv6Address>) -> Verdict {
-        guard prefixes.contains(where: { $0.contains(target) }) else { return .outsidePrefix }
+        let isStatic = prefixes.contains(where: { $0.contains(target) })
+        guard isStatic || autoPrefixes.contains(where: { $0.contains(target) }) else { return .outsidePrefix }
         switch listType {
         case .none: break
         case .black: if addresses.contains(target) { return .listed }
         case .white: if !addresses.contains(target) { return .notListed }
         }
         if ignoreLocal, localAddresses.contains(target) { return .local }
-        return .answer
+        return isStatic ? .answer : .answerIfRouted
     }
 }
 

@@ -11,13 +11,13 @@ import Glibc
 struct NDPProxyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ndp-proxy",
-        abstract: "Answer IPv6 Neighbor Solicitations for addresses behind this host (reads npd6.conf).",
+        abstract: "Answer IPv6 Neighbor Solicitations for addresses behind this host (reads npd6.conf or ndppd.conf).",
         discussion: """
             Runs in the foreground. SIGUSR1 prints the counters; SIGINT or SIGTERM stops and prints them. \
             Needs CAP_NET_RAW (a packet socket per interface).
             """)
 
-    @Option(help: "The config file (npd6.conf format).")
+    @Option(help: "The config file (npd6.conf or ndppd.conf format, told apart by its contents).")
     var config = "/etc/npd6.conf"
 
     @Flag(help: "Validate the config file and exit.")
@@ -28,11 +28,11 @@ struct NDPProxyCommand: ParsableCommand {
             throw ValidationError("ndp-proxy: \(config): \(FileManager.default.fileExists(atPath: config) ? "unreadable" : "no such file")")
         }
         let rules: [ProxyRule]
-        do { rules = try NPD6Config.parse(String(decoding: data, as: UTF8.self), path: config) } catch {
+        do { rules = try NDPProxyConfig.parse(String(decoding: data, as: UTF8.self), path: config) } catch {
             throw ValidationError("ndp-proxy: \(error)")
         }
         if checkConfig {
-            for r in rules { print("\(r.interface): \(r.prefixes.map(\.description).joined(separator: " ")) list \(r.listType.rawValue) (\(r.addresses.count) addresses)") }
+            for r in rules { print("\(r.interface): \(r.prefixes.map(\.description).joined(separator: " ")) auto \(r.autoPrefixes.map(\.description).joined(separator: " ")) list \(r.listType.rawValue) (\(r.addresses.count) addresses)") }
             print("ndp-proxy: \(config) is valid")
             return
         }

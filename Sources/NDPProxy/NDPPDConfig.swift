@@ -1,0 +1,123 @@
+// ndppd.conf, as ndppd 0.2.5 documents it (ndppd.conf(5)): `proxy IFACE { ... rule PREFIX { ... } }`
+// blocks with `router`, `timeout`, `ttl` and the rule methods `static`, `auto` and `iface`, plus the
+// global `route-ttl`. `#` starts a comment.
+import PacketKit
+
+public enum NDPPDConfig {
+    struct Token { var text: String; var line: Int }
+
+    static func tokens(_ text: String) -> [Token] {
+        var out: [Token] = []
+        var line = 0
+        for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            line += 1
+            var l = Substring(raw)
+            if let c = l.firstIndex(of: "#") { l = l[..<c] }
+            var word = ""
+            for ch in l {
+                if ch == "{" || ch == "}" || ch == ";" {
+                    if !word.isEmpty { out.append(Token(text: word, line: line)); word = "" }
+                    if ch != ";" { out.append(Token(text: String(ch), line: line)) }
+                } else if ch == " " || ch == "\t" || ch == "\r" {
+                    if !word.isEmpty { out.append(Token(text: word, line: line)); word = "" }
+                } else {
+                    word.append(ch)
+                }
+            }
+            if !word.isEmpty { out.append(Token(text: word, line: line)) }
+        }
+        return out
+    }
+
+    /// Parses ndppd.conf text into one rule per `proxy` block.
+    public static func parse(_ text: String, path: String) throws(NDPConfigError) -> [ProxyRule] {
+        let t = tokens(text)
+        var i = 0
+        var routeTTL = 30.0
+        var rules: [ProxyRule] = []
+        func fail(_ at: Int, _ key: String?, _ message: String) -> NDPConfigError {
+            NDPConfigError(file: path, line: at < t.count ? t[at].line : (t.last?.line ?? 1), key: key, message: message)
+        }
+        func value(_ key: String) throws(NDPConfigError) -> String {
+            guard i + 1 < t.count, !["{", "}"].contains(t[i + 1].text) else { throw fail(i, key, "missing value") }
+            i += 2
+            return t[i - 1].text
+        }
+        func number(_ key: String) throws(NDPConfigError) -> Double {
+            let v = try value(key)
+            guard let n = Int(v), n >= 0 else { throw fail(i - 1, key, "\(v.debugDescription) is not a number of milliseconds") }
+            return Double(n) / 1000
+        }
+        func yesNo(_ key: String) throws(NDPConfigError) -> Bool {
+            let v = try value(key)
+            switch v { case "yes", "true", "on": return true; case "no", "false", "off": return false
+            default: throw fail(i - 1, key, "\(v.debugDescription) is not yes or no") }
+        }
+        func open(_ key: String) throws(NDPConfigError) {
+            guard i < t.count, t[i].text == "{" else { throw fail(i, key, "expected {") }
+            i += 1
+        }
+        while i < t.count {
+            let key = t[i].text
+            switch key {
+            case "route-ttl": routeTTL = try number(key)
+            case "address-ttl": _ = try number(key)
+            case "proxy":
+                let iface = try value(key)
+                var rule = ProxyRule(interface: iface, prefixes: [])
+                try open(key)
+                while i < t.count, t[i].text != "}" {
+                    let k = t[i].text
+                    switch k {
+                    case "router": rule.routerFlag = try yesNo(k)
+                    case "timeout", "ttl": _ = try number(k)   // for iface rules' own solicitations
+                    case "autowire", "promiscuous", "keepalive": _ = try yesNo(k)
+                    case "retries": _ = try number(k)
+                    case "rule":
+                        let text = try value(k)
+                        guard let prefix = IPv6Prefix(text) ?? IPv6Address(text).flatMap({ try? IPv6Prefix($0, length: 128) }) else {
+                            throw fail(i - 1, k, "\(text.debugDescription) is not an IPv6 address or prefix (host bits must be zero)")
+                        }
+                        var method = "static"
+                        if i < t.count, t[i].text == "{" {
+                            i += 1
+                            var methods: [String] = []
+                            while i < t.count, t[i].text != "}" {
+                                let m = t[i].text
+                                switch m {
+                                case "static", "auto": methods.append(m); i += 1
+                                case "iface":
+                                    throw fail(i, m, "iface rules (asking the inner interface) are not supported yet; use auto, which answers for what the kernel routes elsewhere")
+                                default: throw fail(i, m, "unknown rule option (static, auto or iface)")
+                                }
+                            }
+                            guard i < t.count else { throw fail(i, k, "missing }") }
+                            i += 1
+                            guard methods.count <= 1 else { throw fail(i - 1, k, "static, auto and iface are mutually exclusive") }
+                            method = methods.first ?? "static"
+                        }
+                        if method == "auto" { rule.autoPrefixes.append(prefix) } else { rule.prefixes.append(prefix) }
+                    default: throw fail(i, k, "unknown proxy option (router, timeout, ttl, rule, ...)")
+                    }
+                }
+                guard i < t.count else { throw fail(i, key, "missing } for proxy \(iface)") }
+                i += 1
+                guard !rule.prefixes.isEmpty || !rule.autoPrefixes.isEmpty else { throw fail(i - 1, key, "proxy \(iface) has no rule") }
+                rules.append(rule)
+            default:
+                throw fail(i, key, "unknown option (route-ttl, proxy)")
+            }
+        }
+        guard !rules.isEmpty else { throw NDPConfigError(file: path, line: 1, key: "proxy", message: "no proxy section") }
+        // ndppd answers for its own host's addresses only through the kernel, like ignoreLocal.
+        return rules.map { var r = $0; r.routeTTL = routeTTL; return r }
+    }
+}
+
+/// Reads a config in either format: ndppd's when it has a `proxy` block, npd6's otherwise.
+public enum NDPProxyConfig {
+    public static func parse(_ text: String, path: String) throws(NDPConfigError) -> [ProxyRule] {
+        let looksLikeNDPPD = NDPPDConfig.tokens(text).contains { $0.text == "proxy" }
+        return looksLikeNDPPD ? try NDPPDConfig.parse(text, path: path) : try NPD6Config.parse(text, path: path)
+    }
+}
