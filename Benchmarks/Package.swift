@@ -25,6 +25,11 @@ let package = Package(
             dependencies: [.product(name: "PacketKit", package: "main"), .product(name: "AddressPool", package: "main"),
                            .product(name: "GRDB", package: "GRDB.swift"), "CHeapUsage"]
         ),
+        .target(name: "CPacketSocketBench", path: "Sources/CPacketSocketBench"),
+        .executableTarget(
+            name: "NDPFlood",
+            dependencies: [.product(name: "PacketKit", package: "main"), .product(name: "RouteKit", package: "main"), "CPacketSocketBench"]
+        ),
         .executableTarget(
             name: "RouteKitBenchmarks",
             dependencies: [.product(name: "PacketKit", package: "main"), .product(name: "RouteKit", package: "main")]

@@ -43,8 +43,10 @@ public final class Responder: @unchecked Sendable {
     public let mac: MACAddress
     /// Called for each answer (target, to whom); keep it short.
     public var onAnswer: (@Sendable (IPv6Address, IPv6Address) -> Void)?
-    /// Answers per second allowed overall and per solicitation source.
-    public var rateLimit: (overall: Int, perSource: Int) = (20_000, 100)
+    /// Answers per second allowed overall and per solicitation source. An ISP router solicits for
+    /// every client from one address, so the per-source bound is high: it only stops one host from
+    /// taking the whole budget.
+    public var rateLimit: (overall: Int, perSource: Int) = (200_000, 100_000)
 
     let fd: Int32
     let routes: RouteSocket
