@@ -58,11 +58,13 @@ public final class Responder: @unchecked Sendable {
     var linkLocal: IPv6Address?
     var localRefreshedAt = -1e9
     var routeCache: [IPv6Address: (Bool, Double)] = [:]
+    var listAddresses: Set<IPv6Address>
     var window = (start: 0.0, overall: 0, perSource: [IPv6Address: Int]())
 
     /// Opens the packet socket on `rule.interface` in `namespace` (needs CAP_NET_RAW).
     public init(rule: ProxyRule, namespace: NetworkNamespace = .current) throws(NDPProxyError) {
         self.rule = rule
+        listAddresses = rule.addresses
         do {
             routes = try RouteSocket(namespace: namespace)
             interfaceIndex = try routes.interfaceIndex(rule.interface)
@@ -96,6 +98,10 @@ public final class Responder: @unchecked Sendable {
     deinit { stop(); close(fd) }
 
     public var statistics: ResponderStatistics { lock.withLock { stats } }
+
+    /// Replaces the rule's address list (black or white) while running: a gateway keeps it equal
+    /// to its clients' addresses.
+    public func setAddresses(_ addresses: Set<IPv6Address>) { lock.withLock { listAddresses = addresses } }
 
     public func start() {
         lock.withLock { running = true }
@@ -155,7 +161,9 @@ public final class Responder: @unchecked Sendable {
         }
         try? refreshLocal()
         let target = ns.target
-        switch rule.verdict(for: target, localAddresses: localAddresses) {
+        var current = rule
+        current.addresses = lock.withLock { listAddresses }
+        switch current.verdict(for: target, localAddresses: localAddresses) {
         case .answer: break
         case .answerIfRouted:
             guard routedElsewhere(target) else { lock.withLock { stats.notRouted += 1 }; return }

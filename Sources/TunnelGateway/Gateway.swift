@@ -2,6 +2,7 @@
 // (addresses, routes, forwarding, NAT44, proxy NDP) into what gatewayd runs, and undoes it.
 import AddressPool
 import Foundation
+import NDPProxy
 import PacketKit
 import RouteKit
 import TunnelCore
@@ -51,6 +52,7 @@ public final class Gateway: @unchecked Sendable {
     var routes: Set<Route> = []
     var proxies: Set<IPv6Address> = []
     var natApplied = false
+    var responder: Responder?
     var peersByName: [String: ClientRecord] = [:]
     var connectedClients: Set<String> = []
     let hookQueue = DispatchQueue(label: "sixgate.hooks")
@@ -179,6 +181,13 @@ public final class Gateway: @unchecked Sendable {
         routes = Set(desiredRoutes)
         if !result.removed.isEmpty { log("reconcile: removed \(result.removed.count) stale route(s)") }
         try reconcileProxies(desiredProxies)
+        if config.ndpProxy == .responder {
+            var rule = ProxyRule(interface: config.uplink, prefixes: [config.ipv6Prefix])
+            rule.listType = .white
+            rule.addresses = responderTargets()
+            responder = try step("NDP responder on \(config.uplink)") { try Responder(rule: rule) }
+            responder?.start()
+        }
         device.onEvent = { [weak self] event in self?.handle(event) }
         device.start()
         uapi = try step("UAPI") { try UAPIServer(device: device) }
@@ -191,8 +200,18 @@ public final class Gateway: @unchecked Sendable {
 
     var natTableName: String { "sixgate_" + config.interface.map { $0.isLetter || $0.isNumber ? String($0) : "_" }.joined() }
 
+    /// Every active client host address (what the responder answers for).
+    func responderTargets() -> Set<IPv6Address> {
+        var out = Set<IPv6Address>()
+        for r in (try? allocator.records(in: Self.v6Pool)) ?? [] where r.isActive {
+            if case .v6(let p) = r.prefix, p.length == 128 { out.insert(p.network) }
+        }
+        return out
+    }
+
     func reconcileProxies(_ desired: Set<IPv6Address>) throws(GatewayError) {
-        guard config.ndpProxy == .kernel else { return }
+        // In responder or off mode no kernel entry of ours should remain (e.g. after a mode change).
+        let desired = config.ndpProxy == .kernel ? desired : []
         do {
             let existing = try rk.neighbours(ipv6: true, proxy: true).filter { $0.interfaceIndex == uplinkIndex }
             for n in existing {
@@ -216,6 +235,7 @@ public final class Gateway: @unchecked Sendable {
         runHook("down", [:])
         control?.stop(); control = nil
         uapi?.stop(); uapi = nil
+        responder?.stop(); responder = nil
         for a in proxies { try? rk.removeProxyNeighbour(a, interfaceIndex: uplinkIndex) }
         proxies = []
         for r in routes { try? rk.removeRoute(r) }
@@ -250,6 +270,7 @@ public final class Gateway: @unchecked Sendable {
         let leases = try lease(record)
         try registry.write(record)
         if device != nil { try install(record, leases) }
+        responder?.setAddresses(responderTargets())
         log("client added: \(name) \(leases.map(\.prefix.description).joined(separator: " "))")
         return status(record, leases)
     }
@@ -284,6 +305,7 @@ public final class Gateway: @unchecked Sendable {
         do { try allocator.release(client: name) } catch { throw .setup("release \(name): \(error)") }
         try registry.remove(name)
         peersByName[name] = nil
+        responder?.setAddresses(responderTargets())
         log("client removed: \(name)")
     }
 
@@ -309,6 +331,7 @@ public final class Gateway: @unchecked Sendable {
             _ = try? allocator.release(client: name)
             peersByName[name] = nil; removed += 1
         }
+        responder?.setAddresses(responderTargets())
         log("reload: \(added) client(s) added or changed, \(removed) removed")
         return (added, removed)
     }

@@ -16,6 +16,9 @@ public enum ClientAllocation: String, Sendable, Equatable {
 public enum NDPProxyMode: String, Sendable, Equatable {
     /// A kernel proxy entry per client address (`ip -6 neigh add proxy`), proxy_ndp=1 on the uplink.
     case kernel
+    /// gatewayd answers the solicitations itself (NDPProxy's responder, a packet socket on the
+    /// uplink) for its clients' addresses: no kernel entries, so no per-entry cost at large pools.
+    case responder
     /// No proxying: the ISP routes the prefix to the gateway.
     case off
 }
@@ -113,8 +116,7 @@ public struct GatewayConfiguration: Sendable, Equatable {
         if let v = try f.integer("ipv6.delegated_length", in: 1...128) { delegatedLength = UInt8(v) }
         if let v = try f.integer("ipv6.client_prefix_length", in: 0...128) { clientPrefixLength = UInt8(v) }
         if let v = try f.string("ipv6.ndp_proxy") {
-            if v == "responder" { throw f.error("ipv6.ndp_proxy", "the built-in responder comes with ndp-proxy (issue 8); use \"kernel\" or \"off\"") }
-            guard let m = NDPProxyMode(rawValue: v) else { throw f.error("ipv6.ndp_proxy", "\(v.debugDescription) is not kernel or off") }
+            guard let m = NDPProxyMode(rawValue: v) else { throw f.error("ipv6.ndp_proxy", "\(v.debugDescription) is not kernel, responder or off") }
             ndpProxy = m
         }
         if let list = try f.strings("ipv6.reserved") {

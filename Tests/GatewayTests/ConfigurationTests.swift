@@ -64,7 +64,8 @@ struct ConfigurationTests {
         #expect(error("endpoint = \"198.51.100.1\"\n")?.key == "endpoint")
         #expect(error("interface = this-is-not-quoted\n")?.line == 1)
         #expect(error("[uplink\n")?.description == "/etc/sixgate/gatewayd.toml:1: a table header looks like [name]")
-        #expect(error("[ipv6]\nndp_proxy = \"responder\"\n")?.description.contains("issue 8") == true)
+        #expect(error("[ipv6]\nndp_proxy = \"bogus\"\n")?.description == "/etc/sixgate/gatewayd.toml:2: ipv6.ndp_proxy: \"bogus\" is not kernel, responder or off")
+        #expect((try? parse("[ipv6]\nndp_proxy = \"responder\"\n"))?.ndpProxy == .responder)
         #expect(error("[ipv6]\nprefix = \"2001:db8::/64\"\nisp_router = \"2001:db8:1::1\"\n")?.description.contains("ipv6.isp_router: 2001:db8:1::1 is outside") == true)
     }
 

@@ -83,7 +83,18 @@ struct GatewayEndToEndTests {
         #expect(routes.count == 2 && routes.contains { $0.hasPrefix("2001:db8:1::4 ") } && routes.contains { $0.hasPrefix("2001:db8:1::5 ") }, "\(routes)")
         #expect(proxies.count == 2, "\(proxies)")
 
-        // 6. SIGTERM: nothing of Sixgate's is left in the kernel; the leases are.
+        // 6. The built-in responder instead of kernel entries: the stale kernel entries go, the ISP
+        //    router's solicitations are answered by gatewayd itself, traffic flows.
+        bed.stopGateway()
+        try bed.writeConfig(ndpProxy: "responder")
+        try bed.startGateway()
+        try bed.exec(bed.isp, ["ip", "-6", "neigh", "flush", "dev", bed.ispSide])
+        #expect(eventually(timeout: 40) { (try? bed.ping(from: bed.cl, "2001:db8:ffff::1", count: 1)) == 1 }, "IPv6 with the responder")
+        #expect(try kernelState(bed).proxies.isEmpty, "no kernel proxy entries in responder mode")
+        let ispNeighbours = try bed.exec(bed.isp, ["ip", "-6", "neigh", "show", "2001:db8:1::4"]).stdout
+        #expect(ispNeighbours.contains("lladdr") && ispNeighbours.contains("router"), "\(ispNeighbours)")
+
+        // 7. SIGTERM: nothing of Sixgate's is left in the kernel; the leases are.
         bed.stopGateway()
         let after = try kernelState(bed)
         #expect(after.routes.isEmpty, "\(after.routes)")
