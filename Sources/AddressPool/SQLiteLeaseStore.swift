@@ -26,6 +26,7 @@ public final class SQLiteLeaseStore: LeaseStore, @unchecked Sendable {
     public var location: String { path }
     private let database: DatabasePool
     private var lockDescriptor: Int32 = -1
+    private var isUnmigratedEmpty = false
 
     /// Opens (creating if needed, for a writer) the store at `path` and runs pending migrations.
     /// A writer takes `path + ".lock"`; a second writer gets an error naming the holder's PID.
@@ -65,8 +66,11 @@ public final class SQLiteLeaseStore: LeaseStore, @unchecked Sendable {
         }
         do {
             if readOnly {
-                let migrated = try database.read { db in try Self.migrator.hasCompletedMigrations(db) }
-                guard migrated else { throw fail("open read-only", "the schema is older than this program; open it once for writing to migrate") }
+                let (migrated, hasTable) = try database.read { db in (try Self.migrator.hasCompletedMigrations(db), try db.tableExists("leases")) }
+                // A store the writer has not set up yet (created a moment ago, or a writer killed
+                // before its first migration committed) holds no leases: read it as empty.
+                if !migrated && !hasTable { isUnmigratedEmpty = true }
+                guard migrated || isUnmigratedEmpty else { throw fail("open read-only", "the schema is older than this program; open it once for writing to migrate") }
             } else {
                 try Self.migrator.migrate(database)
             }
@@ -99,6 +103,10 @@ public final class SQLiteLeaseStore: LeaseStore, @unchecked Sendable {
     }
 
     public func loadAll() throws(AddressPoolError) -> [LeaseRecord] {
+        if isUnmigratedEmpty {
+            let ready = (try? database.read { db in try db.tableExists("leases") }) ?? false
+            if !ready { return [] }
+        }
         do {
             return try database.read { db in
                 var out: [LeaseRecord] = []
