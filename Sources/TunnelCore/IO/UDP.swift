@@ -96,16 +96,20 @@ public final class DatagramBatch: @unchecked Sendable {
     /// The source of message `i` after a receive.
     @inline(__always) public func source(_ i: Int) -> Endpoint { Endpoint(names[i]) }
 
+    /// Points message `i`'s header at its own address slot and `length` bytes of its buffer.
+    @inline(__always)
+    func setHeader(_ i: Int, length: Int) {
+        iovecs[i] = iovec(iov_base: buffer(i), iov_len: length)
+        headers[i].msg_hdr = msghdr()
+        headers[i].msg_hdr.msg_name = UnsafeMutableRawPointer(names + i)
+        headers[i].msg_hdr.msg_namelen = socklen_t(MemoryLayout<sockaddr_in6>.size)
+        headers[i].msg_hdr.msg_iov = iovecs + i
+        headers[i].msg_hdr.msg_iovlen = 1
+        headers[i].msg_len = 0
+    }
+
     func prepareForReceive() {
-        for i in 0..<capacity {
-            iovecs[i] = iovec(iov_base: buffer(i), iov_len: bufferSize)
-            headers[i].msg_hdr = msghdr()
-            headers[i].msg_hdr.msg_name = UnsafeMutableRawPointer(names + i)
-            headers[i].msg_hdr.msg_namelen = socklen_t(MemoryLayout<sockaddr_in6>.size)
-            headers[i].msg_hdr.msg_iov = iovecs + i
-            headers[i].msg_hdr.msg_iovlen = 1
-            headers[i].msg_len = 0
-        }
+        for i in 0..<capacity { setHeader(i, length: bufferSize) }
     }
 
     func setCount(_ n: Int) { count = n }
@@ -117,12 +121,7 @@ public final class DatagramBatch: @unchecked Sendable {
         let i = count
         precondition(i < capacity, "DatagramBatch.append past capacity")
         names[i] = endpoint.sockaddr
-        iovecs[i] = iovec(iov_base: buffer(i), iov_len: length)
-        headers[i].msg_hdr = msghdr()
-        headers[i].msg_hdr.msg_name = UnsafeMutableRawPointer(names + i)
-        headers[i].msg_hdr.msg_namelen = socklen_t(MemoryLayout<sockaddr_in6>.size)
-        headers[i].msg_hdr.msg_iov = iovecs + i
-        headers[i].msg_hdr.msg_iovlen = 1
+        setHeader(i, length: length)
         count = i + 1
         return count == capacity
     }
