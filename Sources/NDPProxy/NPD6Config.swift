@@ -2,6 +2,7 @@
 // prefix/interface pairs in order, and the global options. Unlike npd6, prefixes and addresses
 // may be written in compact or full notation ("2001:db8:1:2:", "2001:0db8:0001:0002:",
 // "2001:db8:1:2::/64").
+import Foundation
 import PacketKit
 
 /// A config problem: the file, the line and the key.
@@ -39,11 +40,11 @@ public enum NPD6Config {
             var line = Substring(raw)
             if let c = line.range(of: "//") { line = line[..<c.lowerBound] }
             if let c = line.firstIndex(of: "#") { line = line[..<c] }
-            let trimmed = line.trimmingCharacters(in: " \t\r")
+            let trimmed = line.trimmingCharacters(in: .whitespacesAndNewlines)
             if trimmed.isEmpty { continue }
             guard let eq = trimmed.firstIndex(of: "=") else { throw fail(nil, "expected key = value") }
-            let key = trimmed[..<eq].trimmingCharacters(in: " \t")
-            let value = trimmed[trimmed.index(after: eq)...].trimmingCharacters(in: " \t")
+            let key = trimmed[..<eq].trimmingCharacters(in: .whitespaces)
+            let value = trimmed[trimmed.index(after: eq)...].trimmingCharacters(in: .whitespaces)
             let k = key.lowercased()
             guard knownKeys.contains(k) else {
                 if k == "exprlist" { throw fail(key, "npd6's pattern lists are not supported; list addresses with addrlist") }
@@ -102,11 +103,5 @@ public enum NPD6Config {
         var v: UInt128 = 0
         for (i, g) in groups.enumerated() { v |= UInt128(UInt16(g, radix: 16)!) << UInt128(112 - 16 * i) }
         return try? IPv6Prefix(IPv6Address(rawValue: v), length: UInt8(16 * groups.count))
-    }
-}
-
-extension StringProtocol {
-    func trimmingCharacters(in set: String) -> String {
-        String(self.drop(while: { set.contains($0) }).reversed().drop(while: { set.contains($0) }).reversed())
     }
 }

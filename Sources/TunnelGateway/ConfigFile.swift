@@ -3,6 +3,8 @@
 // file:line:key. (The TOML package on this machine's registry, TOMLKit, cannot be resolved here:
 // it depends on a package that is not available; see docs/ARCHITECTURE.md.)
 
+import Foundation
+
 /// A config value and where it was written.
 public struct ConfigValue: Sendable, Equatable {
     public enum Kind: Sendable, Equatable {
@@ -42,13 +44,13 @@ public struct ConfigFile: Sendable {
         var lineNumber = 0
         for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {
             lineNumber += 1
-            let line = Self.stripComment(String(raw)).trimmingSpaces()
+            let line = Self.stripComment(String(raw)).trimmingCharacters(in: .whitespacesAndNewlines)
             if line.isEmpty { continue }
             if line.hasPrefix("[") {
                 guard line.hasSuffix("]"), !line.hasPrefix("[["), line.count > 2 else {
                     throw ConfigError(file: path, line: lineNumber, key: nil, message: "a table header looks like [name]")
                 }
-                table = String(line.dropFirst().dropLast()).trimmingSpaces()
+                table = String(line.dropFirst().dropLast()).trimmingCharacters(in: .whitespacesAndNewlines)
                 guard Self.isBareKey(table) else { throw ConfigError(file: path, line: lineNumber, key: nil, message: "table name \(table.debugDescription) must be letters, digits, - or _") }
                 guard tables[table] == nil else { throw ConfigError(file: path, line: lineNumber, key: nil, message: "table [\(table)] appears twice") }
                 tables[table] = lineNumber
@@ -57,16 +59,16 @@ public struct ConfigFile: Sendable {
             guard let eq = line.firstIndex(of: "=") else {
                 throw ConfigError(file: path, line: lineNumber, key: nil, message: "expected key = value")
             }
-            let key = String(line[..<eq]).trimmingSpaces()
+            let key = String(line[..<eq]).trimmingCharacters(in: .whitespacesAndNewlines)
             guard Self.isBareKey(key) else { throw ConfigError(file: path, line: lineNumber, key: key, message: "a key must be letters, digits, - or _") }
             let full = table.isEmpty ? key : table + "." + key
             guard values[full] == nil else { throw ConfigError(file: path, line: lineNumber, key: full, message: "set twice (first on line \(values[full]!.line))") }
-            var rest = Substring(String(line[line.index(after: eq)...]).trimmingSpaces())
+            var rest = Substring(String(line[line.index(after: eq)...]).trimmingCharacters(in: .whitespacesAndNewlines))
             let value: ConfigValue
             do { value = try Self.parseValue(&rest, line: lineNumber) } catch {
                 throw ConfigError(file: path, line: lineNumber, key: full, message: error.message)
             }
-            guard rest.trimmingSpaces().isEmpty else { throw ConfigError(file: path, line: lineNumber, key: full, message: "unexpected text after the value") }
+            guard rest.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else { throw ConfigError(file: path, line: lineNumber, key: full, message: "unexpected text after the value") }
             values[full] = value
             order.append(full)
         }
@@ -214,11 +216,5 @@ public struct ConfigFile: Sendable {
             }
         }
         return row[b.count]
-    }
-}
-
-extension StringProtocol {
-    func trimmingSpaces() -> String {
-        String(self.drop(while: { $0 == " " || $0 == "\t" || $0 == "\r" }).reversed().drop(while: { $0 == " " || $0 == "\t" || $0 == "\r" }).reversed())
     }
 }
