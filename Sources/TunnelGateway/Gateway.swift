@@ -52,6 +52,8 @@ public final class Gateway: @unchecked Sendable {
     var routes: Set<Route> = []
     var proxies: Set<IPv6Address> = []
     var natApplied = false
+    /// Every client host address (/128): kernel proxy entries or the responder's list are made from it.
+    var hostAddresses: Set<IPv6Address> = []
     var responder: Responder?
     var peersByName: [String: ClientRecord] = [:]
     var connectedClients: Set<String> = []
@@ -155,14 +157,14 @@ public final class Gateway: @unchecked Sendable {
         // Clients: every enrolled one gets its leases (idempotent) and a peer.
         let clients = try registry.all()
         var desiredRoutes: [Route] = []
-        var desiredProxies: Set<IPv6Address> = []
+        hostAddresses = []
         for c in clients {
             let leases = try lease(c)
             try setPeer(c, leases)
             for l in leases {
                 if case .v6(let p) = l.prefix {
                     desiredRoutes.append(Route(destination: .v6(p), interfaceIndex: tunIndex))
-                    if config.ndpProxy == .kernel, p.length == 128 { desiredProxies.insert(p.network) }
+                    if p.length == 128 { hostAddresses.insert(p.network) }
                 }
             }
         }
@@ -180,11 +182,11 @@ public final class Gateway: @unchecked Sendable {
         let result = try step("routes") { try rk.reconcileRoutes(desiredRoutes, ipv6: true) }
         routes = Set(desiredRoutes)
         if !result.removed.isEmpty { log("reconcile: removed \(result.removed.count) stale route(s)") }
-        try reconcileProxies(desiredProxies)
+        try reconcileProxies(hostAddresses)
         if config.ndpProxy == .responder {
             var rule = ProxyRule(interface: config.uplink, prefixes: [config.ipv6Prefix])
             rule.listType = .white
-            rule.addresses = responderTargets()
+            rule.addresses = hostAddresses
             responder = try step("NDP responder on \(config.uplink)") { try Responder(rule: rule) }
             responder?.start()
         }
@@ -199,15 +201,6 @@ public final class Gateway: @unchecked Sendable {
     }
 
     var natTableName: String { "sixgate_" + config.interface.map { $0.isLetter || $0.isNumber ? String($0) : "_" }.joined() }
-
-    /// Every active client host address (what the responder answers for).
-    func responderTargets() -> Set<IPv6Address> {
-        var out = Set<IPv6Address>()
-        for r in (try? allocator.records(in: Self.v6Pool)) ?? [] where r.isActive {
-            if case .v6(let p) = r.prefix, p.length == 128 { out.insert(p.network) }
-        }
-        return out
-    }
 
     func reconcileProxies(_ desired: Set<IPv6Address>) throws(GatewayError) {
         // In responder or off mode no kernel entry of ours should remain (e.g. after a mode change).
@@ -238,6 +231,7 @@ public final class Gateway: @unchecked Sendable {
         responder?.stop(); responder = nil
         for a in proxies { try? rk.removeProxyNeighbour(a, interfaceIndex: uplinkIndex) }
         proxies = []
+        hostAddresses = []
         for r in routes { try? rk.removeRoute(r) }
         routes = []
         if natApplied { try? NATTable(name: natTableName).remove(); natApplied = false }
@@ -270,9 +264,8 @@ public final class Gateway: @unchecked Sendable {
         let leases = try lease(record)
         try registry.write(record)
         if device != nil { try install(record, leases) }
-        responder?.setAddresses(responderTargets())
         log("client added: \(name) \(leases.map(\.prefix.description).joined(separator: " "))")
-        return status(record, leases)
+        return status(record, leases, peers: peerTable())
     }
 
     func install(_ c: ClientRecord, _ leases: [Lease]) throws(GatewayError) {
@@ -282,11 +275,26 @@ public final class Gateway: @unchecked Sendable {
             let r = Route(destination: .v6(p), interfaceIndex: tunIndex)
             do { try rk.ensureRoute(r) } catch { throw .setup("route \(p): \(error)") }
             routes.insert(r)
-            if config.ndpProxy == .kernel, p.length == 128 {
+            guard p.length == 128 else { continue }
+            hostAddresses.insert(p.network)
+            if config.ndpProxy == .kernel {
                 do { try rk.ensureProxyNeighbour(p.network, interfaceIndex: uplinkIndex) } catch { throw .setup("proxy \(p.network): \(error)") }
                 proxies.insert(p.network)
             }
         }
+        responder?.setAddresses(hostAddresses)
+    }
+
+    /// Takes back what `install` put in the kernel for these leases.
+    func uninstall(_ leases: [Lease]) {
+        for l in leases {
+            guard case .v6(let p) = l.prefix else { continue }
+            let r = Route(destination: .v6(p), interfaceIndex: tunIndex)
+            if routes.remove(r) != nil { try? rk.removeRoute(r) }
+            if proxies.remove(p.network) != nil { try? rk.removeProxyNeighbour(p.network, interfaceIndex: uplinkIndex) }
+            if p.length == 128 { hostAddresses.remove(p.network) }
+        }
+        responder?.setAddresses(hostAddresses)
     }
 
     /// Removes a client: peer, route, proxy entry, file; its leases are released (kept, so the
@@ -296,16 +304,10 @@ public final class Gateway: @unchecked Sendable {
         let record = try registry.read(name)
         let leases = allocator.leases(of: name)
         if let device, let key = Bytes32(base64: record.publicKey) { device.removePeer(key) }
-        for l in leases {
-            guard case .v6(let p) = l.prefix else { continue }
-            let r = Route(destination: .v6(p), interfaceIndex: tunIndex)
-            if routes.remove(r) != nil { try? rk.removeRoute(r) }
-            if proxies.remove(p.network) != nil { try? rk.removeProxyNeighbour(p.network, interfaceIndex: uplinkIndex) }
-        }
+        uninstall(leases)
         do { try allocator.release(client: name) } catch { throw .setup("release \(name): \(error)") }
         try registry.remove(name)
         peersByName[name] = nil
-        responder?.setAddresses(responderTargets())
         log("client removed: \(name)")
     }
 
@@ -322,23 +324,21 @@ public final class Gateway: @unchecked Sendable {
         }
         for (name, c) in peersByName where !names.contains(name) {
             if let k = Bytes32(base64: c.publicKey) { device?.removePeer(k) }
-            for l in allocator.leases(of: name) {
-                guard case .v6(let p) = l.prefix else { continue }
-                let r = Route(destination: .v6(p), interfaceIndex: tunIndex)
-                if routes.remove(r) != nil { try? rk.removeRoute(r) }
-                if proxies.remove(p.network) != nil { try? rk.removeProxyNeighbour(p.network, interfaceIndex: uplinkIndex) }
-            }
+            uninstall(allocator.leases(of: name))
             _ = try? allocator.release(client: name)
             peersByName[name] = nil; removed += 1
         }
-        responder?.setAddresses(responderTargets())
         log("reload: \(added) client(s) added or changed, \(removed) removed")
         return (added, removed)
     }
 
-    func status(_ c: ClientRecord, _ leases: [Lease]) -> ClientStatus {
-        let key = Bytes32(base64: c.publicKey)
-        let peer = device?.peerStatuses().first { $0.configuration.publicKey == key }
+    /// The device's peers by key, read once per status call.
+    func peerTable() -> [Bytes32: PeerStatus] {
+        Dictionary((device?.peerStatuses() ?? []).map { ($0.configuration.publicKey, $0) }, uniquingKeysWith: { a, _ in a })
+    }
+
+    func status(_ c: ClientRecord, _ leases: [Lease], peers: [Bytes32: PeerStatus]) -> ClientStatus {
+        let peer = Bytes32(base64: c.publicKey).flatMap { peers[$0] }
         return ClientStatus(name: c.name, publicKey: c.publicKey, addresses: leases.map(\.prefix.description),
                             endpoint: peer?.configuration.endpoint?.description, lastHandshake: peer?.lastHandshake.seconds ?? 0,
                             receivedBytes: peer?.receivedBytes ?? 0, sentBytes: peer?.sentBytes ?? 0)
@@ -346,7 +346,8 @@ public final class Gateway: @unchecked Sendable {
 
     public func status() throws(GatewayError) -> GatewayStatus {
         lock.lock(); defer { lock.unlock() }
-        let clients = try registry.all().map { status($0, allocator.leases(of: $0.name)) }
+        let peers = peerTable()
+        let clients = try registry.all().map { status($0, allocator.leases(of: $0.name), peers: peers) }
         var counters: [String: UInt64] = [:]
         if let s = device?.statistics {
             for child in Mirror(reflecting: s).children { if let l = child.label, let v = child.value as? UInt64 { counters[l] = v } }
