@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "Diagnostics", targets: ["Diagnostics"]),
         .library(name: "TunnelGateway", targets: ["TunnelGateway"]),
         .library(name: "TunnelClient", targets: ["TunnelClient"]),
+        .library(name: "SixgateConfig", targets: ["SixgateConfig"]),
         .executable(name: "gatewayd", targets: ["gatewayd"]),
         .executable(name: "gatewayctl", targets: ["gatewayctl"]),
         .executable(name: "tunnel-client", targets: ["tunnel-client"]),
@@ -45,6 +46,9 @@ let package = Package(
         // Foundation: imports nothing of ours and nothing else.
         .target(name: "PacketKit", swiftSettings: [.enableUpcomingFeature("ExistentialAny")]),
 
+        // Config files: a small TOML reader whose errors name file:line:key (Foundation only).
+        .target(name: "SixgateConfig"),
+
         // Capabilities.
         .target(name: "RouteKit", dependencies: ["PacketKit", "CNetlink"]),
         .target(name: "TunnelCore", dependencies: ["PacketKit", "RouteKit", "CTunnel"]),
@@ -59,9 +63,9 @@ let package = Package(
 
         // Roles.
         .target(name: "TunnelGateway", dependencies: [
-            "PacketKit", "RouteKit", "TunnelCore", "NDPProxy", "AddressPool", "Diagnostics",
+            "PacketKit", "RouteKit", "TunnelCore", "NDPProxy", "AddressPool", "Diagnostics", "SixgateConfig",
         ]),
-        .target(name: "TunnelClient", dependencies: ["PacketKit", "RouteKit", "TunnelCore"]),
+        .target(name: "TunnelClient", dependencies: ["PacketKit", "RouteKit", "TunnelCore", "NDPProxy", "SixgateConfig"]),
 
         // Thin executables.
         .executableTarget(name: "gatewayd", dependencies: [
@@ -70,7 +74,9 @@ let package = Package(
         .executableTarget(name: "gatewayctl", dependencies: [
             "TunnelGateway", "TunnelCore", "Diagnostics", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "Sources/CLI/gatewayctl"),
-        .executableTarget(name: "tunnel-client", dependencies: ["TunnelClient"], path: "Sources/CLI/tunnel-client"),
+        .executableTarget(name: "tunnel-client", dependencies: [
+            "TunnelClient", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log"),
+        ], path: "Sources/CLI/tunnel-client"),
         .executableTarget(name: "ndp-proxy", dependencies: [
             "NDPProxy", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "Sources/CLI/ndp-proxy"),
@@ -93,7 +99,8 @@ let package = Package(
         .testTarget(name: "RouteKitTests", dependencies: ["RouteKit", "PacketKit", "SixgateTestSupport"]),
         .testTarget(name: "TunnelCoreTests", dependencies: ["TunnelCore", "PacketKit", "RouteKit", "SixgateTestSupport"]),
         .testTarget(name: "AddressPoolTests", dependencies: ["AddressPool", "PacketKit", "SixgateTestSupport"]),
-        .testTarget(name: "GatewayTests", dependencies: ["TunnelGateway", "TunnelCore", "AddressPool", "PacketKit", "SixgateTestSupport"]),
+        .testTarget(name: "GatewayTests", dependencies: ["TunnelGateway", "TunnelCore", "AddressPool", "PacketKit", "SixgateConfig", "SixgateTestSupport"]),
+        .testTarget(name: "ClientTests", dependencies: ["TunnelClient", "TunnelCore", "PacketKit", "SixgateConfig", "SixgateTestSupport"]),
         .testTarget(name: "NDPProxyTests", dependencies: ["NDPProxy", "PacketKit", "RouteKit", "CPacketSocket", "SixgateTestSupport"]),
         .testTarget(name: "DiagnosticsTests", dependencies: ["Diagnostics"]),
         .testTarget(name: "CLITests", dependencies: ["SixgateTestSupport"]),

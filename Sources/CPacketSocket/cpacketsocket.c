@@ -6,6 +6,9 @@
 #include <sys/socket.h>
 #include <net/if.h>
 #include <arpa/inet.h>
+#include <poll.h>
+#include <netinet/in.h>
+#include <netinet/icmp6.h>
 #include <linux/filter.h>
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
@@ -61,4 +64,51 @@ int sixgate_interface_mac(int ifindex, uint8_t mac[6]) {
     close(fd);
     memcpy(mac, ifr.ifr_hwaddr.sa_data, 6);
     return 0;
+}
+
+int sixgate_router_socket(int ifindex) {
+    int fd = socket(AF_INET6, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_ICMPV6);
+    if (fd < 0) return -1;
+    struct icmp6_filter filter;
+    ICMP6_FILTER_SETBLOCKALL(&filter);
+    ICMP6_FILTER_SETPASS(ND_ROUTER_SOLICIT, &filter);
+    int on = 1, off = 0, hops = 255;
+    struct ipv6_mreq mreq = { .ipv6mr_interface = (unsigned)ifindex };
+    inet_pton(AF_INET6, "ff02::2", &mreq.ipv6mr_multiaddr);
+    if (setsockopt(fd, IPPROTO_ICMPV6, ICMP6_FILTER, &filter, sizeof filter) < 0 ||
+        setsockopt(fd, IPPROTO_IPV6, IPV6_RECVHOPLIMIT, &on, sizeof on) < 0 ||
+        setsockopt(fd, IPPROTO_IPV6, IPV6_MULTICAST_HOPS, &hops, sizeof hops) < 0 ||
+        setsockopt(fd, IPPROTO_IPV6, IPV6_UNICAST_HOPS, &hops, sizeof hops) < 0 ||
+        setsockopt(fd, IPPROTO_IPV6, IPV6_MULTICAST_IF, &ifindex, sizeof ifindex) < 0 ||
+        setsockopt(fd, IPPROTO_IPV6, IPV6_MULTICAST_LOOP, &off, sizeof off) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_BINDTOIFINDEX, &ifindex, sizeof ifindex) < 0 ||
+        setsockopt(fd, IPPROTO_IPV6, IPV6_JOIN_GROUP, &mreq, sizeof mreq) < 0) {
+        int e = errno; close(fd); errno = e; return -1;
+    }
+    return fd;
+}
+
+long sixgate_icmp6_receive(int fd, void *buffer, size_t length, uint8_t source[16], int *hop_limit, int timeout_ms) {
+    struct pollfd pfd = { .fd = fd, .events = POLLIN };
+    int r = poll(&pfd, 1, timeout_ms);
+    if (r <= 0) return r;
+    struct sockaddr_in6 from;
+    char control[CMSG_SPACE(sizeof(int)) * 4];
+    struct iovec iov = { .iov_base = buffer, .iov_len = length };
+    struct msghdr msg = { .msg_name = &from, .msg_namelen = sizeof from, .msg_iov = &iov, .msg_iovlen = 1,
+                          .msg_control = control, .msg_controllen = sizeof control };
+    long n = recvmsg(fd, &msg, MSG_DONTWAIT);
+    if (n < 0) return -1;
+    memcpy(source, &from.sin6_addr, 16);
+    *hop_limit = -1;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_HOPLIMIT) memcpy(hop_limit, CMSG_DATA(c), sizeof(int));
+    }
+    return n;
+}
+
+long sixgate_icmp6_send(int fd, const void *message, size_t length, const uint8_t destination[16], int ifindex) {
+    struct sockaddr_in6 to = { .sin6_family = AF_INET6, .sin6_scope_id = (uint32_t)ifindex };
+    memcpy(&to.sin6_addr, destination, 16);
+    return sendto(fd, message, length, 0, (struct sockaddr *)&to, sizeof to);
 }

@@ -241,3 +241,16 @@ final class SimpleMutex: @unchecked Sendable {
         return try body()
     }
 }
+
+/// Starts an OS thread running `body` (the blocking socket loops want threads of their own).
+func startThread(name: String, _ body: @escaping @Sendable () -> Void) -> pthread_t {
+    final class Box { let body: @Sendable () -> Void; init(_ b: @escaping @Sendable () -> Void) { body = b } }
+    var t = pthread_t()
+    let rc = pthread_create(&t, nil, { arg in
+        let b = Unmanaged<Box>.fromOpaque(arg!).takeRetainedValue()
+        b.body()
+        return nil
+    }, Unmanaged.passRetained(Box(body)).toOpaque())
+    precondition(rc == 0, "pthread_create failed: \(rc)")
+    return t
+}

@@ -1,6 +1,7 @@
 // Enrolled clients: one small file per client in the state directory's clients/ folder, as tinc
 // keeps hosts/NAME, so an operator can read, back up or remove them with ordinary tools.
 import Foundation
+import SixgateConfig
 import TunnelCore
 
 /// A client the gateway accepts.

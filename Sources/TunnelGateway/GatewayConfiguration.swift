@@ -1,6 +1,7 @@
 // gatewayd's configuration: every setting with its default, read from a TOML file (see
 // docs/gatewayd.toml.example), validated before anything touches the kernel.
 import PacketKit
+import SixgateConfig
 import TunnelCore
 
 /// How client IPv6 space is handed out.

@@ -1,4 +1,5 @@
 import Foundation
+import SixgateConfig
 import PacketKit
 import SixgateTestSupport
 import Testing

@@ -17,4 +17,19 @@ long sixgate_packet_send(int fd, int ifindex, const void *frame, size_t length);
 
 /// Reads the interface's MAC address into `mac` (6 bytes). Returns 0 or -1 (errno).
 int sixgate_interface_mac(int ifindex, uint8_t mac[6]);
+
+/// Opens a raw ICMPv6 socket for a router on interface `ifindex`: passes only Router Solicitations
+/// (ICMP6_FILTER), joins all-routers (ff02::2) there, sends with hop limit 255 (RFC 4861 §6.1.2),
+/// reports each packet's hop limit, does not loop its own multicast back. The kernel fills in the
+/// source (the interface's link-local address) and the checksum. Returns the descriptor or -1 (errno).
+int sixgate_router_socket(int ifindex);
+
+/// Waits up to `timeout_ms` for one ICMPv6 message; copies it into `buffer`, the source into
+/// `source` (16 bytes) and the IPv6 hop limit it arrived with into `hop_limit`.
+/// Returns its length, 0 on timeout, or -1 (errno).
+long sixgate_icmp6_receive(int fd, void *buffer, size_t length, uint8_t source[16], int *hop_limit, int timeout_ms);
+
+/// Sends an ICMPv6 message (checksum left to the kernel) to `destination` on `ifindex`.
+/// Returns bytes sent or -1 (errno).
+long sixgate_icmp6_send(int fd, const void *message, size_t length, const uint8_t destination[16], int ifindex);
 #endif

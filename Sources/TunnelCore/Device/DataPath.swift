@@ -138,6 +138,16 @@ extension TunnelDevice {
             owner = allowed.lookup(v6: UInt128(bigEndian: p.loadUnaligned(fromByteOffset: 8, as: UInt128.self)))
         }
         guard innerLength > 0, innerLength <= payloadLength else { stats.droppedInnerMalformed += 1; lock.unlock(); return }
+        // In-tunnel control traffic (link-local source) goes to the handler, not the kernel.
+        if version == 6, let control = controlHandler, p.load(fromByteOffset: 8, as: UInt8.self) == 0xfe,
+           p.load(fromByteOffset: 9, as: UInt8.self) & 0xc0 == 0x80 {
+            peer.lastDataReceived = now
+            stats.packetsReceived += 1
+            let publicKey = peer.config.publicKey
+            lock.unlock()
+            control(UnsafeRawBufferPointer(start: p, count: innerLength), publicKey)
+            return
+        }
         guard owner === peer else { stats.droppedAllowedIPs += 1; lock.unlock(); return }
         peer.lastDataReceived = now
         stats.packetsReceived += 1

@@ -86,6 +86,11 @@ public final class TunnelDevice: @unchecked Sendable {
     public var onEvent: (@Sendable (PeerEvent) -> Void)?
     /// Called for every decrypted inner packet with the peer's public key; false drops it (counted).
     public var inboundFilter: (@Sendable (UnsafeRawBufferPointer, Bytes32) -> Bool)?
+    /// When set, decrypted IPv6 packets whose source is link-local (fe80::/10) go here with the
+    /// peer's public key instead of the TUN device, before cryptokey routing: the in-tunnel
+    /// control traffic (Sixgate's lease exchange) of a peer that has no addresses yet. Called on
+    /// the receive thread; it may call `send(packet:to:)`. Costs one byte compare per packet when set.
+    public var controlHandler: (@Sendable (UnsafeRawBufferPointer, Bytes32) -> Void)?
 
     let lock = DeviceLock()
     var identity: StaticIdentity?
@@ -191,6 +196,32 @@ public final class TunnelDevice: @unchecked Sendable {
     /// Every peer's configuration and counters.
     public func peerStatuses() -> [PeerStatus] {
         lock.withLock { peers.values.map(\.status).sorted { $0.configuration.publicKey.hex < $1.configuration.publicKey.hex } }
+    }
+
+    /// Sends one inner packet (an IPv4 or IPv6 packet built by the caller) to the peer with
+    /// `publicKey`, whatever its allowed IPs say: sealed now if a session exists, else queued and a
+    /// handshake started. False if there is no such peer or it has no endpoint. Not for the data
+    /// path (it copies the packet); for control traffic such as the lease exchange.
+    @discardableResult
+    public func send(packet: [UInt8], to publicKey: Bytes32) -> Bool {
+        guard !packet.isEmpty, packet.count <= 65535 else { return false }
+        let now = Time.monotonic()
+        lock.lock()
+        guard let peer = peers[publicKey], peer.config.endpoint != nil else { lock.unlock(); return false }
+        guard let out = reserve(peer, now: now, bytes: packet.count, isData: true) else {
+            if peer.queue.count >= Peer.queueLimit { peer.queue.removeFirst(); stats.droppedQueueFull += 1 }
+            peer.queue.append(packet)
+            startHandshake(peer, now: now)
+            lock.unlock()
+            return true
+        }
+        stats.packetsSent += 1
+        lock.unlock()
+        let scratch = UnsafeMutableRawPointer.allocate(byteCount: packet.count + 64, alignment: 16)
+        defer { scratch.deallocate() }
+        packet.withUnsafeBytes { (scratch + 16).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        sealAndSend(out, buffer: scratch, length: packet.count, aead: ChaChaPoly())
+        return true
     }
 
     /// Which peer the device would send a packet for `address` to (cryptokey routing).

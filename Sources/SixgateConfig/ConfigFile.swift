@@ -148,7 +148,8 @@ public struct ConfigFile: Sendable {
 
     // MARK: Typed reads
 
-    func error(_ key: String, _ message: String) -> ConfigError {
+    /// An error about `key`, at the line where it was written (or its table began).
+    public func error(_ key: String, _ message: String) -> ConfigError {
         let line = values[key]?.line ?? tables[key.split(separator: ".").dropLast().joined(separator: ".")] ?? 0
         return ConfigError(file: path, line: line, key: key, message: message)
     }
