@@ -65,6 +65,9 @@ public enum GatewayAdmin {
             "PrivateKey = \(privateKey ?? "<the private key made with this client's public key; not stored on the gateway>")",
             "Address = \(client.addresses.joined(separator: ", "))",
             "MTU = \(config.mtu)",
+        ]
+        if !config.dnsServers.isEmpty { lines.append("DNS = \(config.dnsServers.map(\.description).joined(separator: ", "))") }
+        lines += [
             "",
             "[Peer]",
             "PublicKey = \(gatewayPublicKey)",
@@ -72,6 +75,27 @@ public enum GatewayAdmin {
         if let e = config.endpoint { lines.append("Endpoint = \(e)") } else { lines.append("# Endpoint = <set endpoint in the gateway's config>") }
         lines.append("AllowedIPs = \(allowed.joined(separator: ", "))")
         if config.clientKeepalive > 0 { lines.append("PersistentKeepalive = \(config.clientKeepalive)") }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// A tunnel-client configuration (TOML): the client learns its addresses, routes, MTU and DNS
+    /// from the gateway's lease, so only the keys and the endpoint are in it.
+    public static func tunnelClientConfiguration(_ config: GatewayConfiguration, client: ClientStatus, gatewayPublicKey: String, privateKey: String?) -> String {
+        var lines = [
+            "# Sixgate tunnel-client config for \(client.name) (addresses, routes, MTU and DNS come from the gateway's lease)",
+            "interface = \"sixgate0\"",
+            privateKey.map { "private_key = \"\($0)\"" } ?? "private_key_file = \"/etc/sixgate/client.key\"   # the private key made with this client's public key",
+            "",
+            "[gateway]",
+            "public_key = \"\(gatewayPublicKey)\"",
+            config.endpoint.map { "endpoint = \"\($0)\"" } ?? "# endpoint = \"<set endpoint in the gateway's config>\"",
+            "keepalive = \(config.clientKeepalive)",
+            "",
+            "[routes]",
+            "ipv6 = \"default\"",
+        ]
+        lines.append(client.addresses.contains { !$0.contains(":") } ? "ipv4 = \"default\"" : "ipv4 = \"none\"")
+        lines.append("replace_default_route = false   # true: shadow a default route another interface holds (it is back on exit)")
         return lines.joined(separator: "\n") + "\n"
     }
 

@@ -57,6 +57,8 @@ public final class Gateway: @unchecked Sendable {
     var responder: Responder?
     var peersByName: [String: ClientRecord] = [:]
     var connectedClients: Set<String> = []
+    var leaseStats = LeaseServiceStatistics()
+    var lastLeaseReply: [Bytes32: Double] = [:]
     let hookQueue = DispatchQueue(label: "sixgate.hooks")
 
     static let v6Pool = "ipv6", v4Pool = "ipv4"
@@ -191,6 +193,7 @@ public final class Gateway: @unchecked Sendable {
             responder?.start()
         }
         device.onEvent = { [weak self] event in self?.handle(event) }
+        device.controlHandler = { [weak self] packet, key in self?.handleControl(packet, from: key) }
         device.start()
         uapi = try step("UAPI") { try UAPIServer(device: device) }
         uapi?.start()
@@ -224,6 +227,9 @@ public final class Gateway: @unchecked Sendable {
     /// (forwarding may serve others on this host).
     public func stop() {
         hookQueue.sync {}   // let client hooks already queued finish first
+        // The device's threads call back into the gateway (events, lease requests) under its
+        // lock: stop them before taking the lock, so a join never waits on a thread that waits on us.
+        lock.withLock { device }?.stop()
         lock.lock(); defer { lock.unlock() }
         runHook("down", [:])
         control?.stop(); control = nil
@@ -352,6 +358,10 @@ public final class Gateway: @unchecked Sendable {
         if let s = device?.statistics {
             for child in Mirror(reflecting: s).children { if let l = child.label, let v = child.value as? UInt64 { counters[l] = v } }
         }
+        counters["leaseRequests"] = leaseStats.requests
+        counters["leaseReplies"] = leaseStats.replies
+        counters["leaseRefusals"] = leaseStats.refusals
+        counters["leaseDropped"] = leaseStats.dropped
         return GatewayStatus(interface: config.interface, publicKey: publicKey.base64, listenPort: device?.listenPort ?? config.listenPort,
                              endpoint: config.endpoint, clients: clients, counters: counters)
     }

@@ -57,6 +57,11 @@ public struct GatewayConfiguration: Sendable, Equatable {
     public var ipv4Gateway: IPv4Address? = nil
     public var nat44 = true
 
+    /// DNS servers told to Sixgate clients in the lease (and printed in wg-quick configs).
+    public var dnsServers: [IPAddress] = []
+    /// Seconds a lease answer is good for; clients ask again after half of it.
+    public var leaseLifetime: UInt32 = 3600
+
     /// Hook scripts (absolute paths), run with the facts in environment variables.
     public var hooks: [String: String] = [:]
     public static let hookNames: Set<String> = ["up", "down", "client-connect", "client-disconnect"]
@@ -81,7 +86,7 @@ public struct GatewayConfiguration: Sendable, Equatable {
     }
 
     static let knownKeys: Set<String> = [
-        "state_directory", "interface", "listen_port", "mtu", "endpoint", "client_keepalive",
+        "state_directory", "interface", "listen_port", "mtu", "endpoint", "client_keepalive", "dns", "lease_lifetime",
         "uplink.interface",
         "ipv6.prefix", "ipv6.isp_router", "ipv6.uplink_address", "ipv6.gateway_address", "ipv6.allocation",
         "ipv6.delegated_length", "ipv6.client_prefix_length", "ipv6.ndp_proxy", "ipv6.reserved",
@@ -108,6 +113,14 @@ public struct GatewayConfiguration: Sendable, Equatable {
         if let v = try f.parsed("endpoint", "host:port such as 198.51.100.1:51820 or [2001:db8::1]:51820", { Endpoint($0) }) { endpoint = v.description }
         if let v = try f.integer("client_keepalive", in: 0...65535) { clientKeepalive = UInt16(v) }
         if let v = try f.string("uplink.interface") { uplink = v }
+        if let list = try f.strings("dns") {
+            dnsServers = []
+            for s in list {
+                guard let a = IPAddress(s) else { throw f.error("dns", "\(s.debugDescription) is not an IP address") }
+                dnsServers.append(a)
+            }
+        }
+        if let v = try f.integer("lease_lifetime", in: 60...604800) { leaseLifetime = UInt32(v) }
 
         if let v = try f.parsed("ipv6.prefix", "an IPv6 prefix such as 2001:db8:1::/64", { IPv6Prefix($0) }) { ipv6Prefix = v }
         ispRouter = try f.parsed("ipv6.isp_router", "an IPv6 address", { IPv6Address($0) })

@@ -2,19 +2,29 @@ import Foundation
 import SixgateTestSupport
 import Testing
 
-/// Commands whose issue has not landed must refuse, not pretend (EX_UNAVAILABLE, a clear message).
-@Suite("Executables that are not built yet say so")
+/// The executables' argument and config handling, and the examples.
+@Suite("Executables")
 struct UnfinishedCommandsTests {
     static var binDir: String {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent(".build/debug").path
     }
 
-    @Test(arguments: [("tunnel-client", 7)])
-    func exitsNonZeroNamingItsIssue(name: String, issue: Int) throws {
-        let r = try run(["\(Self.binDir)/\(name)", "--config", "/nonexistent"])
-        #expect(r.status == 69)
-        #expect(r.stderr.contains("not implemented yet (tracking issue \(issue)"))
+    @Test func tunnelClientNamesTheFileLineAndKeyOfABadConfig() throws {
+        let missing = try run(["\(Self.binDir)/tunnel-client", "--config", "/nonexistent.toml", "--check-config"])
+        #expect(missing.status != 0)
+        #expect(missing.stderr.contains("/nonexistent.toml"), "\(missing.stderr)")
+        let path = NSTemporaryDirectory() + "tc-\(uniqueSuffix()).toml"
+        defer { unlink(path) }
+        try "private_key = \"\(String(repeating: "A", count: 43))=\"\n[gateway]\npublic_key = \"\(String(repeating: "B", count: 43))=\"\nendpoint = \"198.51.100.1:51820\"\n[routes]\nipv6 = [\"10.0.0.0/8\"]\n"
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        let bad = try run(["\(Self.binDir)/tunnel-client", "--config", path, "--check-config"])
+        #expect(bad.status != 0)
+        #expect(bad.stderr.contains("\(path):5: routes.ipv6:"), "\(bad.stderr)")
+        try "private_key = \"\(String(repeating: "A", count: 43))=\"\n[gateway]\npublic_key = \"\(String(repeating: "B", count: 43))=\"\nendpoint = \"gw.example.net:51820\"\n"
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        let good = try run(["\(Self.binDir)/tunnel-client", "--config", path, "--check-config"])
+        #expect(good.status == 0 && good.stdout.contains("is valid"), "\(good.stderr)")
     }
 
     @Test func pcapDumpExamplePrintsOneLinePerPacket() throws {

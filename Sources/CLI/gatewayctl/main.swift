@@ -48,6 +48,8 @@ struct Clients: ParsableCommand {
         @Option(help: "The client's public key (as `wg pubkey` prints). Without it a key pair is generated and the private key printed once.")
         var key: String?
         @Flag(help: "Print the config as a QR code (needs qrencode).") var qr = false
+        @Option(help: "wg-quick (any WireGuard client) or tunnel-client (Sixgate's client: addresses from the lease).")
+        var format = ConfigFormat.wgQuick
 
         func run() throws {
             let config = try common.load()
@@ -61,7 +63,7 @@ struct Clients: ParsableCommand {
             do {
                 let (client, live) = try GatewayAdmin.addClient(config, name: name, publicKey: publicKey)
                 let gatewayKey = try GatewayAdmin.status(config).0.publicKey
-                let text = GatewayAdmin.clientConfiguration(config, client: client, gatewayPublicKey: gatewayKey, privateKey: privateKey)
+                let text = format.render(config, client, gatewayKey, privateKey)
                 if common.json {
                     struct Out: Encodable { var client: ClientStatus; var live: Bool; var config: String }
                     try printJSON(Out(client: client, live: live, config: text))
@@ -101,13 +103,25 @@ struct Clients: ParsableCommand {
         @OptionGroup var common: Common
         @Argument var name: String
         @Flag(help: "Print the config as a QR code (needs qrencode).") var qr = false
+        @Option(help: "wg-quick or tunnel-client.") var format = ConfigFormat.wgQuick
         func run() throws {
             let config = try common.load()
             let status: GatewayStatus
             do { status = try GatewayAdmin.status(config).0 } catch { throw fail(error) }
             guard let c = status.clients.first(where: { $0.name == name }) else { throw fail(GatewayError.unknownClient(name)) }
-            let text = GatewayAdmin.clientConfiguration(config, client: c, gatewayPublicKey: status.publicKey, privateKey: nil)
+            let text = format.render(config, c, status.publicKey, nil)
             if common.json { try printJSON(c) } else { try output(text, qr: qr) }
+        }
+    }
+}
+
+/// The client config formats gatewayctl prints.
+enum ConfigFormat: String, ExpressibleByArgument {
+    case wgQuick = "wg-quick", tunnelClient = "tunnel-client"
+    func render(_ config: GatewayConfiguration, _ client: ClientStatus, _ gatewayKey: String, _ privateKey: String?) -> String {
+        switch self {
+        case .wgQuick: return GatewayAdmin.clientConfiguration(config, client: client, gatewayPublicKey: gatewayKey, privateKey: privateKey)
+        case .tunnelClient: return GatewayAdmin.tunnelClientConfiguration(config, client: client, gatewayPublicKey: gatewayKey, privateKey: privateKey)
         }
     }
 }

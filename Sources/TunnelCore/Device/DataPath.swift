@@ -119,7 +119,7 @@ extension TunnelDevice {
         let peer = kp.peer
         confirm(kp, on: peer)
         peer.config.endpoint = source   // roaming: the latest authenticated source wins (paper §2.1)
-        peer.lastReceived = now
+        peer.lastReceived = now; peer.unansweredSince = nil
         peer.rxBytes &+= UInt64(length)
         if kp.isInitiator, now - kp.created >= timers.rejectAfterTime - timers.keepaliveTimeout - timers.rekeyTimeout {
             startHandshake(peer, now: now)
@@ -212,7 +212,7 @@ extension TunnelDevice {
             peer.config.endpoint = source
             peer.cookieJar.lastMAC1 = mac1
             peer.lastSent = now
-            peer.lastReceived = now
+            peer.lastReceived = now; peer.unansweredSince = nil
             _ = socket.send(response, to: source)
         case .response:
             let (senderIndex, receiverIndex) = Handshake.responseIndices(message)
@@ -225,7 +225,7 @@ extension TunnelDevice {
             peer.attemptStartedAt = nil
             install(kp, on: peer, now: now)
             peer.config.endpoint = source
-            peer.lastReceived = now
+            peer.lastReceived = now; peer.unansweredSince = nil
             drainQueue(peer, now: now, into: &items)
         default:
             break
@@ -266,9 +266,11 @@ extension TunnelDevice {
                 if let o = reserve(peer, now: now, bytes: 0, isData: false) { items.append((o, [])); stats.keepalivesSent += 1 }
             }
             // Data went out and nothing came back for keepalive + rekey timeout: handshake again.
-            if peer.pending == nil, peer.lastDataSent > peer.lastReceived,
-               now - peer.lastDataSent >= timers.keepaliveTimeout + timers.rekeyTimeout {
-                peer.lastDataSent = peer.lastReceived
+            // Counted from the first unanswered packet: a steady stream of sends must not keep
+            // pushing it back (a peer that lost its state would never be handshaken with again).
+            if peer.pending == nil, let since = peer.unansweredSince, since > peer.lastReceived,
+               now - since >= timers.keepaliveTimeout + timers.rekeyTimeout {
+                peer.unansweredSince = nil
                 startHandshake(peer, now: now)
             }
             // Persistent keepalive.

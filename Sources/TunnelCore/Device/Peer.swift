@@ -70,6 +70,9 @@ final class Peer {
     var lastSent = -1e9
     var lastReceived = -1e9
     var lastDataSent = -1e9
+    /// When the first data packet since the last authenticated receive went out (nil: none
+    /// unanswered). Not moved by later sends, as wireguard-go's new-handshake timer is not.
+    var unansweredSince: Double?
     var lastDataReceived = -1e9
     /// Packets waiting for a handshake (bounded; the oldest are dropped and counted).
     var queue: [[UInt8]] = []

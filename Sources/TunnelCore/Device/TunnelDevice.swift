@@ -337,7 +337,7 @@ public final class TunnelDevice: @unchecked Sendable {
             startHandshake(peer, now: now)
         }
         peer.lastSent = now
-        if isData { peer.lastDataSent = now }
+        if isData { peer.lastDataSent = now; if peer.unansweredSince == nil { peer.unansweredSince = now } }
         peer.txBytes &+= UInt64(bytes)
         return Outbound(key: kp.sendKey, counter: counter, remoteIndex: kp.remoteIndex, endpoint: endpoint)
     }

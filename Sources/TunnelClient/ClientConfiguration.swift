@@ -1,0 +1,335 @@
+// tunnel-client's configuration: a TOML file (docs/tunnel-client.toml.example), or a wg-quick
+// file for a static setup against any WireGuard server. Errors name file:line:key.
+import Foundation
+import PacketKit
+import SixgateConfig
+import TunnelCore
+
+/// What the client routes through the tunnel, per address family.
+public enum RouteSelection: Sendable, Equatable {
+    /// Nothing (the family's traffic stays off the tunnel).
+    case none
+    /// The default route: everything but the gateway's own endpoint (kept on the physical path).
+    case all
+    /// Only these prefixes.
+    case prefixes([IPPrefix])
+}
+
+/// How the client learns its addresses.
+public enum AddressSource: Sendable, Equatable {
+    /// Ask the gateway inside the tunnel (Sixgate's lease exchange).
+    case lease
+    /// Fixed addresses (from a wg-quick `Address =` line, or the TOML `[static]` table).
+    case fixed(addresses: [AddressAssignment], dns: [IPAddress])
+}
+
+/// Router mode: hand the delegated prefix to a LAN and advertise it there.
+public struct RouterSettings: Sendable, Equatable {
+    public var interface: String
+    /// RDNSS servers; empty: the ones the lease names.
+    public var dnsServers: [IPv6Address] = []
+    /// MaxRtrAdvInterval in seconds.
+    public var interval: Double = 600
+    public init(interface: String) { self.interface = interface }
+}
+
+public struct ClientConfiguration: Sendable, Equatable {
+    public var path = ""
+    public var interface = "sixgate0"
+    public var privateKey: Bytes32 = .zero
+    public var listenPort: UInt16 = 0
+    /// nil: the MTU from the lease, else 1420.
+    public var mtu: UInt32?
+
+    /// The gateway (the one WireGuard peer).
+    public var gatewayPublicKey: Bytes32 = .zero
+    public var presharedKey: Bytes32 = .zero
+    /// "host:port"; a host name is resolved at start and again when handshakes stop succeeding.
+    public var endpoint = ""
+    public var keepalive: UInt16 = 25
+    /// Allowed IPs for the gateway peer (what may come from it and go to it).
+    public var allowedIPs: [IPPrefix] = [.v6(IPv6Prefix(containing: IPv6Address(rawValue: 0), length: 0)),
+                                          .v4(IPv4Prefix(containing: IPv4Address(rawValue: 0), length: 0))]
+
+    public var addresses = AddressSource.lease
+    public var ipv6Routes = RouteSelection.all
+    public var ipv4Routes = RouteSelection.all
+    /// Take the default route even when another interface holds one (the other route stays, and
+    /// is shadowed by two half-space routes through the tunnel; it is there again on exit).
+    public var replaceDefaultRoute = false
+    public var router: RouterSettings?
+    /// Hook scripts (absolute paths) run with SIXGATE_* variables: up, down, lease-changed.
+    public var hooks: [String: String] = [:]
+    /// wg-quick PostUp/PostDown/PreUp/PreDown commands (run with /bin/sh -c, %i replaced).
+    public var shellHooks: [String: [String]] = [:]
+    public static let hookNames: Set<String> = ["up", "down", "lease-changed"]
+
+    public init() {}
+
+    static let knownKeys: Set<String> = [
+        "interface", "private_key", "private_key_file", "listen_port", "mtu",
+        "gateway.public_key", "gateway.endpoint", "gateway.preshared_key", "gateway.keepalive", "gateway.allowed_ips",
+        "routes.ipv6", "routes.ipv4", "routes.replace_default_route",
+        "static.addresses", "static.dns",
+        "router.interface", "router.dns", "router.interval",
+        "hooks.up", "hooks.down", "hooks.lease-changed",
+    ]
+
+    /// Reads a file: wg-quick format if it has an `[Interface]` section, else TOML.
+    public static func load(_ path: String) throws(ConfigError) -> ClientConfiguration {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigError(file: path, line: 0, key: nil, message: "cannot read the file")
+        }
+        let text = String(decoding: data, as: UTF8.self)
+        return try parse(text, path: path)
+    }
+
+    public static func parse(_ text: String, path: String) throws(ConfigError) -> ClientConfiguration {
+        if text.split(separator: "\n").contains(where: { $0.trimmingCharacters(in: .whitespaces).lowercased() == "[interface]" }) {
+            return try WGQuickFile.parse(text, path: path)
+        }
+        return try ClientConfiguration(toml: text, path: path)
+    }
+
+    public init(toml text: String, path: String) throws(ConfigError) {
+        self.path = path
+        let f = try ConfigFile(text: text, path: path)
+        try f.rejectUnknownKeys(Self.knownKeys)
+        if let v = try f.string("interface") {
+            guard Self.isInterfaceName(v) else { throw f.error("interface", "an interface name is 1-15 letters, digits, '-', '_' or '.'") }
+            interface = v
+        }
+        let keyText = try f.string("private_key")
+        let keyFile = try f.string("private_key_file")
+        switch (keyText, keyFile) {
+        case (let k?, nil):
+            guard let key = Bytes32(base64: k) else { throw f.error("private_key", "not a WireGuard private key (44 characters of base64)") }
+            privateKey = key
+        case (nil, let file?):
+            guard let data = FileManager.default.contents(atPath: file) else { throw f.error("private_key_file", "cannot read \(file)") }
+            guard let key = Bytes32(base64: String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) else {
+                throw f.error("private_key_file", "\(file) does not hold a WireGuard private key")
+            }
+            privateKey = key
+        case (.some, .some): throw f.error("private_key_file", "give private_key or private_key_file, not both")
+        case (nil, nil): throw ConfigError(file: path, line: 1, key: "private_key", message: "missing (or private_key_file)")
+        }
+        if let v = try f.integer("listen_port", in: 0...65535) { listenPort = UInt16(v) }
+        if let v = try f.integer("mtu", in: 1280...65535) { mtu = UInt32(v) }
+
+        guard let gk = try f.string("gateway.public_key") else {
+            throw ConfigError(file: path, line: f.tables["gateway"] ?? 1, key: "gateway.public_key", message: "missing")
+        }
+        guard let gkey = Bytes32(base64: gk) else { throw f.error("gateway.public_key", "not a WireGuard public key") }
+        gatewayPublicKey = gkey
+        guard let e = try f.string("gateway.endpoint") else {
+            throw ConfigError(file: path, line: f.tables["gateway"] ?? 1, key: "gateway.endpoint", message: "missing (host:port)")
+        }
+        guard EndpointName(e) != nil else { throw f.error("gateway.endpoint", "\(e.debugDescription) is not host:port (use [addr]:port for IPv6)") }
+        endpoint = e
+        if let v = try f.string("gateway.preshared_key") {
+            guard let k = Bytes32(base64: v) else { throw f.error("gateway.preshared_key", "not a WireGuard key") }
+            presharedKey = k
+        }
+        if let v = try f.integer("gateway.keepalive", in: 0...65535) { keepalive = UInt16(v) }
+        if let list = try f.strings("gateway.allowed_ips") {
+            allowedIPs = []
+            for s in list {
+                guard let p = IPPrefix(s) else { throw f.error("gateway.allowed_ips", "\(s.debugDescription) is not a prefix") }
+                allowedIPs.append(p)
+            }
+        }
+        ipv6Routes = try Self.routes(f, "routes.ipv6", v6: true) ?? .all
+        ipv4Routes = try Self.routes(f, "routes.ipv4", v6: false) ?? .all
+        if let v = try f.boolean("routes.replace_default_route") { replaceDefaultRoute = v }
+
+        if let list = try f.strings("static.addresses") {
+            var assigned: [AddressAssignment] = []
+            for s in list {
+                guard let a = Self.assignment(s) else { throw f.error("static.addresses", "\(s.debugDescription) is not address/length") }
+                assigned.append(a)
+            }
+            var dns: [IPAddress] = []
+            for s in try f.strings("static.dns") ?? [] {
+                guard let a = IPAddress(s) else { throw f.error("static.dns", "\(s.debugDescription) is not an IP address") }
+                dns.append(a)
+            }
+            addresses = .fixed(addresses: assigned, dns: dns)
+        } else if f.values["static.dns"] != nil {
+            throw f.error("static.dns", "set without static.addresses")
+        }
+
+        if let lan = try f.string("router.interface") {
+            guard Self.isInterfaceName(lan) else { throw f.error("router.interface", "not an interface name") }
+            var r = RouterSettings(interface: lan)
+            for s in try f.strings("router.dns") ?? [] {
+                guard let a = IPv6Address(s) else { throw f.error("router.dns", "\(s.debugDescription) is not an IPv6 address (RDNSS carries IPv6 only)") }
+                r.dnsServers.append(a)
+            }
+            if let v = try f.integer("router.interval", in: 4...1800) { r.interval = Double(v) }
+            router = r
+        } else {
+            for k in ["router.dns", "router.interval"] where f.values[k] != nil { throw f.error(k, "set without router.interface") }
+        }
+        for name in Self.hookNames {
+            if let v = try f.string("hooks." + name) {
+                guard v.hasPrefix("/") else { throw f.error("hooks." + name, "must be an absolute path") }
+                hooks[name] = v
+            }
+        }
+    }
+
+    static func routes(_ f: ConfigFile, _ key: String, v6: Bool) throws(ConfigError) -> RouteSelection? {
+        guard let list = try f.strings(key) else { return nil }
+        if list == ["default"] { return .all }
+        if list == ["none"] || list.isEmpty { return RouteSelection.none }
+        var out: [IPPrefix] = []
+        for s in list {
+            guard let p = IPPrefix(s), (p.network.isV6) == v6 else {
+                throw f.error(key, "\(s.debugDescription) is not \"default\", \"none\" or a list of \(v6 ? "IPv6" : "IPv4") prefixes")
+            }
+            out.append(p)
+        }
+        return .prefixes(out)
+    }
+
+    static func assignment(_ s: String) -> AddressAssignment? {
+        let parts = s.split(separator: "/", maxSplits: 1).map(String.init)
+        guard let a = IPAddress(parts[0]) else { return nil }
+        let maximum: UInt8 = a.isV6 ? 128 : 32
+        guard parts.count == 2 else { return AddressAssignment(a, prefixLength: maximum) }
+        guard let len = UInt8(parts[1]), len <= maximum else { return nil }
+        return AddressAssignment(a, prefixLength: len)
+    }
+
+    static func isInterfaceName(_ v: String) -> Bool {
+        (1...15).contains(v.utf8.count) && v.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == ".") }
+    }
+}
+
+extension IPAddress {
+    var isV6: Bool { if case .v6 = self { return true } else { return false } }
+}
+
+/// "host:port" with a literal address or a DNS name ("[2001:db8::1]:51820", "gw.example.net:51820").
+public struct EndpointName: Sendable, Equatable, CustomStringConvertible {
+    public var host: String
+    public var port: UInt16
+    public init?(_ text: String) {
+        if let e = Endpoint(text) { host = e.address.description; port = e.port; return }
+        guard let colon = text.lastIndex(of: ":"), !text[..<colon].contains(":"), let p = UInt16(text[text.index(after: colon)...]), p > 0 else { return nil }
+        host = String(text[..<colon])
+        guard !host.isEmpty, host.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == ".") }) else { return nil }
+        port = p
+    }
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
+/// wg-quick(8) files: [Interface] PrivateKey, Address, DNS, MTU, ListenPort, Table (auto or off),
+/// PreUp/PostUp/PreDown/PostDown; one [Peer] with PublicKey, PresharedKey, Endpoint, AllowedIPs,
+/// PersistentKeepalive. Routes follow AllowedIPs as wg-quick does (a /0 takes the default route,
+/// with the endpoint kept on the physical path by a host route instead of wg-quick's fwmark rules).
+enum WGQuickFile {
+    static func parse(_ text: String, path: String) throws(ConfigError) -> ClientConfiguration {
+        var c = ClientConfiguration()
+        c.path = path
+        c.interface = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
+        if !ClientConfiguration.isInterfaceName(c.interface) { c.interface = "sixgate0" }
+        var section = "", peers = 0
+        var addresses: [AddressAssignment] = [], dns: [IPAddress] = [], allowed: [IPPrefix] = []
+        var table = "auto"
+        var seen: Set<String> = []
+        var lineNumber = 0
+        var havePrivate = false, havePublic = false, haveEndpoint = false
+        func fail(_ key: String?, _ m: String) -> ConfigError { ConfigError(file: path, line: lineNumber, key: key, message: m) }
+        for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            lineNumber += 1
+            let line = String(raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? "").trimmingCharacters(in: .whitespaces)
+            if line.isEmpty { continue }
+            if line.hasPrefix("[") {
+                section = line.lowercased()
+                guard section == "[interface]" || section == "[peer]" else { throw fail(nil, "unknown section \(line)") }
+                if section == "[peer]" {
+                    peers += 1
+                    guard peers == 1 else { throw fail(nil, "more than one [Peer]: tunnel-client talks to one gateway") }
+                }
+                continue
+            }
+            guard let eq = line.firstIndex(of: "=") else { throw fail(nil, "expected Key = Value") }
+            let key = line[..<eq].trimmingCharacters(in: .whitespaces)
+            let value = line[line.index(after: eq)...].trimmingCharacters(in: .whitespaces)
+            let lower = key.lowercased()
+            let qualified = section + lower
+            let multi: Set<String> = ["[interface]address", "[interface]dns", "[peer]allowedips", "[interface]preup", "[interface]postup", "[interface]predown", "[interface]postdown"]
+            guard multi.contains(qualified) || seen.insert(qualified).inserted else { throw fail(key, "given twice") }
+            let list = value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            switch qualified {
+            case "[interface]privatekey":
+                guard let k = Bytes32(base64: value) else { throw fail(key, "not a WireGuard private key") }
+                c.privateKey = k; havePrivate = true
+            case "[interface]address":
+                for s in list {
+                    guard let a = ClientConfiguration.assignment(s) else { throw fail(key, "\(s.debugDescription) is not address/length") }
+                    addresses.append(a)
+                }
+            case "[interface]dns":
+                for s in list {
+                    guard let a = IPAddress(s) else { throw fail(key, "\(s.debugDescription) is not an IP address (search domains are not supported)") }
+                    dns.append(a)
+                }
+            case "[interface]mtu":
+                guard let m = UInt32(value), (1280...65535).contains(m) else { throw fail(key, "must be 1280 to 65535") }
+                c.mtu = m
+            case "[interface]listenport":
+                guard let p = UInt16(value) else { throw fail(key, "not a port") }
+                c.listenPort = p
+            case "[interface]table":
+                guard value == "auto" || value == "off" else { throw fail(key, "only auto and off are supported (routes go to the main table)") }
+                table = value
+            case "[interface]preup", "[interface]postup", "[interface]predown", "[interface]postdown":
+                c.shellHooks[lower, default: []].append(value)
+            case "[interface]fwmark", "[interface]saveconfig":
+                throw fail(key, "not supported by tunnel-client (it keeps the endpoint off the tunnel with a host route, no fwmark)")
+            case "[peer]publickey":
+                guard let k = Bytes32(base64: value) else { throw fail(key, "not a WireGuard public key") }
+                c.gatewayPublicKey = k; havePublic = true
+            case "[peer]presharedkey":
+                guard let k = Bytes32(base64: value) else { throw fail(key, "not a WireGuard key") }
+                c.presharedKey = k
+            case "[peer]endpoint":
+                guard EndpointName(value) != nil else { throw fail(key, "\(value.debugDescription) is not host:port") }
+                c.endpoint = value; haveEndpoint = true
+            case "[peer]allowedips":
+                for s in list {
+                    guard let p = IPPrefix(s) else { throw fail(key, "\(s.debugDescription) is not a prefix") }
+                    allowed.append(p)
+                }
+            case "[peer]persistentkeepalive":
+                if value == "off" { c.keepalive = 0 } else {
+                    guard let k = UInt16(value) else { throw fail(key, "seconds, or off") }
+                    c.keepalive = k
+                }
+            default:
+                throw fail(key, section.isEmpty ? "outside [Interface] or [Peer]" : "unknown key in \(section)")
+            }
+        }
+        lineNumber = max(1, lineNumber)
+        guard havePrivate else { throw ConfigError(file: path, line: 1, key: "PrivateKey", message: "missing in [Interface]") }
+        guard havePublic else { throw ConfigError(file: path, line: 1, key: "PublicKey", message: "missing in [Peer]") }
+        guard haveEndpoint else { throw ConfigError(file: path, line: 1, key: "Endpoint", message: "missing in [Peer]: tunnel-client connects out") }
+        guard !addresses.isEmpty else { throw ConfigError(file: path, line: 1, key: "Address", message: "missing in [Interface]") }
+        c.addresses = .fixed(addresses: addresses, dns: dns)
+        c.allowedIPs = allowed
+        func selection(_ v6: Bool) -> RouteSelection {
+            if table == "off" { return .none }
+            let mine = allowed.filter { $0.network.isV6 == v6 }
+            if mine.contains(where: { $0.length == 0 }) { return .all }
+            return mine.isEmpty ? .none : .prefixes(mine)
+        }
+        c.ipv6Routes = selection(true)
+        c.ipv4Routes = selection(false)
+        // wg-quick takes the default route whatever else holds one (it uses policy routing).
+        c.replaceDefaultRoute = true
+        return c
+    }
+}

@@ -1,0 +1,86 @@
+// The gateway's side of the lease exchange (docs/lease-protocol.md): requests arrive inside the
+// tunnel from a client's key-derived link-local address (TunnelCore hands link-local traffic to
+// `handleControl` instead of the kernel) and are answered from AddressPool's leases.
+import AddressPool
+import PacketKit
+import TunnelCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Counters of the lease exchange, shown by `gatewayctl status` next to the device's.
+public struct LeaseServiceStatistics: Sendable, Equatable {
+    public var requests: UInt64 = 0
+    public var replies: UInt64 = 0
+    public var refusals: UInt64 = 0
+    /// Not a lease request (other link-local traffic), malformed, from an address that is not the
+    /// peer's own link-local, or faster than one per `minimumInterval` per client.
+    public var dropped: UInt64 = 0
+}
+
+extension Gateway {
+    /// A client may ask at most this often (a request answered, the next one inside this window is dropped).
+    static let minimumLeaseInterval = 0.2
+
+    /// Handles one link-local packet from peer `key` (on the device's receive thread).
+    func handleControl(_ packet: UnsafeRawBufferPointer, from key: Bytes32) {
+        guard let reply = leaseReply(packet, from: key) else {
+            lock.withLock { leaseStats.dropped += 1 }
+            return
+        }
+        device?.send(packet: reply, to: key)
+    }
+
+    /// The reply packet (IPv6/UDP) for a valid request, or nil to drop it.
+    func leaseReply(_ packet: UnsafeRawBufferPointer, from key: Bytes32) -> [UInt8]? {
+        guard let ip = try? IPv6Packet(packet), ip.upperLayerProtocol == .udp, ip.fragment == nil,
+              let udp = try? UDPDatagram(ip.upperLayer), udp.destinationPort == LeaseMessage.port,
+              udp.isChecksumValid(.ipv6(source: ip.source, destination: ip.destination)),
+              let request = try? LeaseMessage(parsing: udp.payload), request.kind == .request else { return nil }
+        let expected = key.withUnsafeBytes { LeaseMessage.clientLinkLocal(publicKey: $0) }
+        guard ip.source == expected else { return nil }
+        let now = monotonicNow()
+        lock.lock()
+        if let last = lastLeaseReply[key], now - last < Self.minimumLeaseInterval { lock.unlock(); return nil }
+        lastLeaseReply[key] = now
+        leaseStats.requests += 1
+        let client = peersByName.values.first { $0.publicKey == key.base64 }
+        lock.unlock()
+
+        var answer = LeaseMessage(kind: .reply, transaction: request.transaction)
+        if let client {
+            let leases = allocator.leases(of: client.name)
+            for l in leases {
+                switch l.prefix {
+                case .v6(let p): answer.ipv6 = AddressAssignment(.v6(p.network), prefixLength: p.length)
+                case .v4(let p): answer.ipv4 = AddressAssignment(.v4(p.network), prefixLength: p.length)
+                }
+            }
+            answer.routes = [.v6(IPv6Prefix(containing: config.ipv6Prefix.network, length: config.clientPrefixLength))]
+            answer.gatewayAddresses = [.v6(config.effectiveGatewayAddress)]
+            if answer.ipv4 != nil, let gw = config.effectiveIPv4Gateway {
+                answer.routes.append(.v4(IPv4Prefix(containing: gw, length: 0)))
+                answer.gatewayAddresses.append(.v4(gw))
+            }
+            answer.mtu = UInt16(clamping: config.mtu)
+            answer.dnsServers = config.dnsServers
+            answer.lifetime = config.leaseLifetime
+        }
+        if answer.ipv6 == nil && answer.ipv4 == nil {
+            answer = LeaseMessage(kind: .refusal, transaction: request.transaction)
+            answer.message = client == nil ? "this key is not enrolled on the gateway" : "no addresses are allocated to \(client!.name)"
+        }
+        lock.withLock { if answer.kind == .reply { leaseStats.replies += 1 } else { leaseStats.refusals += 1 } }
+        guard let payload = try? answer.encode(),
+              let bytes = try? PacketRepr.ipv6(source: ip.destination, destination: ip.source, hopLimit: 255,
+                                               .udp(UDPRepr(sourcePort: LeaseMessage.port, destinationPort: udp.sourcePort), payload: payload)).emit()
+        else { return nil }
+        return bytes
+    }
+}
+
+func monotonicNow() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
