@@ -7,7 +7,7 @@ SIXGATE_APT_PACKAGES=(
     libsqlite3-dev  # build: GRDB's SQLite (AddressPool's lease store)
     iproute2 tcpdump iputils-ping ndisc6 procps nftables util-linux bc  # tests and tools: real peers, decoders, nft
     wireguard-go wireguard-tools iperf3  # TunnelCore interop peers (wireguard-go, wg) and throughput
-    npd6 ndppd  # NDPProxy's peers: their sample configs, and the side-by-side comparison
+    npd6 ndppd radvdump  # NDP peers: npd6/ndppd (NDPProxy), radvdump decodes tunnel-client's router advertisements
 )
 missing=()
 for p in "${SIXGATE_APT_PACKAGES[@]}"; do
@@ -27,7 +27,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; policy_added=1; fi
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     [ -n "$policy_added" ] && rm -f /usr/sbin/policy-rc.d
-    if command -v systemctl >/dev/null 2>&1; then systemctl disable --now npd6 ndppd >/dev/null 2>&1 || true; fi
+    if command -v systemctl >/dev/null 2>&1; then systemctl disable --now npd6 ndppd radvd >/dev/null 2>&1 || true; fi
 fi
 if ! command -v swift >/dev/null 2>&1; then
     [ -x /opt/swift/usr/bin/swift ] && export PATH=/opt/swift/usr/bin:$PATH

@@ -219,7 +219,10 @@ public final class SixgateClient: @unchecked Sendable {
         var addresses: [InterfaceAddress] = []
         var lanPrefix: IPv6Prefix?
         if let v6 = lease.ipv6, case .v6(let a) = v6.address {
-            if v6.prefixLength < 128 {
+            if case .fixed = config.addresses {
+                // Fixed addresses are installed as written (a wg-quick "Address = 2001:db8::2/64").
+                addresses.append(InterfaceAddress(interfaceIndex: tunIndex, address: .v6(a), prefixLength: v6.prefixLength, flags: InterfaceAddress.noDAD))
+            } else if v6.prefixLength < 128 {
                 // A delegated prefix: its first /64 on the LAN (router mode), ::1 of it on the TUN otherwise.
                 let p64 = IPv6Prefix(containing: a, length: max(64, v6.prefixLength))
                 let first = IPv6Address(rawValue: p64.network.rawValue | 1)

@@ -67,13 +67,15 @@ final class GatewayTestbed: @unchecked Sendable {
 
     var hookLog: String { stateDirectory + "/hooks.log" }
 
-    func writeConfig(ndpProxy: String) throws {
+    /// `ipv6` replaces the [ipv6] table's body, `ipv4` the [ipv4] table's; `extra` goes at the top.
+    func writeConfig(ndpProxy: String, ipv6: String? = nil, ipv4: String? = nil, extra: String = "") throws {
         let hook = stateDirectory + "/hook.sh"
         try "#!/bin/sh\necho \"$SIXGATE_EVENT $SIXGATE_INTERFACE $SIXGATE_CLIENT $SIXGATE_CLIENT_ADDRESSES\" >> \(hookLog)\n"
             .write(toFile: hook, atomically: true, encoding: .utf8)
         chmod(hook, 0o755)
         let text = """
             # gatewayd for the end-to-end test
+            \(extra)
             state_directory = "\(stateDirectory)"
             interface = "\(tun)"
             listen_port = 51820
@@ -83,12 +85,11 @@ final class GatewayTestbed: @unchecked Sendable {
             interface = "\(uplink)"
 
             [ipv6]
-            prefix = "2001:db8:1::/64"      # ::1 ISP router, ::2 uplink, ::3 gateway (the defaults)
+            \(ipv6 ?? "prefix = \"2001:db8:1::/64\"      # ::1 ISP router, ::2 uplink, ::3 gateway (the defaults)")
             ndp_proxy = "\(ndpProxy)"
 
             [ipv4]
-            pool = "192.0.2.0/24"
-            nat44 = true
+            \(ipv4 ?? "pool = \"192.0.2.0/24\"\nnat44 = true")
 
             [hooks]
             up = "\(hook)"
@@ -143,6 +144,32 @@ final class GatewayTestbed: @unchecked Sendable {
         if allowed.contains("0.0.0.0/0") { try exec(ns, ["ip", "route", "add", "default", "dev", name]) }
     }
 
+    /// Starts tunnel-client in `ns` with the config text at a file of its own; returns the process.
+    @discardableResult
+    func startTunnelClient(in ns: String, config: String, name: String) throws -> BackgroundProcess {
+        let path = stateDirectory + "/\(name).toml"
+        try config.write(toFile: path, atomically: true, encoding: .utf8)
+        let p = try BackgroundProcess(["ip", "netns", "exec", ns, "\(builtProductsDirectory)/tunnel-client", "--config", path,
+                                       "--state-file", stateDirectory + "/\(name).json"], captureOutput: true)
+        others.append(p)
+        return p
+    }
+
+    func tunnelClientStatus(_ name: String) throws -> [String: Any] {
+        let r = try run(["\(builtProductsDirectory)/tunnel-client", "status", "--json", "--config", stateDirectory + "/\(name).toml",
+                         "--state-file", stateDirectory + "/\(name).json"])
+        return (try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]) ?? [:]
+    }
+
+    /// Adds a namespace linked to `to` through a veth pair; removed by `destroy()`.
+    func addNamespace(_ ns: String, linkedTo to: String, _ inside: String, _ outside: String) throws {
+        try run(["ip", "netns", "add", ns], check: true)
+        extraNamespaces.append(ns)
+        try exec(ns, ["ip", "link", "set", "lo", "up"])
+        try link(ns, inside, to, outside)
+    }
+    private var extraNamespaces: [String] = []
+
     /// Echo replies received by `ping` from `ns`.
     func ping(from ns: String, _ address: String, source: String? = nil, count: Int = 3) throws -> Int {
         var argv = ["ping", "-c", "\(count)", "-i", "0.3", "-W", "2"]
@@ -168,7 +195,7 @@ final class GatewayTestbed: @unchecked Sendable {
         destroyed = true
         stopGateway()
         for p in others { p.stop() }
-        for ns in [isp, gw, cl, cl2] { _ = try? run(["ip", "netns", "del", ns]) }
+        for ns in [isp, gw, cl, cl2] + extraNamespaces { _ = try? run(["ip", "netns", "del", ns]) }
         for name in wgNames + [tun] { unlink("/var/run/wireguard/\(name).sock") }
         try? FileManager.default.removeItem(atPath: stateDirectory)
     }

@@ -1,0 +1,218 @@
+import Foundation
+import SixgateTestSupport
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// tunnel-client end to end: against gatewayd (the lease exchange), against a stock wireguard-go
+/// server (a static wg-quick file), taking the default routes with the endpoint bypass, and router
+/// mode with radvdump and a SLAAC host behind it.
+@Suite(.enabled(if: isRoot && which("wireguard-go") != nil && which("wg") != nil && which("nft") != nil,
+                "needs root, wireguard-go, wg and nft"))
+struct ClientEndToEndTests {
+    /// The gateway-printed tunnel-client config with the test's interface name and extra lines.
+    func clientConfig(_ bed: GatewayTestbed, name: String, interface: String, replace: String = "", extra: String = "") throws -> String {
+        var text = try bed.gatewayctl(["clients", "add", name, "--format", "tunnel-client"]).stdout
+        text = text.replacingOccurrences(of: "interface = \"sixgate0\"", with: "interface = \"\(interface)\"")
+        if !replace.isEmpty { text = text.replacingOccurrences(of: "replace_default_route = false", with: replace) }
+        return text + extra
+    }
+
+    func routeGet(_ bed: GatewayTestbed, _ ns: String, _ address: String) throws -> String {
+        let r = try bed.exec(ns, ["ip", "-j", "route", "get", address], check: false)
+        let list = try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]]
+        return (list?.first?["dev"] as? String) ?? "none"
+    }
+
+    func addresses(_ bed: GatewayTestbed, _ ns: String, _ dev: String) -> [String] {
+        guard let r = try? bed.exec(ns, ["ip", "-j", "addr", "show", "dev", dev], check: false), r.succeeded,
+              let list = try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]] else { return [] }
+        return list.flatMap { ($0["addr_info"] as? [[String: Any]] ?? []).compactMap { i in (i["local"] as? String).map { "\($0)/\(i["prefixlen"] ?? "")" } } }
+    }
+
+    @Test func leaseFromGatewaydThenTheGatewayRestartsAndTheClientCarriesOn() throws {
+        let bed = try GatewayTestbed()
+        defer { bed.destroy() }
+        try bed.writeConfig(ndpProxy: "kernel", extra: "dns = [\"2001:db8:ffff::53\", \"203.0.113.53\"]")
+        try bed.startGateway()
+        let tun = "sgk\(bed.id)"
+        let hookLog = bed.stateDirectory + "/client-hooks.log"
+        let hook = bed.stateDirectory + "/client-hook.sh"
+        try "#!/bin/sh\necho \"$SIXGATE_EVENT $SIXGATE_INTERFACE $SIXGATE_IPV6_ADDRESS $SIXGATE_IPV4_ADDRESS $SIXGATE_DNS $SIXGATE_MTU\" >> \(hookLog)\n"
+            .write(toFile: hook, atomically: true, encoding: .utf8)
+        chmod(hook, 0o755)
+        let config = try clientConfig(bed, name: "alice", interface: tun, extra: "\n[hooks]\nup = \"\(hook)\"\ndown = \"\(hook)\"\n")
+        #expect(config.contains("[gateway]") && config.contains("endpoint = \"198.51.100.129:51820\""))
+        let client = try bed.startTunnelClient(in: bed.cl, config: config, name: "alice")
+
+        // The lease arrives inside the tunnel; the client installs it.
+        #expect(eventually(timeout: 20) { addresses(bed, bed.cl, tun).contains("2001:db8:1::4/128") }, "\(client.output)")
+        #expect(addresses(bed, bed.cl, tun).contains("192.0.2.2/32"))
+        #expect(try bed.exec(bed.cl, ["ip", "link", "show", tun]).stdout.contains("mtu 1420"))
+        #expect(try routeGet(bed, bed.cl, "2001:db8:ffff::1") == tun)
+        #expect(eventually(timeout: 30) { (try? bed.ping(from: bed.cl, "2001:db8:ffff::1", count: 1)) == 1 }, "IPv6 through the gateway")
+        #expect(try bed.ping(from: bed.cl, "203.0.113.1") == 3, "IPv4 through NAT44")
+        let payload = (0..<200_000).map { UInt8(truncatingIfNeeded: $0 &* 2654435761 >> 11) }
+        #expect(try tcpTransfer(from: bed.cl, to: bed.isp, address: "2001:db8:ffff::1", port: 18090, bytes: payload) == payload)
+        let hooks = try String(contentsOfFile: hookLog, encoding: .utf8)
+        #expect(hooks.contains("up \(tun) 2001:db8:1::4/128 192.0.2.2/32 2001:db8:ffff::53 203.0.113.53 1420"), "\(hooks)")
+        let status = try bed.tunnelClientStatus("alice")
+        #expect((status["addresses"] as? [String])?.contains("2001:db8:1::4/128") == true, "\(status)")
+        #expect((status["dnsServers"] as? [String]) == ["2001:db8:ffff::53", "203.0.113.53"])
+        let gatewayCounters = (try JSONSerialization.jsonObject(with: Data(try bed.gatewayctl(["status", "--json"]).stdout.utf8)) as? [String: Any])?["counters"] as? [String: Any]
+        #expect(((gatewayCounters?["leaseReplies"] as? Int) ?? 0) >= 1, "\(String(describing: gatewayCounters))")
+
+        // The gateway dies and comes back: no operator action on the client, traffic resumes.
+        bed.stopGateway(signal: SIGKILL)
+        try bed.startGateway()
+        #expect(eventually(timeout: 45) { (try? bed.ping(from: bed.cl, "2001:db8:ffff::1", count: 1)) == 1 }, "\(client.output)")
+        #expect(try bed.ping(from: bed.cl, "203.0.113.1", count: 1) == 1)
+        #expect(client.process.isRunning)
+
+        // SIGTERM: the down hook runs, the interface and every route of ours go.
+        client.stop(grace: 10)
+        #expect(try String(contentsOfFile: hookLog, encoding: .utf8).contains("down \(tun)"))
+        #expect(!(try bed.exec(bed.cl, ["ip", "link", "show", tun], check: false)).succeeded)
+        #expect(try bed.exec(bed.cl, ["ip", "route", "show", "proto", "74"]).stdout.isEmpty)
+        #expect(try bed.exec(bed.cl, ["ip", "-6", "route", "show", "proto", "74"]).stdout.isEmpty)
+    }
+
+    @Test func theDefaultRoutesAreTakenWithAnEndpointBypassAndGivenBack() throws {
+        let bed = try GatewayTestbed()
+        defer { bed.destroy() }
+        try bed.writeConfig(ndpProxy: "kernel")
+        try bed.startGateway()
+        let tun = "sgk\(bed.id)", carrier = "sgc\(bed.id)"
+        // The client host's own defaults, as its network gave them.
+        try bed.exec(bed.gw, ["ip", "-6", "addr", "add", "2001:db8:2::1/64", "dev", "sgo\(bed.id)", "nodad"])
+        try bed.exec(bed.cl, ["ip", "-6", "addr", "add", "2001:db8:2::2/64", "dev", carrier, "nodad"])
+        try bed.exec(bed.cl, ["ip", "-6", "route", "add", "default", "via", "2001:db8:2::1", "dev", carrier])
+        try bed.exec(bed.cl, ["ip", "route", "add", "default", "via", "198.51.100.129", "dev", carrier])
+        let before4 = try bed.exec(bed.cl, ["ip", "-j", "route", "show", "default"]).stdout
+        let before6 = try bed.exec(bed.cl, ["ip", "-j", "-6", "route", "show", "default"]).stdout
+
+        // 1. Not told to replace: refuses, says how, exits non-zero, touches nothing.
+        let refused = try bed.startTunnelClient(in: bed.cl, config: try clientConfig(bed, name: "alice", interface: tun), name: "alice")
+        #expect(eventually(timeout: 20) { !refused.process.isRunning }, "\(refused.output)")
+        #expect(refused.process.terminationStatus != 0)
+        #expect(refused.output.contains("IPv6 default route is held by \(carrier) via 2001:db8:2::1"), "\(refused.output)")
+        #expect(refused.output.contains("replace_default_route = true") && refused.output.contains("accept_ra=2"))
+        #expect(try bed.exec(bed.cl, ["ip", "-j", "-6", "route", "show", "default"]).stdout == before6)
+        #expect(!(try bed.exec(bed.cl, ["ip", "link", "show", tun], check: false)).succeeded)
+
+        // 2. Told to: everything goes into the tunnel except the tunnel's own UDP.
+        let config = try clientConfig(bed, name: "bob", interface: tun, replace: "replace_default_route = true")
+        let client = try bed.startTunnelClient(in: bed.cl, config: config, name: "bob")
+        #expect(eventually(timeout: 20) { (try? routeGet(bed, bed.cl, "2001:db8:ffff::1")) == tun }, "\(client.output)")
+        #expect(try routeGet(bed, bed.cl, "203.0.113.1") == tun)
+        #expect(try routeGet(bed, bed.cl, "198.51.100.129") == carrier, "the endpoint stays on the physical interface")
+        #expect(try bed.exec(bed.cl, ["ip", "route", "show", "198.51.100.129"]).stdout.contains("dev \(carrier)"))
+        #expect(eventually(timeout: 30) { (try? bed.ping(from: bed.cl, "2001:db8:ffff::1", count: 1)) == 1 }, "\(client.output)")
+        #expect(try bed.ping(from: bed.cl, "203.0.113.1", count: 2) == 2)
+        // The tunnel's UDP really leaves through the carrier: the gateway sees it there.
+        let peers = try bed.exec(bed.gw, ["wg", "show", bed.tun, "endpoints"]).stdout
+        #expect(peers.contains("198.51.100.130:"), "\(peers)")
+
+        // 3. On exit the original default routes are back, exactly as they were.
+        client.stop(grace: 10)
+        #expect(try bed.exec(bed.cl, ["ip", "-j", "route", "show", "default"]).stdout == before4)
+        #expect(try bed.exec(bed.cl, ["ip", "-j", "-6", "route", "show", "default"]).stdout == before6)
+        #expect(try routeGet(bed, bed.cl, "2001:db8:ffff::1") == carrier)
+        #expect(try bed.exec(bed.cl, ["ip", "route", "show", "proto", "74"]).stdout.isEmpty, "the bypass route is gone")
+    }
+
+    @Test func routerModeAdvertisesTheDelegatedPrefixToASLAACHost() throws {
+        guard let radvdump = which("radvdump") else { Issue.record("radvdump is not installed (scripts/setup.sh installs it)"); return }
+        let bed = try GatewayTestbed()
+        defer { bed.destroy() }
+        // A routed /56 (the ISP routes it to the gateway: no NDP proxy), a /64 per client.
+        try bed.exec(bed.isp, ["ip", "-6", "route", "add", "2001:db8:100::/56", "via", "2001:db8:1::2"])
+        try bed.writeConfig(ndpProxy: "off", ipv6: "prefix = \"2001:db8:100::/56\"\nallocation = \"prefixes\"\ndelegated_length = 64",
+                            ipv4: "enabled = false", extra: "dns = [\"2001:db8:ffff::53\"]")
+        try bed.startGateway()
+        let lan = "sg-gl-\(bed.id)", lanHost = "sgl\(bed.id)", lanRouter = "sgm\(bed.id)", tun = "sgk\(bed.id)"
+        try bed.addNamespace(lan, linkedTo: bed.cl, lanHost, lanRouter)
+        let dump = try BackgroundProcess(["ip", "netns", "exec", lan, radvdump], captureOutput: true)
+        defer { dump.stop() }
+        let config = try clientConfig(bed, name: "carol", interface: tun, extra: "\n[router]\ninterface = \"\(lanRouter)\"\ninterval = 4\n")
+        #expect(config.contains("ipv4 = \"none\""))
+        let client = try bed.startTunnelClient(in: bed.cl, config: config, name: "carol")
+
+        // The LAN host configures itself from the advertisements and reaches the internet.
+        func slaac() -> String? {
+            addresses(bed, lan, lanHost).first { $0.hasPrefix("2001:db8:100:1:") && $0.hasSuffix("/64") }
+        }
+        #expect(eventually(timeout: 30) { slaac() != nil }, "\(client.output)")
+        #expect(addresses(bed, bed.cl, lanRouter).contains("2001:db8:100:1::1/64"))
+        #expect(try bed.exec(lan, ["ip", "-6", "route", "show", "default"]).stdout.contains("proto ra"))
+        #expect(eventually(timeout: 20) { (try? bed.ping(from: lan, "2001:db8:ffff::1", count: 1)) == 1 }, "\(client.output)")
+        if let a = slaac()?.split(separator: "/").first {
+            #expect(try bed.ping(from: lan, "2001:db8:ffff::1", source: String(a)) == 3)
+        }
+        // radvdump decodes them with the expected fields.
+        #expect(eventually(timeout: 10) { dump.output.contains("RDNSS 2001:db8:ffff::53") }, "\(dump.output)")
+        let text = dump.output
+        #expect(text.contains("prefix 2001:db8:100:1::/64"))
+        #expect(text.contains("AdvOnLink on;") && text.contains("AdvAutonomous on;"))
+        #expect(text.contains("AdvLinkMTU 1420;"))
+        #expect(text.contains("AdvDefaultLifetime 12;"), "router lifetime 3 x interval")
+        #expect(text.contains("AdvSourceLLAddress on;"))
+
+        // On exit: advertisements with router lifetime 0, and the LAN's default route goes.
+        client.stop(grace: 10)
+        #expect(eventually(timeout: 5) { dump.output.contains("AdvDefaultLifetime 0;") }, "\(dump.output)")
+        #expect(eventually(timeout: 5) { (try? bed.exec(lan, ["ip", "-6", "route", "show", "default"]).stdout.isEmpty) == true })
+    }
+
+    @Test func aStaticWGQuickFileAgainstAStockWireGuardGoServer() throws {
+        let bed = try GatewayTestbed()
+        defer { bed.destroy() }
+        // A plain WireGuard server: wireguard-go in the gateway namespace, set up with wg and ip.
+        let server = "sgv\(bed.id)", tun = "sgk\(bed.id)"
+        let serverKey = try run(["wg", "genkey"], check: true).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let serverPub = try run(["sh", "-c", "echo \(serverKey) | wg pubkey"], check: true).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let clientKey = try run(["wg", "genkey"], check: true).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let clientPub = try run(["sh", "-c", "echo \(clientKey) | wg pubkey"], check: true).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let wgServer = try BackgroundProcess(["ip", "netns", "exec", bed.gw, "wireguard-go", "-f", server],
+                                             environment: ["WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD": "1", "LOG_LEVEL": "error"], captureOutput: true)
+        defer { wgServer.stop(); unlink("/var/run/wireguard/\(server).sock") }
+        #expect(eventually(timeout: 10) { FileManager.default.fileExists(atPath: "/var/run/wireguard/\(server).sock") })
+        let keyFile = bed.stateDirectory + "/server.key"
+        FileManager.default.createFile(atPath: keyFile, contents: Data((serverKey + "\n").utf8), attributes: [.posixPermissions: 0o600])
+        try bed.exec(bed.gw, ["wg", "set", server, "listen-port", "51900", "private-key", keyFile, "peer", clientPub,
+                              "allowed-ips", "2001:db8:7::2/128,192.0.2.202/32"])
+        try bed.exec(bed.gw, ["ip", "-6", "addr", "add", "2001:db8:7::1/64", "dev", server, "nodad"])
+        try bed.exec(bed.gw, ["ip", "addr", "add", "192.0.2.201/24", "dev", server])
+        try bed.exec(bed.gw, ["ip", "link", "set", server, "up"])
+
+        let quick = """
+            # a wg-quick file, as any WireGuard provider hands out
+            [Interface]
+            PrivateKey = \(clientKey)
+            Address = 2001:db8:7::2/64, 192.0.2.202/24
+            MTU = 1400
+            PostUp = echo up %i >> \(bed.stateDirectory)/wgquick-hooks.log
+
+            [Peer]
+            PublicKey = \(serverPub)
+            Endpoint = 198.51.100.129:51900
+            AllowedIPs = 2001:db8:7::/64, 192.0.2.0/24
+            PersistentKeepalive = 25
+            """
+        let path = bed.stateDirectory + "/\(tun).conf"
+        try quick.write(toFile: path, atomically: true, encoding: .utf8)
+        let client = try BackgroundProcess(["ip", "netns", "exec", bed.cl, "\(builtProductsDirectory)/tunnel-client", "--config", path,
+                                            "--state-file", bed.stateDirectory + "/wgq.json"], captureOutput: true)
+        defer { client.stop(grace: 10) }
+        #expect(eventually(timeout: 15) { addresses(bed, bed.cl, tun).contains("2001:db8:7::2/64") }, "\(client.output)")
+        #expect(addresses(bed, bed.cl, tun).contains("192.0.2.202/24"))
+        #expect(try bed.exec(bed.cl, ["ip", "link", "show", tun]).stdout.contains("mtu 1400"))
+        #expect(eventually(timeout: 20) { (try? bed.ping(from: bed.cl, "2001:db8:7::1", count: 1)) == 1 }, "\(client.output)")
+        #expect(try bed.ping(from: bed.cl, "192.0.2.201", count: 2) == 2)
+        let payload = (0..<100_000).map { UInt8(truncatingIfNeeded: $0 &* 40503) }
+        #expect(try tcpTransfer(from: bed.cl, to: bed.gw, address: "2001:db8:7::1", port: 18091, bytes: payload) == payload)
+        #expect(try bed.exec(bed.gw, ["wg", "show", server, "latest-handshakes"]).stdout.contains(clientPub))
+        #expect((try? String(contentsOfFile: bed.stateDirectory + "/wgquick-hooks.log", encoding: .utf8))?.contains("up \(tun)") == true)
+    }
+}
