@@ -4,7 +4,7 @@ import Testing
 
 /// The executables' argument and config handling, and the examples.
 @Suite("Executables")
-struct UnfinishedCommandsTests {
+struct ExecutableTests {
     static var binDir: String {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent(".build/debug").path
@@ -20,7 +20,7 @@ struct UnfinishedCommandsTests {
             .write(toFile: path, atomically: true, encoding: .utf8)
         let bad = try run(["\(Self.binDir)/tunnel-client", "--config", path, "--check-config"])
         #expect(bad.status != 0)
-        #expect(bad.stderr.contains("\(path):5: routes.ipv6:"), "\(bad.stderr)")
+        #expect(bad.stderr.contains("\(path):6: routes.ipv6:"), "\(bad.stderr)")
         try "private_key = \"\(String(repeating: "A", count: 43))=\"\n[gateway]\npublic_key = \"\(String(repeating: "B", count: 43))=\"\nendpoint = \"gw.example.net:51820\"\n"
             .write(toFile: path, atomically: true, encoding: .utf8)
         let good = try run(["\(Self.binDir)/tunnel-client", "--config", path, "--check-config"])
@@ -49,7 +49,7 @@ struct IP6RouteExampleTests {
         defer { pair.destroy() }
         try pair.exec(pair.left, ["ip", "-6", "route", "add", "default", "via", "2001:db8:5::2", "metric", "5"])
         try pair.exec(pair.left, ["ip", "-6", "route", "add", "2001:db8:77::/64", "dev", pair.leftInterface, "proto", "74"])
-        let ours = try run(["\(UnfinishedCommandsTests.binDir)/ip6-route", pair.left], check: true).stdout
+        let ours = try run(["\(ExecutableTests.binDir)/ip6-route", pair.left], check: true).stdout
         let ip = try pair.exec(pair.left, ["ip", "-6", "route"]).stdout
         // Same routes in the same order: compare destination, gateway and device of each line.
         func key(_ line: Substring) -> String {
@@ -70,7 +70,7 @@ struct TunnelPairExampleTests {
     @Test func carriesPingsBothWaysAndReportsTheHandshake() throws {
         let pair = try NamespacePair(tag: "ext")
         defer { pair.destroy() }
-        let example = try BackgroundProcess(["\(UnfinishedCommandsTests.binDir)/tunnel-pair", pair.left, "2001:db8:5::1",
+        let example = try BackgroundProcess(["\(ExecutableTests.binDir)/tunnel-pair", pair.left, "2001:db8:5::1",
                                              pair.right, "2001:db8:5::2", "6"], captureOutput: true)
         defer { example.stop() }
         #expect(eventually(timeout: 10) { example.output.contains("tunnel-pair: up") }, "output: \(example.output)")

@@ -1,0 +1,119 @@
+import Foundation
+import PacketKit
+import SixgateConfig
+import Testing
+import TunnelClient
+import TunnelCore
+
+struct ClientConfigurationTests {
+    let key = "CIJx29+eG5dL7tON0xo8a1/qEowfiuzQERthkk/3yHs="
+    let peer = "gw83nm0gZnLZDhWWkc3vkx2MYjjpoOwu891hkDqPTyE="
+
+    func error(_ text: String, path: String = "/etc/sixgate/tunnel-client.toml") -> String {
+        do { _ = try ClientConfiguration.parse(text, path: path); return "" } catch { return error.description }
+    }
+
+    @Test func theGatewayPrintedConfigGivesLeasesAndDefaults() throws {
+        let c = try ClientConfiguration.parse("""
+            interface = "sixgate0"
+            private_key = "\(key)"
+            [gateway]
+            public_key = "\(peer)"
+            endpoint = "198.51.100.129:51820"
+            keepalive = 25
+            [routes]
+            ipv6 = "default"
+            ipv4 = "none"
+            """, path: "/x.toml")
+        #expect(c.addresses == .lease)
+        #expect(c.ipv6Routes == .all && c.ipv4Routes == RouteSelection.none)
+        #expect(!c.replaceDefaultRoute && c.router == nil && c.mtu == nil)
+        #expect(c.gatewayPublicKey.base64 == peer && c.keepalive == 25)
+    }
+
+    @Test func everyKeyIsRead() throws {
+        let c = try ClientConfiguration.parse("""
+            interface = "tun-home"
+            private_key = "\(key)"
+            listen_port = 51999
+            mtu = 1380
+            [gateway]
+            public_key = "\(peer)"
+            preshared_key = "\(key)"
+            endpoint = "gw.example.net:51820"
+            keepalive = 0
+            allowed_ips = ["::/0"]
+            [routes]
+            ipv6 = ["2001:db8:ffff::/48"]
+            ipv4 = ["203.0.113.0/24", "198.51.100.0/24"]
+            replace_default_route = true
+            [static]
+            addresses = ["2001:db8:1::9/128", "192.0.2.9/24"]
+            dns = ["2001:db8::53"]
+            [router]
+            interface = "lan0"
+            dns = ["2001:db8::53"]
+            interval = 30
+            [hooks]
+            up = "/etc/sixgate/up"
+            down = "/etc/sixgate/down"
+            lease-changed = "/etc/sixgate/changed"
+            """, path: "/x.toml")
+        #expect(c.interface == "tun-home" && c.listenPort == 51999 && c.mtu == 1380)
+        #expect(c.endpoint == "gw.example.net:51820" && c.keepalive == 0 && c.allowedIPs == [IPPrefix("::/0")!])
+        #expect(c.ipv6Routes == .prefixes([IPPrefix("2001:db8:ffff::/48")!]))
+        #expect(c.ipv4Routes == .prefixes([IPPrefix("203.0.113.0/24")!, IPPrefix("198.51.100.0/24")!]))
+        #expect(c.replaceDefaultRoute)
+        #expect(c.addresses == .fixed(addresses: [AddressAssignment(IPAddress("2001:db8:1::9")!, prefixLength: 128),
+                                                  AddressAssignment(IPAddress("192.0.2.9")!, prefixLength: 24)], dns: [IPAddress("2001:db8::53")!]))
+        #expect(c.router?.interface == "lan0" && c.router?.interval == 30 && c.router?.dnsServers == [IPv6Address("2001:db8::53")!])
+        #expect(c.hooks.count == 3)
+    }
+
+    @Test func errorsNameTheFileTheLineAndTheKey() {
+        let head = "private_key = \"\(key)\"\n[gateway]\npublic_key = \"\(peer)\"\nendpoint = \"198.51.100.1:51820\"\n"
+        #expect(error(head + "[routes]\nipv6 = [\"10.0.0.0/8\"]\n").hasPrefix("/etc/sixgate/tunnel-client.toml:6: routes.ipv6:"))
+        #expect(error(head + "[routes]\nreplace_default = true\n").contains(":6: routes.replace_default: unknown key"))
+        #expect(error(head + "[router]\ninterval = 30\n").contains(":6: router.interval: set without router.interface"))
+        #expect(error(head + "[router]\ninterface = \"lan0\"\ninterval = 2\n").contains(":7: router.interval:"))
+        #expect(error("[gateway]\npublic_key = \"\(peer)\"\n").contains(":1: private_key: missing"))
+        #expect(error("private_key = \"nope\"\n").contains(":1: private_key: not a WireGuard private key"))
+        #expect(error(head.replacingOccurrences(of: "198.51.100.1:51820", with: "2001:db8::1:51820")).contains(":4: gateway.endpoint:"))
+        #expect(error(head + "[hooks]\nup = \"up.sh\"\n").contains(":6: hooks.up: must be an absolute path"))
+    }
+
+    @Test func wgQuickFilesAreReadAsWgQuickReadsThem() throws {
+        let c = try ClientConfiguration.parse("""
+            [Interface]
+            # the wg-quick(8) example, with documentation addresses
+            Address = 192.0.2.2/24, 2001:db8:7::2/64
+            DNS = 192.0.2.53
+            PrivateKey = \(key)
+            MTU = 1400
+            PostUp = echo up %i
+
+            [Peer]
+            PublicKey = \(peer)
+            Endpoint = [2001:db8:ffff::1]:51820
+            AllowedIPs = 0.0.0.0/0, 2001:db8:ffff::/48
+            PersistentKeepalive = 25
+            """, path: "/etc/wireguard/wg-home.conf")
+        #expect(c.interface == "wg-home")
+        #expect(c.addresses == .fixed(addresses: [AddressAssignment(IPAddress("192.0.2.2")!, prefixLength: 24),
+                                                  AddressAssignment(IPAddress("2001:db8:7::2")!, prefixLength: 64)], dns: [IPAddress("192.0.2.53")!]))
+        #expect(c.ipv4Routes == .all, "a /0 takes the default route")
+        #expect(c.ipv6Routes == .prefixes([IPPrefix("2001:db8:ffff::/48")!]))
+        #expect(c.replaceDefaultRoute, "as wg-quick does")
+        #expect(c.mtu == 1400 && c.keepalive == 25 && c.shellHooks["postup"] == ["echo up %i"])
+    }
+
+    @Test func wgQuickErrorsNameTheLine() {
+        let path = "/etc/wireguard/wg0.conf"
+        #expect(error("[Interface]\nPrivateKey = \(key)\nFwMark = 51820\n", path: path).contains("wg0.conf:3: FwMark: not supported"))
+        #expect(error("[Interface]\nPrivateKey = \(key)\nAddress = 192.0.2.2/24\n[Peer]\nPublicKey = \(peer)\nEndpoint = 198.51.100.1:51820\n[Peer]\n", path: path)
+            .contains("wg0.conf:7: more than one [Peer]"))
+        #expect(error("[Interface]\nPrivateKey = \(key)\nAddress = 192.0.2.2/24\n[Peer]\nPublicKey = \(peer)\n", path: path).contains("Endpoint: missing"))
+        #expect(error("[Interface]\nPrivateKey = \(key)\nAddress = 192.0.2.300/24\n", path: path).contains("wg0.conf:3: Address:"))
+        #expect(error("[Interface]\nPrivateKey = \(key)\nPrivateKey = \(key)\n", path: path).contains("wg0.conf:3: PrivateKey: given twice"))
+    }
+}
