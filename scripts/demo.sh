@@ -3,38 +3,42 @@
 # defaults, then torn down. Three namespaces: sg-demo-isp (the upstream router, owning
 # 2001:db8:1::/64 on-link, and an "internet" host 2001:db8:ffff::1 / 203.0.113.1 on its loopback),
 # sg-demo-gw (gatewayd), sg-demo-client (a stock wireguard-go client configured from the file
-# `gatewayctl clients add` prints). Documentation address ranges only.
+# `gatewayctl clients add` prints) and sg-demo-sixgate (Sixgate's tunnel-client, which learns its
+# addresses from the gateway inside the tunnel). Documentation address ranges only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 if [ "$(id -u)" -ne 0 ]; then echo "demo: needs root (network namespaces, TUN)" >&2; exit 1; fi
 swift build --product gatewayd 2>&1 | tail -1
 swift build --product gatewayctl 2>&1 | tail -1
+swift build --product tunnel-client 2>&1 | tail -1
 bin=$(swift build --show-bin-path)
 
-isp=sg-demo-isp gw=sg-demo-gw cl=sg-demo-client
+isp=sg-demo-isp gw=sg-demo-gw cl=sg-demo-client sx=sg-demo-sixgate
 state=$(mktemp -d /tmp/sg-demo.XXXXXX)
-gwpid="" wgpid=""
+gwpid="" wgpid="" tcpid=""
 cleanup() {
+    [ -n "$tcpid" ] && kill -TERM "$tcpid" 2>/dev/null && wait "$tcpid" 2>/dev/null || true
     [ -n "$gwpid" ] && kill -TERM "$gwpid" 2>/dev/null && wait "$gwpid" 2>/dev/null || true
     [ -n "$wgpid" ] && kill "$wgpid" 2>/dev/null || true
-    for ns in $isp $gw $cl; do ip netns del $ns 2>/dev/null || true; done
+    for ns in $isp $gw $cl $sx; do ip netns del $ns 2>/dev/null || true; done
     rm -rf "$state" /var/run/wireguard/sgdemo0.sock /var/run/wireguard/sgdemoc.sock
 }
 trap cleanup EXIT
-cleanup_ns() { for ns in $isp $gw $cl; do ip netns del $ns 2>/dev/null || true; done; }
+cleanup_ns() { for ns in $isp $gw $cl $sx; do ip netns del $ns 2>/dev/null || true; done; }
 cleanup_ns
 
 step() { echo; echo "=== $*"; }
-step "namespaces: $isp <-> $gw <-> $cl"
-for ns in $isp $gw $cl; do
+step "namespaces: $isp <-> $gw <-> $cl, $sx"
+for ns in $isp $gw $cl $sx; do
     ip netns add $ns
     ip -n $ns link set lo up
     ip netns exec $ns sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
 done
 ip link add sgdi0 netns $isp type veth peer name sgdu0 netns $gw
 ip link add sgdo0 netns $gw type veth peer name sgdc0 netns $cl
-for l in "$isp sgdi0" "$gw sgdu0" "$gw sgdo0" "$cl sgdc0"; do set -- $l; ip -n $1 link set $2 up; done
+ip link add sgdp0 netns $gw type veth peer name sgds0 netns $sx
+for l in "$isp sgdi0" "$gw sgdu0" "$gw sgdo0" "$cl sgdc0" "$gw sgdp0" "$sx sgds0"; do set -- $l; ip -n $1 link set $2 up; done
 ip -n $isp addr add 2001:db8:1::1/64 dev sgdi0 nodad
 ip -n $isp addr add 198.51.100.1/25 dev sgdi0
 ip -n $isp addr add 2001:db8:ffff::1/128 dev lo
@@ -45,6 +49,8 @@ ip -n $gw -6 route add default via 2001:db8:1::1 dev sgdu0
 ip -n $gw route add default via 198.51.100.1
 ip -n $gw addr add 198.51.100.129/25 dev sgdo0
 ip -n $cl addr add 198.51.100.130/25 dev sgdc0
+ip -n $gw addr add 203.0.113.129/25 dev sgdp0
+ip -n $sx addr add 203.0.113.130/25 dev sgds0
 
 step "gatewayd in $gw (config: $state/gatewayd.toml)"
 cat > "$state/gatewayd.toml" <<CONF
@@ -83,6 +89,20 @@ ip -n $cl route add default dev sgdemoc
 step "traffic: the client reaches the internet host over IPv6 (NDP proxy) and IPv4 (NAT44)"
 ip netns exec $cl ping -c 3 -i 0.3 2001:db8:ffff::1
 ip netns exec $cl ping -c 3 -i 0.3 203.0.113.1
+
+step "Sixgate's own client: gatewayctl clients add demo-sixgate --format tunnel-client"
+ip netns exec $gw "$bin/gatewayctl" clients add demo-sixgate --format tunnel-client --config "$state/gatewayd.toml" \
+    | sed -e 's/^interface = .*/interface = "sgdemox"/' -e 's/^endpoint = .*/endpoint = "203.0.113.129:51820"/' | tee "$state/sixgate.toml"
+ip netns exec $sx "$bin/tunnel-client" --config "$state/sixgate.toml" --state-file "$state/sixgate.json" > "$state/tunnel-client.log" 2>&1 &
+tcpid=$!
+for _ in $(seq 100); do grep -q "configured:" "$state/tunnel-client.log" 2>/dev/null && break; sleep 0.2; done
+cat "$state/tunnel-client.log"
+ip -n $sx -br addr show dev sgdemox
+ip netns exec $sx ping -c 3 -i 0.3 2001:db8:ffff::1
+ip netns exec $sx ping -c 3 -i 0.3 203.0.113.1
+"$bin/tunnel-client" status --config "$state/sixgate.toml" --state-file "$state/sixgate.json"
+kill -TERM $tcpid; wait $tcpid || true; tcpid=""
+echo "tunnel-client stopped: interface sgdemox $(ip -n $sx link show sgdemox >/dev/null 2>&1 && echo left || echo removed)"
 
 step "gatewayctl status, and wg show through the UAPI"
 ip netns exec $gw "$bin/gatewayctl" status --config "$state/gatewayd.toml"

@@ -294,12 +294,12 @@ public final class SixgateClient: @unchecked Sendable {
         }
         state.addresses = addresses.map { "\($0.address)/\($0.prefixLength)" }
         state.routes = routes.map { $0.destination.description }
-        state.bypassRoutes = bypass.map(\.description)
+        state.bypassRoutes = bypass.map(describe)
         state.dnsServers = lease.dnsServers.map(\.description)
         state.mtu = lease.mtu.map(UInt32.init) ?? config.mtu
         state.advertisedPrefix = lanPrefix?.description
         log("\(changed ? "lease changed" : "configured"): \(state.addresses.joined(separator: " ")); routes \(state.routes.joined(separator: " "))"
-            + (bypass.isEmpty ? "" : "; endpoint kept on \(bypass.map(\.description).joined(separator: ", "))")
+            + (bypass.isEmpty ? "" : "; endpoint kept on \(bypass.map(describe).joined(separator: ", "))")
             + (lanPrefix.map { "; advertising \($0) on \(config.router!.interface)" } ?? ""))
         if !upHookRan {
             upHookRan = true
@@ -346,6 +346,12 @@ public final class SixgateClient: @unchecked Sendable {
             bypass.append(try bypassRoute(for: ep.address))
         }
         return (wanted.map { Route(destination: $0, interfaceIndex: tunIndex) }, bypass)
+    }
+
+    /// "203.0.113.129/32 via 198.51.100.1 dev eth0", with the interface's name.
+    func describe(_ r: Route) -> String {
+        let name = r.interfaceIndex.flatMap { i in (try? rk.links())?.first { $0.index == i }?.name } ?? r.interfaceIndex.map { "#\($0)" } ?? "?"
+        return "\(r.destination)" + (r.gateway.map { " via \($0)" } ?? "") + " dev \(name)"
     }
 
     /// A host route for the endpoint through the path the kernel uses now (RTM_GETROUTE, never
@@ -527,8 +533,8 @@ public final class SixgateClient: @unchecked Sendable {
                     try rk.removeRoute(old)
                     try rk.ensureRoute(fresh)
                     bypassRoutes = bypassRoutes.map { $0 == old ? fresh : $0 }
-                    state.bypassRoutes = bypassRoutes.map(\.description)
-                    log("the physical path changed: endpoint route now \(fresh)")
+                    state.bypassRoutes = bypassRoutes.map(describe)
+                    log("the physical path changed: endpoint route now \(describe(fresh))")
                 } catch {
                     log("the physical path changed but the endpoint route could not follow: \(error)")
                 }

@@ -215,4 +215,18 @@ struct ClientEndToEndTests {
         #expect(try bed.exec(bed.gw, ["wg", "show", server, "latest-handshakes"]).stdout.contains(clientPub))
         #expect((try? String(contentsOfFile: bed.stateDirectory + "/wgquick-hooks.log", encoding: .utf8))?.contains("up \(tun)") == true)
     }
+
+    @Test func theClientLeaseExampleEmbedsTheLibrary() throws {
+        let bed = try GatewayTestbed()
+        defer { bed.destroy() }
+        try bed.writeConfig(ndpProxy: "kernel")
+        try bed.startGateway()
+        let path = bed.stateDirectory + "/example.toml"
+        try clientConfig(bed, name: "dave", interface: "sgk\(bed.id)").write(toFile: path, atomically: true, encoding: .utf8)
+        let r = try bed.exec(bed.cl, ["\(builtProductsDirectory)/client-lease", path, "20"], timeout: 40, check: false)
+        #expect(r.succeeded, "\(r.stdout)\(r.stderr)")
+        #expect(r.stdout.contains("addresses: 2001:db8:1::4/128 192.0.2.2/32"), "\(r.stdout)")
+        #expect(r.stdout.contains("routes: ::/0 0.0.0.0/0"))
+        #expect(!(try bed.exec(bed.cl, ["ip", "link", "show", "sgk\(bed.id)"], check: false)).succeeded, "removed on exit")
+    }
 }
