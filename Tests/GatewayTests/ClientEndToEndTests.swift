@@ -57,8 +57,9 @@ struct ClientEndToEndTests {
         #expect(try tcpTransfer(from: bed.cl, to: bed.isp, address: "2001:db8:ffff::1", port: 18090, bytes: payload) == payload)
         let hooks = try String(contentsOfFile: hookLog, encoding: .utf8)
         #expect(hooks.contains("up \(tun) 2001:db8:1::4/128 192.0.2.2/32 2001:db8:ffff::53 203.0.113.53 1420"), "\(hooks)")
-        let status = try bed.tunnelClientStatus("alice")
-        #expect((status["addresses"] as? [String])?.contains("2001:db8:1::4/128") == true, "\(status)")
+        // The running client writes its state once a second; `tunnel-client status` reads it.
+        var status: [String: Any] = [:]
+        #expect(eventually(timeout: 5) { status = (try? bed.tunnelClientStatus("alice")) ?? [:]; return (status["addresses"] as? [String])?.contains("2001:db8:1::4/128") == true }, "\(status)")
         #expect((status["dnsServers"] as? [String]) == ["2001:db8:ffff::53", "203.0.113.53"])
         let gatewayCounters = (try JSONSerialization.jsonObject(with: Data(try bed.gatewayctl(["status", "--json"]).stdout.utf8)) as? [String: Any])?["counters"] as? [String: Any]
         #expect(((gatewayCounters?["leaseReplies"] as? Int) ?? 0) >= 1, "\(String(describing: gatewayCounters))")
@@ -69,6 +70,12 @@ struct ClientEndToEndTests {
         #expect(eventually(timeout: 45) { (try? bed.ping(from: bed.cl, "2001:db8:ffff::1", count: 1)) == 1 }, "\(client.output)")
         #expect(try bed.ping(from: bed.cl, "203.0.113.1", count: 1) == 1)
         #expect(client.process.isRunning)
+
+        // The client's own network changes (a new carrier address): the session roams with it.
+        try bed.exec(bed.cl, ["ip", "addr", "del", "198.51.100.130/25", "dev", "sgc\(bed.id)"])
+        try bed.exec(bed.cl, ["ip", "addr", "add", "198.51.100.131/25", "dev", "sgc\(bed.id)"])
+        #expect(eventually(timeout: 30) { (try? bed.ping(from: bed.cl, "2001:db8:ffff::1", count: 1)) == 1 }, "\(client.output)")
+        #expect(try bed.exec(bed.gw, ["wg", "show", bed.tun, "endpoints"]).stdout.contains("198.51.100.131:"))
 
         // SIGTERM: the down hook runs, the interface and every route of ours go.
         client.stop(grace: 10)
@@ -101,18 +108,29 @@ struct ClientEndToEndTests {
         #expect(try bed.exec(bed.cl, ["ip", "-j", "-6", "route", "show", "default"]).stdout == before6)
         #expect(!(try bed.exec(bed.cl, ["ip", "link", "show", tun], check: false)).succeeded)
 
-        // 2. Told to: everything goes into the tunnel except the tunnel's own UDP.
+        // 2. Told to: everything goes into the tunnel except the tunnel's own UDP. The endpoint is
+        //    off-link this time (the gateway's address on its other link), reached via the default gateway.
         let config = try clientConfig(bed, name: "bob", interface: tun, replace: "replace_default_route = true")
+            .replacingOccurrences(of: "198.51.100.129:51820", with: "203.0.113.129:51820")
         let client = try bed.startTunnelClient(in: bed.cl, config: config, name: "bob")
         #expect(eventually(timeout: 20) { (try? routeGet(bed, bed.cl, "2001:db8:ffff::1")) == tun }, "\(client.output)")
         #expect(try routeGet(bed, bed.cl, "203.0.113.1") == tun)
-        #expect(try routeGet(bed, bed.cl, "198.51.100.129") == carrier, "the endpoint stays on the physical interface")
-        #expect(try bed.exec(bed.cl, ["ip", "route", "show", "198.51.100.129"]).stdout.contains("dev \(carrier)"))
+        #expect(try routeGet(bed, bed.cl, "203.0.113.129") == carrier, "the endpoint stays on the physical interface")
+        #expect(try bed.exec(bed.cl, ["ip", "route", "show", "203.0.113.129"]).stdout.contains("via 198.51.100.129 dev \(carrier)"))
         #expect(eventually(timeout: 30) { (try? bed.ping(from: bed.cl, "2001:db8:ffff::1", count: 1)) == 1 }, "\(client.output)")
         #expect(try bed.ping(from: bed.cl, "203.0.113.1", count: 2) == 2)
         // The tunnel's UDP really leaves through the carrier: the gateway sees it there.
         let peers = try bed.exec(bed.gw, ["wg", "show", bed.tun, "endpoints"]).stdout
         #expect(peers.contains("198.51.100.130:"), "\(peers)")
+
+        // The network changes under it: a new default gateway. The endpoint's route follows.
+        try bed.exec(bed.gw, ["ip", "addr", "add", "198.51.100.140/25", "dev", "sgo\(bed.id)"])
+        try bed.exec(bed.cl, ["ip", "route", "replace", "default", "via", "198.51.100.140", "dev", carrier])
+        #expect(eventually(timeout: 15) { (try? bed.exec(bed.cl, ["ip", "route", "show", "203.0.113.129"]).stdout.contains("via 198.51.100.140")) == true },
+                "\(client.output)")
+        #expect(eventually(timeout: 20) { (try? bed.ping(from: bed.cl, "2001:db8:ffff::1", count: 1)) == 1 })
+        try bed.exec(bed.cl, ["ip", "route", "replace", "default", "via", "198.51.100.129", "dev", carrier])
+        #expect(eventually(timeout: 15) { (try? bed.exec(bed.cl, ["ip", "route", "show", "203.0.113.129"]).stdout.contains("via 198.51.100.129")) == true })
 
         // 3. On exit the original default routes are back, exactly as they were.
         client.stop(grace: 10)
