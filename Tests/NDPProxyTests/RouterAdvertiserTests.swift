@@ -1,5 +1,8 @@
+import Foundation
 import NDPProxy
 import PacketKit
+import RouteKit
+import SixgateTestSupport
 import Testing
 
 /// RFC 4861 §6.1.1 validation of Router Solicitations and the advertisement's contents (the
@@ -28,5 +31,39 @@ struct RouterAdvertiserTests {
         #expect(!valid(Array(try rs().prefix(6)), host), "at least 8 bytes")
         var zeroLength = try rs(options: [sll]); zeroLength[9] = 0
         #expect(!valid(zeroLength, host), "an option of length 0")
+    }
+}
+
+/// The advertiser on the wire, against rdisc6 (ndisc6's router solicitation tool).
+@Suite(.enabled(if: isRoot && which("rdisc6") != nil, "needs root and rdisc6"))
+struct RouterAdvertiserNamespaceTests {
+    @Test func aSolicitationIsAnsweredAndStoppingSendsLifetimeZero() throws {
+        let pair = try NamespacePair(tag: "ra")
+        defer { pair.destroy() }
+        var c = AdvertisementConfiguration(interface: pair.leftInterface, prefixes: [IPv6Prefix("2001:db8:5::/64")!])
+        c.dnsServers = [IPv6Address("2001:db8:5::53")!]
+        c.mtu = 1400
+        c.maximumInterval = 1800   // after the first advertisement, the next unsolicited one is 16 s away
+        let advertiser = try RouterAdvertiser(c, namespace: .named(pair.left))
+        advertiser.start()
+        defer { advertiser.stop() }
+        usleep(500_000)
+        #expect(advertiser.statistics.advertisementsSent == 1)
+        // rdisc6 sends a solicitation and prints the advertisement that answers it.
+        let r = try pair.exec(pair.right, ["rdisc6", "-1", "-r", "1", "-w", "6000", pair.rightInterface], timeout: 15, check: false)
+        #expect(r.succeeded, "\(r.stdout)\(r.stderr)")
+        let out = r.stdout.split(separator: " ", omittingEmptySubsequences: true).joined(separator: " ")   // rdisc6 aligns columns
+        #expect(out.contains("Prefix : 2001:db8:5::/64"), "\(r.stdout)")
+        #expect(out.contains("Recursive DNS server : 2001:db8:5::53"))
+        #expect(out.contains("MTU : 1400 bytes (valid)"))
+        #expect(out.contains("Router lifetime : 5400 (0x00001518) seconds"))
+        #expect(out.contains("On-link : Yes") && out.contains("Autonomous address conf.: Yes"))
+        let s = advertiser.statistics
+        #expect(s.solicitationsReceived >= 1 && s.solicitationsInvalid == 0, "\(s)")
+        #expect(s.advertisementsSent == 2, "one at start, one answering the solicitation: \(s)")
+        // Stopping sends MAX_FINAL_RTR_ADVERTISEMENTS (3) with router lifetime 0.
+        advertiser.stop()
+        #expect(advertiser.advertisement(final: true).routerLifetime == 0)
+        #expect(advertiser.statistics.advertisementsSent == 5)
     }
 }
