@@ -52,7 +52,7 @@ let package = Package(
         // Capabilities.
         .target(name: "RouteKit", dependencies: ["PacketKit", "CNetlink"]),
         .target(name: "TunnelCore", dependencies: ["PacketKit", "RouteKit", "CTunnel"]),
-        .target(name: "NDPProxy", dependencies: ["PacketKit", "RouteKit", "CPacketSocket"]),
+        .target(name: "NDPProxy", dependencies: ["PacketKit", "RouteKit", "AddressPool", "SixgateConfig", "CPacketSocket"]),
         .target(name: "AddressPool", dependencies: [
             "PacketKit",
             .product(name: "GRDB", package: "GRDB.swift"),
@@ -78,7 +78,7 @@ let package = Package(
             "TunnelClient", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log"),
         ], path: "Sources/CLI/tunnel-client"),
         .executableTarget(name: "ndp-proxy", dependencies: [
-            "NDPProxy", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "NDPProxy", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log"),
         ], path: "Sources/CLI/ndp-proxy"),
         .executableTarget(name: "sixgate-wg", dependencies: [
             "TunnelCore", "RouteKit", .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -102,7 +102,7 @@ let package = Package(
         .testTarget(name: "AddressPoolTests", dependencies: ["AddressPool", "PacketKit", "SixgateTestSupport"]),
         .testTarget(name: "GatewayTests", dependencies: ["TunnelGateway", "TunnelCore", "AddressPool", "PacketKit", "SixgateConfig", "SixgateTestSupport"]),
         .testTarget(name: "ClientTests", dependencies: ["TunnelClient", "TunnelCore", "PacketKit", "SixgateConfig", "SixgateTestSupport"]),
-        .testTarget(name: "NDPProxyTests", dependencies: ["NDPProxy", "PacketKit", "RouteKit", "CPacketSocket", "SixgateTestSupport"]),
+        .testTarget(name: "NDPProxyTests", dependencies: ["NDPProxy", "AddressPool", "PacketKit", "RouteKit", "CPacketSocket", "SixgateTestSupport"]),
         .testTarget(name: "DiagnosticsTests", dependencies: ["Diagnostics"]),
         .testTarget(name: "CLITests", dependencies: ["SixgateTestSupport"]),
     ]

@@ -1,6 +1,7 @@
 // ndppd.conf, as ndppd 0.2.5 documents it (ndppd.conf(5)): `proxy IFACE { ... rule PREFIX { ... } }`
 // blocks with `router`, `timeout`, `ttl` and the rule methods `static`, `auto` and `iface`, plus the
 // global `route-ttl`. `#` starts a comment.
+import Foundation
 import PacketKit
 
 public enum NDPPDConfig {
@@ -116,7 +117,12 @@ public enum NDPPDConfig {
 
 /// Reads a config in either format: ndppd's when it has a `proxy` block, npd6's otherwise.
 public enum NDPProxyConfig {
+    /// Tells the three formats apart: a `[table]` line means ndp-proxy's TOML, a `proxy` block
+    /// ndppd.conf, anything else npd6.conf.
     public static func parse(_ text: String, path: String) throws(NDPConfigError) -> [ProxyRule] {
+        if path.hasSuffix(".toml") || text.split(separator: "\n").contains(where: { $0.trimmingCharacters(in: .whitespaces).hasPrefix("[") }) {
+            return try NDPProxyTOML.parse(text, path: path)
+        }
         let looksLikeNDPPD = NDPPDConfig.tokens(text).contains { $0.text == "proxy" }
         return looksLikeNDPPD ? try NDPPDConfig.parse(text, path: path) : try NPD6Config.parse(text, path: path)
     }

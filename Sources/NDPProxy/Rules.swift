@@ -11,6 +11,9 @@ public enum ListType: String, Sendable, Equatable {
     case white
 }
 
+/// Who answers: this process (a packet socket) or the kernel (proxy neighbour entries).
+public enum ProxyMode: String, Sendable, Equatable { case answer, kernel }
+
 /// What one interface answers for, and how.
 public struct ProxyRule: Sendable, Equatable {
     /// The interface whose solicitations are answered.
@@ -33,6 +36,12 @@ public struct ProxyRule: Sendable, Equatable {
     public var linkOption = false
     /// Hop limit of the advertisements; RFC 4861 receivers drop anything but 255.
     public var hopLimit: UInt8 = 255
+    /// `.kernel`: no answering here; `ip -6 neigh add proxy` entries for the listed addresses (or the
+    /// lease store's) are kept in sync instead and the kernel answers (see `KernelProxy`).
+    public var mode: ProxyMode = .answer
+    /// Kernel mode: an AddressPool lease store (SQLite, read-only) whose active /128 leases inside
+    /// `prefixes` get proxy entries, next to `addresses`.
+    public var leaseStore: String?
 
     public init(interface: String, prefixes: [IPv6Prefix]) {
         self.interface = interface; self.prefixes = prefixes

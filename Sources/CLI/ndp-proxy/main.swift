@@ -1,7 +1,9 @@
 // ndp-proxy — answers Neighbor Solicitations for addresses behind this host (a drop-in for npd6:
-// it reads npd6.conf). Thin executable: parses arguments and prints; the work lives in NDPProxy.
+// it reads npd6.conf, ndppd.conf or its own TOML). Thin executable: parses arguments and prints;
+// the work lives in NDPProxy.
 import ArgumentParser
 import Foundation
+import Logging
 import NDPProxy
 #if canImport(Glibc)
 import Glibc
@@ -11,19 +13,27 @@ import Glibc
 struct NDPProxyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ndp-proxy",
-        abstract: "Answer IPv6 Neighbor Solicitations for addresses behind this host (reads npd6.conf or ndppd.conf).",
+        abstract: "Answer IPv6 Neighbor Solicitations for addresses behind this host (reads npd6.conf, ndppd.conf or its own TOML).",
         discussion: """
-            Runs in the foreground. SIGUSR1 prints the counters; SIGINT or SIGTERM stops and prints them. \
-            Needs CAP_NET_RAW (a packet socket per interface).
+            Runs in the foreground. SIGUSR1 logs the counters; SIGHUP syncs kernel-mode entries at once \
+            (they are also synced every --sync-interval seconds); SIGINT or SIGTERM stops, removes the \
+            kernel-mode entries it keeps, and logs the counters. Needs CAP_NET_RAW (a packet socket per \
+            interface) and, for kernel mode, CAP_NET_ADMIN.
             """)
 
-    @Option(help: "The config file (npd6.conf or ndppd.conf format, told apart by its contents).")
+    @Option(help: "The config file: npd6.conf, ndppd.conf or ndp-proxy TOML (docs/ndp-proxy.toml.example), told apart by its contents.")
     var config = "/etc/npd6.conf"
 
     @Flag(help: "Validate the config file and exit.")
     var checkConfig = false
 
+    @Option(help: "Seconds between syncs of kernel-mode proxy entries with their list or lease store.")
+    var syncInterval = 5
+
     func run() throws {
+        LoggingSystem.bootstrap { StreamLogHandler.standardOutput(label: $0) }
+        var logger = Logger(label: "ndp-proxy")
+        logger.logLevel = .info
         guard let data = FileManager.default.contents(atPath: config) else {
             throw ValidationError("ndp-proxy: \(config): \(FileManager.default.fileExists(atPath: config) ? "unreadable" : "no such file")")
         }
@@ -32,30 +42,52 @@ struct NDPProxyCommand: ParsableCommand {
             throw ValidationError("ndp-proxy: \(error)")
         }
         if checkConfig {
-            for r in rules { print("\(r.interface): \(r.prefixes.map(\.description).joined(separator: " ")) auto \(r.autoPrefixes.map(\.description).joined(separator: " ")) list \(r.listType.rawValue) (\(r.addresses.count) addresses)") }
+            for r in rules {
+                print("\(r.interface): \(r.mode.rawValue) \(r.prefixes.map(\.description).joined(separator: " ")) auto \(r.autoPrefixes.map(\.description).joined(separator: " ")) "
+                      + "list \(r.listType.rawValue) (\(r.addresses.count) addresses)" + (r.leaseStore.map { " lease store \($0)" } ?? ""))
+            }
             print("ndp-proxy: \(config) is valid")
             return
         }
         var signals = sigset_t()
         sigemptyset(&signals)
-        for s in [SIGINT, SIGTERM, SIGUSR1] { sigaddset(&signals, s) }
+        for s in [SIGINT, SIGTERM, SIGUSR1, SIGHUP] { sigaddset(&signals, s) }
         pthread_sigmask(SIG_BLOCK, &signals, nil)
         var responders: [Responder] = []
+        var kernel: [KernelProxy] = []
         do {
-            for r in rules { responders.append(try Responder(rule: r)) }
+            for r in rules {
+                if r.mode == .kernel { kernel.append(try KernelProxy(rule: r)) } else { responders.append(try Responder(rule: r)) }
+            }
         } catch {
-            throw ValidationError("ndp-proxy: \(error)")
+            logger.error("\(error)")
+            throw ExitCode(1)
         }
+        func sync() {
+            for k in kernel {
+                do {
+                    let (added, removed) = try k.sync()
+                    if added + removed > 0 { logger.info("\(k.rule.interface): proxy entries +\(added) -\(removed), \(k.installed.count) kept") }
+                } catch {
+                    logger.error("\(error)")   // keeps serving what it has; tried again at the next sync
+                }
+            }
+        }
+        sync()
         for r in responders { r.start() }
-        print("ndp-proxy: answering on \(rules.map { "\($0.interface) (\($0.prefixes.map(\.description).joined(separator: " ")))" }.joined(separator: ", "))")
-        fflush(nil)
+        for r in responders { logger.info("answering on \(r.rule.interface) for \((r.rule.prefixes + r.rule.autoPrefixes).map(\.description).joined(separator: " "))") }
+        for k in kernel { logger.info("kernel proxy entries on \(k.rule.interface): \(k.installed.count)") }
+        var timeout = timespec(tv_sec: max(1, syncInterval), tv_nsec: 0)
         while true {
-            var received: Int32 = 0
-            sigwait(&signals, &received)
-            for r in responders { print("\(r.rule.interface): \(r.statistics)") }
-            fflush(nil)
-            if received != SIGUSR1 { break }
+            let received = sigtimedwait(&signals, nil, &timeout)
+            if received < 0 || received == SIGHUP { sync(); continue }
+            for r in responders { logger.info("\(r.rule.interface): \(r.statistics)") }
+            for k in kernel { logger.info("\(k.rule.interface): \(k.installed.count) kernel proxy entries") }
+            if received == SIGUSR1 { continue }
+            break
         }
         for r in responders { r.stop() }
+        for k in kernel { k.removeAll() }
+        logger.info("stopped")
     }
 }

@@ -1,0 +1,91 @@
+// Kernel mode: instead of answering solicitations itself, keep the kernel's proxy neighbour
+// entries (`ip -6 neigh add proxy ADDR dev IF`) equal to a list, or to the active leases of an
+// AddressPool store, and turn proxy_ndp on; the kernel then answers. Entries inside the rule's
+// prefixes that are not wanted are removed; entries outside them are never touched.
+import AddressPool
+import Foundation
+import PacketKit
+import RouteKit
+
+public final class KernelProxy: @unchecked Sendable {
+    public let rule: ProxyRule
+    public let interfaceIndex: Int32
+    let rk: RouteSocket
+    let namespace: NetworkNamespace
+    /// The entries this object put in place (removed by `removeAll`).
+    public private(set) var installed: Set<IPv6Address> = []
+    var storeStamp: [Double] = []
+    var storeAddresses: Set<IPv6Address> = []
+
+    public init(rule: ProxyRule, namespace: NetworkNamespace = .current) throws(NDPProxyError) {
+        self.rule = rule
+        self.namespace = namespace
+        do {
+            rk = try RouteSocket(namespace: namespace)
+            interfaceIndex = try rk.interfaceIndex(rule.interface)
+        } catch {
+            throw NDPProxyError("interface \(rule.interface): \(error)")
+        }
+    }
+
+    /// The addresses that should have entries now: the list (white list semantics) plus the
+    /// store's active host leases, inside the rule's prefixes. The store is read again only when
+    /// its files changed.
+    public func desired() throws(NDPProxyError) -> Set<IPv6Address> {
+        var out = rule.addresses.filter { a in rule.prefixes.contains { $0.contains(a) } }
+        if let path = rule.leaseStore {
+            let stamp = [path, path + "-wal"].map { p -> Double in
+                ((try? FileManager.default.attributesOfItem(atPath: p))?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
+            }
+            if stamp != storeStamp {
+                guard FileManager.default.fileExists(atPath: path) else { throw NDPProxyError("lease store \(path): no such file") }
+                do {
+                    let records = try SQLiteLeaseStore(path: path, readOnly: true).loadAll()
+                    var fresh: Set<IPv6Address> = []
+                    for r in records where r.releasedAt == nil {
+                        guard case .v6(let p) = r.prefix, p.length == 128, rule.prefixes.contains(where: { $0.contains(p.network) }) else { continue }
+                        fresh.insert(p.network)
+                    }
+                    storeAddresses = fresh
+                    storeStamp = stamp
+                } catch {
+                    throw NDPProxyError("lease store \(path): \(error)")
+                }
+            }
+            out.formUnion(storeAddresses)
+        }
+        return out
+    }
+
+    /// Makes the kernel's proxy entries on the interface match `desired()`; turns proxy_ndp on.
+    @discardableResult
+    public func sync() throws(NDPProxyError) -> (added: Int, removed: Int) {
+        let want = try desired()
+        do {
+            try Sysctl.write(try .proxyNDP(.interface(rule.interface)), 1, in: namespace)
+            let existing = Set(try rk.neighbours(ipv6: true, proxy: true).compactMap { n -> IPv6Address? in
+                guard n.interfaceIndex == interfaceIndex, case .v6(let a) = n.address else { return nil }
+                return a
+            })
+            var removed = 0, added = 0
+            for a in existing where !want.contains(a) && rule.prefixes.contains(where: { $0.contains(a) }) {
+                try rk.removeProxyNeighbour(a, interfaceIndex: interfaceIndex)
+                removed += 1
+            }
+            for a in want where !existing.contains(a) {
+                try rk.ensureProxyNeighbour(a, interfaceIndex: interfaceIndex)
+                added += 1
+            }
+            installed = want
+            return (added, removed)
+        } catch {
+            throw NDPProxyError("proxy entries on \(rule.interface): \(error)")
+        }
+    }
+
+    /// Removes the entries it keeps (on stop), leaving others alone.
+    public func removeAll() {
+        for a in installed { try? rk.removeProxyNeighbour(a, interfaceIndex: interfaceIndex) }
+        installed = []
+    }
+}
