@@ -25,10 +25,13 @@ static struct sock_filter ns_filter[] = {
     BPF_STMT(BPF_RET | BPF_K, 0),
 };
 
-int sixgate_ns_socket(int ifindex) {
+int sixgate_ndp_socket(int ifindex, int icmp_type) {
     int fd = socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, htons(ETH_P_IPV6));
     if (fd < 0) return -1;
-    struct sock_fprog prog = { .len = sizeof(ns_filter) / sizeof(ns_filter[0]), .filter = ns_filter };
+    struct sock_filter program[sizeof(ns_filter) / sizeof(ns_filter[0])];
+    memcpy(program, ns_filter, sizeof(program));
+    program[5].k = (unsigned)icmp_type;   // the ICMPv6 type compared against
+    struct sock_fprog prog = { .len = sizeof(program) / sizeof(program[0]), .filter = program };
     struct sockaddr_ll sll = { .sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_IPV6), .sll_ifindex = ifindex };
     struct packet_mreq mr = { .mr_ifindex = ifindex, .mr_type = PACKET_MR_ALLMULTI };
     int one = 1;
@@ -43,6 +46,8 @@ int sixgate_ns_socket(int ifindex) {
     }
     return fd;
 }
+
+int sixgate_ns_socket(int ifindex) { return sixgate_ndp_socket(ifindex, 135); }
 
 long sixgate_packet_send(int fd, int ifindex, const void *frame, size_t length) {
     struct sockaddr_ll sll = { .sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_IPV6), .sll_ifindex = ifindex, .sll_halen = 6 };

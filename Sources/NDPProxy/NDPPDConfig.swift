@@ -71,7 +71,8 @@ public enum NDPPDConfig {
                     let k = t[i].text
                     switch k {
                     case "router": rule.routerFlag = try yesNo(k)
-                    case "timeout", "ttl": _ = try number(k)   // for iface rules' own solicitations
+                    case "timeout": rule.solicitTimeout = try number(k)   // given in milliseconds, as ndppd
+                    case "ttl": rule.cacheTTL = try number(k)
                     case "autowire", "promiscuous", "keepalive": _ = try yesNo(k)
                     case "retries": _ = try number(k)
                     case "rule":
@@ -80,6 +81,7 @@ public enum NDPPDConfig {
                             throw fail(i - 1, k, "\(text.debugDescription) is not an IPv6 address or prefix (host bits must be zero)")
                         }
                         var method = "static"
+                        var inner: String?
                         if i < t.count, t[i].text == "{" {
                             i += 1
                             var methods: [String] = []
@@ -88,7 +90,8 @@ public enum NDPPDConfig {
                                 switch m {
                                 case "static", "auto": methods.append(m); i += 1
                                 case "iface":
-                                    throw fail(i, m, "iface rules (asking the inner interface) are not supported yet; use auto, which answers for what the kernel routes elsewhere")
+                                    methods.append(m)
+                                    inner = try value(m)
                                 default: throw fail(i, m, "unknown rule option (static, auto or iface)")
                                 }
                             }
@@ -97,13 +100,22 @@ public enum NDPPDConfig {
                             guard methods.count <= 1 else { throw fail(i - 1, k, "static, auto and iface are mutually exclusive") }
                             method = methods.first ?? "static"
                         }
-                        if method == "auto" { rule.autoPrefixes.append(prefix) } else { rule.prefixes.append(prefix) }
+                        switch method {
+                        case "auto": rule.autoPrefixes.append(prefix)
+                        case "iface":
+                            if let other = rule.innerInterface, other != inner {
+                                throw fail(i - 1, k, "one proxy block asks one inner interface (\(other) already, not \(inner ?? ""))")
+                            }
+                            rule.innerInterface = inner
+                            rule.ifacePrefixes.append(prefix)
+                        default: rule.prefixes.append(prefix)
+                        }
                     default: throw fail(i, k, "unknown proxy option (router, timeout, ttl, rule, ...)")
                     }
                 }
                 guard i < t.count else { throw fail(i, key, "missing } for proxy \(iface)") }
                 i += 1
-                guard !rule.prefixes.isEmpty || !rule.autoPrefixes.isEmpty else { throw fail(i - 1, key, "proxy \(iface) has no rule") }
+                guard !rule.prefixes.isEmpty || !rule.autoPrefixes.isEmpty || !rule.ifacePrefixes.isEmpty else { throw fail(i - 1, key, "proxy \(iface) has no rule") }
                 rules.append(rule)
             default:
                 throw fail(i, key, "unknown option (route-ttl, proxy)")

@@ -6,7 +6,7 @@ import SixgateConfig
 public enum NDPProxyTOML {
     static let ruleKeys: Set<String> = [
         "interface", "mode", "prefixes", "auto", "route_ttl", "list", "addresses", "lease_store",
-        "ignore_local", "router", "link_option",
+        "ignore_local", "router", "link_option", "iface", "iface_prefixes", "cache_ttl", "solicit_timeout_ms",
     ]
 
     public static func parse(_ text: String, path: String) throws(NDPConfigError) -> [ProxyRule] {
@@ -30,6 +30,13 @@ public enum NDPProxyTOML {
                 }
                 var rule = ProxyRule(interface: interface, prefixes: try prefixes("prefixes"))
                 rule.autoPrefixes = try prefixes("auto")
+                rule.ifacePrefixes = try prefixes("iface_prefixes")
+                rule.innerInterface = try f.string(key("iface"))
+                if (rule.innerInterface == nil) != rule.ifacePrefixes.isEmpty {
+                    throw f.error(key(rule.innerInterface == nil ? "iface_prefixes" : "iface"), "iface and iface_prefixes go together (ask IFACE about targets in these prefixes)")
+                }
+                if let v = try f.integer(key("cache_ttl"), in: 1...86400) { rule.cacheTTL = Double(v) }
+                if let v = try f.integer(key("solicit_timeout_ms"), in: 10...10000) { rule.solicitTimeout = Double(v) / 1000 }
                 if let m = try f.string(key("mode")) {
                     guard let mode = ProxyMode(rawValue: m) else { throw f.error(key("mode"), "\(m.debugDescription) is not answer or kernel") }
                     rule.mode = mode
@@ -52,11 +59,12 @@ public enum NDPProxyTOML {
                 if let v = try f.boolean(key("link_option")) { rule.linkOption = v }
                 if let v = try f.integer(key("route_ttl"), in: 1...86400) { rule.routeTTL = Double(v) }
                 // Combinations that cannot work are refused here, not discovered at run time.
-                if rule.prefixes.isEmpty && rule.autoPrefixes.isEmpty {
+                if rule.prefixes.isEmpty && rule.autoPrefixes.isEmpty && rule.ifacePrefixes.isEmpty {
                     throw ConfigError(file: path, line: line, key: key("prefixes"), message: "no prefixes and no auto prefixes: nothing would be answered")
                 }
                 if rule.mode == .kernel {
                     guard rule.autoPrefixes.isEmpty else { throw f.error(key("auto"), "kernel mode keeps a list of entries; auto needs answer mode") }
+                    guard rule.ifacePrefixes.isEmpty else { throw f.error(key("iface"), "kernel mode keeps a list of entries; iface needs answer mode") }
                     guard !rule.addresses.isEmpty || rule.leaseStore != nil else {
                         throw f.error(key("mode"), "kernel mode needs addresses or lease_store (the entries to keep)")
                     }

@@ -20,6 +20,11 @@ public struct ResponderStatistics: Sendable, Equatable, CustomStringConvertible 
     /// `auto` targets the kernel does not route through another interface.
     public var notRouted: UInt64 = 0
     public var excludedByList: UInt64 = 0
+    /// `iface` targets no host on the inner interface answered for (within the timeout, or cached).
+    public var innerSilent: UInt64 = 0
+    /// Our own solicitations sent on the inner interface, and the advertisements that came back.
+    public var innerSolicitations: UInt64 = 0
+    public var innerAnswers: UInt64 = 0
     public var local: UInt64 = 0
     /// Over the rate limit (per source or overall).
     public var rateLimited: UInt64 = 0
@@ -27,6 +32,7 @@ public struct ResponderStatistics: Sendable, Equatable, CustomStringConvertible 
 
     public var description: String {
         "received \(received) answered \(answered) invalid \(invalid) malformed \(malformed) outside-prefix \(outsidePrefix) not-routed \(notRouted) "
+            + "inner-silent \(innerSilent) inner-solicitations \(innerSolicitations) inner-answers \(innerAnswers) "
             + "excluded \(excludedByList) local \(local) rate-limited \(rateLimited) send-errors \(sendErrors)"
     }
 }
@@ -60,6 +66,15 @@ public final class Responder: @unchecked Sendable {
     var routeCache: [IPv6Address: (Bool, Double)] = [:]
     var listAddresses: Set<IPv6Address>
     var window = (start: 0.0, overall: 0, perSource: [IPv6Address: Int]())
+    // `iface` rules: a packet socket for advertisements on the inner interface, and what it said.
+    var inner: (fd: Int32, index: Int32, mac: MACAddress)?
+    var innerLinkLocal: IPv6Address?
+    /// An answer owed to a solicitation, sent once the inner host answers.
+    struct Owed { var source: IPv6Address; var destinationMAC: MACAddress; var multicast: Bool }
+    enum InnerState { case waiting([Owed]), present, absent }
+    var innerCache: [IPv6Address: (state: InnerState, expires: Double)] = [:]
+    /// Targets with a solicitation out (so the timeout check does not walk the whole cache).
+    var innerWaiting: Set<IPv6Address> = []
 
     /// Opens the packet socket on `rule.interface` in `namespace` (needs CAP_NET_RAW).
     public init(rule: ProxyRule, namespace: NetworkNamespace = .current) throws(NDPProxyError) {
@@ -93,9 +108,27 @@ public final class Responder: @unchecked Sendable {
         }
         mac = bytes.withUnsafeBytes { MACAddress(bytes: $0) }
         try refreshLocal(force: true)
+        if let name = rule.innerInterface {
+            let innerIndex: Int32
+            do { innerIndex = try routes.interfaceIndex(name) } catch { close(fd); throw NDPProxyError("inner interface \(name): \(error)") }
+            let innerFD: (Int32, Int32)
+            do {
+                innerFD = try namespace.perform { () throws(RouteKitError) -> (Int32, Int32) in
+                    let f = sixgate_ndp_socket(innerIndex, 136)
+                    return (f, f < 0 ? errno : 0)
+                }
+            } catch { close(fd); throw NDPProxyError("namespace: \(error)") }
+            guard innerFD.0 >= 0 else { close(fd); throw NDPProxyError("packet socket on \(name): \(String(cString: strerror(innerFD.1)))") }
+            var innerMAC = [UInt8](repeating: 0, count: 6)
+            guard sixgate_interface_mac(innerIndex, &innerMAC) == 0 else {
+                close(fd); close(innerFD.0)
+                throw NDPProxyError("interface \(name): cannot read its MAC address")
+            }
+            inner = (innerFD.0, innerIndex, innerMAC.withUnsafeBytes { MACAddress(bytes: $0) })
+        }
     }
 
-    deinit { stop(); close(fd) }
+    deinit { stop(); close(fd); if let inner { close(inner.fd) } }
 
     public var statistics: ResponderStatistics { lock.withLock { stats } }
 
@@ -139,8 +172,16 @@ public final class Responder: @unchecked Sendable {
     func loop() {
         var buffer = [UInt8](repeating: 0, count: 2048)
         while lock.withLock({ running }) {
-            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            guard poll(&p, 1, 100) > 0 else { continue }
+            var p = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: inner?.fd ?? -1, events: Int16(POLLIN), revents: 0)]
+            if inner != nil { expireInner() }
+            guard poll(&p, inner == nil ? 1 : 2, inner == nil ? 100 : 50) > 0 else { continue }
+            if let inner, p[1].revents != 0 {
+                for _ in 0..<64 {
+                    let n = buffer.withUnsafeMutableBytes { recv(inner.fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+                    if n <= 0 { break }
+                    buffer.withUnsafeBytes { handleInner(UnsafeRawBufferPointer(rebasing: $0[..<n])) }
+                }
+            }
             for _ in 0..<64 {
                 let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
                 if n <= 0 { break }
@@ -167,12 +208,27 @@ public final class Responder: @unchecked Sendable {
         case .answer: break
         case .answerIfRouted:
             guard routedElsewhere(target) else { lock.withLock { stats.notRouted += 1 }; return }
+        case .answerIfInnerAnswers:
+            break   // decided below, after the rate limit: our own solicitation costs a packet too
         case .outsidePrefix: lock.withLock { stats.outsidePrefix += 1 }; return
         case .listed, .notListed: lock.withLock { stats.excludedByList += 1 }; return
         case .local: lock.withLock { stats.local += 1 }; return
         }
         let source = ip.source
         guard admit(source) else { lock.withLock { stats.rateLimited += 1 }; return }
+        let destinationMAC = source.isUnspecified ? MACAddress(rawValue: 0x3333_0000_0001)
+            : ns.options.first(.sourceLinkLayerAddress)?.linkLayerAddress ?? eth.source
+        let owed = Owed(source: source, destinationMAC: destinationMAC, multicast: ip.destination.isMulticast)
+        if current.verdict(for: target, localAddresses: localAddresses) == .answerIfInnerAnswers {
+            askInner(target, owed)
+            return
+        }
+        answer(target, owed)
+    }
+
+    /// Sends the advertisement for `target` owed to a solicitation.
+    func answer(_ target: IPv6Address, _ owed: Owed) {
+        let source = owed.source
         // RFC 4861 §7.2.4: to the solicitation's source with Solicited set; to all-nodes without it
         // when the source is unspecified (DAD). The target link-layer option is required when the
         // solicitation was multicast. §7.2.8: a proxy's advertisement has Override clear.
@@ -180,16 +236,8 @@ public final class Responder: @unchecked Sendable {
         let destination = dad ? IPv6Address(rawValue: 0xff02 << 112 | 1) : source
         var flags: NeighborAdvertisementFlags = dad ? [] : .solicited
         if rule.routerFlag { flags.insert(.router) }
-        let multicastSolicitation = ip.destination.isMulticast
-        let options: [NDPOptionRepr] = (multicastSolicitation || rule.linkOption || dad) ? [.targetLinkLayerAddress(mac)] : []
-        let destinationMAC: MACAddress
-        if dad {
-            destinationMAC = MACAddress(rawValue: 0x3333_0000_0001)
-        } else if let slla = ns.options.first(.sourceLinkLayerAddress)?.linkLayerAddress {
-            destinationMAC = slla
-        } else {
-            destinationMAC = eth.source
-        }
+        let options: [NDPOptionRepr] = (owed.multicast || rule.linkOption || dad) ? [.targetLinkLayerAddress(mac)] : []
+        let destinationMAC = owed.destinationMAC
         let packet = PacketRepr.ipv6(source: linkLocal ?? target, destination: destination, hopLimit: rule.hopLimit,
                                      .icmpv6(.neighborAdvertisement(flags: flags, target: target, options: options)))
         guard let bytes = try? packet.emit() else { lock.withLock { stats.sendErrors += 1 }; return }
@@ -197,6 +245,67 @@ public final class Responder: @unchecked Sendable {
         let sent = out.withUnsafeBytes { sixgate_packet_send(fd, interfaceIndex, $0.baseAddress, $0.count) }
         lock.withLock { if sent == out.count { stats.answered += 1 } else { stats.sendErrors += 1 } }
         if sent == out.count { onAnswer?(target, destination) }
+    }
+
+    // MARK: iface rules
+
+    /// Answers at once if a host on the inner interface answered recently; otherwise owes the
+    /// answer and asks there (one solicitation per target per timeout), like ndppd's sessions.
+    func askInner(_ target: IPv6Address, _ owed: Owed) {
+        guard let inner else { return }
+        let now = monotonic()
+        if let entry = innerCache[target], entry.expires > now {
+            switch entry.state {
+            case .present: answer(target, owed); return
+            case .absent: lock.withLock { stats.innerSilent += 1 }; return
+            case .waiting(var list):
+                if list.count < 16 { list.append(owed) }
+                innerCache[target] = (.waiting(list), entry.expires)
+                return
+            }
+        }
+        if innerCache.count > 65536 { innerCache = innerCache.filter { $0.value.expires > now } }
+        innerCache[target] = (.waiting([owed]), now + rule.solicitTimeout)
+        innerWaiting.insert(target)
+        if innerLinkLocal == nil || now - localRefreshedAt > 2 {
+            let addrs = (try? routes.addresses(interface: rule.innerInterface ?? "")) ?? []
+            innerLinkLocal = addrs.compactMap { a -> IPv6Address? in if case .v6(let v) = a.address, v.isLinkLocal { return v } else { return nil } }.first
+        }
+        // RFC 4861 §7.2.2: to the target's solicited-node group, with our link-layer address.
+        let group = IPv6Address(rawValue: IPv6Address("ff02::1:ff00:0")!.rawValue | (target.rawValue & 0xff_ffff))
+        let packet = PacketRepr.ipv6(source: innerLinkLocal ?? IPv6Address(rawValue: 0), destination: group, hopLimit: 255,
+                                     .icmpv6(.neighborSolicitation(target: target, options: innerLinkLocal == nil ? [] : [.sourceLinkLayerAddress(inner.mac)])))
+        guard let bytes = try? packet.emit() else { return }
+        let frame = MACAddress(multicast: group).bytes + inner.mac.bytes + [0x86, 0xdd] + bytes
+        let sent = frame.withUnsafeBytes { sixgate_packet_send(inner.fd, inner.index, $0.baseAddress, $0.count) }
+        lock.withLock { if sent == frame.count { stats.innerSolicitations += 1 } else { stats.sendErrors += 1 } }
+    }
+
+    /// An advertisement from the inner interface: the target is there; pay what is owed.
+    func handleInner(_ frame: UnsafeRawBufferPointer) {
+        guard let eth = try? EthernetFrame(frame), eth.etherType == .ipv6, let ip = try? IPv6Packet(eth.payload),
+              (try? NDPValidation.validate(ip)) == .neighborAdvertisement, let m = try? ICMPv6Message(ip.upperLayer),
+              let na = try? NeighborAdvertisement(m) else { return }
+        let target = na.target
+        guard let entry = innerCache[target] else { return }   // not something we asked about
+        lock.withLock { stats.innerAnswers += 1 }
+        innerCache[target] = (.present, monotonic() + rule.cacheTTL)
+        innerWaiting.remove(target)
+        if case .waiting(let owed) = entry.state { for o in owed { answer(target, o) } }
+    }
+
+    /// Targets whose inner host did not answer within the timeout are absent for the cache TTL.
+    func expireInner() {
+        guard !innerWaiting.isEmpty else { return }
+        let now = monotonic()
+        for target in innerWaiting {
+            guard let entry = innerCache[target] else { innerWaiting.remove(target); continue }
+            if case .waiting(let owed) = entry.state, entry.expires <= now {
+                innerCache[target] = (.absent, now + rule.cacheTTL)
+                innerWaiting.remove(target)
+                lock.withLock { stats.innerSilent += UInt64(owed.count) }
+            }
+        }
     }
 
     /// Whether the kernel routes `target` out of another interface (cached for `rule.routeTTL`).

@@ -25,6 +25,15 @@ public struct ProxyRule: Sendable, Equatable {
     public var autoPrefixes: [IPv6Prefix] = []
     /// Seconds a route lookup for `autoPrefixes` is remembered (ndppd route-ttl, default 30 s).
     public var routeTTL: Double = 30
+    /// Targets inside one of these are answered only if a host on `innerInterface` answers our own
+    /// solicitation for them (ndppd's `iface`).
+    public var ifacePrefixes: [IPv6Prefix] = []
+    /// The interface asked for `ifacePrefixes`.
+    public var innerInterface: String?
+    /// Seconds an inner answer (or its absence) is remembered (ndppd ttl, default 30 s).
+    public var cacheTTL: Double = 30
+    /// Seconds to wait for the inner answer before the target counts as absent (ndppd timeout, 0.5 s).
+    public var solicitTimeout: Double = 0.5
     public var listType: ListType = .none
     public var addresses: Set<IPv6Address> = []
     /// Do not answer for addresses the host holds on this interface (the kernel answers those).
@@ -48,18 +57,19 @@ public struct ProxyRule: Sendable, Equatable {
     }
 
     /// Why a target is or is not answered (the counters use these).
-    public enum Verdict: Sendable, Equatable { case answer, answerIfRouted, outsidePrefix, listed, notListed, local }
+    public enum Verdict: Sendable, Equatable { case answer, answerIfRouted, answerIfInnerAnswers, outsidePrefix, listed, notListed, local }
 
     public func verdict(for target: IPv6Address, localAddresses: Set<IPv6Address>) -> Verdict {
         let isStatic = prefixes.contains(where: { $0.contains(target) })
-        guard isStatic || autoPrefixes.contains(where: { $0.contains(target) }) else { return .outsidePrefix }
+        let isAuto = !isStatic && autoPrefixes.contains(where: { $0.contains(target) })
+        guard isStatic || isAuto || ifacePrefixes.contains(where: { $0.contains(target) }) else { return .outsidePrefix }
         switch listType {
         case .none: break
         case .black: if addresses.contains(target) { return .listed }
         case .white: if !addresses.contains(target) { return .notListed }
         }
         if ignoreLocal, localAddresses.contains(target) { return .local }
-        return isStatic ? .answer : .answerIfRouted
+        return isStatic ? .answer : isAuto ? .answerIfRouted : .answerIfInnerAnswers
     }
 }
 

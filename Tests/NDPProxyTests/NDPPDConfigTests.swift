@@ -39,7 +39,8 @@ struct NDPPDConfigTests {
         func error(_ text: String) -> String {
             do { _ = try NDPPDConfig.parse(text, path: "/etc/ndppd.conf"); return "accepted" } catch { return error.description }
         }
-        #expect(error("proxy eth0 {\n  rule 2001:db8::/64 {\n    iface eth1\n  }\n}\n").hasPrefix("/etc/ndppd.conf:3: iface: iface rules"))
+        #expect(error("proxy eth0 {\n  rule 2001:db8::/64 {\n    iface eth1\n  }\n  rule 2001:db8:1::/64 {\n    iface eth2\n  }\n}\n")
+            .hasPrefix("/etc/ndppd.conf:7: rule: one proxy block asks one inner interface"))
         #expect(error("proxy eth0 {\n  rule 2001:db8::1/64 { auto }\n}\n").hasPrefix("/etc/ndppd.conf:2: rule:"))
         #expect(error("proxy eth0 {\n  router maybe\n  rule 2001:db8::/64\n}\n").hasPrefix("/etc/ndppd.conf:2: router:"))
         #expect(error("proxy eth0 {\n  rule 2001:db8::/64 { auto static }\n}\n").contains("mutually exclusive"))

@@ -115,3 +115,29 @@ struct KernelModeTests {
         #expect(eventually(timeout: 10) { (try? bed.exec(bed.isp, ["ping", "-c", "1", "-W", "2", "2001:db8:5::100"], check: false).status) == 0 }, "\(p.output)")
     }
 }
+
+/// `iface` rules: answer only for targets a host on the inner interface answers for.
+@Suite(.enabled(if: isRoot && which("ping") != nil, "needs root"))
+struct IfaceRuleTests {
+    @Test func onlyTargetsTheInnerLinkAnswersForAreAnswered() throws {
+        let bed = try ProxyTestbed()
+        defer { bed.destroy() }
+        let rules = try NDPPDConfig.parse("proxy snb\(bed.id) {\n  ttl 30000\n  timeout 500\n  rule 2001:db8:5::/64 {\n    iface snc\(bed.id)\n  }\n}\n", path: "/x/ndppd.conf")
+        #expect(rules.first?.innerInterface == "snc\(bed.id)" && rules.first?.ifacePrefixes == [IPv6Prefix("2001:db8:5::/64")!])
+        #expect(rules.first?.solicitTimeout == 0.5 && rules.first?.cacheTTL == 30)
+        // The host behind the proxy answers solicitations for its address on the inner link.
+        let path = bed.directory + "/ndppd.conf"
+        try "proxy snb\(bed.id) {\n  rule 2001:db8:5::/64 {\n    iface snc\(bed.id)\n  }\n}\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let p = try BackgroundProcess(["ip", "netns", "exec", bed.proxy, "\(builtProductsDirectory)/ndp-proxy", "--config", path], captureOutput: true)
+        defer { p.stop() }
+        #expect(eventually(timeout: 10) { p.output.contains("answering on snb\(bed.id)") }, "\(p.output)")
+        #expect(eventually(timeout: 10) { (try? bed.exec(bed.isp, ["ping", "-c", "1", "-W", "2", "2001:db8:5::100"], check: false).status) == 0 }, "\(p.output)")
+        // Nobody has ::200 on the inner link: no answer, counted.
+        #expect(try bed.exec(bed.isp, ["ping", "-c", "2", "-W", "2", "2001:db8:5::200"], check: false).status != 0)
+        kill(p.pid, SIGUSR1)
+        #expect(eventually(timeout: 5) { p.output.contains("inner-answers 1") }, "\(p.output)")
+        let line = p.output.split(separator: "\n").last { $0.contains("inner-silent") } ?? ""
+        #expect(!line.contains("inner-silent 0 "), "\(line)")
+        #expect(!line.contains("inner-solicitations 0 "), "\(line)")
+    }
+}

@@ -12,6 +12,9 @@
 /// Returns the descriptor, or -1 with errno set. Non-blocking, close-on-exec.
 int sixgate_ns_socket(int ifindex);
 
+/// The same for any ICMPv6 type (136: Neighbor Advertisements, for `iface` rules' own solicitations).
+int sixgate_ndp_socket(int ifindex, int icmp_type);
+
 /// Sends one Ethernet frame out of `ifindex` through `fd`. Returns bytes sent or -1 (errno).
 long sixgate_packet_send(int fd, int ifindex, const void *frame, size_t length);
 
