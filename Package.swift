@@ -46,7 +46,8 @@ let package = Package(
         // Foundation: imports nothing of ours and nothing else.
         .target(name: "PacketKit", swiftSettings: [.enableUpcomingFeature("ExistentialAny")]),
 
-        // Config files: a small TOML reader whose errors name file:line:key (Foundation only).
+        // Config files: a small TOML reader whose errors name file:line:key, and the runner for the hook
+        // scripts they name (Foundation only).
         .target(name: "SixgateConfig"),
 
         // Capabilities.

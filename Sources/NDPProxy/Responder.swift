@@ -87,20 +87,7 @@ public final class Responder: @unchecked Sendable {
             throw NDPProxyError("interface \(rule.interface): \(error)")
         }
         let index = interfaceIndex
-        let opened: (Int32, Int32)
-        do {
-            opened = try namespace.perform { () throws(RouteKitError) -> (Int32, Int32) in
-                let fd = sixgate_ns_socket(index)
-                return (fd, fd < 0 ? errno : 0)
-            }
-        } catch {
-            throw NDPProxyError("interface \(rule.interface): \(error)")
-        }
-        guard opened.0 >= 0 else {
-            let hint = opened.1 == EPERM ? " (needs CAP_NET_RAW: run as root)" : ""
-            throw NDPProxyError("packet socket on \(rule.interface): \(String(cString: strerror(opened.1)))\(hint)")
-        }
-        fd = opened.0
+        fd = try openSocket(in: namespace, "packet socket on \(rule.interface)") { sixgate_ns_socket(index) }
         var bytes = [UInt8](repeating: 0, count: 6)
         guard sixgate_interface_mac(index, &bytes) == 0 else {
             close(fd)
@@ -111,20 +98,14 @@ public final class Responder: @unchecked Sendable {
         if let name = rule.innerInterface {
             let innerIndex: Int32
             do { innerIndex = try routes.interfaceIndex(name) } catch { close(fd); throw NDPProxyError("inner interface \(name): \(error)") }
-            let innerFD: (Int32, Int32)
-            do {
-                innerFD = try namespace.perform { () throws(RouteKitError) -> (Int32, Int32) in
-                    let f = sixgate_ndp_socket(innerIndex, 136)
-                    return (f, f < 0 ? errno : 0)
-                }
-            } catch { close(fd); throw NDPProxyError("namespace: \(error)") }
-            guard innerFD.0 >= 0 else { close(fd); throw NDPProxyError("packet socket on \(name): \(String(cString: strerror(innerFD.1)))") }
+            let innerFD: Int32
+            do { innerFD = try openSocket(in: namespace, "packet socket on \(name)") { sixgate_ndp_socket(innerIndex, 136) } } catch { close(fd); throw error }
             var innerMAC = [UInt8](repeating: 0, count: 6)
             guard sixgate_interface_mac(innerIndex, &innerMAC) == 0 else {
-                close(fd); close(innerFD.0)
+                close(fd); close(innerFD)
                 throw NDPProxyError("interface \(name): cannot read its MAC address")
             }
-            inner = (innerFD.0, innerIndex, innerMAC.withUnsafeBytes { MACAddress(bytes: $0) })
+            inner = (innerFD, innerIndex, innerMAC.withUnsafeBytes { MACAddress(bytes: $0) })
         }
     }
 
@@ -349,6 +330,25 @@ final class SimpleMutex: @unchecked Sendable {
         pthread_mutex_lock(m); defer { pthread_mutex_unlock(m) }
         return try body()
     }
+}
+
+/// Opens a socket with `open` inside `namespace`; the error names `what` and the errno, with the
+/// capability hint for EPERM.
+func openSocket(in namespace: NetworkNamespace, _ what: String, _ open: () -> Int32) throws(NDPProxyError) -> Int32 {
+    let opened: (Int32, Int32)
+    do {
+        opened = try namespace.perform { () throws(RouteKitError) -> (Int32, Int32) in
+            let fd = open()
+            return (fd, fd < 0 ? errno : 0)
+        }
+    } catch {
+        throw NDPProxyError("\(what): namespace \(namespace): \(error)")
+    }
+    guard opened.0 >= 0 else {
+        let hint = opened.1 == EPERM ? " (needs CAP_NET_RAW: run as root)" : ""
+        throw NDPProxyError("\(what): \(String(cString: strerror(opened.1)))\(hint)")
+    }
+    return opened.0
 }
 
 /// Starts an OS thread running `body` (the blocking socket loops want threads of their own).

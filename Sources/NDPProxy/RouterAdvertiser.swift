@@ -79,19 +79,7 @@ public final class RouterAdvertiser: @unchecked Sendable {
             throw NDPProxyError("interface \(configuration.interface): \(error)")
         }
         let index = interfaceIndex
-        let opened: (Int32, Int32)
-        do {
-            opened = try namespace.perform { () throws(RouteKitError) -> (Int32, Int32) in
-                let fd = sixgate_router_socket(index)
-                return (fd, fd < 0 ? errno : 0)
-            }
-        } catch {
-            throw NDPProxyError("namespace: \(error)")
-        }
-        guard opened.0 >= 0 else {
-            throw NDPProxyError("router socket on \(configuration.interface): \(String(cString: strerror(opened.1))) (needs CAP_NET_RAW)")
-        }
-        fd = opened.0
+        fd = try openSocket(in: namespace, "router socket on \(configuration.interface)") { sixgate_router_socket(index) }
     }
 
     deinit {

@@ -6,6 +6,7 @@ import Foundation
 import NDPProxy
 import PacketKit
 import RouteKit
+import SixgateConfig
 import TunnelCore
 
 public struct ClientError: Error, Sendable, CustomStringConvertible {
@@ -563,30 +564,17 @@ public final class SixgateClient: @unchecked Sendable {
         guard let path = config.hooks[name] else { return }
         var env = hookEnvironment
         env["SIXGATE_EVENT"] = name
-        run(URL(fileURLWithPath: path), [], env, "hook \(name)")
+        if let problem = Hook.run(path, environment: env) { log("hook \(name): \(problem)") }
     }
 
     func runShell(_ name: String) {
         for command in config.shellHooks[name] ?? [] {
-            run(URL(fileURLWithPath: "/bin/sh"), ["-c", command.replacingOccurrences(of: "%i", with: config.interface)], hookEnvironment, name)
+            if let problem = Hook.run("/bin/sh", arguments: ["-c", command.replacingOccurrences(of: "%i", with: config.interface)], environment: hookEnvironment) {
+                log("\(name): \(problem)")
+            }
         }
     }
 
-    func run(_ url: URL, _ arguments: [String], _ env: [String: String], _ what: String) {
-        let p = Process()
-        p.executableURL = url
-        p.arguments = arguments
-        p.environment = env
-        do {
-            try p.run()
-            let deadline = Date().addingTimeInterval(10)
-            while p.isRunning, Date() < deadline { usleep(20_000) }
-            if p.isRunning { p.terminate(); log("\(what): still running after 10 s; stopped") }
-            else if p.terminationStatus != 0 { log("\(what): exited with \(p.terminationStatus)") }
-        } catch {
-            log("\(what): cannot run \(url.path): \(error.localizedDescription)")
-        }
-    }
 }
 
 extension LeaseMessage {
@@ -596,8 +584,5 @@ extension LeaseMessage {
     }
 }
 
-func monotonic() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-}
+/// Seconds on a monotonic clock (CLOCK_MONOTONIC through Foundation).
+func monotonic() -> Double { ProcessInfo.processInfo.systemUptime }

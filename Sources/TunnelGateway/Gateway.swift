@@ -5,6 +5,7 @@ import Foundation
 import NDPProxy
 import PacketKit
 import RouteKit
+import SixgateConfig
 import TunnelCore
 
 /// A client as status output shows it.
@@ -401,17 +402,6 @@ public final class Gateway: @unchecked Sendable {
         env["SIXGATE_GATEWAY_ADDRESS"] = config.effectiveGatewayAddress.description
         if let p = config.ipv4Pool { env["SIXGATE_IPV4_POOL"] = p.description }
         for (k, v) in extra { env[k] = v }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: path)
-        p.environment = env
-        do {
-            try p.run()
-            let deadline = Date().addingTimeInterval(10)
-            while p.isRunning, Date() < deadline { usleep(20_000) }
-            if p.isRunning { p.terminate(); log("hook \(name): \(path) still running after 10 s; stopped") }
-            else if p.terminationStatus != 0 { log("hook \(name): \(path) exited with \(p.terminationStatus)") }
-        } catch {
-            log("hook \(name): cannot run \(path): \(error.localizedDescription)")
-        }
+        if let problem = Hook.run(path, environment: env) { log("hook \(name): \(problem)") }
     }
 }

@@ -2,11 +2,9 @@
 // tunnel from a client's key-derived link-local address (TunnelCore hands link-local traffic to
 // `handleControl` instead of the kernel) and are answered from AddressPool's leases.
 import AddressPool
+import Foundation
 import PacketKit
 import TunnelCore
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// Counters of the lease exchange, shown by `gatewayctl status` next to the device's.
 public struct LeaseServiceStatistics: Sendable, Equatable {
@@ -39,7 +37,7 @@ extension Gateway {
               let request = try? LeaseMessage(parsing: udp.payload), request.kind == .request else { return nil }
         let expected = key.withUnsafeBytes { LeaseMessage.clientLinkLocal(publicKey: $0) }
         guard ip.source == expected else { return nil }
-        let now = monotonicNow()
+        let now = ProcessInfo.processInfo.systemUptime
         lock.lock()
         if let last = lastLeaseReply[key], now - last < Self.minimumLeaseInterval { lock.unlock(); return nil }
         lastLeaseReply[key] = now
@@ -77,10 +75,4 @@ extension Gateway {
         else { return nil }
         return bytes
     }
-}
-
-func monotonicNow() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
 }

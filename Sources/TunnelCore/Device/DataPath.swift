@@ -139,8 +139,9 @@ extension TunnelDevice {
         }
         guard innerLength > 0, innerLength <= payloadLength else { stats.droppedInnerMalformed += 1; lock.unlock(); return }
         // In-tunnel control traffic (link-local source) goes to the handler, not the kernel.
-        if version == 6, let control = controlHandler, p.load(fromByteOffset: 8, as: UInt8.self) == 0xfe,
-           p.load(fromByteOffset: 9, as: UInt8.self) & 0xc0 == 0x80 {
+        // (The address bytes first: binding the closure retains it, which data packets need not pay.)
+        if version == 6, p.load(fromByteOffset: 8, as: UInt8.self) == 0xfe,
+           p.load(fromByteOffset: 9, as: UInt8.self) & 0xc0 == 0x80, let control = controlHandler {
             peer.lastDataReceived = now
             stats.packetsReceived += 1
             let publicKey = peer.config.publicKey
