@@ -60,7 +60,7 @@ let package = Package(
             .product(name: "HeapModule", package: "swift-collections"),
             .product(name: "DequeModule", package: "swift-collections"),
         ]),
-        .target(name: "Diagnostics", dependencies: ["PacketKit", "CPcap"]),
+        .target(name: "Diagnostics", dependencies: ["PacketKit", "RouteKit", "CPcap"]),
 
         // Roles.
         .target(name: "TunnelGateway", dependencies: [

@@ -7,7 +7,7 @@ SIXGATE_APT_PACKAGES=(
     libsqlite3-dev  # build: GRDB's SQLite (AddressPool's lease store)
     iproute2 tcpdump iputils-ping ndisc6 procps nftables util-linux bc  # tests and tools: real peers, decoders, nft
     wireguard-go wireguard-tools iperf3  # TunnelCore interop peers (wireguard-go, wg) and throughput
-    npd6 ndppd radvdump  # NDP peers: npd6/ndppd (NDPProxy), radvdump decodes tunnel-client's router advertisements
+    npd6 ndppd radvdump radvd  # NDP peers: npd6/ndppd (NDPProxy), radvdump decodes tunnel-client's RAs, radvd for the doctor's ra-daemon check
 )
 missing=()
 for p in "${SIXGATE_APT_PACKAGES[@]}"; do

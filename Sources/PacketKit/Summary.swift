@@ -113,7 +113,15 @@ public enum PacketSummary {
                         }
                     }
                 case .destinationUnreachable, .timeExceeded, .parameterProblem:
-                    text += ", code \(m.code)"
+                    text += ", " + (icmpv6ErrorCodeName(m.type.rawValue, m.code) ?? "code \(m.code)")
+                    if m.type == .parameterProblem, b.count >= 8 {
+                        text += ", pointer \(UInt32(b[4]) << 24 | UInt32(b[5]) << 16 | UInt32(b[6]) << 8 | UInt32(b[7]))"
+                    }
+                    // The invoking packet's addresses (RFC 4443 §2.4: as much of it as fits).
+                    if b.count >= 48, b[8] >> 4 == 6 {
+                        let src = IPv6Address(rawValue: b.be128(16)), dst = IPv6Address(rawValue: b.be128(32))
+                        text += ", for \(src) > \(dst)"
+                    }
                 default: break
                 }
                 if let v6, m.type.rawValue >= 133, m.type.rawValue <= 137, v6.hopLimit != 255 { text += " [hlim \(v6.hopLimit)]" }
@@ -124,5 +132,24 @@ public enum PacketSummary {
         } catch {
             return "malformed: \(error)"
         }
+    }
+}
+
+/// RFC 4443's names for the codes of ICMPv6 error messages (types 1, 3 and 4).
+public func icmpv6ErrorCodeName(_ type: UInt8, _ code: UInt8) -> String? {
+    switch (type, code) {
+    case (1, 0): return "no route to destination"
+    case (1, 1): return "administratively prohibited"
+    case (1, 2): return "beyond scope of source address"
+    case (1, 3): return "address unreachable"
+    case (1, 4): return "port unreachable"
+    case (1, 5): return "source address failed ingress/egress policy"
+    case (1, 6): return "reject route to destination"
+    case (3, 0): return "hop limit exceeded in transit"
+    case (3, 1): return "fragment reassembly time exceeded"
+    case (4, 0): return "erroneous header field"
+    case (4, 1): return "unrecognized next header"
+    case (4, 2): return "unrecognized IPv6 option"
+    default: return nil
     }
 }

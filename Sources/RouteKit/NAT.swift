@@ -86,33 +86,39 @@ public struct NATTable: Sendable {
 
     @discardableResult
     private func nft(_ args: [String], input: String?, operation: String) throws(RouteKitError) -> String {
-        let object = "nftables table ip \(name) in \(namespace)"
-        var argv = ["nft"] + args
-        if case .named(let ns) = namespace { argv = ["nsenter", "--net=/var/run/netns/\(ns)"] + argv }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = argv
-        let inPipe = Pipe(), out = Pipe(), err = Pipe()
-        p.standardInput = inPipe
-        p.standardOutput = out
-        p.standardError = err
-        do { try p.run() } catch {
-            throw RouteKitError(.notFound, operation: operation, object: object, detail: "cannot run nft: install Debian's nftables package")
-        }
-        if let input { inPipe.fileHandleForWriting.write(Data(input.utf8)) }
-        try? inPipe.fileHandleForWriting.close()
-        let stdout = out.fileHandleForReading.readDataToEndOfFile()
-        let stderr = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        let message = String(decoding: stderr, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        guard p.terminationStatus == 0 else {
-            let code: RouteKitError.Code
-            if message.contains("No such file or directory") { code = .notFound }
-            else if message.contains("Operation not permitted") { code = .permissionDenied }
-            else if p.terminationStatus == 127 { code = .notFound }
-            else { code = .invalidArgument }
-            throw RouteKitError(code, operation: operation, object: object, detail: message.isEmpty ? "nft exited \(p.terminationStatus)" : message)
-        }
-        return String(decoding: stdout, as: UTF8.self)
+        try runNFT(args, input: input, operation: operation, object: "nftables table ip \(name) in \(namespace)", namespace: namespace)
     }
+}
+
+/// Runs `nft ARGS` (inside `namespace`), feeding `input` on standard input; returns standard output.
+/// Errors name `object` and carry nft's own message.
+@discardableResult
+func runNFT(_ args: [String], input: String?, operation: String, object: String, namespace: NetworkNamespace) throws(RouteKitError) -> String {
+    var argv = ["nft"] + args
+    if case .named(let ns) = namespace { argv = ["nsenter", "--net=/var/run/netns/\(ns)"] + argv }
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    p.arguments = argv
+    let inPipe = Pipe(), out = Pipe(), err = Pipe()
+    p.standardInput = inPipe
+    p.standardOutput = out
+    p.standardError = err
+    do { try p.run() } catch {
+        throw RouteKitError(.notFound, operation: operation, object: object, detail: "cannot run nft: install Debian's nftables package")
+    }
+    if let input { inPipe.fileHandleForWriting.write(Data(input.utf8)) }
+    try? inPipe.fileHandleForWriting.close()
+    let stdout = out.fileHandleForReading.readDataToEndOfFile()
+    let stderr = err.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    let message = String(decoding: stderr, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    guard p.terminationStatus == 0 else {
+        let code: RouteKitError.Code
+        if message.contains("No such file or directory") { code = .notFound }
+        else if message.contains("Operation not permitted") { code = .permissionDenied }
+        else if p.terminationStatus == 127 { code = .notFound }
+        else { code = .invalidArgument }
+        throw RouteKitError(code, operation: operation, object: object, detail: message.isEmpty ? "nft exited \(p.terminationStatus)" : message)
+    }
+    return String(decoding: stdout, as: UTF8.self)
 }

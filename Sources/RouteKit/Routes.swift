@@ -38,6 +38,10 @@ public struct Route: Hashable, Sendable, CustomStringConvertible {
     /// The preferred source address (`src ADDR`).
     public var preferredSource: IPAddress?
     public var nextHops: [NextHop]
+    /// The route's MTU metric (`mtu N`): set by hand, or, on a lookup, the path MTU the kernel
+    /// learned from an ICMP "packet too big" / "fragmentation needed" (a PMTU exception). nil: none.
+    /// Read only: not compared by ``satisfies(_:)`` and not written by add/replace.
+    public var mtu: UInt32? = nil
 
     public init(destination: IPPrefix, interfaceIndex: Int32? = nil, gateway: IPAddress? = nil, table: UInt32 = 254,
                 protocolNumber: UInt8 = RouteSocket.sixgateProtocol, scope: UInt8? = nil, type: UInt8 = 1, metric: UInt32 = 0,
@@ -66,6 +70,7 @@ public struct Route: Hashable, Sendable, CustomStringConvertible {
         if table != 254 { s += " table \(table)" }
         if metric != 0 { s += " metric \(metric)" }
         if let f = sourcePrefix { s += " from \(f)" }
+        if let m = mtu { s += " mtu \(m)" }
         return s
     }
 
@@ -133,6 +138,8 @@ extension RouteSocket {
                                 weight: rtnl_route_nh_get_weight(nh)))
         }
         route.nextHops = hops
+        var mtu: UInt32 = 0
+        if rtnl_route_get_metric(r, Int32(RTAX_MTU), &mtu) == 0, mtu > 0 { route.mtu = mtu }
         return route
     }
 

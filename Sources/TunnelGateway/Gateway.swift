@@ -204,7 +204,7 @@ public final class Gateway: @unchecked Sendable {
         runHook("up", [:])
     }
 
-    var natTableName: String { "sixgate_" + config.interface.map { $0.isLetter || $0.isNumber ? String($0) : "_" }.joined() }
+    var natTableName: String { config.natTableName }
 
     func reconcileProxies(_ desired: Set<IPv6Address>) throws(GatewayError) {
         // In responder or off mode no kernel entry of ours should remain (e.g. after a mode change).

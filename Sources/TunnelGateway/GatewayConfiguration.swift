@@ -74,6 +74,8 @@ public struct GatewayConfiguration: Sendable, Equatable {
     public var clientsDirectory: String { stateDirectory + "/clients" }
     public var controlSocketPath: String { stateDirectory + "/control.sock" }
     public var metricsPath: String { stateDirectory + "/metrics.prom" }
+    /// gatewayd's nftables table (`table ip NAME`), one per tunnel interface.
+    public var natTableName: String { "sixgate_" + interface.map { $0.isLetter || $0.isNumber ? String($0) : "_" }.joined() }
 
     /// The howto layout inside `ipv6Prefix`: ::1 the ISP router, ::2 the uplink, ::3 the gateway,
     /// unless set.

@@ -161,6 +161,14 @@ final class GatewayTestbed: @unchecked Sendable {
         return (try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]) ?? [:]
     }
 
+    /// Starts `argv` inside `ns` in the background; stopped (by PID) by `destroy()` at the latest.
+    @discardableResult
+    func background(in ns: String, _ argv: [String]) throws -> BackgroundProcess {
+        let p = try BackgroundProcess(["ip", "netns", "exec", ns] + argv, captureOutput: true)
+        others.append(p)
+        return p
+    }
+
     /// Adds a namespace linked to `to` through a veth pair; removed by `destroy()`.
     func addNamespace(_ ns: String, linkedTo to: String, _ inside: String, _ outside: String) throws {
         try run(["ip", "netns", "add", ns], check: true)

@@ -2,7 +2,9 @@
 // gatewayd through its control socket, or works on the state directory when none runs.
 // Thin executable: parses arguments and prints; the work lives in TunnelGateway.
 import ArgumentParser
+import Diagnostics
 import Foundation
+import PacketKit
 import TunnelCore
 import TunnelGateway
 
@@ -34,7 +36,7 @@ struct GatewayCtl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gatewayctl",
         abstract: "Enrol Sixgate clients and look at the gateway.",
-        subcommands: [Clients.self, Status.self, Leases.self])
+        subcommands: [Clients.self, Status.self, Leases.self, Doctor.self, Capture.self])
 }
 
 struct Clients: ParsableCommand {
@@ -175,4 +177,85 @@ struct Leases: ParsableCommand {
         for l in leases { print("\(l.pool)\t\(l.prefix)\t\(l.client)\t\(l.active ? "active" : "released")\(l.isStatic ? " static" : "")") }
     }
     struct LeaseRow: Encodable { var pool: String; var prefix: String; var client: String; var isStatic: Bool; var active: Bool }
+}
+
+struct Doctor: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the troubleshooting checklist: forwarding, routes, NAT, firewall, NDP, MTU, clients.",
+        discussion: """
+            Each check prints ok, PROBLEM or skipped; a problem comes with what was seen and the fix as
+            commands. Exit status: 0 when no problem was found, 1 otherwise (for monitoring, with --json).
+            Run it as root in gatewayd's network namespace; it changes nothing.
+            """)
+    @OptionGroup var common: Common
+    @Option(help: "Seconds of capture on the tunnel and the uplink (0: skip the capture checks).")
+    var captureSeconds: Double = 3
+    @Option(help: "Only this client for the per-client checks.") var client: String?
+    @Flag(name: .shortAndLong, help: "Print the evidence of every check, not only of problems.") var verbose = false
+
+    func run() throws {
+        let config = try common.load()
+        guard captureSeconds >= 0, captureSeconds <= 600 else { throw ValidationError("--capture-seconds must be 0 to 600") }
+        let report: DoctorReport
+        do { report = try GatewayAdmin.doctor(config, configPath: common.config, options: DoctorOptions(captureSeconds: captureSeconds, client: client)) } catch { throw fail(error) }
+        if common.json { try printJSON(report) } else { print(report.render(verbose: verbose), terminator: "") }
+        if report.problems > 0 { throw ExitCode(1) }
+    }
+}
+
+struct Capture: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Capture what crosses the gateway: print one line per packet, or write a pcap file (-w).",
+        discussion: "Without --interface or --client it captures on gatewayd's tunnel device. Stops after --count packets, --seconds, or Ctrl-C.")
+    @OptionGroup var common: Common
+    @Option(name: [.customShort("i"), .long], help: "Interface to capture on (default: the tunnel).") var interface: String?
+    @Option(help: "Only this client's packets on the tunnel (its leased addresses).") var client: String?
+    @Option(name: [.customShort("f"), .long], help: "BPF filter, as tcpdump takes it.") var filter: String?
+    @Option(name: .customShort("w"), help: "Write packets to this pcap file instead of printing them.") var write: String?
+    @Option(name: [.customShort("c"), .long], help: "Stop after this many packets.") var count: Int?
+    @Option(help: "Stop after this many seconds.") var seconds: Double?
+    @Option(help: "Bytes kept of each packet.") var snapLength = 262_144
+
+    func run() throws {
+        let config = try common.load()
+        if let count, count <= 0 { throw ValidationError("--count must be positive") }
+        var expression = filter
+        if let client {
+            let status: GatewayStatus
+            do { status = try GatewayAdmin.status(config).0 } catch { throw fail(error) }
+            guard let c = status.clients.first(where: { $0.name == client }) else { throw fail(GatewayError.unknownClient(client)) }
+            guard !c.addresses.isEmpty else { throw fail("client \(client) has no addresses") }
+            let hosts = c.addresses.map { "net \($0)" }.joined(separator: " or ")
+            expression = filter.map { "(\(hosts)) and (\($0))" } ?? hosts
+        }
+        let device = interface ?? config.interface
+        let capture: LiveCapture
+        do { capture = try LiveCapture(interface: device, filter: expression, snapLength: snapLength) } catch { throw fail(error) }
+        var file: PcapDumpFile?
+        if let write { do { file = try PcapDumpFile(path: write, linkType: capture.linkType, snapLength: snapLength) } catch { throw fail(error) } }
+        // Ctrl-C and SIGTERM end the capture cleanly (the file is flushed and closed).
+        signal(SIGINT, SIG_IGN)
+        signal(SIGTERM, SIG_IGN)
+        let sources = [SIGINT, SIGTERM].map { sig -> any DispatchSourceSignal in
+            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            s.setEventHandler { capture.stop() }
+            s.resume()
+            return s
+        }
+        defer { sources.forEach { $0.cancel() } }
+        let listening = "listening on \(device), link type \(capture.linkType.rawValue)\(expression.map { ", filter \($0.debugDescription)" } ?? "")"
+        FileHandle.standardError.write(Data((listening + "\n").utf8))
+        let n: Int
+        do {
+            n = try capture.run(count: count, duration: seconds) { packet in
+                if let file { file.write(packet) } else { FileHandle.standardOutput.write(Data((PacketLine.format(packet, linkType: capture.linkType) + "\n").utf8)) }
+                return true
+            }
+            try file?.close()
+        } catch { throw fail(error) }
+        var summary = "\(n) packet\(n == 1 ? "" : "s") captured"
+        if let st = capture.statistics, st.droppedByKernel > 0 { summary += ", \(st.droppedByKernel) dropped by the kernel (capture too slow)" }
+        if let write { summary += ", written to \(write)" }
+        FileHandle.standardError.write(Data((summary + "\n").utf8))
+    }
 }

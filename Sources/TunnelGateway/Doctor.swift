@@ -1,0 +1,37 @@
+// `gatewayctl doctor` as a library call: what the config says the gateway should be, handed to
+// Diagnostics' doctor, which compares it with the kernel and a short capture.
+import Diagnostics
+import Foundation
+import PacketKit
+
+extension GatewayAdmin {
+    /// The doctor's view of the gateway configured by `config` (read from `configPath`): the live
+    /// status when gatewayd runs (clients, handshakes, counters), the state files when not.
+    public static func doctorSetup(_ config: GatewayConfiguration, configPath: String? = nil) throws(GatewayError) -> DoctorSetup {
+        let (status, live) = try status(config)
+        let clients = status.clients.map { c in
+            DoctorClient(name: c.name, prefixes: c.addresses.compactMap { IPPrefix($0) }, endpoint: c.endpoint, lastHandshake: c.lastHandshake)
+        }
+        var setup = DoctorSetup(tunnel: config.interface, uplink: config.uplink, tunnelMTU: config.mtu, daemonRunning: live,
+                                gatewayAddress: config.effectiveGatewayAddress, ndpProxy: config.ndpProxy.rawValue,
+                                nat44: config.nat44 && config.ipv4Pool != nil, listenPort: config.listenPort, clients: clients)
+        setup.configPath = configPath
+        setup.ipv4Pool = config.ipv4Pool
+        setup.ipv4Gateway = config.effectiveIPv4Gateway
+        setup.ispRouter = config.allocation == .hosts ? config.effectiveISPRouter : nil
+        setup.natTable = config.natTableName
+        setup.startCommand = configPath.map { "systemctl start gatewayd   # or: gatewayd --config \($0)" } ?? "systemctl start gatewayd"
+        if live {
+            setup.sample = { @Sendable in
+                guard let (s, live) = try? GatewayAdmin.status(config), live else { return nil }
+                return DoctorSample(counters: s.counters, receivedBytes: Dictionary(s.clients.map { ($0.name, $0.receivedBytes) }, uniquingKeysWith: { a, _ in a }))
+            }
+        }
+        return setup
+    }
+
+    /// Runs every check (see Diagnostics' `Doctor`).
+    public static func doctor(_ config: GatewayConfiguration, configPath: String? = nil, options: DoctorOptions = DoctorOptions()) throws(GatewayError) -> DoctorReport {
+        Doctor.run(try doctorSetup(config, configPath: configPath), options: options)
+    }
+}
