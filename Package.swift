@@ -104,7 +104,7 @@ let package = Package(
         .testTarget(name: "GatewayTests", dependencies: ["TunnelGateway", "TunnelCore", "AddressPool", "PacketKit", "SixgateConfig", "SixgateTestSupport"]),
         .testTarget(name: "ClientTests", dependencies: ["TunnelClient", "TunnelCore", "PacketKit", "SixgateConfig", "SixgateTestSupport"]),
         .testTarget(name: "NDPProxyTests", dependencies: ["NDPProxy", "AddressPool", "PacketKit", "RouteKit", "CPacketSocket", "SixgateTestSupport"]),
-        .testTarget(name: "DiagnosticsTests", dependencies: ["Diagnostics"]),
+        .testTarget(name: "DiagnosticsTests", dependencies: ["Diagnostics", "PacketKit", "RouteKit", "SixgateTestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["SixgateTestSupport"]),
     ]
 )

@@ -49,17 +49,30 @@ final class CaptureCollector: @unchecked Sendable {
         }
     }
 
-    /// A packet on the TUN device (raw IP).
-    func tunnel(_ bytes: UnsafeRawBufferPointer, interface: String) {
+    /// A packet on the TUN device (raw IP), captured short (the snap length): read at fixed
+    /// offsets, since a truncated packet does not pass PacketKit's length checks.
+    func tunnel(_ b: UnsafeRawBufferPointer, interface: String) {
         findings.tunnelPackets += 1
-        guard let ip = try? IPPacket(bytes) else { return }
-        switch ip {
-        case .v6(let p):
-            if let name = client(owning: .v6(p.source)) { findings.fromClient[name, default: 0] += 1 }
-            icmp6(p, interface: interface)
-        case .v4(let p):
-            if let name = client(owning: .v4(p.source)) { findings.fromClient[name, default: 0] += 1 }
-            icmp4(p, interface: interface)
+        guard b.count >= 20 else { return }
+        if b[0] >> 4 == 6, b.count >= 40 {
+            let source = IPv6Address(bytes: UnsafeRawBufferPointer(rebasing: b[8..<24]))
+            if let name = client(owning: .v6(source)) { findings.fromClient[name, default: 0] += 1 }
+            // ICMPv6 packet too big right after the fixed header: type 2, MTU at 4, invoking packet at 8.
+            if b[6] == 58, b.count >= 48, b[40] == 2 {
+                let mtu = UInt32(b[44]) << 24 | UInt32(b[45]) << 16 | UInt32(b[46]) << 8 | UInt32(b[47])
+                let about = b.count >= 88 && b[48] >> 4 == 6 ? IPv6Address(bytes: UnsafeRawBufferPointer(rebasing: b[72..<88])).description : "?"
+                findings.tooBig.append((source.description, about, mtu, interface))
+            }
+        } else if b[0] >> 4 == 4 {
+            let source = IPv4Address(b[12], b[13], b[14], b[15])
+            if let name = client(owning: .v4(source)) { findings.fromClient[name, default: 0] += 1 }
+            let ihl = Int(b[0] & 0x0f) * 4
+            // ICMP fragmentation needed (type 3 code 4): next-hop MTU at 6, invoking header at 8.
+            if b[9] == 1, ihl >= 20, b.count >= ihl + 8, b[ihl] == 3, b[ihl + 1] == 4 {
+                let mtu = UInt32(b[ihl + 6]) << 8 | UInt32(b[ihl + 7])
+                let about = b.count >= ihl + 28 ? IPv4Address(b[ihl + 24], b[ihl + 25], b[ihl + 26], b[ihl + 27]).description : "?"
+                findings.tooBig.append((source.description, about, mtu, interface))
+            }
         }
     }
 
@@ -108,7 +121,7 @@ extension KernelView {
         var tunCapture: LiveCapture? = nil, upCapture: LiveCapture? = nil
         var result = CaptureFindings(seconds: options.captureSeconds)
         do { tunCapture = try LiveCapture(interface: setup.tunnel, snapLength: 128) } catch { result.tunnelError = error.description }
-        do { upCapture = try LiveCapture(interface: setup.uplink, filter: "icmp6 or (icmp and icmp[0] == 3)", snapLength: 256) } catch { result.uplinkError = error.description }
+        do { upCapture = try LiveCapture(interface: setup.uplink, filter: "icmp6 or (icmp and icmp[0] == 3)", snapLength: 1600) } catch { result.uplinkError = error.description }
         result.before = setup.sample?()
         let group = DispatchGroup()
         let seconds = options.captureSeconds

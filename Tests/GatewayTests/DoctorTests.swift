@@ -207,6 +207,45 @@ struct DoctorTests {
         #expect(eventually(timeout: 10) { (try? bed.ping(from: bed.cl, "2001:db8:ffff::1", count: 1)) == 1 })
     }
 
+    /// A link beyond the uplink narrower than the tunnel: the ISP's router sends packet-too-big to
+    /// the client; the doctor sees it in its capture, names the MTU, and its advice (tunnel and
+    /// clients at the narrower MTU, not below 1280) ends them.
+    @Test func seesPacketTooBigFromANarrowLinkBeyondTheUplink() throws {
+        let bed = try GatewayTestbed()
+        defer { bed.destroy() }
+        let far = "sg-gf-\(bed.id)"
+        try bed.addNamespace(far, linkedTo: bed.isp, "sgf\(bed.id)", "sgh\(bed.id)")
+        try bed.exec(far, ["ip", "-6", "addr", "add", "2001:db8:2::2/64", "dev", "sgf\(bed.id)", "nodad"])
+        try bed.exec(far, ["ip", "-6", "route", "add", "default", "via", "2001:db8:2::1"])
+        try bed.exec(bed.isp, ["ip", "-6", "addr", "add", "2001:db8:2::1/64", "dev", "sgh\(bed.id)", "nodad"])
+        try bed.exec(bed.isp, ["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"])
+        for (ns, dev) in [(far, "sgf\(bed.id)"), (bed.isp, "sgh\(bed.id)")] { try bed.exec(ns, ["ip", "link", "set", dev, "mtu", "1300"]) }
+        try bed.writeConfig(ndpProxy: "kernel")
+        try bed.startGateway()
+        let alice = try bed.gatewayctl(["clients", "add", "alice"]).stdout
+        let wg = "sgw\(bed.id)"
+        try bed.startClient(in: bed.cl, name: wg, config: alice)
+        #expect(eventually(timeout: 30) { (try? bed.ping(from: bed.cl, "2001:db8:2::2", count: 1)) == 1 })
+
+        /// Doctor while alice sends 1400-byte pings to the far host, forgetting the learned path MTU each time.
+        func doctorWhileSendingBig() throws -> Report {
+            let big = try bed.background(in: bed.cl, ["sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10 11 12; do ip -6 route flush cache; ping -c 1 -W 1 -s 1400 2001:db8:2::2; sleep 0.3; done"])
+            defer { big.stop() }
+            return try doctor(bed, seconds: 3)
+        }
+        let narrow = try doctorWhileSendingBig()
+        #expect(narrow.problems == ["mtu"], "\(narrow.checks)")
+        #expect(narrow.evidence("mtu").contains("packet too big from 2001:db8:1::1 about 2001:db8:2::2: mtu 1300"), "\(narrow.check("mtu"))")
+        #expect(narrow.fix("mtu") == ["ip link set \(bed.tun) mtu 1300"])
+        #expect((narrow.check("mtu")["advice"] as? String)?.contains("MTU = 1300 in wg-quick clients") == true)
+        // The fix, and the advice's client half.
+        try apply(bed, narrow.fix("mtu"))
+        try bed.exec(bed.cl, ["ip", "link", "set", wg, "mtu", "1300"])
+        let fixed = try doctorWhileSendingBig()
+        #expect(fixed.problems.isEmpty && fixed.status("mtu") == "ok", "\(fixed.check("mtu"))")
+        #expect(try bed.ping(from: bed.cl, "2001:db8:2::2") == 3)
+    }
+
     /// `gatewayctl capture`: lines decoded on the terminal, and pcap files tcpdump reads back with the
     /// same packet count.
     @Test(.enabled(if: which("tcpdump") != nil && which("ndisc6") != nil, "needs tcpdump and ndisc6"))
