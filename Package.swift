@@ -90,6 +90,7 @@ let package = Package(
         .executableTarget(name: "ip6-route", dependencies: ["PacketKit", "RouteKit"], path: "Examples/ip6-route"),
         .executableTarget(name: "allocate", dependencies: ["AddressPool", "PacketKit"], path: "Examples/allocate"),
         .executableTarget(name: "client-lease", dependencies: ["TunnelClient"], path: "Examples/client-lease"),
+        .executableTarget(name: "howto-doctor", dependencies: ["Diagnostics", "PacketKit"], path: "Examples/howto-doctor"),
         .executableTarget(name: "tunnel-pair", dependencies: ["PacketKit", "RouteKit", "TunnelCore"], path: "Examples/tunnel-pair"),
 
         // Tests: one target per module that has behaviour to test.

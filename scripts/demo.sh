@@ -108,6 +108,14 @@ step "gatewayctl status, and wg show through the UAPI"
 ip netns exec $gw "$bin/gatewayctl" status --config "$state/gatewayd.toml"
 ip netns exec $gw wg show sgdemo0
 
+step "gatewayctl capture on the tunnel, and gatewayctl doctor, while the laptop pings"
+ip netns exec $cl ping -c 12 -i 0.25 2001:db8:ffff::1 >/dev/null &
+pingpid=$!
+ip netns exec $gw "$bin/gatewayctl" capture --count 4 --seconds 5 --config "$state/gatewayd.toml"
+ip netns exec $gw "$bin/gatewayctl" doctor --capture-seconds 2 --config "$state/gatewayd.toml" \
+    || echo "(the doctor found problems: see above)"
+wait $pingpid || true
+
 step "SIGTERM: gatewayd removes what it added"
 kill -TERM $gwpid; wait $gwpid || true; gwpid=""
 tail -2 "$state/gatewayd.log"

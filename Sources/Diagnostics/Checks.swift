@@ -435,9 +435,12 @@ struct KernelView {
                                summary: options.client.map { "no client named \($0)" } ?? "no clients enrolled")
         }
         var evidence: [String] = [], stale: [String] = []
-        for c in list {
-            let age = options.now - c.lastHandshake
-            if c.lastHandshake == 0 {
+        let known = list.filter { $0.lastHandshake != nil }
+        if known.isEmpty { return CheckResult(id: id, title: title, status: .skipped, summary: "no handshake records for these clients") }
+        for c in known {
+            let last = c.lastHandshake ?? 0
+            let age = options.now - last
+            if last == 0 {
                 stale.append(c.name)
                 evidence.append("\(c.name): never completed a handshake")
             } else if age > options.handshakeStaleAfter {
@@ -447,7 +450,7 @@ struct KernelView {
                 evidence.append("\(c.name): handshake \(age) s ago from \(c.endpoint ?? "?")")
             }
         }
-        if stale.isEmpty { return CheckResult(id: id, title: title, status: .ok, summary: "\(list.count) of \(list.count) connected (handshake within \(options.handshakeStaleAfter) s)", evidence: evidence) }
+        if stale.isEmpty { return CheckResult(id: id, title: title, status: .ok, summary: "\(known.count) of \(known.count) connected (handshake within \(options.handshakeStaleAfter) s)", evidence: evidence) }
         return CheckResult(id: id, title: title, status: .problem,
                            summary: "not connected: \(stale.joined(separator: ", "))", evidence: evidence,
                            fix: stale.map { "gatewayctl clients show \($0)   # on \($0): bring the tunnel up with this config" },

@@ -45,10 +45,11 @@ public struct DoctorClient: Sendable, Equatable {
     public var prefixes: [IPPrefix]
     /// Where its packets come from ("198.51.100.130:41234"), if it ever connected.
     public var endpoint: String?
-    /// Unix seconds of its last handshake, 0 if none.
-    public var lastHandshake: Int64
+    /// Unix seconds of its last handshake, 0 if none; nil when nothing records handshakes (a
+    /// tunnel not run by gatewayd): the handshake check then skips the client.
+    public var lastHandshake: Int64?
 
-    public init(name: String, prefixes: [IPPrefix], endpoint: String? = nil, lastHandshake: Int64 = 0) {
+    public init(name: String, prefixes: [IPPrefix], endpoint: String? = nil, lastHandshake: Int64? = nil) {
         self.name = name
         self.prefixes = prefixes
         self.endpoint = endpoint

@@ -257,7 +257,7 @@ struct DoctorTests {
         let alice = try bed.gatewayctl(["clients", "add", "alice"]).stdout
         try bed.startClient(in: bed.cl, name: "sgw\(bed.id)", config: alice)
         #expect(eventually(timeout: 30) { (try? bed.ping(from: bed.cl, "2001:db8:ffff::1", count: 1)) == 1 })
-        let traffic = try bed.background(in: bed.cl, ["ping", "-c", "100", "-i", "0.05", "2001:db8:ffff::1"])
+        let traffic = try bed.background(in: bed.cl, ["ping", "-c", "600", "-i", "0.05", "2001:db8:ffff::1"])
         defer { traffic.stop() }
 
         // -w: a pcap file; tcpdump -r counts the same packets and decodes the echo requests.
@@ -284,6 +284,13 @@ struct DoctorTests {
         #expect(upRead.split(separator: "\n").count == 3 && upRead.contains("neighbor solicitation, who has 2001:db8:1::4"), "\(upRead)")
         let upPrinted = try bed.gatewayctl(["capture", "-i", bed.uplink, "-f", "icmp6 and ip6[40] == 135", "-c", "1", "--seconds", "10"]).stdout
         #expect(upPrinted.contains("ICMP6, neighbor solicitation, who has 2001:db8:1::4"), "\(upPrinted)")
+
+        // The library on its own (Examples/howto-doctor): the same checks for a hand-built gateway.
+        let example = try bed.exec(bed.gw, ["\(builtProductsDirectory)/howto-doctor", bed.tun, bed.uplink, "2001:db8:1::3", "2001:db8:1::4/128"], check: false)
+        #expect(example.status == 0 && example.stdout.contains("no problems found") && example.stdout.contains("ok       traffic.tunnel"), "\(example.stdout)")
+        try bed.exec(bed.gw, ["ip", "-6", "route", "del", "2001:db8:1::4/128", "dev", bed.tun])
+        let broken = try bed.exec(bed.gw, ["\(builtProductsDirectory)/howto-doctor", bed.tun, bed.uplink, "2001:db8:1::3", "2001:db8:1::4/128"], check: false)
+        #expect(broken.status == 1 && broken.stdout.contains("PROBLEM  route.client"), "\(broken.stdout)")
 
         // Errors name what is wrong.
         let badFilter = try bed.gatewayctl(["capture", "--filter", "bogus (((", "-c", "1"], check: false)
