@@ -488,3 +488,47 @@ public enum NDPValidation {
         return m.type
     }
 }
+
+/// Allocation-free builders for the NDP frames a proxy sends per solicitation (the answer path):
+/// they write into the caller's buffer and compute the checksum in place.
+public enum NDPFrame {
+    /// Bytes `ethernetNeighborAdvertisement` writes: Ethernet 14 + IPv6 40 + NA 24 (+ 8 with the option).
+    public static func neighborAdvertisementLength(targetLinkLayer: Bool) -> Int { 14 + 40 + 24 + (targetLinkLayer ? 8 : 0) }
+
+    /// Writes an Ethernet frame carrying a Neighbor Advertisement (RFC 4861 §4.4) for `target`,
+    /// with a Target Link-Layer Address option when `targetLinkLayer` is given. Returns the length.
+    @inlinable
+    public static func ethernetNeighborAdvertisement(
+        into buffer: UnsafeMutableRawBufferPointer, destinationMAC: MACAddress, sourceMAC: MACAddress,
+        source: IPv6Address, destination: IPv6Address, hopLimit: UInt8 = 255,
+        flags: NeighborAdvertisementFlags, target: IPv6Address, targetLinkLayer: MACAddress?
+    ) throws(PacketError) -> Int {
+        let icmpLength = 24 + (targetLinkLayer == nil ? 0 : 8)
+        let total = 14 + 40 + icmpLength
+        guard buffer.count >= total else { throw PacketError(.ndp, .bufferTooSmall, at: 0) }
+        // Ethernet: destination, source, EtherType 0x86dd.
+        buffer.put16(UInt16(truncatingIfNeeded: destinationMAC.rawValue >> 32), at: 0)
+        buffer.put32(UInt32(truncatingIfNeeded: destinationMAC.rawValue), at: 2)
+        buffer.put16(UInt16(truncatingIfNeeded: sourceMAC.rawValue >> 32), at: 6)
+        buffer.put32(UInt32(truncatingIfNeeded: sourceMAC.rawValue), at: 8)
+        buffer.put16(0x86dd, at: 12)
+        let ip = UnsafeMutableRawBufferPointer(rebasing: buffer[14..<total])
+        try IPv6Repr(source: source, destination: destination, nextHeader: .icmpv6, payloadLength: icmpLength, hopLimit: hopLimit).emit(into: ip)
+        let icmp = UnsafeMutableRawBufferPointer(rebasing: ip[40...])
+        icmp.put8(136, at: 0)
+        icmp.put8(0, at: 1)
+        icmp.put16(0, at: 2)
+        icmp.put32(UInt32(flags.rawValue) << 24, at: 4)
+        icmp.put128(target.rawValue, at: 8)
+        if let mac = targetLinkLayer {
+            icmp.put8(2, at: 24)   // Target Link-Layer Address, length 1 (8 bytes)
+            icmp.put8(1, at: 25)
+            icmp.put16(UInt16(truncatingIfNeeded: mac.rawValue >> 32), at: 26)
+            icmp.put32(UInt32(truncatingIfNeeded: mac.rawValue), at: 28)
+        }
+        var sum = InternetChecksum.pseudoHeader(source: source, destination: destination, length: icmpLength, nextHeader: .icmpv6)
+        sum.add(UnsafeRawBufferPointer(icmp))
+        icmp.put16(sum.value, at: 2)
+        return total
+    }
+}
