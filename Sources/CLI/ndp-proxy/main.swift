@@ -30,6 +30,12 @@ struct NDPProxyCommand: ParsableCommand {
     @Option(help: "Seconds between syncs of kernel-mode proxy entries with their list or lease store.")
     var syncInterval = 5
 
+    @Option(help: "Answers per second allowed overall, per interface (default 200000).")
+    var rateLimit: Int?
+
+    @Option(help: "Answers per second allowed to one soliciting address (default 100000): a flood from one source cannot take all.")
+    var rateLimitPerSource: Int?
+
     func run() throws {
         LoggingSystem.bootstrap { StreamLogHandler.standardOutput(label: $0) }
         var logger = Logger(label: "ndp-proxy")
@@ -48,6 +54,9 @@ struct NDPProxyCommand: ParsableCommand {
             }
             print("ndp-proxy: \(config) is valid")
             return
+        }
+        for (name, v) in [("--rate-limit", rateLimit), ("--rate-limit-per-source", rateLimitPerSource)] {
+            if let v, v <= 0 { throw ValidationError("ndp-proxy: \(name) must be a positive number of answers per second") }
         }
         var signals = sigset_t()
         sigemptyset(&signals)
@@ -74,7 +83,10 @@ struct NDPProxyCommand: ParsableCommand {
             }
         }
         sync()
-        for r in responders { r.start() }
+        for r in responders {
+            r.rateLimit = (rateLimit ?? r.rateLimit.overall, rateLimitPerSource ?? r.rateLimit.perSource)
+            r.start()
+        }
         for r in responders { logger.info("answering on \(r.rule.interface) for \((r.rule.prefixes + r.rule.autoPrefixes).map(\.description).joined(separator: " "))") }
         for k in kernel { logger.info("kernel proxy entries on \(k.rule.interface): \(k.installed.count)") }
         var timeout = timespec(tv_sec: max(1, syncInterval), tv_nsec: 0)
