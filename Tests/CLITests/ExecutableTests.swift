@@ -27,6 +27,16 @@ struct ExecutableTests {
         #expect(good.status == 0 && good.stdout.contains("is valid"), "\(good.stderr)")
     }
 
+    @Test func ndpProxyRefusesANonPositiveRateLimit() throws {
+        let path = NSTemporaryDirectory() + "np-\(uniqueSuffix()).conf"
+        defer { unlink(path) }
+        try "prefix=2001:db8:5::\ninterface=lo\n".write(toFile: path, atomically: true, encoding: .utf8)
+        for flag in ["--rate-limit", "--rate-limit-per-source"] {
+            let r = try run(["\(Self.binDir)/ndp-proxy", "--config", path, flag, "0"])
+            #expect(r.status != 0 && r.stderr.contains("\(flag) must be a positive number"), "\(r.stderr)")
+        }
+    }
+
     @Test func pcapDumpExamplePrintsOneLinePerPacket() throws {
         let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("PacketKitTests/Fixtures/real-tools.pcap").path

@@ -178,7 +178,7 @@ struct DoctorTests {
         // An NDP proxy of its own (Sixgate's ndp-proxy, npd6.conf format) answers for alice.
         let conf = bed.stateDirectory + "/npd6.conf"
         try "prefix=2001:db8:1::\ninterface=\(bed.uplink)\nlisttype=white\naddrlist=2001:db8:1::4\n".write(toFile: conf, atomically: true, encoding: .utf8)
-        let proxy = try bed.background(in: bed.gw, ["\(builtProductsDirectory)/ndp-proxy", "--config", conf])
+        let proxy = try bed.background(in: bed.gw, ["\(builtProductsDirectory)/ndp-proxy", "--config", conf, "--rate-limit-per-source", "500"])
         #expect(eventually(timeout: 30) { (try? bed.ping(from: bed.cl, "2001:db8:ffff::1", count: 1)) == 1 }, "\(proxy.output)")
 
         /// Doctor while the ISP solicits alice's address (ndisc6, a few bounded attempts).
