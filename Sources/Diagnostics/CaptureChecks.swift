@@ -49,66 +49,53 @@ final class CaptureCollector: @unchecked Sendable {
         }
     }
 
-    /// A packet on the TUN device (raw IP), captured short (the snap length): read at fixed
-    /// offsets, since a truncated packet does not pass PacketKit's length checks.
+    /// A packet on the TUN device (raw IP), captured short (the snap length).
     func tunnel(_ b: UnsafeRawBufferPointer, interface: String) {
         findings.tunnelPackets += 1
-        guard b.count >= 20 else { return }
-        if b[0] >> 4 == 6, b.count >= 40 {
+        if b.count >= 40, b[0] >> 4 == 6 {
             let source = IPv6Address(bytes: UnsafeRawBufferPointer(rebasing: b[8..<24]))
             if let name = client(owning: .v6(source)) { findings.fromClient[name, default: 0] += 1 }
-            // ICMPv6 packet too big right after the fixed header: type 2, MTU at 4, invoking packet at 8.
-            if b[6] == 58, b.count >= 48, b[40] == 2 {
-                let mtu = UInt32(b[44]) << 24 | UInt32(b[45]) << 16 | UInt32(b[46]) << 8 | UInt32(b[47])
-                let about = b.count >= 88 && b[48] >> 4 == 6 ? IPv6Address(bytes: UnsafeRawBufferPointer(rebasing: b[72..<88])).description : "?"
-                findings.tooBig.append((source.description, about, mtu, interface))
-            }
-        } else if b[0] >> 4 == 4 {
-            let source = IPv4Address(b[12], b[13], b[14], b[15])
-            if let name = client(owning: .v4(source)) { findings.fromClient[name, default: 0] += 1 }
-            let ihl = Int(b[0] & 0x0f) * 4
-            // ICMP fragmentation needed (type 3 code 4): next-hop MTU at 6, invoking header at 8.
-            if b[9] == 1, ihl >= 20, b.count >= ihl + 8, b[ihl] == 3, b[ihl + 1] == 4 {
-                let mtu = UInt32(b[ihl + 6]) << 8 | UInt32(b[ihl + 7])
-                let about = b.count >= ihl + 28 ? IPv4Address(b[ihl + 24], b[ihl + 25], b[ihl + 26], b[ihl + 27]).description : "?"
-                findings.tooBig.append((source.description, about, mtu, interface))
-            }
+        } else if b.count >= 20, b[0] >> 4 == 4 {
+            if let name = client(owning: .v4(IPv4Address(b[12], b[13], b[14], b[15]))) { findings.fromClient[name, default: 0] += 1 }
         }
+        tooBig(b, interface: interface)
     }
 
     /// A frame on the uplink (Ethernet).
     func uplink(_ bytes: UnsafeRawBufferPointer, time: Double, interface: String) {
         findings.uplinkPackets += 1
         guard let e = try? EthernetFrame(bytes) else { return }
-        if e.etherType == .ipv6, let p = try? IPv6Packet(e.payload) {
-            icmp6(p, interface: interface)
-            guard p.hasUpperLayerHeader, p.upperLayerProtocol == .icmpv6, let m = try? ICMPv6Message(p.upperLayer) else { return }
-            if m.type == .neighborSolicitation, let ns = try? NeighborSolicitation(m), !p.source.isUnspecified {
-                var entry = findings.solicitations[ns.target] ?? (0, [], time)
-                entry.count += 1
-                entry.sources.insert(p.source)
-                findings.solicitations[ns.target] = entry
-            } else if m.type == .neighborAdvertisement, let na = try? NeighborAdvertisement(m) {
-                findings.advertisements[na.target, default: 0] += 1
-            }
-        } else if e.etherType == .ipv4, let p = try? IPv4Packet(e.payload) {
-            icmp4(p, interface: interface)
+        tooBig(e.payload, interface: interface)
+        guard e.etherType == .ipv6, let p = try? IPv6Packet(e.payload), p.hasUpperLayerHeader, p.upperLayerProtocol == .icmpv6,
+              let m = try? ICMPv6Message(p.upperLayer) else { return }
+        if m.type == .neighborSolicitation, let ns = try? NeighborSolicitation(m), !p.source.isUnspecified {
+            var entry = findings.solicitations[ns.target] ?? (0, [], time)
+            entry.count += 1
+            entry.sources.insert(p.source)
+            findings.solicitations[ns.target] = entry
+        } else if m.type == .neighborAdvertisement, let na = try? NeighborAdvertisement(m) {
+            findings.advertisements[na.target, default: 0] += 1
         }
     }
 
-    func icmp6(_ p: IPv6Packet, interface: String) {
-        guard p.hasUpperLayerHeader, p.upperLayerProtocol == .icmpv6, let m = try? ICMPv6Message(p.upperLayer),
-              m.type == .packetTooBig, let mtu = m.mtu else { return }
-        let b = p.upperLayer
-        let about = b.count >= 48 && b[8] >> 4 == 6 ? IPv6Address(bytes: UnsafeRawBufferPointer(rebasing: b[32..<48])).description : "?"
-        findings.tooBig.append((p.source.description, about, mtu, interface))
-    }
-
-    func icmp4(_ p: IPv4Packet, interface: String) {
-        guard p.fragmentOffset == 0, p.protocolNumber == .icmp, let m = try? ICMPv4Message(p.payload), m.type == 3, m.code == 4 else { return }
-        let b = p.payload
-        let about = b.count >= 28 ? IPv4Address(b[24], b[25], b[26], b[27]).description : "?"
-        findings.tooBig.append((p.source.description, about, UInt32(m.nextHopMTU), interface))
+    /// Records an ICMPv6 packet-too-big or an ICMP fragmentation-needed in the raw IP packet `b`.
+    /// Read at fixed offsets: captures are cut short (the snap length), and a truncated packet does
+    /// not pass PacketKit's length checks.
+    func tooBig(_ b: UnsafeRawBufferPointer, interface: String) {
+        if b.count >= 48, b[0] >> 4 == 6, b[6] == 58, b[40] == 2 {
+            // Type 2 right after the fixed header: MTU at 4, the invoking packet at 8.
+            let mtu = UInt32(b[44]) << 24 | UInt32(b[45]) << 16 | UInt32(b[46]) << 8 | UInt32(b[47])
+            let about = b.count >= 88 && b[48] >> 4 == 6 ? IPv6Address(bytes: UnsafeRawBufferPointer(rebasing: b[72..<88])).description : "?"
+            let from = IPv6Address(bytes: UnsafeRawBufferPointer(rebasing: b[8..<24]))
+            findings.tooBig.append((from.description, about, mtu, interface))
+        } else if b.count >= 20, b[0] >> 4 == 4, b[9] == 1, b[6] & 0x1f == 0, b[7] == 0 {
+            // Type 3 code 4 in an unfragmented packet: next-hop MTU at 6, the invoking header at 8.
+            let ihl = Int(b[0] & 0x0f) * 4
+            guard ihl >= 20, b.count >= ihl + 8, b[ihl] == 3, b[ihl + 1] == 4 else { return }
+            let mtu = UInt32(b[ihl + 6]) << 8 | UInt32(b[ihl + 7])
+            let about = b.count >= ihl + 28 ? IPv4Address(b[ihl + 24], b[ihl + 25], b[ihl + 26], b[ihl + 27]).description : "?"
+            findings.tooBig.append((IPv4Address(b[12], b[13], b[14], b[15]).description, about, mtu, interface))
+        }
     }
 }
 

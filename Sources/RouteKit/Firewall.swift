@@ -119,8 +119,8 @@ public enum Firewall {
             order.append(key)
         }
         for item in items {
-            guard let r = item["rule"] as? [String: Any], let key = Optional(id(r)), chains[key] != nil else { continue }
-            chains[key]!.rules.append(rule(r))
+            guard let r = item["rule"] as? [String: Any] else { continue }
+            chains[id(r)]?.rules.append(rule(r))
         }
         return order.compactMap { chains[$0] }
     }

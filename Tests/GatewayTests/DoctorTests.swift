@@ -32,6 +32,20 @@ struct DoctorTests {
         return report
     }
 
+    /// gatewayd with `ndpProxy`, client alice enrolled and up on stock wireguard-go, `address` reachable from it.
+    func startWithAlice(_ bed: GatewayTestbed, ndpProxy: String, reaching address: String) throws {
+        try bed.writeConfig(ndpProxy: ndpProxy)
+        try bed.startGateway()
+        let alice = try bed.gatewayctl(["clients", "add", "alice"]).stdout
+        try bed.startClient(in: bed.cl, name: "sgw\(bed.id)", config: alice)
+        #expect(eventually(timeout: 30) { (try? bed.ping(from: bed.cl, address, count: 1)) == 1 })
+    }
+
+    /// The ISP solicits alice's address for about 4 s (ndisc6, ten bounded attempts).
+    func soliciting(_ bed: GatewayTestbed) throws -> BackgroundProcess {
+        try bed.background(in: bed.isp, ["sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10; do ndisc6 -q -r 1 -w 200 2001:db8:1::4 \(bed.ispSide); sleep 0.2; done"])
+    }
+
     /// Runs the gateway-side fix commands in the gateway's namespace, as an operator would paste them.
     func apply(_ bed: GatewayTestbed, _ commands: [String]) throws {
         for c in commands where !c.contains("# on ") {
@@ -58,11 +72,7 @@ struct DoctorTests {
     @Test func namesEachBrokenThingAloneAndItsFixRepairsIt() throws {
         let bed = try GatewayTestbed()
         defer { bed.destroy() }
-        try bed.writeConfig(ndpProxy: "kernel")
-        try bed.startGateway()
-        let alice = try bed.gatewayctl(["clients", "add", "alice"]).stdout
-        try bed.startClient(in: bed.cl, name: "sgw\(bed.id)", config: alice)
-        #expect(eventually(timeout: 30) { (try? bed.ping(from: bed.cl, "2001:db8:ffff::1", count: 1)) == 1 })
+        try startWithAlice(bed, ndpProxy: "kernel", reaching: "2001:db8:ffff::1")
 
         // Healthy: every check ok or skipped, with the evidence behind it.
         let healthy = try doctor(bed)
@@ -170,11 +180,7 @@ struct DoctorTests {
     func seesTheISPsSolicitationsGoUnansweredWhenTheNDPProxyStops() throws {
         let bed = try GatewayTestbed()
         defer { bed.destroy() }
-        try bed.writeConfig(ndpProxy: "off")
-        try bed.startGateway()
-        let alice = try bed.gatewayctl(["clients", "add", "alice"]).stdout
-        try bed.startClient(in: bed.cl, name: "sgw\(bed.id)", config: alice)
-        #expect(eventually(timeout: 30) { (try? bed.ping(from: bed.cl, "2001:db8:1::3", count: 1)) == 1 })
+        try startWithAlice(bed, ndpProxy: "off", reaching: "2001:db8:1::3")
         // An NDP proxy of its own (Sixgate's ndp-proxy, npd6.conf format) answers for alice.
         let conf = bed.stateDirectory + "/npd6.conf"
         try "prefix=2001:db8:1::\ninterface=\(bed.uplink)\nlisttype=white\naddrlist=2001:db8:1::4\n".write(toFile: conf, atomically: true, encoding: .utf8)
@@ -184,7 +190,7 @@ struct DoctorTests {
         /// Doctor while the ISP solicits alice's address (ndisc6, a few bounded attempts).
         func doctorWhileSoliciting() throws -> Report {
             try bed.exec(bed.isp, ["ip", "-6", "neigh", "flush", "dev", bed.ispSide])
-            let solicit = try bed.background(in: bed.isp, ["sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10; do ndisc6 -q -r 1 -w 200 2001:db8:1::4 \(bed.ispSide); sleep 0.2; done"])
+            let solicit = try soliciting(bed)
             defer { solicit.stop() }
             return try doctor(bed, seconds: 3)
         }
@@ -220,12 +226,8 @@ struct DoctorTests {
         try bed.exec(bed.isp, ["ip", "-6", "addr", "add", "2001:db8:2::1/64", "dev", "sgh\(bed.id)", "nodad"])
         try bed.exec(bed.isp, ["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"])
         for (ns, dev) in [(far, "sgf\(bed.id)"), (bed.isp, "sgh\(bed.id)")] { try bed.exec(ns, ["ip", "link", "set", dev, "mtu", "1300"]) }
-        try bed.writeConfig(ndpProxy: "kernel")
-        try bed.startGateway()
-        let alice = try bed.gatewayctl(["clients", "add", "alice"]).stdout
+        try startWithAlice(bed, ndpProxy: "kernel", reaching: "2001:db8:2::2")
         let wg = "sgw\(bed.id)"
-        try bed.startClient(in: bed.cl, name: wg, config: alice)
-        #expect(eventually(timeout: 30) { (try? bed.ping(from: bed.cl, "2001:db8:2::2", count: 1)) == 1 })
 
         /// Doctor while alice sends 1400-byte pings to the far host, forgetting the learned path MTU each time.
         func doctorWhileSendingBig() throws -> Report {
@@ -252,11 +254,7 @@ struct DoctorTests {
     func capturesWhatCrossesTheGatewayForTcpdump() throws {
         let bed = try GatewayTestbed()
         defer { bed.destroy() }
-        try bed.writeConfig(ndpProxy: "kernel")
-        try bed.startGateway()
-        let alice = try bed.gatewayctl(["clients", "add", "alice"]).stdout
-        try bed.startClient(in: bed.cl, name: "sgw\(bed.id)", config: alice)
-        #expect(eventually(timeout: 30) { (try? bed.ping(from: bed.cl, "2001:db8:ffff::1", count: 1)) == 1 })
+        try startWithAlice(bed, ndpProxy: "kernel", reaching: "2001:db8:ffff::1")
         let traffic = try bed.background(in: bed.cl, ["ping", "-c", "600", "-i", "0.05", "2001:db8:ffff::1"])
         defer { traffic.stop() }
 
@@ -275,7 +273,7 @@ struct DoctorTests {
         #expect(decoded.count == 4 && decoded.allSatisfy { $0.contains("IP6 2001:db8:1::4 > 2001:db8:ffff::1: ICMP6, echo request") || $0.contains("IP6 2001:db8:ffff::1 > 2001:db8:1::4: ICMP6, echo reply") }, "\(printed.stdout)")
 
         // The uplink (Ethernet): the ISP's solicitations, named.
-        let solicit = try bed.background(in: bed.isp, ["sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10; do ndisc6 -q -r 1 -w 200 2001:db8:1::4 \(bed.ispSide); sleep 0.2; done"])
+        let solicit = try soliciting(bed)
         defer { solicit.stop() }
         let upFile = bed.stateDirectory + "/up.pcap"
         let up = try bed.gatewayctl(["capture", "-i", bed.uplink, "-f", "icmp6 and ip6[40] == 135", "-w", upFile, "-c", "3", "--seconds", "10"])
