@@ -30,6 +30,13 @@ public struct ResponderStatistics: Sendable, Equatable, CustomStringConvertible 
     public var rateLimited: UInt64 = 0
     public var sendErrors: UInt64 = 0
 
+    mutating func add(_ o: ResponderStatistics) {
+        received += o.received; answered += o.answered; invalid += o.invalid; malformed += o.malformed
+        outsidePrefix += o.outsidePrefix; notRouted += o.notRouted; excludedByList += o.excludedByList
+        innerSilent += o.innerSilent; innerSolicitations += o.innerSolicitations; innerAnswers += o.innerAnswers
+        local += o.local; rateLimited += o.rateLimited; sendErrors += o.sendErrors
+    }
+
     public var description: String {
         "received \(received) answered \(answered) invalid \(invalid) malformed \(malformed) outside-prefix \(outsidePrefix) not-routed \(notRouted) "
             + "inner-silent \(innerSilent) inner-solicitations \(innerSolicitations) inner-answers \(innerAnswers) "
@@ -66,6 +73,27 @@ public final class Responder: @unchecked Sendable {
     var routeCache: [IPv6Address: (Bool, Double)] = [:]
     var listAddresses: Set<IPv6Address>
     var window = (start: 0.0, overall: 0, perSource: [IPv6Address: Int]())
+    // Touched only by the responder's thread: the batch's clock, counters, rule and answers.
+    var now = 0.0
+    var pending = ResponderStatistics()
+    var activeRule: ProxyRule
+    let batchCapacity = Int(SIXGATE_PACKET_BATCH)
+    static let answerStride = 96
+    /// Answers written and not yet sent: frame i at `frames + i * answerStride`, its length, and
+    /// (target, destination) for `onAnswer`.
+    final class AnswerBatch {
+        let frames: UnsafeMutableRawPointer
+        let lengths: UnsafeMutablePointer<UInt32>
+        let sent: UnsafeMutablePointer<(IPv6Address, IPv6Address)>
+        var count = 0
+        init(capacity: Int) {
+            frames = .allocate(byteCount: capacity * Responder.answerStride, alignment: 16)
+            lengths = .allocate(capacity: capacity)
+            sent = .allocate(capacity: capacity)
+        }
+        deinit { frames.deallocate(); lengths.deallocate(); sent.deallocate() }
+    }
+    let outgoing: AnswerBatch
     // `iface` rules: a packet socket for advertisements on the inner interface, and what it said.
     var inner: (fd: Int32, index: Int32, mac: MACAddress)?
     var innerLinkLocal: IPv6Address?
@@ -80,6 +108,8 @@ public final class Responder: @unchecked Sendable {
     public init(rule: ProxyRule, namespace: NetworkNamespace = .current) throws(NDPProxyError) {
         self.rule = rule
         listAddresses = rule.addresses
+        activeRule = rule
+        outgoing = AnswerBatch(capacity: Int(SIXGATE_PACKET_BATCH))
         do {
             routes = try RouteSocket(namespace: namespace)
             interfaceIndex = try routes.interfaceIndex(rule.interface)
@@ -94,15 +124,15 @@ public final class Responder: @unchecked Sendable {
             throw NDPProxyError("interface \(rule.interface): cannot read its MAC address (\(String(cString: strerror(errno))))")
         }
         mac = bytes.withUnsafeBytes { MACAddress(bytes: $0) }
+        // From here self is whole: a throw runs deinit, which closes fd (so it is not closed here).
         try refreshLocal(force: true)
         if let name = rule.innerInterface {
             let innerIndex: Int32
-            do { innerIndex = try routes.interfaceIndex(name) } catch { close(fd); throw NDPProxyError("inner interface \(name): \(error)") }
-            let innerFD: Int32
-            do { innerFD = try openSocket(in: namespace, "packet socket on \(name)") { sixgate_ndp_socket(innerIndex, 136) } } catch { close(fd); throw error }
+            do { innerIndex = try routes.interfaceIndex(name) } catch { throw NDPProxyError("inner interface \(name): \(error)") }
+            let innerFD = try openSocket(in: namespace, "packet socket on \(name)") { sixgate_ndp_socket(innerIndex, 136) }
             var innerMAC = [UInt8](repeating: 0, count: 6)
             guard sixgate_interface_mac(innerIndex, &innerMAC) == 0 else {
-                close(fd); close(innerFD)
+                close(innerFD)
                 throw NDPProxyError("interface \(name): cannot read its MAC address")
             }
             inner = (innerFD, innerIndex, innerMAC.withUnsafeBytes { MACAddress(bytes: $0) })
@@ -151,56 +181,80 @@ public final class Responder: @unchecked Sendable {
     }
 
     func loop() {
-        var buffer = [UInt8](repeating: 0, count: 2048)
+        let stride = 2048
+        let frames = UnsafeMutableRawPointer.allocate(byteCount: stride * batchCapacity, alignment: 16)
+        let lengths = UnsafeMutablePointer<UInt32>.allocate(capacity: batchCapacity)
+        defer { frames.deallocate(); lengths.deallocate() }
+        var p = (pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: inner?.fd ?? -1, events: Int16(POLLIN), revents: 0))
         while lock.withLock({ running }) {
-            var p = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: inner?.fd ?? -1, events: Int16(POLLIN), revents: 0)]
             if inner != nil { expireInner() }
-            guard poll(&p, inner == nil ? 1 : 2, inner == nil ? 100 : 50) > 0 else { continue }
-            if let inner, p[1].revents != 0 {
-                for _ in 0..<64 {
-                    let n = buffer.withUnsafeMutableBytes { recv(inner.fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
-                    if n <= 0 { break }
-                    buffer.withUnsafeBytes { handleInner(UnsafeRawBufferPointer(rebasing: $0[..<n])) }
-                }
+            p.0.revents = 0; p.1.revents = 0
+            let ready = withUnsafeMutablePointer(to: &p) {
+                $0.withMemoryRebound(to: pollfd.self, capacity: 2) { poll($0, inner == nil ? 1 : 2, inner == nil ? 100 : 50) }
             }
-            for _ in 0..<64 {
-                let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
-                if n <= 0 { break }
-                buffer.withUnsafeBytes { handle(UnsafeRawBufferPointer(rebasing: $0[..<n])) }
+            guard ready > 0 else { continue }
+            beginBatch()
+            if let inner, p.1.revents != 0 {
+                let n = Int(sixgate_packet_receive_batch(inner.fd, frames, stride, batchCapacity, lengths))
+                for i in 0..<max(n, 0) { handleInner(UnsafeRawBufferPointer(start: frames + i * stride, count: Int(lengths[i]))) }
             }
+            // Up to four batches per wakeup, then the inner socket and the running flag get a turn.
+            for _ in 0..<4 {
+                let n = Int(sixgate_packet_receive_batch(fd, frames, stride, batchCapacity, lengths))
+                guard n > 0 else { break }
+                for i in 0..<n { handle(UnsafeRawBufferPointer(start: frames + i * stride, count: Int(lengths[i]))) }
+                flushAnswers()
+                if n < batchCapacity { break }
+            }
+            endBatch()
         }
     }
 
-    /// One frame from the socket. Internal so tests can feed frames without a socket.
+    /// Per batch, not per packet: the clock, the local addresses, the rule's current address list.
+    func beginBatch() {
+        now = monotonic()
+        try? refreshLocal()
+        let list = lock.withLock { listAddresses }
+        if list != activeRule.addresses { activeRule.addresses = list }
+    }
+
+    /// Sends the answers written so far and publishes the batch's counters (one lock per batch).
+    func endBatch() {
+        flushAnswers()
+        let add = pending
+        pending = ResponderStatistics()
+        lock.withLock { stats.add(add) }
+    }
+
+    /// One frame from the socket. Internal so tests can feed frames without a socket (then call
+    /// `endBatch()` to send the answers and publish the counters).
     func handle(_ frame: UnsafeRawBufferPointer) {
-        lock.withLock { stats.received += 1 }
+        pending.received += 1
         guard let eth = try? EthernetFrame(frame), eth.etherType == .ipv6, let ip = try? IPv6Packet(eth.payload) else {
-            lock.withLock { stats.malformed += 1 }; return
+            pending.malformed += 1; return
         }
         guard (try? NDPValidation.validate(ip)) == .neighborSolicitation, let m = try? ICMPv6Message(ip.upperLayer),
               let ns = try? NeighborSolicitation(m) else {
-            lock.withLock { stats.invalid += 1 }; return
+            pending.invalid += 1; return
         }
-        try? refreshLocal()
         let target = ns.target
-        var current = rule
-        current.addresses = lock.withLock { listAddresses }
-        switch current.verdict(for: target, localAddresses: localAddresses) {
+        let verdict = activeRule.verdict(for: target, localAddresses: localAddresses)
+        switch verdict {
         case .answer: break
         case .answerIfRouted:
-            guard routedElsewhere(target) else { lock.withLock { stats.notRouted += 1 }; return }
+            guard routedElsewhere(target) else { pending.notRouted += 1; return }
         case .answerIfInnerAnswers:
             break   // decided below, after the rate limit: our own solicitation costs a packet too
-        case .outsidePrefix: lock.withLock { stats.outsidePrefix += 1 }; return
-        case .listed, .notListed: lock.withLock { stats.excludedByList += 1 }; return
-        case .local: lock.withLock { stats.local += 1 }; return
+        case .outsidePrefix: pending.outsidePrefix += 1; return
+        case .listed, .notListed: pending.excludedByList += 1; return
+        case .local: pending.local += 1; return
         }
         let source = ip.source
-        guard admit(source) else { lock.withLock { stats.rateLimited += 1 }; return }
+        guard admit(source) else { pending.rateLimited += 1; return }
         let destinationMAC = source.isUnspecified ? MACAddress(rawValue: 0x3333_0000_0001)
             : ns.options.first(.sourceLinkLayerAddress)?.linkLayerAddress ?? eth.source
         let owed = Owed(source: source, destinationMAC: destinationMAC, multicast: ip.destination.isMulticast)
-        if current.verdict(for: target, localAddresses: localAddresses) == .answerIfInnerAnswers {
+        if verdict == .answerIfInnerAnswers {
             askInner(target, owed)
             return
         }
@@ -218,15 +272,29 @@ public final class Responder: @unchecked Sendable {
         var flags: NeighborAdvertisementFlags = dad ? [] : .solicited
         if rule.routerFlag { flags.insert(.router) }
         let option = (owed.multicast || rule.linkOption || dad) ? mac : nil
-        // Built on the stack, in place: the answer path allocates nothing (Benchmarks/PacketKitBenchmarks).
-        let (length, sent) = withUnsafeTemporaryAllocation(byteCount: 96, alignment: 8) { buffer -> (Int, Int) in
-            guard let n = try? NDPFrame.ethernetNeighborAdvertisement(
-                into: buffer, destinationMAC: owed.destinationMAC, sourceMAC: mac, source: linkLocal ?? target,
-                destination: destination, hopLimit: rule.hopLimit, flags: flags, target: target, targetLinkLayer: option) else { return (0, -1) }
-            return (n, sixgate_packet_send(fd, interfaceIndex, buffer.baseAddress, n))
+        // Written in place into the batch's next slot: the answer path allocates nothing
+        // (Benchmarks/PacketKitBenchmarks); sent with the batch by one sendmmsg.
+        if outgoing.count == batchCapacity { flushAnswers() }
+        let slot = UnsafeMutableRawBufferPointer(start: outgoing.frames + outgoing.count * Self.answerStride, count: Self.answerStride)
+        guard let n = try? NDPFrame.ethernetNeighborAdvertisement(
+            into: slot, destinationMAC: owed.destinationMAC, sourceMAC: mac, source: linkLocal ?? target,
+            destination: destination, hopLimit: rule.hopLimit, flags: flags, target: target, targetLinkLayer: option) else {
+            pending.sendErrors += 1; return
         }
-        lock.withLock { if sent == length { stats.answered += 1 } else { stats.sendErrors += 1 } }
-        if sent == length { onAnswer?(target, destination) }
+        outgoing.lengths[outgoing.count] = UInt32(n)
+        outgoing.sent[outgoing.count] = (target, destination)
+        outgoing.count += 1
+    }
+
+    /// Sends the answers waiting in the batch.
+    func flushAnswers() {
+        let count = outgoing.count
+        guard count > 0 else { return }
+        outgoing.count = 0
+        let sent = Int(sixgate_packet_send_batch(fd, interfaceIndex, outgoing.frames, Self.answerStride, outgoing.lengths, count))
+        pending.answered += UInt64(sent)
+        pending.sendErrors += UInt64(count - sent)
+        if let onAnswer { for i in 0..<sent { onAnswer(outgoing.sent[i].0, outgoing.sent[i].1) } }
     }
 
     // MARK: iface rules
@@ -239,7 +307,7 @@ public final class Responder: @unchecked Sendable {
         if let entry = innerCache[target], entry.expires > now {
             switch entry.state {
             case .present: answer(target, owed); return
-            case .absent: lock.withLock { stats.innerSilent += 1 }; return
+            case .absent: pending.innerSilent += 1; return
             case .waiting(var list):
                 if list.count < 16 { list.append(owed) }
                 innerCache[target] = (.waiting(list), entry.expires)
@@ -260,7 +328,7 @@ public final class Responder: @unchecked Sendable {
         guard let bytes = try? packet.emit() else { return }
         let frame = MACAddress(multicast: group).bytes + inner.mac.bytes + [0x86, 0xdd] + bytes
         let sent = frame.withUnsafeBytes { sixgate_packet_send(inner.fd, inner.index, $0.baseAddress, $0.count) }
-        lock.withLock { if sent == frame.count { stats.innerSolicitations += 1 } else { stats.sendErrors += 1 } }
+        if sent == frame.count { pending.innerSolicitations += 1 } else { pending.sendErrors += 1 }
     }
 
     /// An advertisement from the inner interface: the target is there; pay what is owed.
@@ -270,8 +338,8 @@ public final class Responder: @unchecked Sendable {
               let na = try? NeighborAdvertisement(m) else { return }
         let target = na.target
         guard let entry = innerCache[target] else { return }   // not something we asked about
-        lock.withLock { stats.innerAnswers += 1 }
-        innerCache[target] = (.present, monotonic() + rule.cacheTTL)
+        pending.innerAnswers += 1
+        innerCache[target] = (.present, now + rule.cacheTTL)
         innerWaiting.remove(target)
         if case .waiting(let owed) = entry.state { for o in owed { answer(target, o) } }
     }
@@ -285,14 +353,13 @@ public final class Responder: @unchecked Sendable {
             if case .waiting(let owed) = entry.state, entry.expires <= now {
                 innerCache[target] = (.absent, now + rule.cacheTTL)
                 innerWaiting.remove(target)
-                lock.withLock { stats.innerSilent += UInt64(owed.count) }
+                pending.innerSilent += UInt64(owed.count)
             }
         }
     }
 
     /// Whether the kernel routes `target` out of another interface (cached for `rule.routeTTL`).
     func routedElsewhere(_ target: IPv6Address) -> Bool {
-        let now = monotonic()
         if let (answer, expires) = routeCache[target], expires > now { return answer }
         var answer = false
         if let r = try? routes.lookupRoute(to: .v6(target)), r.type == 1, let i = r.interfaceIndex { answer = i != interfaceIndex }
@@ -303,16 +370,13 @@ public final class Responder: @unchecked Sendable {
 
     /// A one-second window per source and overall.
     func admit(_ source: IPv6Address) -> Bool {
-        lock.withLock {
-            let now = monotonic()
-            if now - window.start >= 1 { window = (now, 0, [:]) }
-            guard window.overall < rateLimit.overall else { return false }
-            let n = window.perSource[source, default: 0]
-            guard n < rateLimit.perSource else { return false }
-            window.overall += 1
-            window.perSource[source] = n + 1
-            return true
-        }
+        if now - window.start >= 1 { window = (now, 0, [:]) }
+        guard window.overall < rateLimit.overall else { return false }
+        let n = window.perSource[source, default: 0]
+        guard n < rateLimit.perSource else { return false }
+        window.overall += 1
+        window.perSource[source] = n + 1
+        return true
     }
 }
 

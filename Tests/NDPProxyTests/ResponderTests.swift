@@ -164,6 +164,32 @@ struct ResponderNamespaceTests {
         kill(proxy.pid, SIGUSR1)
         #expect(eventually(timeout: 5) { proxy.output.contains("answered 1 invalid \(bad.count) ") }, "\(proxy.output)")
     }
+
+    /// Solicitations arriving back to back are read and answered in batches (recvmmsg/sendmmsg,
+    /// 64 at a time): a burst of 150 for distinct targets, a malformed one after every tenth, gets
+    /// exactly one advertisement per valid target and the counters add up.
+    @Test func aBurstLongerThanABatchIsAnsweredOncePerTarget() throws {
+        let bed = try ProxyTestbed()
+        defer { bed.destroy() }
+        let proxy = try bed.startProxy(config: npd6Basic.replacingOccurrences(of: "UPLINK", with: bed.uplink))
+        defer { proxy.stop() }
+        let ispIndex = try RouteSocket(namespace: .named(bed.isp)).interfaceIndex(bed.ispLink)
+        let mac: UInt64 = 0x0200_0000_0a01
+        var frames: [[UInt8]] = []
+        for i in 0..<150 {
+            frames.append(try solicitation(target: "2001:db8:5::1:\(String(i, radix: 16))", source: "2001:db8:5::1", sourceMAC: mac))
+            if i % 10 == 9 { frames.append(try solicitation(target: "2001:db8:5::2:\(i)", source: "2001:db8:5::1", sourceMAC: mac, hopLimit: 64)) }
+        }
+        let lines = try bed.capture { try inject(ns: bed.isp, ifindex: ispIndex, frames: frames) }
+        let targets = lines.compactMap { line -> String? in
+            guard line.contains("neighbor advertisement"), let r = line.range(of: "tgt is ") else { return nil }
+            return String(line[r.upperBound...].prefix { $0 != "," })
+        }
+        #expect(targets.count == 150, "\(targets.count) advertisements")
+        #expect(Set(targets) == Set((0..<150).map { "2001:db8:5::1:\(String($0, radix: 16))" }))
+        kill(proxy.pid, SIGUSR1)
+        #expect(eventually(timeout: 5) { proxy.output.contains("received 165 answered 150 invalid 15 ") }, "\(proxy.output)")
+    }
 }
 
 /// An Ethernet frame carrying a Neighbor Solicitation built with PacketKit, to the target's
@@ -190,13 +216,18 @@ func solicitation(target: String, source: String, sourceMAC: UInt64, hopLimit: U
 }
 
 /// Sends `frame` out of interface `ifindex` in namespace `ns` through a packet socket.
-func inject(ns: String, ifindex: Int32, frame: [UInt8]) throws {
+func inject(ns: String, ifindex: Int32, frame: [UInt8]) throws { try inject(ns: ns, ifindex: ifindex, frames: [frame]) }
+
+/// Sends `frames` back to back out of interface `ifindex` in namespace `ns` through one packet socket.
+func inject(ns: String, ifindex: Int32, frames: [[UInt8]]) throws {
     let fd = try NetworkNamespace.named(ns).perform { () throws(RouteKitError) -> Int32 in
         socket(AF_PACKET, Int32(SOCK_RAW.rawValue), Int32(UInt16(0x86dd).bigEndian))
     }
     guard fd >= 0 else { throw TransferError("packet socket: errno \(errno)") }
     defer { close(fd) }
-    let n = frame.withUnsafeBytes { sixgate_packet_send(fd, ifindex, $0.baseAddress, $0.count) }
-    guard n == frame.count else { throw TransferError("send: errno \(errno)") }
+    for frame in frames {
+        let n = frame.withUnsafeBytes { sixgate_packet_send(fd, ifindex, $0.baseAddress, $0.count) }
+        guard n == frame.count else { throw TransferError("send: errno \(errno)") }
+    }
     usleep(20_000)
 }

@@ -12,6 +12,18 @@
 /// Returns the descriptor, or -1 with errno set. Non-blocking, close-on-exec.
 int sixgate_ns_socket(int ifindex);
 
+/// Frames one batch call moves at most.
+#define SIXGATE_PACKET_BATCH 64
+
+/// Reads up to `count` (at most SIXGATE_PACKET_BATCH) frames with one recvmmsg, without waiting:
+/// frame i into `buffers + i * stride`, its length into `lengths[i]` (0 when it was longer than
+/// `stride` and truncated). Returns how many were read, 0 or -1 (errno, EAGAIN when none waited).
+int sixgate_packet_receive_batch(int fd, void *buffers, size_t stride, size_t count, uint32_t *lengths);
+
+/// Sends `count` (at most SIXGATE_PACKET_BATCH) Ethernet frames, frame i at `frames + i * stride`
+/// of `lengths[i]` bytes, out of `ifindex` with sendmmsg. Returns how many were sent.
+int sixgate_packet_send_batch(int fd, int ifindex, const void *frames, size_t stride, const uint32_t *lengths, size_t count);
+
 /// The same for any ICMPv6 type (136: Neighbor Advertisements, for `iface` rules' own solicitations).
 int sixgate_ndp_socket(int ifindex, int icmp_type);
 
