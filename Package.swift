@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "NDPProxy", targets: ["NDPProxy"]),
         .library(name: "AddressPool", targets: ["AddressPool"]),
         .library(name: "Diagnostics", targets: ["Diagnostics"]),
+        .library(name: "Translator", targets: ["Translator"]),
         .library(name: "TunnelGateway", targets: ["TunnelGateway"]),
         .library(name: "TunnelClient", targets: ["TunnelClient"]),
         .library(name: "SixgateConfig", targets: ["SixgateConfig"]),
@@ -61,6 +62,7 @@ let package = Package(
             .product(name: "DequeModule", package: "swift-collections"),
         ]),
         .target(name: "Diagnostics", dependencies: ["PacketKit", "RouteKit", "CPcap"]),
+        .target(name: "Translator", dependencies: ["PacketKit", "RouteKit", "TunnelCore"]),
 
         // Roles.
         .target(name: "TunnelGateway", dependencies: [
@@ -99,6 +101,7 @@ let package = Package(
         .testTarget(
             name: "PacketKitTests", dependencies: ["PacketKit", "SixgateTestSupport"],
             resources: [.copy("Fixtures")]),
+        .testTarget(name: "TranslatorTests", dependencies: ["Translator", "PacketKit", "RouteKit", "TunnelCore", "SixgateTestSupport"]),
         .testTarget(name: "RouteKitTests", dependencies: ["RouteKit", "PacketKit", "SixgateTestSupport"]),
         .testTarget(name: "TunnelCoreTests", dependencies: ["TunnelCore", "PacketKit", "RouteKit", "SixgateTestSupport"]),
         .testTarget(name: "AddressPoolTests", dependencies: ["AddressPool", "PacketKit", "SixgateTestSupport"]),

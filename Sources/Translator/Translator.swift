@@ -1,0 +1,326 @@
+// Stateless IP/ICMP translation (SIIT, RFC 7915) of whole packets, both ways, written into a
+// caller's buffer: IPv4 header <-> IPv6 header (+ Fragment header), TCP/UDP checksums adjusted
+// incrementally for the pseudo-header change, ICMP <-> ICMPv6 (echo, and errors with the packet
+// inside translated too), fragments both ways, DF / packet-too-big handling, and the translator's
+// own ICMP errors (time exceeded, fragmentation needed, packet too big, parameter problem).
+// Per packet nothing is allocated.
+import PacketKit
+
+/// Why a packet was not translated.
+public enum TranslationDrop: Int, Sendable, CaseIterable, CustomStringConvertible {
+    /// Not an IPv4 or IPv6 packet PacketKit can read (lengths, version, extension headers).
+    case malformed
+    /// IPv4 header checksum wrong.
+    case badHeaderChecksum
+    /// An address with no mapping (outside the prefix and not in the EAM table; or a non-global
+    /// IPv4 address with the Well-Known Prefix), or a multicast / broadcast one.
+    case unmappable
+    /// TTL or hop limit would reach 0 (an ICMP time exceeded went back).
+    case hopLimit
+    /// Too big for the next hop with DF set / from IPv6 (fragmentation needed or packet too big went back).
+    case tooBig
+    /// An unexpired IPv4 source route (ICMPv4 3/5 went back) or an IPv6 Routing header with segments
+    /// left (ICMPv6 parameter problem went back).
+    case sourceRoute
+    /// ICMP without an equivalent in the other family (redirects, ND, MLD, router discovery...).
+    case untranslatableICMP
+    /// Fragmented ICMP messages (their checksum covers the whole message, which one fragment is not).
+    case fragmentedICMP
+    /// IPv4 UDP without a checksum when fragmented or when computing is switched off; IPv6 UDP with 0.
+    case udpZeroChecksum
+
+    public var description: String {
+        switch self {
+        case .malformed: "malformed"
+        case .badHeaderChecksum: "bad-header-checksum"
+        case .unmappable: "unmappable"
+        case .hopLimit: "hop-limit"
+        case .tooBig: "too-big"
+        case .sourceRoute: "source-route"
+        case .untranslatableICMP: "untranslatable-icmp"
+        case .fragmentedICMP: "fragmented-icmp"
+        case .udpZeroChecksum: "udp-zero-checksum"
+        }
+    }
+}
+
+/// What one call to `translate` did.
+public enum TranslationResult: Sendable, Equatable {
+    /// Translated into `packets` packets (more than one: IPv6 fragments).
+    case translated(packets: Int)
+    /// Dropped and counted; `errorSent` when an ICMP error went back to the sender.
+    case dropped(TranslationDrop, errorSent: Bool)
+}
+
+/// Counters of a translator. Every packet given to `translate` lands in exactly one of
+/// `translated4to6`, `translated6to4` or `dropped`.
+public struct TranslatorStatistics: Sendable, Equatable, CustomStringConvertible {
+    public var translated4to6: UInt64 = 0
+    public var translated6to4: UInt64 = 0
+    /// IPv6 fragments written for DF=0 IPv4 packets longer than the lowest IPv6 MTU.
+    public var fragmentsCreated: UInt64 = 0
+    /// ICMP errors the translator sent itself.
+    public var errorsSent: UInt64 = 0
+    /// Drops by `TranslationDrop.rawValue`.
+    public var dropped = DropCounters()
+
+    public struct DropCounters: Sendable, Equatable {
+        var counts = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+        public subscript(_ reason: TranslationDrop) -> UInt64 {
+            get { withUnsafeBytes(of: counts) { $0.load(fromByteOffset: reason.rawValue * 8, as: UInt64.self) } }
+            set { withUnsafeMutableBytes(of: &counts) { $0.storeBytes(of: newValue, toByteOffset: reason.rawValue * 8, as: UInt64.self) } }
+        }
+        public var total: UInt64 { TranslationDrop.allCases.reduce(0) { $0 + self[$1] } }
+        public static func == (a: Self, b: Self) -> Bool { TranslationDrop.allCases.allSatisfy { a[$0] == b[$0] } }
+    }
+
+    public mutating func add(_ o: TranslatorStatistics) {
+        translated4to6 += o.translated4to6; translated6to4 += o.translated6to4
+        fragmentsCreated += o.fragmentsCreated; errorsSent += o.errorsSent
+        for r in TranslationDrop.allCases { dropped[r] += o.dropped[r] }
+    }
+
+    public var description: String {
+        "4to6 \(translated4to6) 6to4 \(translated6to4) fragments \(fragmentsCreated) errors-sent \(errorsSent) dropped "
+            + TranslationDrop.allCases.map { "\($0) \(dropped[$0])" }.joined(separator: " ")
+    }
+}
+
+/// A stateless translator. Not thread-safe: one per thread (they share nothing but the settings).
+public final class Translator: @unchecked Sendable {
+    public let configuration: TranslatorConfiguration
+    public internal(set) var statistics = TranslatorStatistics()
+    let mapper: AddressMapper
+    var identification: UInt16 = 0
+
+    /// The scratch buffer `translate` needs at least: two maximum-size packets.
+    public static let scratchSize = 2 * 65_664
+
+    public init(_ configuration: TranslatorConfiguration) throws(TranslatorConfigurationError) {
+        self.configuration = try configuration.validated()
+        mapper = AddressMapper(configuration)
+    }
+
+    /// Translates one IPv4 or IPv6 packet. Every packet this produces, the translation (or its
+    /// fragments) or an ICMP error for the sender, is passed to `emit`, valid only during that call;
+    /// all are IP packets to send on (a TUN device routes both). `scratch` holds at least
+    /// `Translator.scratchSize` bytes.
+    @discardableResult
+    public func translate(_ packet: UnsafeRawBufferPointer, scratch: UnsafeMutableRawBufferPointer,
+                          emit: (UnsafeRawBufferPointer) -> Void) -> TranslationResult {
+        precondition(scratch.count >= Self.scratchSize, "Translator.translate: scratch smaller than Translator.scratchSize")
+        let result: TranslationResult
+        switch packet.first.map({ $0 >> 4 }) {
+        case 4: result = from4(packet, scratch, emit)
+        case 6: result = from6(packet, scratch, emit)
+        default: result = .dropped(.malformed, errorSent: false)
+        }
+        if case .dropped(let reason, let sent) = result {
+            statistics.dropped[reason] += 1
+            if sent { statistics.errorsSent += 1 }
+        }
+        return result
+    }
+
+    /// Resets the counters to zero and returns what they were (a device publishes them in batches).
+    public func takeStatistics() -> TranslatorStatistics {
+        defer { statistics = TranslatorStatistics() }
+        return statistics
+    }
+
+    // MARK: IPv4 -> IPv6 (RFC 7915 §4)
+
+    func from4(_ p: UnsafeRawBufferPointer, _ out: UnsafeMutableRawBufferPointer, _ emit: (UnsafeRawBufferPointer) -> Void) -> TranslationResult {
+        guard let ip = try? IPv4Packet(p) else { return .dropped(.malformed, errorSent: false) }
+        guard ip.isHeaderChecksumValid else { return .dropped(.badHeaderChecksum, errorSent: false) }
+        let src4 = ip.source, dst4 = ip.destination
+        guard !dst4.isMulticast, dst4 != .broadcast, !src4.isMulticast,
+              let src6 = mapper.map(src4), let dst6 = mapper.map(dst4) else { return .dropped(.unmappable, errorSent: false) }
+        if ip.ttl <= 1 {
+            return .dropped(.hopLimit, errorSent: error4(for: ip, type: 11, code: 0, rest: 0, out, emit))
+        }
+        if ip.headerLength > 20, Self.unexpiredSourceRoute(ip.options) {
+            return .dropped(.sourceRoute, errorSent: error4(for: ip, type: 3, code: 5, rest: 0, out, emit))
+        }
+        let proto = ip.protocolNumber
+        let payload = ip.payload
+        let fragmented = ip.isFragment
+        if proto == .icmp {
+            guard !fragmented else { return .dropped(.fragmentedICMP, errorSent: false) }
+            return icmp4to6(ip, src6: src6, dst6: dst6, out, emit)
+        }
+        let headerLength = fragmented ? 48 : 40
+        let total = headerLength + payload.count
+        if ip.dontFragment && total > configuration.ipv6MTU {
+            let mtu = UInt32(configuration.ipv6MTU - 20)
+            return .dropped(.tooBig, errorSent: error4(for: ip, type: 3, code: 4, rest: mtu, out, emit))
+        }
+        Self.writeIPv6Header(out, trafficClass: ip.tos, payloadLength: total - 40, nextHeader: fragmented ? IPProtocol.fragment.rawValue : proto.rawValue,
+                             hopLimit: ip.ttl - 1, source: src6, destination: dst6)
+        if fragmented {
+            out[40] = proto.rawValue
+            out[41] = 0
+            out.put16(ip.fragmentOffset << 3 | (ip.moreFragments ? 1 : 0), at: 42)
+            out.put32(UInt32(ip.identification), at: 44)
+        }
+        out.copy(payload, at: headerLength)
+        if ip.fragmentOffset == 0 {
+            let transport = out.slice(headerLength, total)
+            let old = Self.addressSum(src4, dst4), new = Self.addressSum(src6, dst6)
+            if proto == .udp, payload.count >= 8, payload.be16(6) == 0 {
+                guard !fragmented, configuration.computeZeroUDPChecksum else { return .dropped(.udpZeroChecksum, errorSent: false) }
+                var c = InternetChecksum.pseudoHeader(source: src6, destination: dst6, length: transport.count, nextHeader: .udp)
+                c.add(UnsafeRawBufferPointer(transport))
+                transport.put16(c.value == 0 ? 0xffff : c.value, at: 6)
+            } else {
+                Self.adjustTransportChecksum(transport, proto, old: old, new: new)
+            }
+        }
+        statistics.translated4to6 += 1
+        if !ip.dontFragment && total > configuration.lowestIPv6MTU {
+            let n = fragment6(out, headerLength: headerLength, total: total, protocol: proto.rawValue,
+                              offset: Int(ip.fragmentOffset) * 8, more: ip.moreFragments, identification: UInt32(ip.identification), emit)
+            statistics.fragmentsCreated += UInt64(n)
+            return .translated(packets: n)
+        }
+        emit(UnsafeRawBufferPointer(out.slice(0, total)))
+        return .translated(packets: 1)
+    }
+
+    /// Splits the translated packet in `out[0..<total]` into fragments no longer than the lowest
+    /// IPv6 MTU, written one at a time into the second half of `out`. Returns how many.
+    func fragment6(_ out: UnsafeMutableRawBufferPointer, headerLength: Int, total: Int, protocol proto: UInt8, offset: Int, more: Bool,
+                   identification: UInt32, _ emit: (UnsafeRawBufferPointer) -> Void) -> Int {
+        let data = UnsafeRawBufferPointer(out.slice(headerLength, total))
+        let piece = (configuration.lowestIPv6MTU - 48) & ~7
+        let frag = out.slice(Self.scratchSize / 2, out.count)
+        var start = 0, count = 0
+        while start < data.count {
+            let end = min(start + piece, data.count)
+            let last = end == data.count
+            frag.copy(UnsafeRawBufferPointer(out.slice(0, 40)), at: 0)
+            frag.put16(UInt16(8 + end - start), at: 4)
+            frag[6] = IPProtocol.fragment.rawValue
+            frag[40] = proto
+            frag[41] = 0
+            frag.put16(UInt16((offset + start) / 8) << 3 | (last && !more ? 0 : 1), at: 42)
+            frag.put32(identification, at: 44)
+            frag.copy(data.slice(start, end), at: 48)
+            emit(UnsafeRawBufferPointer(frag.slice(0, 48 + end - start)))
+            count += 1
+            start = end
+        }
+        return count
+    }
+
+    // MARK: IPv6 -> IPv4 (RFC 7915 §5)
+
+    func from6(_ p: UnsafeRawBufferPointer, _ out: UnsafeMutableRawBufferPointer, _ emit: (UnsafeRawBufferPointer) -> Void) -> TranslationResult {
+        guard let ip = try? IPv6Packet(p) else { return .dropped(.malformed, errorSent: false) }
+        let src6 = ip.source, dst6 = ip.destination
+        guard !dst6.isMulticast, let src4 = mapper.map(src6), let dst4 = mapper.map(dst6) else { return .dropped(.unmappable, errorSent: false) }
+        if ip.hopLimit <= 1 {
+            return .dropped(.hopLimit, errorSent: error6(for: ip, type: 3, code: 0, rest: 0, out, emit))
+        }
+        if ip.extensionHeaderCount > 0 {
+            for h in ip.extensionHeaders where h.type == .routing && h.bytes.count >= 4 && h.bytes[3] != 0 {
+                return .dropped(.sourceRoute, errorSent: error6(for: ip, type: 4, code: 0, rest: UInt32(h.offset + 3), out, emit))
+            }
+        }
+        let proto = ip.upperLayerProtocol
+        let fragment = ip.fragment
+        let payload = ip.upperLayer
+        if proto == .icmpv6 {
+            guard fragment == nil || fragment!.isAtomic else { return .dropped(.fragmentedICMP, errorSent: false) }
+            return icmp6to4(ip, src4: src4, dst4: dst4, out, emit)
+        }
+        let total = 20 + payload.count
+        if total > configuration.ipv4MTU {
+            let mtu = UInt32(max(1280, configuration.ipv4MTU + 20))
+            return .dropped(.tooBig, errorSent: error6(for: ip, type: 2, code: 0, rest: mtu, out, emit))
+        }
+        writeIPv4Header(out, tos: ip.trafficClass, totalLength: total, fragment: fragment, ttl: ip.hopLimit - 1,
+                        protocol: proto.rawValue, source: src4, destination: dst4)
+        out.copy(payload, at: 20)
+        if (fragment?.offset ?? 0) == 0 {
+            let transport = out.slice(20, total)
+            if proto == .udp, payload.count >= 8, payload.be16(6) == 0 { return .dropped(.udpZeroChecksum, errorSent: false) }
+            Self.adjustTransportChecksum(transport, proto, old: Self.addressSum(src6, dst6), new: Self.addressSum(src4, dst4))
+        }
+        statistics.translated6to4 += 1
+        emit(UnsafeRawBufferPointer(out.slice(0, total)))
+        return .translated(packets: 1)
+    }
+
+    // MARK: Headers and checksums
+
+    static func writeIPv6Header(_ out: UnsafeMutableRawBufferPointer, trafficClass: UInt8, payloadLength: Int, nextHeader: UInt8,
+                                hopLimit: UInt8, source: IPv6Address, destination: IPv6Address) {
+        out.put32(6 << 28 | UInt32(trafficClass) << 20, at: 0)   // flow label 0 (RFC 7915 §4.1)
+        out.put16(UInt16(payloadLength), at: 4)
+        out[6] = nextHeader
+        out[7] = hopLimit
+        out.put128(source.rawValue, at: 8)
+        out.put128(destination.rawValue, at: 24)
+    }
+
+    /// IHL 5 (options are not translated); DF and Identification as RFC 7915 §5.1 says: from the
+    /// Fragment header when there is one (DF 0), else DF set above 1260 bytes with Identification 0,
+    /// and below it DF clear with an Identification of our own (an IPv4 router may fragment it),
+    /// or 0 for the packet inside an ICMP error (`identify` false: its number was never ours to know).
+    func writeIPv4Header(_ out: UnsafeMutableRawBufferPointer, tos: UInt8, totalLength: Int, fragment: IPv6FragmentInfo?, ttl: UInt8,
+                         protocol proto: UInt8, source: IPv4Address, destination: IPv4Address, identify: Bool = true) {
+        out.put32(0x4500_0000 | UInt32(tos) << 16 | UInt32(totalLength), at: 0)
+        if let f = fragment {
+            out.put16(UInt16(truncatingIfNeeded: f.identification), at: 4)
+            out.put16((f.moreFragments ? 0x2000 : 0) | f.offset, at: 6)
+        } else if totalLength > 1260 {
+            out.put32(0x0000_4000, at: 4)
+        } else {
+            if identify { identification &+= 1 }
+            out.put16(identify ? identification : 0, at: 4)
+            out.put16(0, at: 6)
+        }
+        out[8] = ttl
+        out[9] = proto == IPProtocol.icmpv6.rawValue ? IPProtocol.icmp.rawValue : proto
+        out.put16(0, at: 10)
+        out.put32(source.rawValue, at: 12)
+        out.put32(destination.rawValue, at: 16)
+        out.put16(InternetChecksum.of(UnsafeRawBufferPointer(out.slice(0, 20))), at: 10)
+    }
+
+    /// The folded one's-complement sum of a pair of addresses: what changes in a pseudo-header.
+    @inline(__always) static func addressSum(_ a: IPv4Address, _ b: IPv4Address) -> UInt16 {
+        var c = InternetChecksum(); c.add(a); c.add(b); return c.foldedSum
+    }
+    @inline(__always) static func addressSum(_ a: IPv6Address, _ b: IPv6Address) -> UInt16 {
+        var c = InternetChecksum(); c.add(a); c.add(b); return c.foldedSum
+    }
+
+    /// RFC 7915 §4.5/§5.5: TCP and UDP checksums follow the pseudo-header's address change
+    /// (RFC 1624, so a wrong checksum stays wrong by the same amount). Other protocols are left alone.
+    @inline(__always) static func adjustTransportChecksum(_ t: UnsafeMutableRawBufferPointer, _ proto: IPProtocol, old: UInt16, new: UInt16) {
+        if proto == .tcp, t.count >= 18 {
+            t.put16(InternetChecksum.update(UnsafeRawBufferPointer(t).be16(16), old: old, new: new), at: 16)
+        } else if proto == .udp, t.count >= 8 {
+            let c = InternetChecksum.update(UnsafeRawBufferPointer(t).be16(6), old: old, new: new)
+            t.put16(c == 0 ? 0xffff : c, at: 6)
+        }
+    }
+
+    /// Whether the IPv4 options hold a loose or strict source route with addresses still to visit
+    /// (RFC 7915 §4.1: such a packet is not translated; RFC 791: pointer <= length).
+    static func unexpiredSourceRoute(_ options: UnsafeRawBufferPointer) -> Bool {
+        var o = 0
+        while o < options.count {
+            let type = options[o]
+            if type == 0 { break }
+            if type == 1 { o += 1; continue }
+            guard o + 2 < options.count else { break }
+            let length = Int(options[o + 1])
+            if (type == 131 || type == 137), length >= 3, Int(options[o + 2]) <= length { return true }
+            o += max(length, 2)
+        }
+        return false
+    }
+}
