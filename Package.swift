@@ -93,6 +93,7 @@ let package = Package(
         .executableTarget(name: "allocate", dependencies: ["AddressPool", "PacketKit"], path: "Examples/allocate"),
         .executableTarget(name: "client-lease", dependencies: ["TunnelClient"], path: "Examples/client-lease"),
         .executableTarget(name: "howto-doctor", dependencies: ["Diagnostics", "PacketKit"], path: "Examples/howto-doctor"),
+        .executableTarget(name: "nat64", dependencies: ["Translator", "PacketKit"], path: "Examples/nat64"),
         .executableTarget(name: "tunnel-pair", dependencies: ["PacketKit", "RouteKit", "TunnelCore"], path: "Examples/tunnel-pair"),
 
         // Tests: one target per module that has behaviour to test.
