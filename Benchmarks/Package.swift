@@ -13,7 +13,7 @@ let package = Package(
         .target(name: "CMallocCounter", cSettings: [.unsafeFlags(["-O2"])]),
         .executableTarget(
             name: "PacketKitBenchmarks",
-            dependencies: [.product(name: "PacketKit", package: "main"), "CReference", "CMallocCounter"],
+            dependencies: [.product(name: "PacketKit", package: "main"), .product(name: "Translator", package: "main"), "CReference", "CMallocCounter"],
         ),
         .target(name: "CSealReference", cSettings: [.unsafeFlags(["-O2"])], linkerSettings: [.linkedLibrary("crypto")]),
         .executableTarget(
