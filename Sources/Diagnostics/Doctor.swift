@@ -185,20 +185,8 @@ public struct DoctorReport: Sendable, Codable, Equatable {
 public enum Doctor {
     public static func run(_ setup: DoctorSetup, options: DoctorOptions = DoctorOptions()) -> DoctorReport {
         let k = KernelView(setup: setup, options: options)
-        var checks: [CheckResult] = []
-        checks.append(k.daemon())
-        checks.append(k.forwardingIPv6())
-        checks.append(k.forwardingIPv4())
-        checks.append(k.proxyNDP())
-        checks.append(k.clientRoutes())
-        checks.append(k.gatewayAddress())
-        checks.append(k.ispRouterRoute())
-        checks.append(k.defaultRoute())
-        checks.append(k.nat44())
-        checks.append(k.firewallForward())
-        checks.append(k.raDaemon())
-        checks.append(k.raDefaultRoute())
-        checks.append(k.handshakes())
+        var checks = [k.daemon(), k.forwardingIPv6(), k.forwardingIPv4(), k.proxyNDP(), k.clientRoutes(), k.gatewayAddress(),
+                      k.ispRouterRoute(), k.defaultRoute(), k.nat44(), k.firewallForward(), k.raDaemon(), k.raDefaultRoute(), k.handshakes()]
         // The capture-based checks, then the MTU check (it uses the capture's PTBs too).
         let capture = k.capture()
         checks.append(k.traffic(capture))

@@ -60,6 +60,12 @@ final class ProxyTestbed: @unchecked Sendable {
         return p
     }
 
+    /// ndp-proxy on the npd6 sample config for the uplink, and the ISP's interface index for injecting.
+    func startSampleProxy() throws -> (BackgroundProcess, Int32) {
+        let proxy = try startProxy(config: npd6Basic.replacingOccurrences(of: "UPLINK", with: uplink))
+        do { return (proxy, try RouteSocket(namespace: .named(isp)).interfaceIndex(ispLink)) } catch { proxy.stop(); throw error }
+    }
+
     /// Captures on the ISP's link while `body` runs; returns tcpdump's decode of the capture.
     func capture(_ body: () throws -> Void) throws -> [String] {
         let file = directory + "/\(uniqueSuffix()).pcap"
@@ -142,9 +148,8 @@ struct ResponderNamespaceTests {
     @Test func malformedSolicitationsGetNoAnswerAndAreCounted() throws {
         let bed = try ProxyTestbed()
         defer { bed.destroy() }
-        let proxy = try bed.startProxy(config: npd6Basic.replacingOccurrences(of: "UPLINK", with: bed.uplink))
+        let (proxy, ispIndex) = try bed.startSampleProxy()
         defer { proxy.stop() }
-        let ispIndex = try RouteSocket(namespace: .named(bed.isp)).interfaceIndex(bed.ispLink)
         let mac: UInt64 = 0x0200_0000_0a01
         let good = try solicitation(target: "2001:db8:5::250", source: "2001:db8:5::1", sourceMAC: mac)
         var bad: [(String, [UInt8])] = []
@@ -171,9 +176,8 @@ struct ResponderNamespaceTests {
     @Test func aBurstLongerThanABatchIsAnsweredOncePerTarget() throws {
         let bed = try ProxyTestbed()
         defer { bed.destroy() }
-        let proxy = try bed.startProxy(config: npd6Basic.replacingOccurrences(of: "UPLINK", with: bed.uplink))
+        let (proxy, ispIndex) = try bed.startSampleProxy()
         defer { proxy.stop() }
-        let ispIndex = try RouteSocket(namespace: .named(bed.isp)).interfaceIndex(bed.ispLink)
         let mac: UInt64 = 0x0200_0000_0a01
         var frames: [[UInt8]] = []
         for i in 0..<150 {

@@ -91,34 +91,32 @@ struct TranslatorNamespaceTests {
     @Test func anIPv6OnlyClientReachesAnIPv4OnlyHostAndAnIPv4LiteralWorksThroughTheCLAT() throws {
         let bed = try XlatTestbed()
         defer { bed.destroy() }
-        // NAT64: the IPv4 host at its IPv6 name.
-        let ping6 = try bed.exec(bed.client, "ping -6 -c 3 -i 0.2 -W 2 2001:db8:64::cb00:7105", check: false)
-        #expect(ping6.stdout.contains("3 received"), "\(ping6.stdout)\(ping6.stderr)")
-        // The server saw the client as its SIIT pool address.
-        let server = try BackgroundProcess(["ip", "netns", "exec", bed.server, "iperf3", "-s", "-1", "-B", "203.0.113.5"], captureOutput: true)
-        defer { server.stop() }
-        _ = eventually(timeout: 5) { server.output.contains("listening") }
-        // One second of TCP (a byte-count test ends before the last window drains; iperf3 then
-        // reports less received than sent): most of what was sent arrived, and more than 1 MB.
-        let tcp = try bed.exec(bed.client, "iperf3 -c 2001:db8:64::cb00:7105 -t 1 -J", timeout: 60, check: false)
-        #expect(tcp.succeeded && transferred(tcp.stdout), "\(tcp.stdout.suffix(600))\(tcp.stderr)")
-        #expect(server.output.contains("192.0.2.10"), "the IPv4 host saw the client's pool address: \(server.output)")
-
-        // 464XLAT: an IPv4 literal from the IPv6-only client, through its CLAT and the PLAT.
-        let ping4 = try bed.exec(bed.client, "ping -4 -c 3 -i 0.2 -W 2 203.0.113.5", check: false)
-        #expect(ping4.stdout.contains("3 received"), "\(ping4.stdout)\(ping4.stderr)")
-        let server2 = try BackgroundProcess(["ip", "netns", "exec", bed.server, "iperf3", "-s", "-1", "-B", "203.0.113.5"], captureOutput: true)
-        defer { server2.stop() }
-        _ = eventually(timeout: 5) { server2.output.contains("listening") }
-        let tcp4 = try bed.exec(bed.client, "iperf3 -4 -c 203.0.113.5 -t 1 -J", timeout: 60, check: false)
-        #expect(tcp4.succeeded && transferred(tcp4.stdout), "\(tcp4.stdout.suffix(600))\(tcp4.stderr)")
-        #expect(server2.output.contains("192.0.2.20"), "through the PLAT the CLAT's IPv6 address became 192.0.2.20: \(server2.output)")
+        // NAT64: the IPv4 host at its IPv6 name; it sees the client as its SIIT pool address.
+        try expectReachable(bed, "2001:db8:64::cb00:7105", family: "-6", seenAs: "192.0.2.10")
+        // 464XLAT: an IPv4 literal from the IPv6-only client, through its CLAT and the PLAT, where the
+        // CLAT's IPv6 address becomes 192.0.2.20.
+        try expectReachable(bed, "203.0.113.5", family: "-4", seenAs: "192.0.2.20")
 
         let plat = bed.devices[0].statistics, clat = bed.devices[1].statistics
         #expect(plat.translation.translated6to4 > 1000 && plat.translation.translated4to6 > 1000, "\(plat.translation)")
         #expect(clat.translation.translated4to6 > 1000 && clat.translation.translated6to4 > 1000, "\(clat.translation)")
         #expect(plat.writeErrors == 0 && clat.writeErrors == 0)
     }
+}
+
+/// Ping (3 of 3 answered) and one second of iperf3 TCP from the client to `target`: most of what was
+/// sent arrived (a byte-count test ends before the last window drains, and iperf3 then reports less
+/// received than sent), and the IPv4 server saw the client as `seenAs`.
+func expectReachable(_ bed: XlatTestbed, _ target: String, family: String, seenAs: String,
+                     sourceLocation: SourceLocation = #_sourceLocation) throws {
+    let ping = try bed.exec(bed.client, "ping \(family) -c 3 -i 0.2 -W 2 \(target)", check: false)
+    #expect(ping.stdout.contains("3 received"), "\(ping.stdout)\(ping.stderr)", sourceLocation: sourceLocation)
+    let server = try BackgroundProcess(["ip", "netns", "exec", bed.server, "iperf3", "-s", "-1", "-B", "203.0.113.5"], captureOutput: true)
+    defer { server.stop() }
+    _ = eventually(timeout: 5) { server.output.contains("listening") }
+    let tcp = try bed.exec(bed.client, "iperf3 \(family) -c \(target) -t 1 -J", timeout: 60, check: false)
+    #expect(tcp.succeeded && transferred(tcp.stdout), "\(tcp.stdout.suffix(600))\(tcp.stderr)", sourceLocation: sourceLocation)
+    #expect(server.output.contains(seenAs), "the IPv4 host saw the client as \(seenAs): \(server.output)", sourceLocation: sourceLocation)
 }
 
 /// Whether iperf3 -J reports more than 1 MB received and at least 90% of what was sent.
