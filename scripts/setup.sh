@@ -5,9 +5,10 @@ set -euo pipefail
 SIXGATE_APT_PACKAGES=(
     pkg-config libnl-3-dev libnl-route-3-dev libpcap-dev libssl-dev  # build: the CNetlink, CPcap and CTunnel shims
     libsqlite3-dev  # build: GRDB's SQLite (AddressPool's lease store)
-    iproute2 tcpdump iputils-ping ndisc6 procps nftables util-linux bc  # tests and tools: real peers, decoders, nft
+    iproute2 tcpdump iputils-ping ndisc6 procps nftables util-linux bc ethtool  # tests and tools: real peers, decoders, nft, offload switches
     wireguard-go wireguard-tools iperf3  # TunnelCore interop peers (wireguard-go, wg) and throughput
     npd6 ndppd radvdump radvd  # NDP peers: npd6/ndppd (NDPProxy), radvdump decodes tunnel-client's RAs, radvd for the doctor's ra-daemon check
+    tayga  # Translator peer: the NAT64 side-by-side and the interop test
 )
 missing=()
 for p in "${SIXGATE_APT_PACKAGES[@]}"; do
@@ -27,7 +28,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; policy_added=1; fi
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     [ -n "$policy_added" ] && rm -f /usr/sbin/policy-rc.d
-    if command -v systemctl >/dev/null 2>&1; then systemctl disable --now npd6 ndppd radvd >/dev/null 2>&1 || true; fi
+    if command -v systemctl >/dev/null 2>&1; then systemctl disable --now npd6 ndppd radvd tayga >/dev/null 2>&1 || true; fi
 fi
 if ! command -v swift >/dev/null 2>&1; then
     [ -x /opt/swift/usr/bin/swift ] && export PATH=/opt/swift/usr/bin:$PATH

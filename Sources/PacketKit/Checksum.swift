@@ -147,4 +147,21 @@ public struct InternetChecksum: Sendable {
         while s >> 16 != 0 { s = (s & 0xffff) &+ (s >> 16) }
         return ~UInt16(truncatingIfNeeded: s)
     }
+
+    // MARK: Checksum offload
+
+    /// Completes a checksum that checksum offload left partial (Linux CHECKSUM_PARTIAL, a virtio
+    /// header's NEEDS_CSUM): the 16-bit field at `start + offset` holds the pseudo-header sum, and
+    /// the checksum is the complement of the sum of everything from `start` to the end, that field
+    /// included. A result of 0 is written as 0xffff, as the kernel does (UDP reserves 0 for none).
+    /// Returns false, changing nothing, when the field does not lie inside `packet`.
+    @discardableResult
+    public static func completePartial(_ packet: UnsafeMutableRawBufferPointer, start: Int, offset: Int) -> Bool {
+        guard start >= 0, offset >= 0, start + offset + 2 <= packet.count else { return false }
+        var c = InternetChecksum()
+        c.add(UnsafeRawBufferPointer(rebasing: packet[start...]))
+        let v = c.value
+        packet.put16(v == 0 ? 0xffff : v, at: start + offset)
+        return true
+    }
 }

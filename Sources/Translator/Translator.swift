@@ -61,6 +61,8 @@ public struct TranslatorStatistics: Sendable, Equatable, CustomStringConvertible
     public var fragmentsCreated: UInt64 = 0
     /// ICMP errors the translator sent itself.
     public var errorsSent: UInt64 = 0
+    /// TCP super-packets (segmentation offload) among those translated, each counted once.
+    public var superPackets: UInt64 = 0
     /// Drops by `TranslationDrop.rawValue`.
     public var dropped = DropCounters()
 
@@ -76,12 +78,12 @@ public struct TranslatorStatistics: Sendable, Equatable, CustomStringConvertible
 
     public mutating func add(_ o: TranslatorStatistics) {
         translated4to6 += o.translated4to6; translated6to4 += o.translated6to4
-        fragmentsCreated += o.fragmentsCreated; errorsSent += o.errorsSent
+        fragmentsCreated += o.fragmentsCreated; errorsSent += o.errorsSent; superPackets += o.superPackets
         for r in TranslationDrop.allCases { dropped[r] += o.dropped[r] }
     }
 
     public var description: String {
-        "4to6 \(translated4to6) 6to4 \(translated6to4) fragments \(fragmentsCreated) errors-sent \(errorsSent) dropped "
+        "4to6 \(translated4to6) 6to4 \(translated6to4) super-packets \(superPackets) fragments \(fragmentsCreated) errors-sent \(errorsSent) dropped "
             + TranslationDrop.allCases.map { "\($0) \(dropped[$0])" }.joined(separator: " ")
     }
 }
@@ -111,10 +113,40 @@ public final class Translator: @unchecked Sendable {
         precondition(scratch.count >= Self.scratchSize, "Translator.translate: scratch smaller than Translator.scratchSize")
         let result: TranslationResult
         switch packet.first.map({ $0 >> 4 }) {
-        case 4: result = from4(packet, scratch, emit)
-        case 6: result = from6(packet, scratch, emit)
+        case 4: result = from4(packet, scratch, segment: 0) { p, _ in emit(p) }
+        case 6: result = from6(packet, scratch, segment: 0) { p, _ in emit(p) }
         default: result = .dropped(.malformed, errorSent: false)
         }
+        return counted(result)
+    }
+
+    /// Translates one TCP super-packet as an offload TUN device hands them over (generic
+    /// segmentation offload, `VirtioNetHeader`): up to 64 KiB of TCP whose checksum field holds only
+    /// the pseudo-header sum (CHECKSUM_PARTIAL), which the kernel cuts into segments of `segmentSize`
+    /// payload bytes after it is written back. The translation is the same super-packet in the
+    /// other family, its partial checksum moved to the new pseudo-header, emitted with the segment
+    /// size to write back; size rules apply to each segment, not to the whole:
+    /// - segments too big for the next hop with DF set (or from IPv6) get the same ICMP error a
+    ///   packet of that size would;
+    /// - IPv4 DF=0 segments longer than the lowest IPv6 MTU are made smaller rather than cut into
+    ///   fragments (the segments are whole TCP segments either way).
+    /// An ICMP error is emitted with segment size 0 (complete checksums). Anything but unfragmented
+    /// TCP, or a segment size of 0, is dropped as malformed.
+    @discardableResult
+    public func translate(segmented packet: UnsafeRawBufferPointer, segmentSize: Int, scratch: UnsafeMutableRawBufferPointer,
+                          emit: (UnsafeRawBufferPointer, _ segmentSize: Int) -> Void) -> TranslationResult {
+        precondition(scratch.count >= Self.scratchSize, "Translator.translate: scratch smaller than Translator.scratchSize")
+        guard segmentSize > 0 else { return counted(.dropped(.malformed, errorSent: false)) }
+        let result: TranslationResult
+        switch packet.first.map({ $0 >> 4 }) {
+        case 4: result = from4(packet, scratch, segment: segmentSize, emit)
+        case 6: result = from6(packet, scratch, segment: segmentSize, emit)
+        default: result = .dropped(.malformed, errorSent: false)
+        }
+        return counted(result)
+    }
+
+    @inline(__always) func counted(_ result: TranslationResult) -> TranslationResult {
         if case .dropped(let reason, let sent) = result {
             statistics.dropped[reason] += 1
             if sent { statistics.errorsSent += 1 }
@@ -130,30 +162,43 @@ public final class Translator: @unchecked Sendable {
 
     // MARK: IPv4 -> IPv6 (RFC 7915 §4)
 
-    func from4(_ p: UnsafeRawBufferPointer, _ out: UnsafeMutableRawBufferPointer, _ emit: (UnsafeRawBufferPointer) -> Void) -> TranslationResult {
+    /// `segment` > 0: a TCP super-packet with a partial checksum, cut into segments of that many
+    /// payload bytes later (see `translate(segmented:...)`).
+    func from4(_ p: UnsafeRawBufferPointer, _ out: UnsafeMutableRawBufferPointer, segment: Int,
+               _ emit: (UnsafeRawBufferPointer, Int) -> Void) -> TranslationResult {
         guard let ip = try? IPv4Packet(p) else { return .dropped(.malformed, errorSent: false) }
         guard ip.isHeaderChecksumValid else { return .dropped(.badHeaderChecksum, errorSent: false) }
         let src4 = ip.source, dst4 = ip.destination
         guard !dst4.isMulticast, dst4 != .broadcast, !src4.isMulticast,
               let src6 = mapper.map(src4), let dst6 = mapper.map(dst4) else { return .dropped(.unmappable, errorSent: false) }
         if ip.ttl <= 1 {
-            return .dropped(.hopLimit, errorSent: error4(for: ip, type: 11, code: 0, rest: 0, out, emit))
+            return .dropped(.hopLimit, errorSent: error4(for: ip, type: 11, code: 0, rest: 0, out) { emit($0, 0) })
         }
         if ip.headerLength > 20, Self.unexpiredSourceRoute(ip.options) {
-            return .dropped(.sourceRoute, errorSent: error4(for: ip, type: 3, code: 5, rest: 0, out, emit))
+            return .dropped(.sourceRoute, errorSent: error4(for: ip, type: 3, code: 5, rest: 0, out) { emit($0, 0) })
         }
         let proto = ip.protocolNumber
         let payload = ip.payload
         let fragmented = ip.isFragment
+        var segment = segment
+        // The length the size rules apply to: the packet, or each segment of a super-packet.
+        var sized = (fragmented ? 48 : 40) + payload.count
+        if segment > 0 {
+            guard proto == .tcp, !fragmented, payload.count >= 20 else { return .dropped(.malformed, errorSent: false) }
+            sized = min(sized, 40 + Int(payload[12] >> 4) * 4 + segment)
+        }
         if proto == .icmp {
             guard !fragmented else { return .dropped(.fragmentedICMP, errorSent: false) }
-            return icmp4to6(ip, src6: src6, dst6: dst6, out, emit)
+            return icmp4to6(ip, src6: src6, dst6: dst6, out) { emit($0, 0) }
         }
         let headerLength = fragmented ? 48 : 40
         let total = headerLength + payload.count
-        if ip.dontFragment && total > configuration.ipv6MTU {
+        if ip.dontFragment && sized > configuration.ipv6MTU {
             let mtu = UInt32(configuration.ipv6MTU - 20)
-            return .dropped(.tooBig, errorSent: error4(for: ip, type: 3, code: 4, rest: mtu, out, emit))
+            return .dropped(.tooBig, errorSent: error4(for: ip, type: 3, code: 4, rest: mtu, out) { emit($0, 0) })
+        }
+        if segment > 0, !ip.dontFragment, sized > configuration.lowestIPv6MTU {
+            segment -= sized - configuration.lowestIPv6MTU
         }
         Self.writeIPv6Header(out, trafficClass: ip.tos, payloadLength: total - 40, nextHeader: fragmented ? IPProtocol.fragment.rawValue : proto.rawValue,
                              hopLimit: ip.ttl - 1, source: src6, destination: dst6)
@@ -167,7 +212,9 @@ public final class Translator: @unchecked Sendable {
         if ip.fragmentOffset == 0 {
             let transport = out.slice(headerLength, total)
             let old = Self.addressSum(src4, dst4), new = Self.addressSum(src6, dst6)
-            if proto == .udp, payload.count >= 8, payload.be16(6) == 0 {
+            if segment > 0 {
+                Self.adjustPartialChecksum(transport, at: 16, old: old, new: new)
+            } else if proto == .udp, payload.count >= 8, payload.be16(6) == 0 {
                 guard !fragmented, configuration.computeZeroUDPChecksum else { return .dropped(.udpZeroChecksum, errorSent: false) }
                 var c = InternetChecksum.pseudoHeader(source: src6, destination: dst6, length: transport.count, nextHeader: .udp)
                 c.add(UnsafeRawBufferPointer(transport))
@@ -177,13 +224,14 @@ public final class Translator: @unchecked Sendable {
             }
         }
         statistics.translated4to6 += 1
-        if !ip.dontFragment && total > configuration.lowestIPv6MTU {
+        if segment == 0 && !ip.dontFragment && total > configuration.lowestIPv6MTU {
             let n = fragment6(out, headerLength: headerLength, total: total, protocol: proto.rawValue,
-                              offset: Int(ip.fragmentOffset) * 8, more: ip.moreFragments, identification: UInt32(ip.identification), emit)
+                              offset: Int(ip.fragmentOffset) * 8, more: ip.moreFragments, identification: UInt32(ip.identification)) { emit($0, 0) }
             statistics.fragmentsCreated += UInt64(n)
             return .translated(packets: n)
         }
-        emit(UnsafeRawBufferPointer(out.slice(0, total)))
+        if segment > 0 { statistics.superPackets += 1 }
+        emit(UnsafeRawBufferPointer(out.slice(0, total)), segment)
         return .translated(packets: 1)
     }
 
@@ -215,40 +263,53 @@ public final class Translator: @unchecked Sendable {
 
     // MARK: IPv6 -> IPv4 (RFC 7915 §5)
 
-    func from6(_ p: UnsafeRawBufferPointer, _ out: UnsafeMutableRawBufferPointer, _ emit: (UnsafeRawBufferPointer) -> Void) -> TranslationResult {
+    func from6(_ p: UnsafeRawBufferPointer, _ out: UnsafeMutableRawBufferPointer, segment: Int,
+               _ emit: (UnsafeRawBufferPointer, Int) -> Void) -> TranslationResult {
         guard let ip = try? IPv6Packet(p) else { return .dropped(.malformed, errorSent: false) }
         let src6 = ip.source, dst6 = ip.destination
         guard !dst6.isMulticast, let src4 = mapper.map(src6), let dst4 = mapper.map(dst6) else { return .dropped(.unmappable, errorSent: false) }
         if ip.hopLimit <= 1 {
-            return .dropped(.hopLimit, errorSent: error6(for: ip, type: 3, code: 0, rest: 0, out, emit))
+            return .dropped(.hopLimit, errorSent: error6(for: ip, type: 3, code: 0, rest: 0, out) { emit($0, 0) })
         }
         if ip.extensionHeaderCount > 0 {
             for h in ip.extensionHeaders where h.type == .routing && h.bytes.count >= 4 && h.bytes[3] != 0 {
-                return .dropped(.sourceRoute, errorSent: error6(for: ip, type: 4, code: 0, rest: UInt32(h.offset + 3), out, emit))
+                return .dropped(.sourceRoute, errorSent: error6(for: ip, type: 4, code: 0, rest: UInt32(h.offset + 3), out) { emit($0, 0) })
             }
         }
         let proto = ip.upperLayerProtocol
         let fragment = ip.fragment
         let payload = ip.upperLayer
+        let total = 20 + payload.count
+        // The length the size rules apply to: the packet, or each segment of a super-packet.
+        var sized = total
+        if segment > 0 {
+            guard proto == .tcp, fragment == nil, payload.count >= 20, total <= 65_535 else { return .dropped(.malformed, errorSent: false) }
+            sized = min(total, 20 + Int(payload[12] >> 4) * 4 + segment)
+        }
         if proto == .icmpv6 {
             guard fragment == nil || fragment!.isAtomic else { return .dropped(.fragmentedICMP, errorSent: false) }
-            return icmp6to4(ip, src4: src4, dst4: dst4, out, emit)
+            return icmp6to4(ip, src4: src4, dst4: dst4, out) { emit($0, 0) }
         }
-        let total = 20 + payload.count
-        if total > configuration.ipv4MTU {
+        if sized > configuration.ipv4MTU {
             let mtu = UInt32(max(1280, configuration.ipv4MTU + 20))
-            return .dropped(.tooBig, errorSent: error6(for: ip, type: 2, code: 0, rest: mtu, out, emit))
+            return .dropped(.tooBig, errorSent: error6(for: ip, type: 2, code: 0, rest: mtu, out) { emit($0, 0) })
         }
         writeIPv4Header(out, tos: ip.trafficClass, totalLength: total, fragment: fragment, ttl: ip.hopLimit - 1,
-                        protocol: proto.rawValue, source: src4, destination: dst4)
+                        protocol: proto.rawValue, source: src4, destination: dst4, segmentLength: sized)
         out.copy(payload, at: 20)
         if (fragment?.offset ?? 0) == 0 {
             let transport = out.slice(20, total)
-            if proto == .udp, payload.count >= 8, payload.be16(6) == 0 { return .dropped(.udpZeroChecksum, errorSent: false) }
-            Self.adjustTransportChecksum(transport, proto, old: Self.addressSum(src6, dst6), new: Self.addressSum(src4, dst4))
+            let old = Self.addressSum(src6, dst6), new = Self.addressSum(src4, dst4)
+            if segment > 0 {
+                Self.adjustPartialChecksum(transport, at: 16, old: old, new: new)
+            } else {
+                if proto == .udp, payload.count >= 8, payload.be16(6) == 0 { return .dropped(.udpZeroChecksum, errorSent: false) }
+                Self.adjustTransportChecksum(transport, proto, old: old, new: new)
+            }
         }
         statistics.translated6to4 += 1
-        emit(UnsafeRawBufferPointer(out.slice(0, total)))
+        if segment > 0 { statistics.superPackets += 1 }
+        emit(UnsafeRawBufferPointer(out.slice(0, total)), segment)
         return .translated(packets: 1)
     }
 
@@ -268,18 +329,24 @@ public final class Translator: @unchecked Sendable {
     /// Fragment header when there is one (DF 0), else DF set above 1260 bytes with Identification 0,
     /// and below it DF clear with an Identification of our own (an IPv4 router may fragment it),
     /// or 0 for the packet inside an ICMP error (`identify` false: its number was never ours to know).
+    /// For a super-packet the rule applies to `segmentLength`, each segment's length (the kernel
+    /// numbers the segments on from the Identification written here).
     func writeIPv4Header(_ out: UnsafeMutableRawBufferPointer, tos: UInt8, totalLength: Int, fragment: IPv6FragmentInfo?, ttl: UInt8,
-                         protocol proto: UInt8, source: IPv4Address, destination: IPv4Address, identify: Bool = true) {
+                         protocol proto: UInt8, source: IPv4Address, destination: IPv4Address, identify: Bool = true,
+                         segmentLength: Int? = nil) {
         out.put32(0x4500_0000 | UInt32(tos) << 16 | UInt32(totalLength), at: 0)
         if let f = fragment {
             out.put16(UInt16(truncatingIfNeeded: f.identification), at: 4)
             out.put16((f.moreFragments ? 0x2000 : 0) | f.offset, at: 6)
-        } else if totalLength > 1260 {
+        } else if (segmentLength ?? totalLength) > 1260 {
             out.put32(0x0000_4000, at: 4)
         } else {
             if identify { identification &+= 1 }
             out.put16(identify ? identification : 0, at: 4)
             out.put16(0, at: 6)
+            if let s = segmentLength, s < totalLength {   // the segments after the first take the next numbers
+                identification &+= UInt16(truncatingIfNeeded: (totalLength - 1) / s)
+            }
         }
         out[8] = ttl
         out[9] = proto == IPProtocol.icmpv6.rawValue ? IPProtocol.icmp.rawValue : proto
@@ -306,6 +373,12 @@ public final class Translator: @unchecked Sendable {
             let c = InternetChecksum.update(UnsafeRawBufferPointer(t).be16(6), old: old, new: new)
             t.put16(c == 0 ? 0xffff : c, at: 6)
         }
+    }
+
+    /// A partial checksum (CHECKSUM_PARTIAL: the field holds the folded, uncomplemented pseudo-header
+    /// sum) follows the address change: P' = P + ~m + m', which is RFC 1624's update on ~P.
+    @inline(__always) static func adjustPartialChecksum(_ t: UnsafeMutableRawBufferPointer, at offset: Int, old: UInt16, new: UInt16) {
+        t.put16(~InternetChecksum.update(~UnsafeRawBufferPointer(t).be16(offset), old: old, new: new), at: offset)
     }
 
     /// Whether the IPv4 options hold a loose or strict source route with addresses still to visit

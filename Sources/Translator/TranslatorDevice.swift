@@ -1,6 +1,12 @@
 // A translator on a TUN device, as tayga runs: the kernel routes the NAT64 prefix (IPv6) and the
 // IPv4 pool or the CLAT's address (IPv4) into the device; each packet read is translated and
 // written back, and the kernel routes the result. One thread, one preallocated buffer pair.
+//
+// Unlike tayga, the device asks for the TUN offloads (IFF_VNET_HDR, TUN_F_CSUM | TSO4 | TSO6): TCP
+// then arrives as super-packets of up to 64 KiB with a partial checksum, is translated once as a
+// whole (`Translator.translate(segmented:)`) and written back as one, which the kernel segments
+// (or hands whole to the next hop's TSO). One read and one write move up to ~45 segments, so the
+// per-packet system-call cost that bounds a TUN translator is paid once per super-packet.
 import PacketKit
 import RouteKit
 import Synchronization
@@ -19,9 +25,16 @@ public final class TranslatorDevice: @unchecked Sendable {
 
     /// Creates (or attaches to) TUN interface `name` in `namespace`. Addresses and routes on it are
     /// the caller's (RouteKit): the prefix and the IPv4 side routed into it, the link up, its MTU.
-    public init(name: String, namespace: NetworkNamespace = .current, configuration: TranslatorConfiguration) throws(TranslatorDeviceError) {
+    /// `offload` (the default) asks for checksum and TCP segmentation offload and falls back to
+    /// plain packets where the kernel has none; `tun.offload` says which it got.
+    public init(name: String, namespace: NetworkNamespace = .current, configuration: TranslatorConfiguration,
+                offload: Bool = true) throws(TranslatorDeviceError) {
         do { translator = try Translator(configuration) } catch { throw TranslatorDeviceError("configuration: \(error)") }
-        do { tun = try TunDevice(name: name, namespace: namespace) } catch { throw TranslatorDeviceError("\(error)") }
+        if offload, let t = try? TunDevice(name: name, namespace: namespace, offload: true) {
+            tun = t
+        } else {
+            do { tun = try TunDevice(name: name, namespace: namespace) } catch { throw TranslatorDeviceError("\(error)") }
+        }
     }
 
     deinit { stop() }
@@ -47,9 +60,10 @@ public final class TranslatorDevice: @unchecked Sendable {
     }
 
     func loop() {
-        let input = UnsafeMutableRawBufferPointer.allocate(byteCount: 65_536, alignment: 16)
+        let input = UnsafeMutableRawBufferPointer.allocate(byteCount: VirtioNetHeader.size + 65_536 + 64, alignment: 16)
         let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: Translator.scratchSize, alignment: 16)
-        defer { input.deallocate(); scratch.deallocate() }
+        let header = UnsafeMutableRawBufferPointer.allocate(byteCount: VirtioNetHeader.size, alignment: 16)
+        defer { input.deallocate(); scratch.deallocate(); header.deallocate() }
         let tun = self.tun
         var failed: UInt64 = 0
         while shared.withLock({ $0.running }) {
@@ -58,8 +72,32 @@ public final class TranslatorDevice: @unchecked Sendable {
             for _ in 0..<256 {
                 let n = tun.read(into: input)
                 guard n > 0 else { break }
-                translator.translate(UnsafeRawBufferPointer(rebasing: input[0..<n]), scratch: scratch) { packet in
-                    if !tun.write(packet) { failed += 1 }
+                if !tun.offload {
+                    translator.translate(UnsafeRawBufferPointer(rebasing: input[0..<n]), scratch: scratch) { packet in
+                        if !tun.write(packet) { failed += 1 }
+                    }
+                    continue
+                }
+                guard n > VirtioNetHeader.size else { continue }
+                let h = VirtioNetHeader(UnsafeRawBufferPointer(input))
+                let packet = UnsafeMutableRawBufferPointer(rebasing: input[VirtioNetHeader.size..<n])
+                if h.segmentationType & 0x7f == VirtioNetHeader.Segmentation.none.rawValue {
+                    // A single packet: a partial checksum is completed here, then the usual path.
+                    if h.flags & VirtioNetHeader.needsChecksum != 0 {
+                        InternetChecksum.completePartial(packet, start: Int(h.checksumStart), offset: Int(h.checksumOffset))
+                    }
+                    translator.translate(UnsafeRawBufferPointer(packet), scratch: scratch) { out in
+                        Self.noOffload.write(to: header)
+                        if !tun.write(header: UnsafeRawBufferPointer(header), packet: out) { failed += 1 }
+                    }
+                } else {
+                    // A TCP super-packet (only TSO4/TSO6 are offered, always with a partial checksum).
+                    let tcp = h.flags & VirtioNetHeader.needsChecksum != 0
+                        && (h.segmentationType == VirtioNetHeader.Segmentation.tcp4.rawValue || h.segmentationType == VirtioNetHeader.Segmentation.tcp6.rawValue)
+                    translator.translate(segmented: UnsafeRawBufferPointer(packet), segmentSize: tcp ? Int(h.segmentSize) : 0, scratch: scratch) { out, segment in
+                        Self.header(for: out, segmentSize: segment).write(to: header)
+                        if !tun.write(header: UnsafeRawBufferPointer(header), packet: out) { failed += 1 }
+                    }
                 }
             }
             let s = translator.takeStatistics()
@@ -67,6 +105,28 @@ public final class TranslatorDevice: @unchecked Sendable {
             failed = 0
             shared.withLock { $0.published.add(s); $0.writeErrors += f }
         }
+    }
+}
+
+extension TranslatorDevice {
+    static let noOffload = VirtioNetHeader()
+
+    /// The header for a packet the translator emitted: none for whole packets (checksums complete),
+    /// else a TCP super-packet (the translator writes IPv4 without options and IPv6 without
+    /// extension headers) whose checksum the kernel completes and which it cuts into segments.
+    @inline(__always)
+    static func header(for packet: UnsafeRawBufferPointer, segmentSize: Int) -> VirtioNetHeader {
+        guard segmentSize > 0 else { return noOffload }
+        let v4 = packet[0] >> 4 == 4
+        let ipLength = v4 ? 20 : 40
+        var h = VirtioNetHeader()
+        h.flags = VirtioNetHeader.needsChecksum
+        h.segmentationType = (v4 ? VirtioNetHeader.Segmentation.tcp4 : .tcp6).rawValue
+        h.headerLength = UInt16(ipLength + Int(packet[ipLength + 12] >> 4) * 4)
+        h.segmentSize = UInt16(segmentSize)
+        h.checksumStart = UInt16(ipLength)
+        h.checksumOffset = 16
+        return h
     }
 }
 

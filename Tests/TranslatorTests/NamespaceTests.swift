@@ -11,13 +11,18 @@ import Testing
 /// client (2001:db8:1::10/64, CLAT TUN with 192.0.2.10 <-> 2001:db8:2::464) -- xlat (PLAT TUN:
 /// 2001:db8:64::/96, EAM 2001:db8:1::10 <-> 192.0.2.10, 2001:db8:2::464 <-> 192.0.2.20) --
 /// server (203.0.113.5/24, IPv4 only).
+/// The veths leaving the translator namespace send without checksum or segmentation offload and
+/// the client's and server's ends receive without checksum offload, so the kernel completes and
+/// segments what the translators write in software and the end hosts verify every TCP checksum:
+/// a wrong partial checksum from a translated super-packet shows as a failed transfer and in
+/// TcpInCsumErrors, instead of riding through veth unchecked.
 final class XlatTestbed: @unchecked Sendable {
     let id = uniqueSuffix()
     let client: String, xlat: String, server: String
     var devices: [TranslatorDevice] = []
     private var destroyed = false
 
-    init() throws {
+    init(offload: Bool = true) throws {
         client = "sg-xc-\(id)"; xlat = "sg-xx-\(id)"; server = "sg-xs-\(id)"
         do {
             for ns in [client, xlat, server] {
@@ -43,12 +48,16 @@ final class XlatTestbed: @unchecked Sendable {
             try exec(client, "ip -6 addr add 2001:db8:1::10/64 dev xca\(id) nodad")
             try exec(client, "ip -6 route add default via 2001:db8:1::1")
             try exec(client, "sysctl -qw net.ipv6.conf.all.forwarding=1")
+            try exec(xlat, "ethtool -K xcb\(id) tx off tso off gso off")
+            try exec(xlat, "ethtool -K xsb\(id) tx off tso off gso off")
+            try exec(client, "ethtool -K xca\(id) rx off gro off")
+            try exec(server, "ethtool -K xsa\(id) rx off gro off")
 
             let plat = try TranslatorDevice(name: "plat\(id)", namespace: .named(xlat), configuration: TranslatorConfiguration(
                 prefix: IPv6Prefix("2001:db8:64::/96")!,
                 explicitMappings: [ExplicitMapping(ipv4: IPv4Address("192.0.2.10")!, ipv6: IPv6Address("2001:db8:1::10")!),
                                    ExplicitMapping(ipv4: IPv4Address("192.0.2.20")!, ipv6: IPv6Address("2001:db8:2::464")!)],
-                ipv4Address: IPv4Address("203.0.113.1")!, ipv6Address: IPv6Address("2001:db8:1::1")!))
+                ipv4Address: IPv4Address("203.0.113.1")!, ipv6Address: IPv6Address("2001:db8:1::1")!), offload: offload)
             devices.append(plat)
             try exec(xlat, "ip link set plat\(id) up")
             try exec(xlat, "ip -6 route add 2001:db8:64::/96 dev plat\(id)")
@@ -57,7 +66,7 @@ final class XlatTestbed: @unchecked Sendable {
             let clat = try TranslatorDevice(name: "clat\(id)", namespace: .named(client), configuration: TranslatorConfiguration(
                 prefix: IPv6Prefix("2001:db8:64::/96")!,
                 explicitMappings: [ExplicitMapping(ipv4: IPv4Address("192.0.2.10")!, ipv6: IPv6Address("2001:db8:2::464")!)],
-                ipv6MTU: 1500, ipv4MTU: 1480))
+                ipv6MTU: 1500, ipv4MTU: 1480), offload: offload)
             devices.append(clat)
             try exec(client, "ip link set clat\(id) up")
             try exec(client, "ip addr add 192.0.2.10/32 dev clat\(id)")
@@ -86,21 +95,43 @@ final class XlatTestbed: @unchecked Sendable {
     deinit { destroy() }
 }
 
-@Suite(.serialized, .enabled(if: isRoot && which("iperf3") != nil, "needs root and iperf3"))
+@Suite(.serialized, .enabled(if: isRoot && which("iperf3") != nil && which("ethtool") != nil, "needs root, iperf3 and ethtool"))
 struct TranslatorNamespaceTests {
+    /// With TUN offloads (the default): TCP crosses both translators as super-packets.
     @Test func anIPv6OnlyClientReachesAnIPv4OnlyHostAndAnIPv4LiteralWorksThroughTheCLAT() throws {
         let bed = try XlatTestbed()
         defer { bed.destroy() }
+        #expect(bed.devices.allSatisfy { $0.tun.offload }, "this kernel has TUN offloads")
+        try expectNAT64And464XLAT(bed)
+        let plat = bed.devices[0].statistics.translation, clat = bed.devices[1].statistics.translation
+        #expect(plat.superPackets > 0 && clat.superPackets > 0, "TCP went through as super-packets: \(plat) / \(clat)")
+    }
+
+    /// Without offloads (as tayga runs, and as on kernels without them): one packet per read.
+    @Test func theSamePathsWorkPacketByPacket() throws {
+        let bed = try XlatTestbed(offload: false)
+        defer { bed.destroy() }
+        #expect(bed.devices.allSatisfy { !$0.tun.offload })
+        try expectNAT64And464XLAT(bed)
+        #expect(bed.devices[0].statistics.translation.superPackets == 0)
+    }
+
+    func expectNAT64And464XLAT(_ bed: XlatTestbed, sourceLocation: SourceLocation = #_sourceLocation) throws {
         // NAT64: the IPv4 host at its IPv6 name; it sees the client as its SIIT pool address.
-        try expectReachable(bed, "2001:db8:64::cb00:7105", family: "-6", seenAs: "192.0.2.10")
+        try expectReachable(bed, "2001:db8:64::cb00:7105", family: "-6", seenAs: "192.0.2.10", sourceLocation: sourceLocation)
         // 464XLAT: an IPv4 literal from the IPv6-only client, through its CLAT and the PLAT, where the
         // CLAT's IPv6 address becomes 192.0.2.20.
-        try expectReachable(bed, "203.0.113.5", family: "-4", seenAs: "192.0.2.20")
+        try expectReachable(bed, "203.0.113.5", family: "-4", seenAs: "192.0.2.20", sourceLocation: sourceLocation)
 
         let plat = bed.devices[0].statistics, clat = bed.devices[1].statistics
-        #expect(plat.translation.translated6to4 > 1000 && plat.translation.translated4to6 > 1000, "\(plat.translation)")
-        #expect(clat.translation.translated4to6 > 1000 && clat.translation.translated6to4 > 1000, "\(clat.translation)")
-        #expect(plat.writeErrors == 0 && clat.writeErrors == 0)
+        #expect(plat.translation.translated6to4 > 100 && plat.translation.translated4to6 > 100, "\(plat.translation)", sourceLocation: sourceLocation)
+        #expect(clat.translation.translated4to6 > 100 && clat.translation.translated6to4 > 100, "\(clat.translation)", sourceLocation: sourceLocation)
+        #expect(plat.writeErrors == 0 && clat.writeErrors == 0, sourceLocation: sourceLocation)
+        // The end hosts checked every checksum in software and found none wrong.
+        for ns in [bed.client, bed.server] {
+            let snmp = try bed.exec(ns, "cat /proc/net/snmp").stdout
+            #expect(tcpChecksumErrors(snmp) == 0, "\(ns): TCP checksum errors\n\(snmp)", sourceLocation: sourceLocation)
+        }
     }
 }
 
@@ -125,4 +156,11 @@ func transferred(_ json: String) -> Bool {
           let received = ((end["sum_received"] as? [String: Any])?["bytes"] as? NSNumber)?.doubleValue,
           let sent = ((end["sum_sent"] as? [String: Any])?["bytes"] as? NSNumber)?.doubleValue else { return false }
     return received > 1e6 && received >= 0.9 * sent
+}
+
+/// InCsumErrors of the Tcp line in /proc/net/snmp (-1 if absent).
+func tcpChecksumErrors(_ snmp: String) -> Int {
+    let lines = snmp.split(separator: "\n").filter { $0.hasPrefix("Tcp:") }.map { $0.split(separator: " ") }
+    guard lines.count == 2, let i = lines[0].firstIndex(of: "InCsumErrors"), i < lines[1].count else { return -1 }
+    return Int(lines[1][i]) ?? -1
 }

@@ -143,6 +143,19 @@ static inline int sixgate_tun_set_group(int fd, unsigned int gid) { return ioctl
 static inline short sixgate_iff_tun(void) { return IFF_TUN; }
 static inline short sixgate_iff_no_pi(void) { return IFF_NO_PI; }
 static inline short sixgate_iff_multi_queue(void) { return IFF_MULTI_QUEUE; }
+static inline short sixgate_iff_vnet_hdr(void) { return IFF_VNET_HDR; }
+
+/// Offloads for a device opened with IFF_VNET_HDR: every read and write then starts with a 10-byte
+/// struct virtio_net_hdr (little-endian, TUNSETVNETLE). With checksum offload the kernel may hand
+/// over TCP/UDP packets whose checksum field holds only the pseudo-header sum (NEEDS_CSUM); with
+/// TSO4/TSO6 it hands over TCP super-packets up to 64 KiB that are cut into segments (GSO) after
+/// the program writes them back. Returns 0 or -1 (errno set; kernels before 4.x lack TUNSETVNETLE).
+static inline int sixgate_tun_enable_offload(int fd) {
+    int hdr = 10, le = 1;
+    if (ioctl(fd, TUNSETVNETHDRSZ, &hdr) != 0) return -1;
+    if (ioctl(fd, TUNSETVNETLE, &le) != 0) return -1;
+    return ioctl(fd, TUNSETOFFLOAD, (unsigned long)(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6));
+}
 
 // MARK: Batched datagrams (ctunnel.c: recvmmsg/sendmmsg need _GNU_SOURCE, which must not leak
 // into a header that Swift imports beside Glibc)
