@@ -66,7 +66,7 @@ let package = Package(
 
         // Roles.
         .target(name: "TunnelGateway", dependencies: [
-            "PacketKit", "RouteKit", "TunnelCore", "NDPProxy", "AddressPool", "Diagnostics", "SixgateConfig",
+            "PacketKit", "RouteKit", "TunnelCore", "NDPProxy", "AddressPool", "Diagnostics", "SixgateConfig", "Translator",
         ]),
         .target(name: "TunnelClient", dependencies: ["PacketKit", "RouteKit", "TunnelCore", "NDPProxy", "SixgateConfig"]),
 

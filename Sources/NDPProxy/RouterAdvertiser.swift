@@ -24,6 +24,9 @@ public struct AdvertisementConfiguration: Sendable, Equatable {
     public var routerLifetime: UInt16?
     public var validLifetime: UInt32 = 86400
     public var preferredLifetime: UInt32 = 14400
+    /// A NAT64 prefix announced in a PREF64 option (RFC 8781), so hosts on the link run their own
+    /// CLAT (464XLAT) and synthesize IPv6 for IPv4 literals without DNS64; nil leaves it out.
+    public var nat64Prefix: IPv6Prefix?
 
     public init(interface: String, prefixes: [IPv6Prefix]) {
         self.interface = interface
@@ -104,6 +107,11 @@ public final class RouterAdvertiser: @unchecked Sendable {
         if !c.dnsServers.isEmpty {
             // RFC 8106 §5.1: a lifetime of at least 3 × MaxRtrAdvInterval.
             options.append(.rdnss(lifetime: final ? 0 : UInt32(3 * c.maximumInterval), servers: c.dnsServers))
+        }
+        if let p = c.nat64Prefix {
+            // RFC 8781 §4.1: a lifetime of at least 3 × MaxRtrAdvInterval, in units of 8 s, at most 65528.
+            let life = UInt16(min(65528, (Int(3 * c.maximumInterval) + 7) / 8 * 8))
+            options.append(.pref64(lifetime: final ? 0 : life, prefix: p))
         }
         return RouterAdvertisementRepr(currentHopLimit: 64, routerLifetime: final ? 0 : c.effectiveRouterLifetime, options: options)
     }

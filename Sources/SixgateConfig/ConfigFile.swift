@@ -154,6 +154,9 @@ public struct ConfigFile: Sendable {
         return ConfigError(file: path, line: line, key: key, message: message)
     }
 
+    /// Whether `key` was written in the file.
+    public func has(_ key: String) -> Bool { values[key] != nil }
+
     public func string(_ key: String) throws(ConfigError) -> String? {
         guard let v = values[key] else { return nil }
         guard case .string(let s) = v.kind else { throw error(key, "expected a string in double quotes") }

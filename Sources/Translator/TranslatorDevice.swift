@@ -18,9 +18,14 @@ import Glibc
 /// Runs a `Translator` over a TUN interface on a thread of its own.
 public final class TranslatorDevice: @unchecked Sendable {
     public let tun: TunDevice
-    let translator: Translator
-    struct Shared { var running = false; var published = TranslatorStatistics(); var writeErrors: UInt64 = 0 }
-    let shared = Mutex(Shared())
+    var translator: Translator
+    struct Shared {
+        var running = false; var published = TranslatorStatistics(); var writeErrors: UInt64 = 0
+        /// A translator with new settings, taken up by the device thread between batches.
+        var replacement: Translator?
+        var configuration: TranslatorConfiguration
+    }
+    let shared: Mutex<Shared>
     var thread: pthread_t?
 
     /// Creates (or attaches to) TUN interface `name` in `namespace`. Addresses and routes on it are
@@ -30,6 +35,7 @@ public final class TranslatorDevice: @unchecked Sendable {
     public init(name: String, namespace: NetworkNamespace = .current, configuration: TranslatorConfiguration,
                 offload: Bool = true) throws(TranslatorDeviceError) {
         do { translator = try Translator(configuration) } catch { throw TranslatorDeviceError("configuration: \(error)") }
+        shared = Mutex(Shared(configuration: translator.configuration))
         if offload, let t = try? TunDevice(name: name, namespace: namespace, offload: true) {
             tun = t
         } else {
@@ -42,6 +48,17 @@ public final class TranslatorDevice: @unchecked Sendable {
     /// The counters so far (published by the device thread after each batch of packets), and
     /// packets the kernel refused to take back.
     public var statistics: (translation: TranslatorStatistics, writeErrors: UInt64) { shared.withLock { ($0.published, $0.writeErrors) } }
+
+    /// The settings in use (the last `update`'s, once the device thread has taken them up).
+    public var configuration: TranslatorConfiguration { shared.withLock { $0.configuration } }
+
+    /// Replaces the settings (an explicit address mapping added or removed as clients come and go)
+    /// without stopping: the device thread switches between two batches, no packet is lost and the
+    /// counters carry on. Invalid settings are refused and the old ones stay.
+    public func update(configuration: TranslatorConfiguration) throws(TranslatorConfigurationError) {
+        let next = try Translator(configuration)
+        shared.withLock { $0.replacement = next; $0.configuration = next.configuration }
+    }
 
     public func start() {
         shared.withLock { $0.running = true }
@@ -66,7 +83,14 @@ public final class TranslatorDevice: @unchecked Sendable {
         defer { input.deallocate(); scratch.deallocate(); header.deallocate() }
         let tun = self.tun
         var failed: UInt64 = 0
-        while shared.withLock({ $0.running }) {
+        while true {
+            // New settings are taken up before the next batch (the last one's counters are published).
+            let (running, next) = shared.withLock { s -> (Bool, Translator?) in
+                defer { s.replacement = nil }
+                return (s.running, s.replacement)
+            }
+            if let next { translator = next }
+            guard running else { break }
             guard tun.waitReadable(timeoutMilliseconds: 100) else { continue }
             // Up to 256 packets per wakeup, then the counters are published.
             for _ in 0..<256 {

@@ -28,6 +28,8 @@ public struct ClientState: Sendable, Equatable, Codable {
     public var mtu: UInt32?
     /// The delegated prefix advertised on the LAN in router mode.
     public var advertisedPrefix: String?
+    /// The gateway's NAT64 prefix from the lease (advertised on the LAN in PREF64 in router mode).
+    public var nat64Prefix: String?
     public var leaseTransaction: UInt32?
     public var lastHandshake: Int64 = 0
     public var leaseRequests: UInt64 = 0
@@ -274,14 +276,15 @@ public final class SixgateClient: @unchecked Sendable {
         current = lease
         // Router mode: advertise the LAN prefix (again, if it changed).
         if let settings = config.router {
-            let old = advertiser?.configuration.prefixes
-            if old != lanPrefix.map({ [$0] }) {
+            let old = advertiser?.configuration
+            if old?.prefixes != lanPrefix.map({ [$0] }) || old?.nat64Prefix != lease.nat64Prefix {
                 advertiser?.stop(); advertiser = nil
                 if let lanPrefix {
                     var ad = AdvertisementConfiguration(interface: settings.interface, prefixes: [lanPrefix])
                     ad.dnsServers = settings.dnsServers.isEmpty ? lease.dnsServers.compactMap { if case .v6(let a) = $0 { a } else { nil } } : settings.dnsServers
                     ad.mtu = UInt32(lease.mtu ?? UInt16(config.mtu ?? 1420))
                     ad.maximumInterval = settings.interval
+                    ad.nat64Prefix = lease.nat64Prefix
                     do {
                         let a = try RouterAdvertiser(ad)
                         a.log = log
@@ -297,6 +300,7 @@ public final class SixgateClient: @unchecked Sendable {
         state.routes = routes.map { $0.destination.description }
         state.bypassRoutes = bypass.map(describe)
         state.dnsServers = lease.dnsServers.map(\.description)
+        state.nat64Prefix = lease.nat64Prefix?.description
         state.mtu = lease.mtu.map(UInt32.init) ?? config.mtu
         state.advertisedPrefix = lanPrefix?.description
         log("\(changed ? "lease changed" : "configured"): \(state.addresses.joined(separator: " ")); routes \(state.routes.joined(separator: " "))"
@@ -553,6 +557,7 @@ public final class SixgateClient: @unchecked Sendable {
             if let a = l.ipv6 { env[a.prefixLength == 128 ? "SIXGATE_IPV6_ADDRESS" : "SIXGATE_IPV6_PREFIX"] = a.description }
             if let a = l.ipv4 { env["SIXGATE_IPV4_ADDRESS"] = a.description }
             env["SIXGATE_DNS"] = l.dnsServers.map(\.description).joined(separator: " ")
+            if let p = l.nat64Prefix { env["SIXGATE_NAT64_PREFIX"] = p.description }
             if let m = l.mtu { env["SIXGATE_MTU"] = String(m) }
         }
         env["SIXGATE_ADDRESSES"] = state.addresses.joined(separator: " ")

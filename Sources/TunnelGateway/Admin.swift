@@ -35,9 +35,11 @@ public enum GatewayAdmin {
         let key = try Gateway.loadOrCreateKey(config.privateKeyPath)
         let leases = try self.leases(config)
         let clients = try ClientRegistry(directory: config.clientsDirectory).all().map { c in
-            ClientStatus(name: c.name, publicKey: c.publicKey,
-                         addresses: leases.filter { $0.client == c.name && $0.isActive }.map(\.prefix.description),
-                         endpoint: nil, lastHandshake: 0, receivedBytes: 0, sentBytes: 0)
+            let own = leases.filter { $0.client == c.name && $0.isActive }
+            return ClientStatus(name: c.name, publicKey: c.publicKey,
+                                addresses: own.filter { $0.pool != Gateway.nat64Pool }.map(\.prefix.description),
+                                nat64Address: own.first { $0.pool == Gateway.nat64Pool }?.prefix.description,
+                                endpoint: nil, lastHandshake: 0, receivedBytes: 0, sentBytes: 0)
         }
         return (GatewayStatus(interface: config.interface, publicKey: X25519.publicKey(key).base64, listenPort: config.listenPort,
                               endpoint: config.endpoint, clients: clients, counters: [:]), false)

@@ -6,14 +6,17 @@ import NDPProxy
 import PacketKit
 import RouteKit
 import SixgateConfig
+import Translator
 import TunnelCore
 
 /// A client as status output shows it.
 public struct ClientStatus: Sendable, Equatable, Codable {
     public var name: String
     public var publicKey: String
-    /// Allocated prefixes ("2001:db8:1::4/128", "100.64.0.2/32").
+    /// Allocated prefixes ("2001:db8:1::4/128", "100.64.0.2/32"): the client's own.
     public var addresses: [String]
+    /// The IPv4 address NAT64 translates this client's IPv6 address to ("100.64.1.2/32"), if on.
+    public var nat64Address: String? = nil
     public var endpoint: String?
     /// Seconds since 1970 of the last handshake, 0 if none.
     public var lastHandshake: Int64
@@ -56,13 +59,15 @@ public final class Gateway: @unchecked Sendable {
     /// Every client host address (/128): kernel proxy entries or the responder's list are made from it.
     var hostAddresses: Set<IPv6Address> = []
     var responder: Responder?
+    /// The NAT64 translator (`[nat64]`), its mappings kept in step with the clients.
+    var translator: TranslatorDevice?
     var peersByName: [String: ClientRecord] = [:]
     var connectedClients: Set<String> = []
     var leaseStats = LeaseServiceStatistics()
     var lastLeaseReply: [Bytes32: Double] = [:]
     let hookQueue = DispatchQueue(label: "sixgate.hooks")
 
-    static let v6Pool = "ipv6", v4Pool = "ipv4"
+    static let v6Pool = "ipv6", v4Pool = "ipv4", nat64Pool = "nat64"
 
     /// Loads (or creates, mode 0600) the private key and opens the lease store; touches no kernel state.
     public init(config: GatewayConfiguration) throws(GatewayError) {
@@ -95,6 +100,10 @@ public final class Gateway: @unchecked Sendable {
         if let pool = c.ipv4Pool, let gw = c.effectiveIPv4Gateway {
             pools.append(PoolConfiguration(name: v4Pool, prefix: .v4(pool), kind: .ipv4Hosts, reserved: [.v4(IPv4Prefix(containing: gw, length: 32))]))
         }
+        if let n = c.nat64 {
+            pools.append(PoolConfiguration(name: nat64Pool, prefix: .v4(n.pool), kind: .ipv4Hosts,
+                                           reserved: [.v4(IPv4Prefix(containing: n.translatorAddress, length: 32))]))
+        }
         return pools
     }
 
@@ -103,7 +112,9 @@ public final class Gateway: @unchecked Sendable {
         return false
     }
 
-    var poolNames: [String] { config.ipv4Pool == nil ? [Self.v6Pool] : [Self.v6Pool, Self.v4Pool] }
+    var poolNames: [String] {
+        [Self.v6Pool] + (config.ipv4Pool == nil ? [] : [Self.v4Pool]) + (config.nat64 == nil ? [] : [Self.nat64Pool])
+    }
 
     /// Reads the base64 key at `path`, or creates one there with mode 0600.
     public static func loadOrCreateKey(_ path: String) throws(GatewayError) -> Bytes32 {
@@ -150,11 +161,12 @@ public final class Gateway: @unchecked Sendable {
         try step("link up") { try rk.setLink(config.interface, up: true) }
         try step("sysctl") {
             try Sysctl.write(try .ipv6Forwarding(.all), 1)
-            if config.ipv4Pool != nil { try Sysctl.write(.ipv4Forwarding, 1) }
+            if config.ipv4Pool != nil || config.nat64 != nil { try Sysctl.write(.ipv4Forwarding, 1) }
             if config.ndpProxy == .kernel { try Sysctl.write(try .proxyNDP(.interface(config.uplink)), 1) }
         }
-        if config.nat44, let pool = config.ipv4Pool {
-            try step("NAT44") { try NATTable(name: natTableName).apply([MasqueradeRule(source: pool, outInterface: config.uplink)]) }
+        let masquerade = [config.ipv4Pool, config.nat64?.pool].compactMap { $0 }.map { MasqueradeRule(source: $0, outInterface: config.uplink) }
+        if config.nat44, !masquerade.isEmpty {
+            try step("NAT44") { try NATTable(name: natTableName).apply(masquerade) }
             natApplied = true
         }
         // Clients: every enrolled one gets its leases (idempotent) and a peer.
@@ -186,6 +198,7 @@ public final class Gateway: @unchecked Sendable {
         routes = Set(desiredRoutes)
         if !result.removed.isEmpty { log("reconcile: removed \(result.removed.count) stale route(s)") }
         try reconcileProxies(hostAddresses)
+        if let n = config.nat64 { try startTranslator(n) }
         if config.ndpProxy == .responder {
             var rule = ProxyRule(interface: config.uplink, prefixes: [config.ipv6Prefix])
             rule.listType = .white
@@ -236,6 +249,7 @@ public final class Gateway: @unchecked Sendable {
         control?.stop(); control = nil
         uapi?.stop(); uapi = nil
         responder?.stop(); responder = nil
+        translator?.stop(); translator = nil   // its interface goes, and the routes into it
         for a in proxies { try? rk.removeProxyNeighbour(a, interfaceIndex: uplinkIndex) }
         proxies = []
         hostAddresses = []
@@ -255,7 +269,9 @@ public final class Gateway: @unchecked Sendable {
 
     func setPeer(_ c: ClientRecord, _ leases: [Lease]) throws(GatewayError) {
         guard let device, let key = Bytes32(base64: c.publicKey) else { return }
-        do { try device.setPeer(PeerConfiguration(publicKey: key, allowedIPs: leases.map(\.prefix))) } catch { throw .setup("peer \(c.name): \(error)") }
+        // A NAT64 address is the translator's, never the client's to send from.
+        let allowed = leases.filter { $0.pool != Self.nat64Pool }.map(\.prefix)
+        do { try device.setPeer(PeerConfiguration(publicKey: key, allowedIPs: allowed)) } catch { throw .setup("peer \(c.name): \(error)") }
         peersByName[c.name] = c
     }
 
@@ -290,6 +306,7 @@ public final class Gateway: @unchecked Sendable {
             }
         }
         responder?.setAddresses(hostAddresses)
+        updateTranslator()
     }
 
     /// Takes back what `install` put in the kernel for these leases.
@@ -315,6 +332,7 @@ public final class Gateway: @unchecked Sendable {
         do { try allocator.release(client: name) } catch { throw .setup("release \(name): \(error)") }
         try registry.remove(name)
         peersByName[name] = nil
+        updateTranslator()
         log("client removed: \(name)")
     }
 
@@ -335,6 +353,7 @@ public final class Gateway: @unchecked Sendable {
             _ = try? allocator.release(client: name)
             peersByName[name] = nil; removed += 1
         }
+        updateTranslator()
         log("reload: \(added) client(s) added or changed, \(removed) removed")
         return (added, removed)
     }
@@ -346,7 +365,8 @@ public final class Gateway: @unchecked Sendable {
 
     func status(_ c: ClientRecord, _ leases: [Lease], peers: [Bytes32: PeerStatus]) -> ClientStatus {
         let peer = Bytes32(base64: c.publicKey).flatMap { peers[$0] }
-        return ClientStatus(name: c.name, publicKey: c.publicKey, addresses: leases.map(\.prefix.description),
+        return ClientStatus(name: c.name, publicKey: c.publicKey, addresses: leases.filter { $0.pool != Self.nat64Pool }.map(\.prefix.description),
+                            nat64Address: leases.first { $0.pool == Self.nat64Pool }?.prefix.description,
                             endpoint: peer?.configuration.endpoint?.description, lastHandshake: peer?.lastHandshake.seconds ?? 0,
                             receivedBytes: peer?.receivedBytes ?? 0, sentBytes: peer?.sentBytes ?? 0)
     }
@@ -359,12 +379,67 @@ public final class Gateway: @unchecked Sendable {
         if let s = device?.statistics {
             for child in Mirror(reflecting: s).children { if let l = child.label, let v = child.value as? UInt64 { counters[l] = v } }
         }
+        if let t = translator?.statistics {
+            counters["nat64Translated4to6"] = t.translation.translated4to6
+            counters["nat64Translated6to4"] = t.translation.translated6to4
+            counters["nat64SuperPackets"] = t.translation.superPackets
+            counters["nat64ErrorsSent"] = t.translation.errorsSent
+            counters["nat64WriteErrors"] = t.writeErrors
+            for r in TranslationDrop.allCases { counters["nat64Dropped-\(r)"] = t.translation.dropped[r] }
+        }
         counters["leaseRequests"] = leaseStats.requests
         counters["leaseReplies"] = leaseStats.replies
         counters["leaseRefusals"] = leaseStats.refusals
         counters["leaseDropped"] = leaseStats.dropped
         return GatewayStatus(interface: config.interface, publicKey: publicKey.base64, listenPort: device?.listenPort ?? config.listenPort,
                              endpoint: config.endpoint, clients: clients, counters: counters)
+    }
+
+    // MARK: NAT64
+
+    /// The translator's settings: the prefix, and one explicit mapping per running client from its
+    /// host address to its NAT64 address.
+    func translatorConfiguration(_ n: NAT64Settings) -> TranslatorConfiguration {
+        var mappings: [ExplicitMapping] = []
+        for name in peersByName.keys.sorted() {
+            var v6: IPv6Address?, v4: IPv4Address?
+            for l in allocator.leases(of: name) {
+                switch l.prefix {
+                case .v6(let p) where l.pool == Self.v6Pool && p.length == 128: v6 = p.network
+                case .v4(let p) where l.pool == Self.nat64Pool: v4 = p.network
+                default: break
+                }
+            }
+            if let v6, let v4 { mappings.append(ExplicitMapping(ipv4: v4, ipv6: v6)) }
+        }
+        // Toward clients the tunnel's MTU; toward IPv4 the uplink's Ethernet.
+        return TranslatorConfiguration(prefix: n.prefix, explicitMappings: mappings, ipv6MTU: Int(config.mtu), ipv4MTU: 1500,
+                                       ipv4Address: n.translatorAddress, ipv6Address: config.effectiveGatewayAddress)
+    }
+
+    /// Creates the translator's TUN, routes the prefix and the NAT64 pool into it, starts it.
+    func startTranslator(_ n: NAT64Settings) throws(GatewayError) {
+        let t: TranslatorDevice
+        do { t = try TranslatorDevice(name: n.interface, configuration: translatorConfiguration(n)) } catch { throw .setup("NAT64 \(n.interface): \(error)") }
+        do {
+            try rk.setLink(n.interface, up: true)
+            let index = try rk.interfaceIndex(n.interface)
+            for r in [Route(destination: .v6(n.prefix), interfaceIndex: index), Route(destination: .v4(n.pool), interfaceIndex: index)] {
+                try rk.ensureRoute(r)
+                routes.insert(r)
+            }
+        } catch {
+            throw .setup("NAT64 \(n.interface): \(error)")
+        }
+        t.start()
+        translator = t
+        log("nat64: \(n.prefix) on \(n.interface) (\(t.tun.offload ? "with" : "without") TCP segmentation offload), pool \(n.pool)")
+    }
+
+    /// Brings the translator's mappings in step with the clients (called under the lock).
+    func updateTranslator() {
+        guard let t = translator, let n = config.nat64 else { return }
+        do { try t.update(configuration: translatorConfiguration(n)) } catch { log("nat64: mappings not updated: \(error)") }
     }
 
     // MARK: Events and hooks

@@ -57,6 +57,9 @@ public struct GatewayConfiguration: Sendable, Equatable {
     public var ipv4Gateway: IPv4Address? = nil
     public var nat44 = true
 
+    /// NAT64 for the clients (the `[nat64]` table); nil: off.
+    public var nat64: NAT64Settings? = nil
+
     /// DNS servers told to Sixgate clients in the lease (and printed in wg-quick configs).
     public var dnsServers: [IPAddress] = []
     /// Seconds a lease answer is good for; clients ask again after half of it.
@@ -93,6 +96,7 @@ public struct GatewayConfiguration: Sendable, Equatable {
         "ipv6.prefix", "ipv6.isp_router", "ipv6.uplink_address", "ipv6.gateway_address", "ipv6.allocation",
         "ipv6.delegated_length", "ipv6.client_prefix_length", "ipv6.ndp_proxy", "ipv6.reserved",
         "ipv4.enabled", "ipv4.pool", "ipv4.gateway_address", "ipv4.nat44",
+        "nat64.enabled", "nat64.prefix", "nat64.pool", "nat64.interface",
         "hooks.up", "hooks.down", "hooks.client-connect", "hooks.client-disconnect",
     ]
 
@@ -149,6 +153,26 @@ public struct GatewayConfiguration: Sendable, Equatable {
         }
         ipv4Gateway = try f.parsed("ipv4.gateway_address", "an IPv4 address", { IPv4Address($0) })
         if let v = try f.boolean("ipv4.nat44") { nat44 = v }
+        if try f.boolean("nat64.enabled") == true {
+            var n = NAT64Settings(interface: NAT64Settings.defaultInterface(for: interface))
+            if let v = try f.parsed("nat64.prefix", "an IPv6 prefix of length 32, 40, 48, 56, 64 or 96 such as 64:ff9b::/96", { IPv6Prefix($0) }) {
+                guard [32, 40, 48, 56, 64, 96].contains(v.length) else { throw f.error("nat64.prefix", "/\(v.length): RFC 6052 allows /32, /40, /48, /56, /64 or /96") }
+                n.prefix = v
+            }
+            if let v = try f.parsed("nat64.pool", "an IPv4 prefix such as 100.64.1.0/24", { IPv4Prefix($0) }) {
+                guard v.length <= 30 else { throw f.error("nat64.pool", "/\(v.length) is too small: one address per client and one for the translator") }
+                n.pool = v
+            }
+            if let v = try f.string("nat64.interface") {
+                guard (1...15).contains(v.utf8.count), v != interface else { throw f.error("nat64.interface", "an interface name of 1-15 characters, not the tunnel's") }
+                n.interface = v
+            }
+            nat64 = n
+        } else {
+            for key in ["nat64.prefix", "nat64.pool", "nat64.interface"] where f.has(key) {
+                throw f.error(key, "set, but nat64.enabled is not true")
+            }
+        }
         for name in Self.hookNames {
             if let v = try f.string("hooks." + name) {
                 guard v.hasPrefix("/") else { throw f.error("hooks." + name, "must be an absolute path") }
@@ -171,7 +195,41 @@ public struct GatewayConfiguration: Sendable, Equatable {
         if let pool = ipv4Pool, let gw = effectiveIPv4Gateway, !pool.contains(gw) {
             throw f.error("ipv4.gateway_address", "\(gw) is outside ipv4.pool \(pool)")
         }
+        if let n = nat64 {
+            guard allocation == .hosts else {
+                throw f.error("nat64.enabled", "needs ipv6.allocation = hosts (one address per client to map; clients with prefixes run their own NAT64)")
+            }
+            if let pool = ipv4Pool, pool.contains(n.pool.network) || n.pool.contains(pool.network) {
+                throw f.error("nat64.pool", "\(n.pool) overlaps ipv4.pool \(pool)")
+            }
+            if n.prefix.contains(ipv6Prefix.network) || ipv6Prefix.contains(n.prefix.network) {
+                throw f.error("nat64.prefix", "\(n.prefix) overlaps ipv6.prefix \(ipv6Prefix)")
+            }
+        }
     }
+}
+
+/// The gateway's NAT64 (a PLAT, RFC 6877): the prefix is routed into a translator, and each
+/// client's IPv6 address is mapped to an IPv4 address of its own from `pool` (a lease in pool
+/// "nat64", an RFC 7757 explicit mapping), which NAT44 takes out of the uplink: stateless NAT64 in
+/// front of the kernel's stateful NAT44, as the tayga howtos build it. Clients are told the prefix
+/// in the lease exchange.
+public struct NAT64Settings: Sendable, Equatable {
+    /// The NAT64 prefix (RFC 6052). The Well-Known Prefix maps only global IPv4 addresses.
+    public var prefix = IPv6Prefix.parseOrTrap("64:ff9b::/96")
+    /// One IPv4 address per client; the first one is the translator's own (the source of its ICMP errors).
+    public var pool = IPv4Prefix.parseOrTrap("100.64.1.0/24")
+    /// The translator's TUN interface.
+    public var interface: String
+
+    /// The defaults: the Well-Known Prefix 64:ff9b::/96 and pool 100.64.1.0/24.
+    public init(interface: String) { self.interface = interface }
+
+    /// The translator's own IPv4 address: the pool's first.
+    public var translatorAddress: IPv4Address { IPv4Address(rawValue: pool.network.rawValue | 1) }
+
+    /// "<tunnel>-nat64", shortened to fit 15 characters.
+    public static func defaultInterface(for tunnel: String) -> String { String(tunnel.prefix(9)) + "-nat64" }
 }
 
 extension IPv6Prefix {

@@ -51,7 +51,8 @@ extension Gateway {
             for l in leases {
                 switch l.prefix {
                 case .v6(let p): answer.ipv6 = AddressAssignment(.v6(p.network), prefixLength: p.length)
-                case .v4(let p): answer.ipv4 = AddressAssignment(.v4(p.network), prefixLength: p.length)
+                case .v4(let p) where l.pool == Self.v4Pool: answer.ipv4 = AddressAssignment(.v4(p.network), prefixLength: p.length)
+                case .v4: break   // a NAT64 address is the translator's
                 }
             }
             answer.routes = [.v6(IPv6Prefix(containing: config.ipv6Prefix.network, length: config.clientPrefixLength))]
@@ -63,6 +64,7 @@ extension Gateway {
             answer.mtu = UInt16(clamping: config.mtu)
             answer.dnsServers = config.dnsServers
             answer.lifetime = config.leaseLifetime
+            answer.nat64Prefix = config.nat64?.prefix
         }
         if answer.ipv6 == nil && answer.ipv4 == nil {
             answer = LeaseMessage(kind: .refusal, transaction: request.transaction)

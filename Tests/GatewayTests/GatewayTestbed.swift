@@ -67,8 +67,9 @@ final class GatewayTestbed: @unchecked Sendable {
 
     var hookLog: String { stateDirectory + "/hooks.log" }
 
-    /// `ipv6` replaces the [ipv6] table's body, `ipv4` the [ipv4] table's; `extra` goes at the top.
-    func writeConfig(ndpProxy: String, ipv6: String? = nil, ipv4: String? = nil, extra: String = "") throws {
+    /// `ipv6` replaces the [ipv6] table's body, `ipv4` the [ipv4] table's; `extra` goes at the top,
+    /// `tables` (more tables) at the end.
+    func writeConfig(ndpProxy: String, ipv6: String? = nil, ipv4: String? = nil, extra: String = "", tables: String = "") throws {
         let hook = stateDirectory + "/hook.sh"
         try "#!/bin/sh\necho \"$SIXGATE_EVENT $SIXGATE_INTERFACE $SIXGATE_CLIENT $SIXGATE_CLIENT_ADDRESSES\" >> \(hookLog)\n"
             .write(toFile: hook, atomically: true, encoding: .utf8)
@@ -95,6 +96,8 @@ final class GatewayTestbed: @unchecked Sendable {
             up = "\(hook)"
             down = "\(hook)"
             client-connect = "\(hook)"
+
+            \(tables)
             """
         try text.write(toFile: configPath, atomically: true, encoding: .utf8)
     }

@@ -11,10 +11,12 @@ public struct TransferError: Error, CustomStringConvertible {
 }
 
 /// Sends `bytes` over TCP from namespace `from` to `address`:`port` in namespace `to`, through
-/// sockets this process opens in each namespace, and returns what the receiver got.
-public func tcpTransfer(from: String, to: String, address: String, port: UInt16, bytes: [UInt8]) throws -> [UInt8] {
-    let family = address.contains(":") ? AF_INET6 : AF_INET
+/// sockets this process opens in each namespace, and returns what the receiver got. With
+/// `listenAddress` the receiver listens there instead (the sender's `address` is translated to it
+/// on the way, as through NAT64).
+public func tcpTransfer(from: String, to: String, address: String, port: UInt16, bytes: [UInt8], listenAddress: String? = nil) throws -> [UInt8] {
     func sockaddrFor(_ a: String) -> (sockaddr_storage, socklen_t) {
+        let family = a.contains(":") ? AF_INET6 : AF_INET
         var ss = sockaddr_storage()
         if family == AF_INET6 {
             withUnsafeMutablePointer(to: &ss) { $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { s in
@@ -30,12 +32,14 @@ public func tcpTransfer(from: String, to: String, address: String, port: UInt16,
         return (ss, socklen_t(MemoryLayout<sockaddr_in>.size))
     }
     let (addr, len) = sockaddrFor(address)
-    let listener = try NetworkNamespace.named(to).perform { () throws(RouteKitError) -> Int32 in socket(family, Int32(SOCK_STREAM.rawValue), 0) }
+    let (listenAddr, listenLen) = sockaddrFor(listenAddress ?? address)
+    let listenFamily = (listenAddress ?? address).contains(":") ? AF_INET6 : AF_INET, family = address.contains(":") ? AF_INET6 : AF_INET
+    let listener = try NetworkNamespace.named(to).perform { () throws(RouteKitError) -> Int32 in socket(listenFamily, Int32(SOCK_STREAM.rawValue), 0) }
     defer { close(listener) }
     var one: Int32 = 1
     setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, 4)
-    var a = addr
-    guard withUnsafePointer(to: &a, { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, len) } }) == 0, listen(listener, 1) == 0 else {
+    var a = listenAddr
+    guard withUnsafePointer(to: &a, { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, listenLen) } }) == 0, listen(listener, 1) == 0 else {
         throw TransferError("bind/listen: errno \(errno)")
     }
     final class Sink: @unchecked Sendable { var data: [UInt8] = []; let done = DispatchSemaphore(value: 0) }

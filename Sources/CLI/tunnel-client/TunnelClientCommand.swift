@@ -121,6 +121,7 @@ struct Status: ParsableCommand {
         print("routes: \(state.routes.joined(separator: " "))")
         if !state.bypassRoutes.isEmpty { print("endpoint routes: \(state.bypassRoutes.joined(separator: "; "))") }
         if !state.dnsServers.isEmpty { print("dns: \(state.dnsServers.joined(separator: " "))") }
+        if let p = state.nat64Prefix { print("nat64 prefix: \(p)") }
         if let p = state.advertisedPrefix { print("advertising: \(p)") }
         print("lease: \(state.leaseRequests) request(s), \(state.leaseReplies) reply(ies)")
     }
