@@ -224,6 +224,7 @@ public struct NAT64Settings: Sendable, Equatable {
 
     /// The defaults: the Well-Known Prefix 64:ff9b::/96 and pool 100.64.1.0/24.
     public init(interface: String) { self.interface = interface }
+    public init(prefix: IPv6Prefix, pool: IPv4Prefix, interface: String) { self.prefix = prefix; self.pool = pool; self.interface = interface }
 
     /// The translator's own IPv4 address: the pool's first.
     public var translatorAddress: IPv4Address { IPv4Address(rawValue: pool.network.rawValue | 1) }

@@ -70,6 +70,23 @@ struct ConfigurationTests {
         #expect(error("[ipv6]\nprefix = \"2001:db8::/64\"\nisp_router = \"2001:db8:1::1\"\n")?.description.contains("ipv6.isp_router: 2001:db8:1::1 is outside") == true)
     }
 
+    @Test func theNAT64TableIsReadWithItsDefaultsAndChecked() throws {
+        #expect(try parse("").nat64 == nil, "off unless enabled")
+        let d = try parse("[nat64]\nenabled = true\n").nat64
+        #expect(d?.prefix.description == "64:ff9b::/96" && d?.pool.description == "100.64.1.0/24" && d?.interface == "sixgate0-nat64")
+        #expect(d?.translatorAddress.description == "100.64.1.1")
+        let c = try parse("[nat64]\nenabled = true\nprefix = \"2001:db8:64::/96\"\npool = \"203.0.113.64/26\"\ninterface = \"xlat0\"\n").nat64
+        #expect(c == NAT64Settings(prefix: IPv6Prefix("2001:db8:64::/96")!, pool: IPv4Prefix("203.0.113.64/26")!, interface: "xlat0"))
+        #expect(error("[nat64]\nenabled = true\nprefix = \"2001:db8:64::/80\"\n")?.description
+                == "/etc/sixgate/gatewayd.toml:3: nat64.prefix: /80: RFC 6052 allows /32, /40, /48, /56, /64 or /96")
+        #expect(error("[nat64]\nprefix = \"64:ff9b::/96\"\n")?.description == "/etc/sixgate/gatewayd.toml:2: nat64.prefix: set, but nat64.enabled is not true")
+        #expect(error("[nat64]\nenabled = true\npool = \"100.64.0.0/23\"\n")?.description == "/etc/sixgate/gatewayd.toml:3: nat64.pool: 100.64.0.0/23 overlaps ipv4.pool 100.64.0.0/24")
+        #expect(error("[nat64]\nenabled = true\npool = \"100.64.1.0/31\"\n")?.key == "nat64.pool")
+        #expect(error("[nat64]\nenabled = true\nprefix = \"2001:db8::/32\"\n")?.key == "nat64.prefix", "overlaps ipv6.prefix")
+        #expect(error("[ipv6]\nallocation = \"prefixes\"\nprefix = \"2001:db8::/48\"\n[nat64]\nenabled = true\n")?.key == "nat64.enabled")
+        #expect(error("[nat64]\nenabled = true\ninterface = \"sixgate0\"\n")?.key == "nat64.interface")
+    }
+
     @Test func commentsAndQuotesAreHandled() throws {
         let c = try parse("state_directory = \"/srv/a#1\"   # a comment with \"quotes\"\n[hooks]\nup = '/opt/hooks/up # not a comment'\n")
         #expect(c.stateDirectory == "/srv/a#1")

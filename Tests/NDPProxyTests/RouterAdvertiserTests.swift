@@ -44,7 +44,11 @@ struct RouterAdvertiserNamespaceTests {
         c.dnsServers = [IPv6Address("2001:db8:5::53")!]
         c.mtu = 1400
         c.maximumInterval = 1800   // after the first advertisement, the next unsolicited one is 16 s away
+        c.nat64Prefix = IPv6Prefix("2001:db8:64::/96")!   // PREF64: rdisc6 skips it, the rest must still read
         let advertiser = try RouterAdvertiser(c, namespace: .named(pair.left))
+        // RFC 8781: lifetime 3 x MaxRtrAdvInterval (a multiple of 8), and 0 in the final advertisement.
+        #expect(advertiser.advertisement().options.contains(.pref64(lifetime: 5400, prefix: IPv6Prefix("2001:db8:64::/96")!)))
+        #expect(advertiser.advertisement(final: true).options.contains(.pref64(lifetime: 0, prefix: IPv6Prefix("2001:db8:64::/96")!)))
         advertiser.start()
         defer { advertiser.stop() }
         usleep(500_000)
