@@ -102,7 +102,7 @@ public final class TranslatorDevice: @unchecked Sendable {
                     }
                     continue
                 }
-                guard n > VirtioNetHeader.size else { continue }
+                guard n > VirtioNetHeader.size else { translator.statistics.dropped[.malformed] += 1; continue }   // no packet behind the header
                 let h = VirtioNetHeader(UnsafeRawBufferPointer(input))
                 let packet = UnsafeMutableRawBufferPointer(rebasing: input[VirtioNetHeader.size..<n])
                 if h.segmentationType & 0x7f == VirtioNetHeader.Segmentation.none.rawValue {
