@@ -110,14 +110,7 @@ public final class Translator: @unchecked Sendable {
     @discardableResult
     public func translate(_ packet: UnsafeRawBufferPointer, scratch: UnsafeMutableRawBufferPointer,
                           emit: (UnsafeRawBufferPointer) -> Void) -> TranslationResult {
-        precondition(scratch.count >= Self.scratchSize, "Translator.translate: scratch smaller than Translator.scratchSize")
-        let result: TranslationResult
-        switch packet.first.map({ $0 >> 4 }) {
-        case 4: result = from4(packet, scratch, segment: 0) { p, _ in emit(p) }
-        case 6: result = from6(packet, scratch, segment: 0) { p, _ in emit(p) }
-        default: result = .dropped(.malformed, errorSent: false)
-        }
-        return counted(result)
+        dispatch(packet, scratch, segment: 0) { p, _ in emit(p) }
     }
 
     /// Translates one TCP super-packet as an offload TUN device hands them over (generic
@@ -135,18 +128,21 @@ public final class Translator: @unchecked Sendable {
     @discardableResult
     public func translate(segmented packet: UnsafeRawBufferPointer, segmentSize: Int, scratch: UnsafeMutableRawBufferPointer,
                           emit: (UnsafeRawBufferPointer, _ segmentSize: Int) -> Void) -> TranslationResult {
-        precondition(scratch.count >= Self.scratchSize, "Translator.translate: scratch smaller than Translator.scratchSize")
-        guard segmentSize > 0 else { return counted(.dropped(.malformed, errorSent: false)) }
-        let result: TranslationResult
-        switch packet.first.map({ $0 >> 4 }) {
-        case 4: result = from4(packet, scratch, segment: segmentSize, emit)
-        case 6: result = from6(packet, scratch, segment: segmentSize, emit)
-        default: result = .dropped(.malformed, errorSent: false)
-        }
-        return counted(result)
+        guard segmentSize > 0 else { statistics.dropped[.malformed] += 1; return .dropped(.malformed, errorSent: false) }
+        return dispatch(packet, scratch, segment: segmentSize, emit)
     }
 
-    @inline(__always) func counted(_ result: TranslationResult) -> TranslationResult {
+    /// By IP version to `from4` / `from6`; drops are counted here.
+    @inline(__always)
+    func dispatch(_ packet: UnsafeRawBufferPointer, _ scratch: UnsafeMutableRawBufferPointer, segment: Int,
+                  _ emit: (UnsafeRawBufferPointer, Int) -> Void) -> TranslationResult {
+        precondition(scratch.count >= Self.scratchSize, "Translator.translate: scratch smaller than Translator.scratchSize")
+        let result: TranslationResult
+        switch packet.first.map({ $0 >> 4 }) {
+        case 4: result = from4(packet, scratch, segment: segment, emit)
+        case 6: result = from6(packet, scratch, segment: segment, emit)
+        default: result = .dropped(.malformed, errorSent: false)
+        }
         if case .dropped(let reason, let sent) = result {
             statistics.dropped[reason] += 1
             if sent { statistics.errorsSent += 1 }
@@ -181,8 +177,10 @@ public final class Translator: @unchecked Sendable {
         let payload = ip.payload
         let fragmented = ip.isFragment
         var segment = segment
+        let headerLength = fragmented ? 48 : 40
+        let total = headerLength + payload.count
         // The length the size rules apply to: the packet, or each segment of a super-packet.
-        var sized = (fragmented ? 48 : 40) + payload.count
+        var sized = total
         if segment > 0 {
             guard proto == .tcp, !fragmented, payload.count >= 20 else { return .dropped(.malformed, errorSent: false) }
             sized = min(sized, 40 + Int(payload[12] >> 4) * 4 + segment)
@@ -191,8 +189,6 @@ public final class Translator: @unchecked Sendable {
             guard !fragmented else { return .dropped(.fragmentedICMP, errorSent: false) }
             return icmp4to6(ip, src6: src6, dst6: dst6, out) { emit($0, 0) }
         }
-        let headerLength = fragmented ? 48 : 40
-        let total = headerLength + payload.count
         if ip.dontFragment && sized > configuration.ipv6MTU {
             let mtu = UInt32(configuration.ipv6MTU - 20)
             return .dropped(.tooBig, errorSent: error4(for: ip, type: 3, code: 4, rest: mtu, out) { emit($0, 0) })

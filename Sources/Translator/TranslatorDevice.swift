@@ -79,8 +79,12 @@ public final class TranslatorDevice: @unchecked Sendable {
     func loop() {
         let input = UnsafeMutableRawBufferPointer.allocate(byteCount: VirtioNetHeader.size + 65_536 + 64, alignment: 16)
         let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: Translator.scratchSize, alignment: 16)
+        // Whole packets go out behind an all-zero header (checksums complete, no segmentation);
+        // super-packets behind one written for each.
         let header = UnsafeMutableRawBufferPointer.allocate(byteCount: VirtioNetHeader.size, alignment: 16)
-        defer { input.deallocate(); scratch.deallocate(); header.deallocate() }
+        let noOffload = UnsafeMutableRawBufferPointer.allocate(byteCount: VirtioNetHeader.size, alignment: 16)
+        noOffload.initializeMemory(as: UInt8.self, repeating: 0)
+        defer { input.deallocate(); scratch.deallocate(); header.deallocate(); noOffload.deallocate() }
         let tun = self.tun
         var failed: UInt64 = 0
         while true {
@@ -111,16 +115,16 @@ public final class TranslatorDevice: @unchecked Sendable {
                         InternetChecksum.completePartial(packet, start: Int(h.checksumStart), offset: Int(h.checksumOffset))
                     }
                     translator.translate(UnsafeRawBufferPointer(packet), scratch: scratch) { out in
-                        Self.noOffload.write(to: header)
-                        if !tun.write(header: UnsafeRawBufferPointer(header), packet: out) { failed += 1 }
+                        if !tun.write(header: UnsafeRawBufferPointer(noOffload), packet: out) { failed += 1 }
                     }
                 } else {
                     // A TCP super-packet (only TSO4/TSO6 are offered, always with a partial checksum).
                     let tcp = h.flags & VirtioNetHeader.needsChecksum != 0
                         && (h.segmentationType == VirtioNetHeader.Segmentation.tcp4.rawValue || h.segmentationType == VirtioNetHeader.Segmentation.tcp6.rawValue)
                     translator.translate(segmented: UnsafeRawBufferPointer(packet), segmentSize: tcp ? Int(h.segmentSize) : 0, scratch: scratch) { out, segment in
-                        Self.header(for: out, segmentSize: segment).write(to: header)
-                        if !tun.write(header: UnsafeRawBufferPointer(header), packet: out) { failed += 1 }
+                        var h = noOffload
+                        if segment > 0 { Self.header(for: out, segmentSize: segment).write(to: header); h = header }
+                        if !tun.write(header: UnsafeRawBufferPointer(h), packet: out) { failed += 1 }
                     }
                 }
             }
@@ -133,14 +137,10 @@ public final class TranslatorDevice: @unchecked Sendable {
 }
 
 extension TranslatorDevice {
-    static let noOffload = VirtioNetHeader()
-
-    /// The header for a packet the translator emitted: none for whole packets (checksums complete),
-    /// else a TCP super-packet (the translator writes IPv4 without options and IPv6 without
-    /// extension headers) whose checksum the kernel completes and which it cuts into segments.
+    /// The header for a TCP super-packet the translator emitted (IPv4 without options, IPv6 without
+    /// extension headers): the kernel completes its checksum and cuts it into segments.
     @inline(__always)
     static func header(for packet: UnsafeRawBufferPointer, segmentSize: Int) -> VirtioNetHeader {
-        guard segmentSize > 0 else { return noOffload }
         let v4 = packet[0] >> 4 == 4
         let ipLength = v4 ? 20 : 40
         var h = VirtioNetHeader()
