@@ -68,7 +68,7 @@ let package = Package(
         .target(name: "TunnelGateway", dependencies: [
             "PacketKit", "RouteKit", "TunnelCore", "NDPProxy", "AddressPool", "Diagnostics", "SixgateConfig", "Translator",
         ]),
-        .target(name: "TunnelClient", dependencies: ["PacketKit", "RouteKit", "TunnelCore", "NDPProxy", "SixgateConfig"]),
+        .target(name: "TunnelClient", dependencies: ["PacketKit", "RouteKit", "TunnelCore", "NDPProxy", "SixgateConfig", "Translator"]),
 
         // Thin executables.
         .executableTarget(name: "gatewayd", dependencies: [

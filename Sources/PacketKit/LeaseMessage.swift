@@ -47,6 +47,10 @@ public struct LeaseMessage: Hashable, Sendable {
     public var mtu: UInt16?
     public var dnsServers: [IPAddress] = []
     public var nat64Prefix: IPv6Prefix?
+    /// The IPv6 address (a /128) the client's CLAT (RFC 6877 464XLAT) translates its IPv4 traffic
+    /// from; the gateway's NAT64 maps it to an IPv4 address of its own. Distinct from `ipv6`, so
+    /// what comes back for the CLAT is routed to the CLAT and not to the host's own stack.
+    public var clatAddress: IPv6Address?
     /// Seconds the lease is good for; the client asks again after half of it.
     public var lifetime: UInt32?
     /// Why a request was refused (UTF-8, at most 200 bytes).
@@ -58,7 +62,7 @@ public struct LeaseMessage: Hashable, Sendable {
     }
 
     enum Field: UInt8 {
-        case ipv6 = 1, ipv4 = 2, route = 3, mtu = 4, dns = 5, nat64 = 6, lifetime = 7, gateway = 8, message = 9
+        case ipv6 = 1, ipv4 = 2, route = 3, mtu = 4, dns = 5, nat64 = 6, lifetime = 7, gateway = 8, message = 9, clat = 10
     }
 
     // MARK: Encoding
@@ -75,6 +79,7 @@ public struct LeaseMessage: Hashable, Sendable {
         if let mtu { field(.mtu, [UInt8(mtu >> 8), UInt8(mtu & 0xff)]) }
         for d in dnsServers { field(.dns, Self.bytes(d)) }
         if let p = nat64Prefix { field(.nat64, Self.bytes(.v6(p.network)) + [p.length]) }
+        if let c = clatAddress { field(.clat, Self.bytes(.v6(c)) + [128]) }
         if let lifetime { var b: [UInt8] = []; append32(&b, lifetime); field(.lifetime, b) }
         if let message { field(.message, Array(message.utf8.prefix(200))) }
         guard out.count <= Self.maximumLength else { throw PacketError(.udp, .badLength, at: Self.maximumLength) }
@@ -113,7 +118,7 @@ public struct LeaseMessage: Hashable, Sendable {
             let v = b.slice(start, start + length)
             defer { offset = start + length }
             guard let f = Field(rawValue: type) else { continue }   // a later version's field
-            let single: Set<Field> = [.ipv6, .ipv4, .mtu, .nat64, .lifetime, .message]
+            let single: Set<Field> = [.ipv6, .ipv4, .mtu, .nat64, .lifetime, .message, .clat]
             if single.contains(f) {
                 guard seen.insert(type).inserted else { throw PacketError(.udp, .badValue, at: offset) }
             }
@@ -144,6 +149,10 @@ public struct LeaseMessage: Hashable, Sendable {
                 let a = try assignment(family: 16)
                 guard case .v6(let x) = a.address else { throw PacketError(.udp, .badValue, at: start) }
                 nat64Prefix = IPv6Prefix(containing: x, length: a.prefixLength)
+            case .clat:
+                let a = try assignment(family: 16)
+                guard case .v6(let x) = a.address, a.prefixLength == 128 else { throw PacketError(.udp, .badValue, at: start + length - 1) }
+                clatAddress = x
             case .gateway: gatewayAddresses.append(try address(length))
             case .dns: dnsServers.append(try address(length))
             case .mtu:

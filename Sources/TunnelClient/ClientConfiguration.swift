@@ -33,6 +33,26 @@ public struct RouterSettings: Sendable, Equatable {
     public init(interface: String) { self.interface = interface }
 }
 
+/// A CLAT (RFC 6877 464XLAT): programs that use IPv4 literals or IPv4-only APIs reach IPv4 hosts
+/// through the gateway's NAT64 although the tunnel carries IPv6 only. A translator on a TUN of its
+/// own maps `ipv4` to the CLAT's IPv6 address and every other IPv4 address into the NAT64 prefix.
+public struct CLATSettings: Sendable, Equatable {
+    /// The translator's TUN interface.
+    public var interface: String
+    /// The host's IPv4 address on the CLAT's interface (RFC 7335's 192.0.0.0/29, as Android's clatd).
+    public var ipv4 = IPv4Address(rawValue: 0xc000_0002)   // 192.0.0.2
+    /// The source of the translator's own ICMPv4 errors: 192.0.0.1, the CLAT's side of 192.0.0.0/29.
+    public static let translatorIPv4 = IPv4Address(rawValue: 0xc000_0001)
+    /// The CLAT's IPv6 address; nil: the one in the gateway's lease (`[nat64] clat = true` there).
+    public var ipv6: IPv6Address?
+    /// The NAT64 prefix; nil: the one in the gateway's lease.
+    public var prefix: IPv6Prefix?
+    public init(interface: String) { self.interface = interface }
+
+    /// "<tunnel>-clat", shortened to fit 15 characters.
+    public static func defaultInterface(for tunnel: String) -> String { String(tunnel.prefix(10)) + "-clat" }
+}
+
 public struct ClientConfiguration: Sendable, Equatable {
     public var path = ""
     public var interface = "sixgate0"
@@ -58,6 +78,8 @@ public struct ClientConfiguration: Sendable, Equatable {
     /// is shadowed by two half-space routes through the tunnel; it is there again on exit).
     public var replaceDefaultRoute = false
     public var router: RouterSettings?
+    /// The CLAT (`[clat]`); nil: off.
+    public var clat: CLATSettings?
     /// Hook scripts (absolute paths) run with SIXGATE_* variables: up, down, lease-changed.
     public var hooks: [String: String] = [:]
     /// wg-quick PostUp/PostDown/PreUp/PreDown commands (run with /bin/sh -c, %i replaced).
@@ -72,6 +94,7 @@ public struct ClientConfiguration: Sendable, Equatable {
         "routes.ipv6", "routes.ipv4", "routes.replace_default_route",
         "static.addresses", "static.dns",
         "router.interface", "router.dns", "router.interval",
+        "clat.enabled", "clat.interface", "clat.ipv4", "clat.ipv6", "clat.prefix",
         "hooks.up", "hooks.down", "hooks.lease-changed",
     ]
 
@@ -170,6 +193,32 @@ public struct ClientConfiguration: Sendable, Equatable {
             router = r
         } else {
             for k in ["router.dns", "router.interval"] where f.values[k] != nil { throw f.error(k, "set without router.interface") }
+        }
+        if try f.boolean("clat.enabled") == true {
+            var c = CLATSettings(interface: CLATSettings.defaultInterface(for: interface))
+            if let v = try f.string("clat.interface") {
+                guard Self.isInterfaceName(v), v != interface, v != router?.interface else {
+                    throw f.error("clat.interface", "an interface name of 1-15 letters, digits, '-', '_' or '.', not the tunnel's or the LAN's")
+                }
+                c.interface = v
+            }
+            if let v = try f.parsed("clat.ipv4", "an IPv4 address such as 192.0.0.2", { IPv4Address($0) }) {
+                guard v != CLATSettings.translatorIPv4 else { throw f.error("clat.ipv4", "192.0.0.1 is the translator's own (the source of its ICMP errors)") }
+                c.ipv4 = v
+            }
+            c.ipv6 = try f.parsed("clat.ipv6", "an IPv6 address", { IPv6Address($0) })
+            if let v = try f.parsed("clat.prefix", "an IPv6 prefix of length 32, 40, 48, 56, 64 or 96 such as 64:ff9b::/96", { IPv6Prefix($0) }) {
+                guard [32, 40, 48, 56, 64, 96].contains(v.length) else { throw f.error("clat.prefix", "/\(v.length): RFC 6052 allows /32, /40, /48, /56, /64 or /96") }
+                c.prefix = v
+            }
+            if case .fixed = addresses, c.ipv6 == nil || c.prefix == nil {
+                throw f.error("clat.enabled", "with [static] addresses there is no lease to name the CLAT's address and prefix: set clat.ipv6 and clat.prefix")
+            }
+            clat = c
+        } else {
+            for key in ["clat.interface", "clat.ipv4", "clat.ipv6", "clat.prefix"] where f.has(key) {
+                throw f.error(key, "set, but clat.enabled is not true")
+            }
         }
         for name in Self.hookNames {
             if let v = try f.string("hooks." + name) {

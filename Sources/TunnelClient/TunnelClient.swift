@@ -1,12 +1,14 @@
 // The client role: a WireGuard device toward one gateway (TunnelCore), the lease exchange inside
 // the tunnel, addresses and routes through RouteKit (the default route with a bypass for the
 // gateway's endpoint computed from the kernel's own route lookup), router mode (NDPProxy's
-// RouterAdvertiser on a LAN), hooks, and recovery when the gateway or the network goes away.
+// RouterAdvertiser on a LAN), a CLAT (Translator on a TUN of its own), hooks, and recovery when the
+// gateway or the network goes away.
 import Foundation
 import NDPProxy
 import PacketKit
 import RouteKit
 import SixgateConfig
+import Translator
 import TunnelCore
 
 public struct ClientError: Error, Sendable, CustomStringConvertible {
@@ -30,6 +32,8 @@ public struct ClientState: Sendable, Equatable, Codable {
     public var advertisedPrefix: String?
     /// The gateway's NAT64 prefix from the lease (advertised on the LAN in PREF64 in router mode).
     public var nat64Prefix: String?
+    /// The CLAT when it runs: "192.0.0.2 <-> 2001:db8:1::5 via 64:ff9b::/96 on sixgate0-clat".
+    public var clat: String?
     public var leaseTransaction: UInt32?
     public var lastHandshake: Int64 = 0
     public var leaseRequests: UInt64 = 0
@@ -53,6 +57,11 @@ public final class SixgateClient: @unchecked Sendable {
     let lock = NSLock()
     var uapi: UAPIServer?
     var advertiser: RouterAdvertiser?
+    /// The CLAT's translator and its interface's index, while it runs.
+    public private(set) var clat: TranslatorDevice?
+    var clatIndex: Int32 = -1
+    /// Why the CLAT is not running, logged once per reason.
+    var clatIdleReason: String?
     var tunIndex: Int32 = 0
     var lanIndex: Int32 = 0
     var endpoint: Endpoint?
@@ -160,6 +169,7 @@ public final class SixgateClient: @unchecked Sendable {
         bypassRoutes = []
         for a in installedAddresses { try? rk.removeAddress(a) }
         installedAddresses = []
+        stopCLAT()
         uapi?.stop(); uapi = nil
         device?.stop()
         device = nil
@@ -252,8 +262,16 @@ public final class SixgateClient: @unchecked Sendable {
         for v6 in [true, false] {
             let hasAddress = addresses.contains { $0.address.isV6 == v6 } || (v6 && lanPrefix != nil)
             guard hasAddress else { continue }
-            let (r, b) = try routesFor(v6: v6, lease: lease)
+            let (r, b) = try routesFor(v6: v6, lease: lease, index: tunIndex)
             routes += r; bypass += b
+        }
+        // The CLAT: IPv4 through its interface, its IPv6 address into it, the NAT64 prefix into the tunnel.
+        if let c = try prepareCLAT(lease) {
+            addresses.append(InterfaceAddress(interfaceIndex: clatIndex, address: .v4(c.settings.ipv4), prefixLength: 32))
+            routes.append(Route(destination: .v6(IPv6Prefix(containing: c.ipv6, length: 128)), interfaceIndex: clatIndex))
+            routes.append(Route(destination: .v6(c.prefix), interfaceIndex: tunIndex))
+            let (r, b) = try routesFor(v6: false, lease: lease, index: clatIndex)
+            routes += r; bypass += b.filter { !bypass.contains($0) }
         }
         // Take the old state away, put the new in place.
         if changed {
@@ -316,25 +334,25 @@ public final class SixgateClient: @unchecked Sendable {
     }
 
     /// The routes for one family and, when it takes the default route, the bypass route for the endpoint.
-    func routesFor(v6: Bool, lease: LeaseMessage) throws(ClientError) -> ([Route], [Route]) {
+    func routesFor(v6: Bool, lease: LeaseMessage, index: Int32) throws(ClientError) -> ([Route], [Route]) {
         let selection = v6 ? config.ipv6Routes : config.ipv4Routes
         let zero: IPPrefix = v6 ? .v6(IPv6Prefix(containing: IPv6Address(rawValue: 0), length: 0)) : .v4(IPv4Prefix(containing: IPv4Address(rawValue: 0), length: 0))
         var wanted: [IPPrefix]
         switch selection {
         case .none: return ([], [])
-        case .prefixes(let p): return (p.map { Route(destination: $0, interfaceIndex: tunIndex) }, [])
+        case .prefixes(let p): return (p.map { Route(destination: $0, interfaceIndex: index) }, [])
         case .all:
             let offered = lease.routes.filter { $0.network.isV6 == v6 }
             // The gateway may route less than everything (client_prefix_length): take what it offers.
             if !offered.isEmpty, !offered.contains(where: { $0.length == 0 }) {
-                return (offered.map { Route(destination: $0, interfaceIndex: tunIndex) }, [])
+                return (offered.map { Route(destination: $0, interfaceIndex: index) }, [])
             }
             wanted = [zero]
         }
         // The default route. Who holds one now (not us)?
         let others: [Route]
         do {
-            others = try rk.routes(ipv6: v6, table: 254).filter { $0.destination.length == 0 && $0.type == 1 && $0.interfaceIndex != tunIndex }
+            others = try rk.routes(ipv6: v6, table: 254).filter { $0.destination.length == 0 && $0.type == 1 && !isOurs($0.interfaceIndex) }
         } catch {
             throw ClientError("reading the \(v6 ? "IPv6" : "IPv4") routes: \(error)")
         }
@@ -350,8 +368,11 @@ public final class SixgateClient: @unchecked Sendable {
         if let ep = endpoint, ep.address.isV6 == v6 {
             bypass.append(try bypassRoute(for: ep.address))
         }
-        return (wanted.map { Route(destination: $0, interfaceIndex: tunIndex) }, bypass)
+        return (wanted.map { Route(destination: $0, interfaceIndex: index) }, bypass)
     }
+
+    /// The tunnel's interface or the CLAT's.
+    func isOurs(_ index: Int32?) -> Bool { index == tunIndex || (index == clatIndex && clat != nil) }
 
     /// "203.0.113.129/32 via 198.51.100.1 dev eth0", with the interface's name.
     func describe(_ r: Route) -> String {
@@ -374,7 +395,7 @@ public final class SixgateClient: @unchecked Sendable {
         } catch {
             throw ClientError("no route to the gateway's endpoint \(address): \(error)")
         }
-        guard let index = found.interfaceIndex, index != tunIndex else {
+        guard let index = found.interfaceIndex, !isOurs(index) else {
             throw ClientError("the route to the gateway's endpoint \(address) leads into the tunnel itself; give it a route through the physical interface")
         }
         return Route(destination: host, interfaceIndex: index, gateway: found.gateway)
@@ -526,7 +547,7 @@ public final class SixgateClient: @unchecked Sendable {
         // Is the bypass route still the path the kernel would take without it?
         for old in bypassRoutes {
             let others = (try? rk.routes(ipv6: ep.address.isV6, table: 254))?.filter {
-                $0.destination.length == 0 && $0.interfaceIndex != tunIndex && $0.type == 1
+                $0.destination.length == 0 && !isOurs($0.interfaceIndex) && $0.type == 1
             } ?? []
             guard let best = others.min(by: { $0.metric < $1.metric }) else { continue }
             // Only default-route changes are followed; a more specific physical route is used as found at start.
@@ -547,6 +568,60 @@ public final class SixgateClient: @unchecked Sendable {
         }
     }
 
+    // MARK: CLAT
+
+    /// Starts, updates or stops the CLAT's translator for `lease`; what to install for it, or nil
+    /// when it does not run (off, the lease gives IPv4 itself, or no CLAT address or prefix). Lock held.
+    func prepareCLAT(_ lease: LeaseMessage) throws(ClientError) -> (settings: CLATSettings, ipv6: IPv6Address, prefix: IPv6Prefix)? {
+        guard let settings = config.clat else { return nil }
+        func idle(_ reason: String) -> (settings: CLATSettings, ipv6: IPv6Address, prefix: IPv6Prefix)? {
+            if clatIdleReason != reason { log("clat: not running: \(reason)"); clatIdleReason = reason }
+            stopCLAT()
+            return nil
+        }
+        if let v4 = lease.ipv4 { return idle("the gateway gives IPv4 itself (\(v4)), no translation needed") }
+        guard let ipv6 = settings.ipv6 ?? lease.clatAddress else {
+            return idle("the lease names no CLAT address (the gateway needs [nat64] enabled = true and clat = true), and clat.ipv6 is not set")
+        }
+        guard let prefix = settings.prefix ?? lease.nat64Prefix else {
+            return idle("the lease names no NAT64 prefix (the gateway needs [nat64] enabled = true), and clat.prefix is not set")
+        }
+        clatIdleReason = nil
+        // An IPv4 packet grows by 20 bytes as IPv6: the CLAT's MTU is the tunnel's less 20.
+        let mtu = Int(config.mtu ?? lease.mtu.map(UInt32.init) ?? 1420)
+        let settingsForTranslator = TranslatorConfiguration(prefix: prefix, explicitMappings: [ExplicitMapping(ipv4: settings.ipv4, ipv6: ipv6)],
+                                                            ipv6MTU: mtu, ipv4MTU: mtu - 20,
+                                                            ipv4Address: CLATSettings.translatorIPv4, ipv6Address: ipv6)
+        do {
+            if let clat {
+                if clat.configuration != settingsForTranslator { try clat.update(configuration: settingsForTranslator) }
+            } else {
+                let t = try TranslatorDevice(name: settings.interface, configuration: settingsForTranslator)
+                clat = t
+                clatIndex = try rk.interfaceIndex(settings.interface)
+                t.start()
+            }
+            try rk.setMTU(settings.interface, UInt32(mtu - 20))
+            try rk.setLink(settings.interface, up: true)
+            // What comes back for the CLAT arrives on the tunnel and is forwarded into its interface.
+            try Sysctl.write(try .ipv6Forwarding(.all), 1)
+        } catch {
+            stopCLAT()
+            throw ClientError("clat \(settings.interface): \(error)")
+        }
+        warnAboutAcceptRA()
+        state.clat = "\(settings.ipv4) <-> \(ipv6) via \(prefix) on \(settings.interface)"
+        return (settings, ipv6, prefix)
+    }
+
+    /// Stops the CLAT: its interface goes, and with it its address and the routes through it.
+    func stopCLAT() {
+        clat?.stop()
+        clat = nil
+        clatIndex = -1
+        state.clat = nil
+    }
+
     // MARK: Hooks
 
     var hookEnvironment: [String: String] {
@@ -558,6 +633,7 @@ public final class SixgateClient: @unchecked Sendable {
             if let a = l.ipv4 { env["SIXGATE_IPV4_ADDRESS"] = a.description }
             env["SIXGATE_DNS"] = l.dnsServers.map(\.description).joined(separator: " ")
             if let p = l.nat64Prefix { env["SIXGATE_NAT64_PREFIX"] = p.description }
+            if let c = state.clat { env["SIXGATE_CLAT"] = c }
             if let m = l.mtu { env["SIXGATE_MTU"] = String(m) }
         }
         env["SIXGATE_ADDRESSES"] = state.addresses.joined(separator: " ")
@@ -586,6 +662,7 @@ extension LeaseMessage {
     /// Equal in everything that is installed (the transaction and lifetime aside).
     func sameConfiguration(as o: LeaseMessage) -> Bool {
         ipv6 == o.ipv6 && ipv4 == o.ipv4 && routes == o.routes && mtu == o.mtu && dnsServers == o.dnsServers && nat64Prefix == o.nat64Prefix
+            && clatAddress == o.clatAddress
     }
 }
 

@@ -36,9 +36,12 @@ public enum GatewayAdmin {
         let leases = try self.leases(config)
         let clients = try ClientRegistry(directory: config.clientsDirectory).all().map { c in
             let own = leases.filter { $0.client == c.name && $0.isActive }
+            let clat = leases.filter { $0.client == Gateway.clatKey(c.name) && $0.isActive }
             return ClientStatus(name: c.name, publicKey: c.publicKey,
                                 addresses: own.filter { $0.pool != Gateway.nat64Pool }.map(\.prefix.description),
                                 nat64Address: own.first { $0.pool == Gateway.nat64Pool }?.prefix.description,
+                                clatAddress: clat.first { $0.pool == Gateway.v6Pool }?.prefix.description,
+                                clatNAT64Address: clat.first { $0.pool == Gateway.nat64Pool }?.prefix.description,
                                 endpoint: nil, lastHandshake: 0, receivedBytes: 0, sentBytes: 0)
         }
         return (GatewayStatus(interface: config.interface, publicKey: X25519.publicKey(key).base64, listenPort: config.listenPort,
@@ -96,8 +99,19 @@ public enum GatewayAdmin {
             "[routes]",
             "ipv6 = \"default\"",
         ]
-        lines.append(client.addresses.contains { !$0.contains(":") } ? "ipv4 = \"default\"" : "ipv4 = \"none\"")
+        let clat = config.nat64?.clat == true && !client.addresses.contains { !$0.contains(":") }
+        lines.append(client.addresses.contains { !$0.contains(":") } || clat ? "ipv4 = \"default\"" : "ipv4 = \"none\"")
         lines.append("replace_default_route = false   # true: shadow a default route another interface holds (it is back on exit)")
+        if clat {
+            lines += [
+                "",
+                "# IPv4 through the gateway's NAT64: a CLAT (464XLAT) for programs that use IPv4 literals.",
+                "# Its address and the NAT64 prefix come from the lease. Drop this table, or set ipv4 = \"none\"",
+                "# above, on a host with IPv4 of its own.",
+                "[clat]",
+                "enabled = true",
+            ]
+        }
         return lines.joined(separator: "\n") + "\n"
     }
 

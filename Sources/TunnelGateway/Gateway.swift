@@ -17,6 +17,10 @@ public struct ClientStatus: Sendable, Equatable, Codable {
     public var addresses: [String]
     /// The IPv4 address NAT64 translates this client's IPv6 address to ("100.64.1.2/32"), if on.
     public var nat64Address: String? = nil
+    /// The address the client's CLAT translates from ("2001:db8:1::5/128") and the IPv4 address
+    /// NAT64 maps it to, with `[nat64] clat = true`.
+    public var clatAddress: String? = nil
+    public var clatNAT64Address: String? = nil
     public var endpoint: String?
     /// Seconds since 1970 of the last handshake, 0 if none.
     public var lastHandshake: Int64
@@ -264,7 +268,25 @@ public final class Gateway: @unchecked Sendable {
     // MARK: Clients
 
     func lease(_ c: ClientRecord) throws(GatewayError) -> [Lease] {
-        do { return try allocator.allocate(client: c.name, inPools: poolNames) } catch { throw .setup("client \(c.name): \(error)") }
+        do {
+            var leases = try allocator.allocate(client: c.name, inPools: poolNames)
+            if config.nat64?.clat == true { leases += try allocator.allocate(client: Self.clatKey(c.name), inPools: [Self.v6Pool, Self.nat64Pool]) }
+            return leases
+        } catch {
+            throw .setup("client \(c.name): \(error)")
+        }
+    }
+
+    /// The lease key of a client's CLAT address and its NAT64 address ('#' is not allowed in names).
+    static func clatKey(_ name: String) -> String { name + "#clat" }
+
+    /// A client's leases and, when it has them, its CLAT's.
+    func leases(of name: String) -> [Lease] { allocator.leases(of: name) + allocator.leases(of: Self.clatKey(name)) }
+
+    /// Gives back a client's leases and its CLAT's (kept for the quiet period).
+    func release(_ name: String) throws(AddressPoolError) {
+        _ = try allocator.release(client: name)
+        _ = try allocator.release(client: Self.clatKey(name))
     }
 
     func setPeer(_ c: ClientRecord, _ leases: [Lease]) throws(GatewayError) {
@@ -299,6 +321,8 @@ public final class Gateway: @unchecked Sendable {
             do { try rk.ensureRoute(r) } catch { throw .setup("route \(p): \(error)") }
             routes.insert(r)
             guard p.length == 128 else { continue }
+            // A CLAT address is reached through the translator only: no proxy entry on the uplink.
+            guard l.client == c.name else { continue }
             hostAddresses.insert(p.network)
             if config.ndpProxy == .kernel {
                 do { try rk.ensureProxyNeighbour(p.network, interfaceIndex: uplinkIndex) } catch { throw .setup("proxy \(p.network): \(error)") }
@@ -326,10 +350,10 @@ public final class Gateway: @unchecked Sendable {
     public func removeClient(name: String) throws(GatewayError) {
         lock.lock(); defer { lock.unlock() }
         let record = try registry.read(name)
-        let leases = allocator.leases(of: name)
+        let leases = leases(of: name)
         if let device, let key = Bytes32(base64: record.publicKey) { device.removePeer(key) }
         uninstall(leases)
-        do { try allocator.release(client: name) } catch { throw .setup("release \(name): \(error)") }
+        do { try release(name) } catch { throw .setup("release \(name): \(error)") }
         try registry.remove(name)
         peersByName[name] = nil
         updateTranslator()
@@ -349,8 +373,8 @@ public final class Gateway: @unchecked Sendable {
         }
         for (name, c) in peersByName where !names.contains(name) {
             if let k = Bytes32(base64: c.publicKey) { device?.removePeer(k) }
-            uninstall(allocator.leases(of: name))
-            _ = try? allocator.release(client: name)
+            uninstall(leases(of: name))
+            try? release(name)
             peersByName[name] = nil; removed += 1
         }
         updateTranslator()
@@ -365,8 +389,11 @@ public final class Gateway: @unchecked Sendable {
 
     func status(_ c: ClientRecord, _ leases: [Lease], peers: [Bytes32: PeerStatus]) -> ClientStatus {
         let peer = Bytes32(base64: c.publicKey).flatMap { peers[$0] }
-        return ClientStatus(name: c.name, publicKey: c.publicKey, addresses: leases.filter { $0.pool != Self.nat64Pool }.map(\.prefix.description),
-                            nat64Address: leases.first { $0.pool == Self.nat64Pool }?.prefix.description,
+        let own = leases.filter { $0.client == c.name }, clat = leases.filter { $0.client != c.name }
+        return ClientStatus(name: c.name, publicKey: c.publicKey, addresses: own.filter { $0.pool != Self.nat64Pool }.map(\.prefix.description),
+                            nat64Address: own.first { $0.pool == Self.nat64Pool }?.prefix.description,
+                            clatAddress: clat.first { $0.pool == Self.v6Pool }?.prefix.description,
+                            clatNAT64Address: clat.first { $0.pool == Self.nat64Pool }?.prefix.description,
                             endpoint: peer?.configuration.endpoint?.description, lastHandshake: peer?.lastHandshake.seconds ?? 0,
                             receivedBytes: peer?.receivedBytes ?? 0, sentBytes: peer?.sentBytes ?? 0)
     }
@@ -374,7 +401,7 @@ public final class Gateway: @unchecked Sendable {
     public func status() throws(GatewayError) -> GatewayStatus {
         lock.lock(); defer { lock.unlock() }
         let peers = peerTable()
-        let clients = try registry.all().map { status($0, allocator.leases(of: $0.name), peers: peers) }
+        let clients = try registry.all().map { status($0, leases(of: $0.name), peers: peers) }
         var counters: [String: UInt64] = [:]
         if let s = device?.statistics {
             for child in Mirror(reflecting: s).children { if let l = child.label, let v = child.value as? UInt64 { counters[l] = v } }
@@ -398,19 +425,21 @@ public final class Gateway: @unchecked Sendable {
     // MARK: NAT64
 
     /// The translator's settings: the prefix, and one explicit mapping per running client from its
-    /// host address to its NAT64 address.
+    /// host address to its NAT64 address (and one from its CLAT address to its CLAT's).
     func translatorConfiguration(_ n: NAT64Settings) -> TranslatorConfiguration {
         var mappings: [ExplicitMapping] = []
         for name in peersByName.keys.sorted() {
-            var v6: IPv6Address?, v4: IPv4Address?
-            for l in allocator.leases(of: name) {
-                switch l.prefix {
-                case .v6(let p) where l.pool == Self.v6Pool && p.length == 128: v6 = p.network
-                case .v4(let p) where l.pool == Self.nat64Pool: v4 = p.network
-                default: break
+            for key in [name, Self.clatKey(name)] {
+                var v6: IPv6Address?, v4: IPv4Address?
+                for l in allocator.leases(of: key) {
+                    switch l.prefix {
+                    case .v6(let p) where l.pool == Self.v6Pool && p.length == 128: v6 = p.network
+                    case .v4(let p) where l.pool == Self.nat64Pool: v4 = p.network
+                    default: break
+                    }
                 }
+                if let v6, let v4 { mappings.append(ExplicitMapping(ipv4: v4, ipv6: v6)) }
             }
-            if let v6, let v4 { mappings.append(ExplicitMapping(ipv4: v4, ipv6: v6)) }
         }
         // Toward clients the tunnel's MTU; toward IPv4 the uplink's Ethernet.
         return TranslatorConfiguration(prefix: n.prefix, explicitMappings: mappings, ipv6MTU: Int(config.mtu), ipv4MTU: 1500,

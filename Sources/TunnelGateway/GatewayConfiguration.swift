@@ -96,7 +96,7 @@ public struct GatewayConfiguration: Sendable, Equatable {
         "ipv6.prefix", "ipv6.isp_router", "ipv6.uplink_address", "ipv6.gateway_address", "ipv6.allocation",
         "ipv6.delegated_length", "ipv6.client_prefix_length", "ipv6.ndp_proxy", "ipv6.reserved",
         "ipv4.enabled", "ipv4.pool", "ipv4.gateway_address", "ipv4.nat44",
-        "nat64.enabled", "nat64.prefix", "nat64.pool", "nat64.interface",
+        "nat64.enabled", "nat64.prefix", "nat64.pool", "nat64.interface", "nat64.clat",
         "hooks.up", "hooks.down", "hooks.client-connect", "hooks.client-disconnect",
     ]
 
@@ -167,9 +167,10 @@ public struct GatewayConfiguration: Sendable, Equatable {
                 guard (1...15).contains(v.utf8.count), v != interface else { throw f.error("nat64.interface", "an interface name of 1-15 characters, not the tunnel's") }
                 n.interface = v
             }
+            if let v = try f.boolean("nat64.clat") { n.clat = v }
             nat64 = n
         } else {
-            for key in ["nat64.prefix", "nat64.pool", "nat64.interface"] where f.has(key) {
+            for key in ["nat64.prefix", "nat64.pool", "nat64.interface", "nat64.clat"] where f.has(key) {
                 throw f.error(key, "set, but nat64.enabled is not true")
             }
         }
@@ -221,6 +222,10 @@ public struct NAT64Settings: Sendable, Equatable {
     public var pool = IPv4Prefix.parseOrTrap("100.64.1.0/24")
     /// The translator's TUN interface.
     public var interface: String
+    /// 464XLAT (RFC 6877) for clients that run a CLAT (tunnel-client's `[clat]`): each client
+    /// also gets a second host address for its CLAT, told in the lease, mapped to a second
+    /// address of `pool`. Off by default: it takes two pool addresses per client.
+    public var clat = false
 
     /// The defaults: the Well-Known Prefix 64:ff9b::/96 and pool 100.64.1.0/24.
     public init(interface: String) { self.interface = interface }

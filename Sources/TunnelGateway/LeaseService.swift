@@ -47,8 +47,10 @@ extension Gateway {
 
         var answer = LeaseMessage(kind: .reply, transaction: request.transaction)
         if let client {
-            let leases = allocator.leases(of: client.name)
-            for l in leases {
+            for l in allocator.leases(of: Self.clatKey(client.name)) {
+                if case .v6(let p) = l.prefix, l.pool == Self.v6Pool, p.length == 128 { answer.clatAddress = p.network }
+            }
+            for l in allocator.leases(of: client.name) {
                 switch l.prefix {
                 case .v6(let p): answer.ipv6 = AddressAssignment(.v6(p.network), prefixLength: p.length)
                 case .v4(let p) where l.pool == Self.v4Pool: answer.ipv4 = AddressAssignment(.v4(p.network), prefixLength: p.length)

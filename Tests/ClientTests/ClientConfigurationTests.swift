@@ -82,6 +82,23 @@ struct ClientConfigurationTests {
         #expect(error(head + "[hooks]\nup = \"up.sh\"\n").contains(":6: hooks.up: must be an absolute path"))
     }
 
+    @Test func theCLATTableIsReadWithItsDefaultsAndChecked() throws {
+        let head = "interface = \"sg-home\"\nprivate_key = \"\(key)\"\n[gateway]\npublic_key = \"\(peer)\"\nendpoint = \"198.51.100.1:51820\"\n"
+        #expect(try ClientConfiguration(toml: head, path: "/x.toml").clat == nil, "off unless enabled")
+        let d = try ClientConfiguration(toml: head + "[clat]\nenabled = true\n", path: "/x.toml").clat
+        #expect(d?.interface == "sg-home-clat" && d?.ipv4.description == "192.0.0.2" && d?.ipv6 == nil && d?.prefix == nil,
+                "RFC 7335's address; the CLAT address and the prefix come from the lease")
+        #expect(CLATSettings.defaultInterface(for: "a-long-name-15c") == "a-long-nam-clat")
+        let c = try ClientConfiguration(toml: head + "[clat]\nenabled = true\ninterface = \"clat9\"\nipv4 = \"192.0.0.4\"\nipv6 = \"2001:db8:1::5\"\nprefix = \"2001:db8:64::/96\"\n", path: "/x.toml").clat
+        #expect(c?.interface == "clat9" && c?.ipv4.description == "192.0.0.4" && c?.ipv6?.description == "2001:db8:1::5" && c?.prefix?.description == "2001:db8:64::/96")
+        #expect(error(head + "[clat]\nprefix = \"64:ff9b::/96\"\n").contains(":7: clat.prefix: set, but clat.enabled is not true"))
+        #expect(error(head + "[clat]\nenabled = true\nprefix = \"64:ff9b::/80\"\n").contains(":8: clat.prefix: /80: RFC 6052 allows"))
+        #expect(error(head + "[clat]\nenabled = true\nipv4 = \"192.0.0.1\"\n").contains(":8: clat.ipv4: 192.0.0.1 is the translator's own"))
+        #expect(error(head + "[clat]\nenabled = true\ninterface = \"sg-home\"\n").contains(":8: clat.interface:"))
+        #expect(error(head + "[clat]\nenabled = true\nipv6 = \"192.0.0.9\"\n").contains(":8: clat.ipv6: \"192.0.0.9\" is not an IPv6 address"))
+        #expect(error(head + "[static]\naddresses = [\"2001:db8:1::9/128\"]\n[clat]\nenabled = true\n").contains(":9: clat.enabled: with [static] addresses"))
+    }
+
     @Test func wgQuickFilesAreReadAsWgQuickReadsThem() throws {
         let c = try ClientConfiguration.parse("""
             [Interface]

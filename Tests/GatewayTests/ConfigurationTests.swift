@@ -85,6 +85,9 @@ struct ConfigurationTests {
         #expect(error("[nat64]\nenabled = true\nprefix = \"2001:db8::/32\"\n")?.key == "nat64.prefix", "overlaps ipv6.prefix")
         #expect(error("[ipv6]\nallocation = \"prefixes\"\nprefix = \"2001:db8::/48\"\n[nat64]\nenabled = true\n")?.key == "nat64.enabled")
         #expect(error("[nat64]\nenabled = true\ninterface = \"sixgate0\"\n")?.key == "nat64.interface")
+        #expect(d?.clat == false, "the CLAT's second address per client only when asked for")
+        #expect(try parse("[nat64]\nenabled = true\nclat = true\n").nat64?.clat == true)
+        #expect(error("[nat64]\nclat = true\n")?.description == "/etc/sixgate/gatewayd.toml:2: nat64.clat: set, but nat64.enabled is not true")
     }
 
     @Test func commentsAndQuotesAreHandled() throws {

@@ -14,6 +14,7 @@ struct LeaseMessageTests {
         m.dnsServers = [IPAddress("2001:db8:ffff::53")!]
         m.nat64Prefix = IPv6Prefix("64:ff9b::/96")!
         m.lifetime = 3600
+        m.clatAddress = IPv6Address("2001:db8:1::5")!
         return m
     }
 
@@ -37,6 +38,19 @@ struct LeaseMessageTests {
         var refusal = LeaseMessage(kind: .refusal, transaction: 9)
         refusal.message = "this key is not enrolled on the gateway"
         #expect(try LeaseMessage(parsing: try refusal.encode()) == refusal)
+    }
+
+    @Test func theCLATAddressIsAHostAddressField() throws {
+        var m = LeaseMessage(kind: .reply, transaction: 7)
+        m.clatAddress = IPv6Address("2001:db8:1::5")!
+        let bytes = try m.encode()
+        #expect(bytes == [0x53, 0x47, 1, 2, 0, 0, 0, 7, 10, 17, 0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 128])
+        #expect(try LeaseMessage(parsing: bytes) == m)
+        // Anything but a /128 IPv6 address is malformed.
+        var short = bytes; short[bytes.count - 1] = 64
+        #expect(throws: PacketError.self) { try LeaseMessage(parsing: short) }
+        let v4: [UInt8] = Array(bytes.prefix(8)) + [10, 5, 192, 0, 2, 1, 32]
+        #expect(throws: PacketError.self) { try LeaseMessage(parsing: v4) }
     }
 
     @Test func unknownFieldsAreSkipped() throws {

@@ -159,7 +159,7 @@ struct Status: ParsableCommand {
         let now = Int64(Date().timeIntervalSince1970)
         for c in status.clients {
             let hs = c.lastHandshake == 0 ? "never" : "\(now - c.lastHandshake) s ago"
-            print("  \(c.name)  \(c.addresses.joined(separator: " "))\(c.nat64Address.map { "  nat64 " + $0 } ?? "")  endpoint \(c.endpoint ?? "-")  handshake \(hs)  rx \(c.receivedBytes) B  tx \(c.sentBytes) B")
+            print("  \(c.name)  \(c.addresses.joined(separator: " "))\(c.nat64Address.map { "  nat64 " + $0 } ?? "")\(c.clatAddress.map { "  clat \($0) -> \(c.clatNAT64Address ?? "?")" } ?? "")  endpoint \(c.endpoint ?? "-")  handshake \(hs)  rx \(c.receivedBytes) B  tx \(c.sentBytes) B")
         }
         let drops = status.counters.filter { $0.key.hasPrefix("dropped") && $0.value > 0 }.sorted { $0.key < $1.key }
         if !drops.isEmpty { print("  drops: " + drops.map { "\($0.key)=\($0.value)" }.joined(separator: " ")) }

@@ -122,6 +122,7 @@ struct Status: ParsableCommand {
         if !state.bypassRoutes.isEmpty { print("endpoint routes: \(state.bypassRoutes.joined(separator: "; "))") }
         if !state.dnsServers.isEmpty { print("dns: \(state.dnsServers.joined(separator: " "))") }
         if let p = state.nat64Prefix { print("nat64 prefix: \(p)") }
+        if let c = state.clat { print("clat: \(c)") }
         if let p = state.advertisedPrefix { print("advertising: \(p)") }
         print("lease: \(state.leaseRequests) request(s), \(state.leaseReplies) reply(ies)")
     }
