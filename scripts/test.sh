@@ -24,6 +24,12 @@ if ! swift run -c release --package-path Benchmarks AddressPoolBenchmarks 20000 
     echo "test.sh: the AddressPool benchmark smoke run failed" >&2
     status=1
 fi
+# Every fuzz target for a few seconds from its seed corpus and regression inputs (scripts/fuzz.sh;
+# the long runs happen outside CI): a crash, a leak, a hang or a broken invariant fails the run.
+if ! scripts/fuzz.sh -t 5 -j 2; then
+    echo "test.sh: a fuzz target found something (see above; inputs under .build/fuzz/)" >&2
+    status=1
+fi
 after=$(ip netns list 2>/dev/null | awk '{print $1}' | grep '^sg-' || true)
 leftover=$(comm -13 <(echo "$before" | sort) <(echo "$after" | sort) | grep . || true)
 if [ -n "$leftover" ]; then

@@ -28,6 +28,12 @@ public enum TranslationDrop: Int, Sendable, CaseIterable, CustomStringConvertibl
     case fragmentedICMP
     /// IPv4 UDP without a checksum when fragmented or when computing is switched off; IPv6 UDP with 0.
     case udpZeroChecksum
+    /// IPv4 whose protocol number is an IPv6 extension header type (0, 43, 44, 51 AH, 60, 135,
+    /// 139, 140, 253, 254: IANA's IPv6 Extension Header Types). RFC 7915 §4.1 copies the protocol
+    /// into Next Header, but then IPv6 receivers would read the IPv4 payload as that extension
+    /// header: dropped instead (found by the fuzz-translator target). AH could not survive
+    /// translation anyway (it covers the addresses).
+    case extensionHeaderProtocol
 
     public var description: String {
         switch self {
@@ -40,6 +46,7 @@ public enum TranslationDrop: Int, Sendable, CaseIterable, CustomStringConvertibl
         case .untranslatableICMP: "untranslatable-icmp"
         case .fragmentedICMP: "fragmented-icmp"
         case .udpZeroChecksum: "udp-zero-checksum"
+        case .extensionHeaderProtocol: "extension-header-protocol"
         }
     }
 }
@@ -67,7 +74,8 @@ public struct TranslatorStatistics: Sendable, Equatable, CustomStringConvertible
     public var dropped = DropCounters()
 
     public struct DropCounters: Sendable, Equatable {
-        var counts = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+        // One slot per TranslationDrop case (checked when the type is first used).
+        var counts = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
         public subscript(_ reason: TranslationDrop) -> UInt64 {
             get { withUnsafeBytes(of: counts) { $0.load(fromByteOffset: reason.rawValue * 8, as: UInt64.self) } }
             set { withUnsafeMutableBytes(of: &counts) { $0.storeBytes(of: newValue, toByteOffset: reason.rawValue * 8, as: UInt64.self) } }
@@ -174,6 +182,9 @@ public final class Translator: @unchecked Sendable {
             return .dropped(.sourceRoute, errorSent: error4(for: ip, type: 3, code: 5, rest: 0, out) { emit($0, 0) })
         }
         let proto = ip.protocolNumber
+        if proto.isGenericExtensionHeader || proto == .fragment || proto == .ah {
+            return .dropped(.extensionHeaderProtocol, errorSent: false)
+        }
         let payload = ip.payload
         let fragmented = ip.isFragment
         var segment = segment

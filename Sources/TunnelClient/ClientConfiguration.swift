@@ -243,8 +243,9 @@ public struct ClientConfiguration: Sendable, Equatable {
     }
 
     static func assignment(_ s: String) -> AddressAssignment? {
-        let parts = s.split(separator: "/", maxSplits: 1).map(String.init)
-        guard let a = IPAddress(parts[0]) else { return nil }
+        // Empty pieces kept: "/" or "/64" is refused, not an index out of range (found by fuzz-config-wgquick).
+        let parts = s.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+        guard let first = parts.first, let a = IPAddress(first) else { return nil }
         let maximum: UInt8 = a.isV6 ? 128 : 32
         guard parts.count == 2 else { return AddressAssignment(a, prefixLength: maximum) }
         guard let len = UInt8(parts[1]), len <= maximum else { return nil }

@@ -80,6 +80,9 @@ struct ClientConfigurationTests {
         #expect(error("private_key = \"nope\"\n").contains(":1: private_key: not a WireGuard private key"))
         #expect(error(head.replacingOccurrences(of: "198.51.100.1:51820", with: "2001:db8::1:51820")).contains(":4: gateway.endpoint:"))
         #expect(error(head + "[hooks]\nup = \"up.sh\"\n").contains(":6: hooks.up: must be an absolute path"))
+        // "/" alone once trapped (index out of range; found by fuzz-config-wgquick).
+        #expect(error(head + "[static]\naddresses = [\"/\", \"/64\"]\n").contains(":6: static.addresses: \"/\" is not address/length"))
+        #expect(error("[Interface]\nAddress = /\n").contains(":2: Address: \"/\" is not address/length"))
     }
 
     @Test func theCLATTableIsReadWithItsDefaultsAndChecked() throws {

@@ -53,6 +53,28 @@ final class TranslationLog: @unchecked Sendable {
 }
 
 @Suite struct PacketPairTests {
+    @Test func ipv4CarryingAnIPv6ExtensionHeaderProtocolIsDroppedNotCopied() throws {
+        // Copied into Next Header, these would make IPv6 receivers read the IPv4 payload as
+        // an extension header (a finding of the fuzz-translator target): dropped and counted.
+        let t = try Translator(testConfiguration())
+        let extensionTypes: [UInt8] = [0, 43, 44, 51, 60, 135, 139, 140, 253, 254]
+        for proto in extensionTypes {
+            let (r, out) = run(t, try v4(server4, client4, .other(IPProtocol(proto), Array(repeating: 0xff, count: 30))))
+            #expect(r == .dropped(.extensionHeaderProtocol, errorSent: false) && out.isEmpty, "protocol \(proto)")
+        }
+        // Other protocols without a transport the translator knows are still carried unchanged.
+        let (r, out) = run(t, try v4(server4, client4, .other(IPProtocol(47), [0, 0, 0x08, 0])))
+        #expect(r == .translated(packets: 1) && out.first?[6] == 47)
+        #expect(t.takeStatistics().dropped[.extensionHeaderProtocol] == UInt64(extensionTypes.count))
+    }
+
+    @Test func everyDropReasonHasACounterOfItsOwn() {
+        var d = TranslatorStatistics.DropCounters()
+        for (i, reason) in TranslationDrop.allCases.enumerated() { d[reason] = UInt64(i + 1) }
+        for (i, reason) in TranslationDrop.allCases.enumerated() { #expect(d[reason] == UInt64(i + 1), "\(reason)") }
+        #expect(MemoryLayout<TranslatorStatistics.DropCounters>.size == TranslationDrop.allCases.count * 8)
+    }
+
     @Test func tcpBothWaysWithTheChecksumFollowingThePseudoHeader() throws {
         let t = try Translator(testConfiguration())
         // IPv6 -> IPv4: TTL = hop limit - 1, TOS = traffic class, DF clear at or below 1260 bytes with

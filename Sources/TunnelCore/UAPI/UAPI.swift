@@ -31,72 +31,18 @@ extension TunnelDevice {
     /// Applies a `set=1` body (the lines after `set=1`, up to the blank line). Returns errno (0 on success)
     /// and a message naming the line and key for anything refused; nothing is applied past an error.
     public func uapiSet(_ body: String) -> (errno: Int32, message: String?) {
-        var privateKey: Bytes32?? = nil
-        var port: UInt16?
-        var replacePeers = false
-        struct PeerChange { var config: PeerConfiguration; var remove = false; var updateOnly = false; var replaceAllowed = false; var exists: Bool }
-        var changes: [PeerChange] = []
         let existing: [Bytes32: PeerConfiguration] = lock.withLock { peers.mapValues(\.config) }
-        var lineNumber = 0
-        for raw in body.split(separator: "\n", omittingEmptySubsequences: false) {
-            lineNumber += 1
-            let line = String(raw)
-            if line.isEmpty { break }
-            guard let eq = line.firstIndex(of: "=") else { return (EINVAL, "line \(lineNumber): expected key=value, got \"\(line)\"") }
-            let key = String(line[..<eq]), value = String(line[line.index(after: eq)...])
-            func bad(_ why: String) -> (Int32, String?) { (EINVAL, "line \(lineNumber): \(key): \(why)") }
-            if changes.isEmpty || key == "public_key" {
-                switch key {
-                case "private_key":
-                    guard let k = Bytes32(hex: value) else { return bad("expected 64 hex digits") }
-                    privateKey = .some(k.isZero ? nil : k); continue
-                case "listen_port":
-                    guard let p = UInt16(value) else { return bad("expected a port 0-65535") }
-                    port = p; continue
-                case "fwmark":
-                    guard UInt32(value) != nil else { return bad("expected a number") }
-                    continue   // accepted; marks are not applied by this device
-                case "replace_peers":
-                    guard value == "true" else { return bad("only \"true\" is allowed") }
-                    replacePeers = true; continue
-                case "public_key":
-                    guard let k = Bytes32(hex: value) else { return bad("expected 64 hex digits") }
-                    let old = existing[k]
-                    changes.append(PeerChange(config: old ?? PeerConfiguration(publicKey: k), exists: old != nil)); continue
-                default:
-                    if changes.isEmpty { return bad("unknown device key") }
-                }
-            }
-            var c = changes.removeLast()
-            switch key {
-            case "remove": guard value == "true" else { return bad("only \"true\" is allowed") }; c.remove = true
-            case "update_only": guard value == "true" else { return bad("only \"true\" is allowed") }; c.updateOnly = true
-            case "preshared_key":
-                guard let k = Bytes32(hex: value) else { return bad("expected 64 hex digits") }
-                c.config.presharedKey = k
-            case "endpoint":
-                guard let e = Endpoint(value) else { return bad("expected IPv4:port or [IPv6]:port") }
-                c.config.endpoint = e
-            case "persistent_keepalive_interval":
-                guard let v = UInt16(value) else { return bad("expected seconds 0-65535") }
-                c.config.persistentKeepalive = v
-            case "replace_allowed_ips":
-                guard value == "true" else { return bad("only \"true\" is allowed") }
-                c.replaceAllowed = true; c.config.allowedIPs = []
-            case "allowed_ip":
-                guard let p = try? IPPrefix.parse(value) else { return bad("expected an address/prefix-length") }
-                if !c.config.allowedIPs.contains(p) { c.config.allowedIPs.append(p) }
-            case "protocol_version":
-                guard value == "1" else { return bad("only protocol version 1 exists") }
-            default:
-                return bad("unknown peer key")
-            }
-            changes.append(c)
-        }
+        let request: UAPISetRequest
+        do { request = try UAPISetRequest(parsing: body, existing: existing) } catch { return (EINVAL, error.description) }
         do {
-            if privateKey != nil || port != nil { try configure(privateKey: privateKey ?? self.privateKey, listenPort: port) }
-            if replacePeers { for k in existing.keys where !changes.contains(where: { $0.config.publicKey == k }) { removePeer(k) } }
-            for c in changes {
+            if request.privateKey != nil || request.listenPort != nil {
+                try configure(privateKey: request.privateKey ?? self.privateKey, listenPort: request.listenPort)
+            }
+            if request.replacePeers {
+                let kept = Set(request.peers.map(\.config.publicKey))
+                for k in existing.keys where !kept.contains(k) { removePeer(k) }
+            }
+            for c in request.peers {
                 if c.remove { removePeer(c.config.publicKey); continue }
                 if c.updateOnly && !c.exists { continue }
                 try setPeer(c.config)
@@ -105,6 +51,95 @@ extension TunnelDevice {
             return (error.errno != 0 ? error.errno : EINVAL, error.description)
         }
         return (0, nil)
+    }
+}
+
+/// A UAPI `set=1` body, parsed and checked before anything is applied (wireguard.com/xplatform):
+/// device keys first, then per peer a `public_key` line followed by that peer's keys.
+public struct UAPISetRequest: Sendable {
+    /// `private_key`: nil when absent, .some(nil) to remove the key (all zeros).
+    public var privateKey: Bytes32?? = nil
+    public var listenPort: UInt16?
+    public var replacePeers = false
+    public struct PeerChange: Sendable {
+        /// The peer's configuration after the change (starting from `existing`'s when it is there).
+        public var config: PeerConfiguration
+        public var remove = false
+        public var updateOnly = false
+        public var replaceAllowedIPs = false
+        /// Whether the peer was in `existing`.
+        public var exists: Bool
+        /// `config.allowedIPs` as a set, so a body of many `allowed_ip` lines stays linear.
+        var allowedSet: Set<IPPrefix>? = nil
+        init(config: PeerConfiguration, exists: Bool) { self.config = config; self.exists = exists }
+    }
+    public var peers: [PeerChange] = []
+
+    /// Why a body was refused: the line number and key.
+    public struct ParseError: Error, Sendable, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// Parses `body` (lines up to the first empty one). `existing` are the device's peers, which
+    /// a change starts from. Never traps; anything malformed is a `ParseError` naming the line.
+    public init(parsing body: String, existing: [Bytes32: PeerConfiguration] = [:]) throws(ParseError) {
+        var lineNumber = 0
+        for raw in body.split(separator: "\n", omittingEmptySubsequences: false) {
+            lineNumber += 1
+            let line = String(raw)
+            if line.isEmpty { break }
+            guard let eq = line.firstIndex(of: "=") else { throw ParseError(description: "line \(lineNumber): expected key=value, got \"\(line.prefix(80))\"") }
+            let key = String(line[..<eq]), value = String(line[line.index(after: eq)...])
+            func bad(_ why: String) -> ParseError { ParseError(description: "line \(lineNumber): \(key.prefix(40)): \(why)") }
+            if peers.isEmpty || key == "public_key" {
+                switch key {
+                case "private_key":
+                    guard let k = Bytes32(hex: value) else { throw bad("expected 64 hex digits") }
+                    privateKey = .some(k.isZero ? nil : k); continue
+                case "listen_port":
+                    guard let p = UInt16(value) else { throw bad("expected a port 0-65535") }
+                    listenPort = p; continue
+                case "fwmark":
+                    guard UInt32(value) != nil else { throw bad("expected a number") }
+                    continue   // accepted; marks are not applied by this device
+                case "replace_peers":
+                    guard value == "true" else { throw bad("only \"true\" is allowed") }
+                    replacePeers = true; continue
+                case "public_key":
+                    guard let k = Bytes32(hex: value) else { throw bad("expected 64 hex digits") }
+                    let old = existing[k]
+                    peers.append(PeerChange(config: old ?? PeerConfiguration(publicKey: k), exists: old != nil)); continue
+                default:
+                    if peers.isEmpty { throw bad("unknown device key") }
+                }
+            }
+            var c = peers.removeLast()
+            switch key {
+            case "remove": guard value == "true" else { throw bad("only \"true\" is allowed") }; c.remove = true
+            case "update_only": guard value == "true" else { throw bad("only \"true\" is allowed") }; c.updateOnly = true
+            case "preshared_key":
+                guard let k = Bytes32(hex: value) else { throw bad("expected 64 hex digits") }
+                c.config.presharedKey = k
+            case "endpoint":
+                guard let e = Endpoint(value) else { throw bad("expected IPv4:port or [IPv6]:port") }
+                c.config.endpoint = e
+            case "persistent_keepalive_interval":
+                guard let v = UInt16(value) else { throw bad("expected seconds 0-65535") }
+                c.config.persistentKeepalive = v
+            case "replace_allowed_ips":
+                guard value == "true" else { throw bad("only \"true\" is allowed") }
+                c.replaceAllowedIPs = true; c.config.allowedIPs = []; c.allowedSet = []
+            case "allowed_ip":
+                guard let p = try? IPPrefix.parse(value) else { throw bad("expected an address/prefix-length") }
+                if c.allowedSet == nil { c.allowedSet = Set(c.config.allowedIPs) }
+                if c.allowedSet!.insert(p).inserted { c.config.allowedIPs.append(p) }
+            case "protocol_version":
+                guard value == "1" else { throw bad("only protocol version 1 exists") }
+            default:
+                throw bad("unknown peer key")
+            }
+            peers.append(c)
+        }
     }
 }
 

@@ -1,0 +1,16 @@
+// ndppd.conf as ndp-proxy reads it (nested proxy/rule blocks): never traps; errors name the file and a line inside it.
+import FuzzSupport
+import NDPProxy
+
+@main struct Main { static func main() { runFuzzer { data, size in fuzz(data, size) } } }
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
+    let input = FuzzInput(data, size)
+    let text = input.text
+    do { _ = try NDPPDConfig.parse(text, path: "/fuzz/ndppd.conf") } catch {
+        let lines = text.utf8.reduce(1) { $1 == 10 ? $0 + 1 : $0 }
+        require(error.file == "/fuzz/ndppd.conf" && error.line >= 0 && error.line <= lines + 1, "error outside the file: \(error)")
+    }
+    return 0
+}

@@ -1,0 +1,16 @@
+// npd6.conf as ndp-proxy reads it: never traps; errors name the file and a line inside it.
+import FuzzSupport
+import NDPProxy
+
+@main struct Main { static func main() { runFuzzer { data, size in fuzz(data, size) } } }
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
+    let input = FuzzInput(data, size)
+    let text = input.text
+    do { _ = try NPD6Config.parse(text, path: "/fuzz/npd6.conf") } catch {
+        let lines = text.utf8.reduce(1) { $1 == 10 ? $0 + 1 : $0 }
+        require(error.file == "/fuzz/npd6.conf" && error.line >= 0 && error.line <= lines + 1, "error outside the file: \(error)")
+    }
+    return 0
+}
