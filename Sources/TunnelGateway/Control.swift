@@ -2,6 +2,7 @@
 // report status. One JSON request line, one JSON reply line, per connection; a unix socket in the
 // state directory with mode 0600, so only root (the owner) can use it.
 import Foundation
+import TunnelCore
 
 /// What gatewayctl asks.
 public struct ControlRequest: Codable, Sendable, Equatable {
@@ -73,8 +74,7 @@ final class ControlServer: @unchecked Sendable {
     }
 
     private func handle(_ c: Int32) {
-        var tv = timeval(tv_sec: 5, tv_usec: 0)
-        setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        LocalStream.applyTimeouts(c)
         var data = Data()
         var buffer = [UInt8](repeating: 0, count: 4096)
         while data.count < 65536, !data.contains(10) {
@@ -90,7 +90,7 @@ final class ControlServer: @unchecked Sendable {
         }
         var out = (try? JSONEncoder().encode(reply)) ?? Data("{\"ok\":false}".utf8)
         out.append(10)
-        out.withUnsafeBytes { _ = write(c, $0.baseAddress, $0.count) }
+        out.withUnsafeBytes { _ = LocalStream.sendAll(c, $0) }
     }
 
     private func respond(_ r: ControlRequest) -> ControlReply {

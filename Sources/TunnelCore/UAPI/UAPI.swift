@@ -209,8 +209,7 @@ public final class UAPIServer: @unchecked Sendable {
 
     /// Reads requests until the client closes; each ends with a blank line.
     func handle(_ c: Int32) {
-        var tv = timeval(tv_sec: 5, tv_usec: 0)
-        setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        LocalStream.applyTimeouts(c)
         var pending = [UInt8]()
         var chunk = [UInt8](repeating: 0, count: 4096)
         while true {
@@ -222,7 +221,7 @@ public final class UAPIServer: @unchecked Sendable {
                 let request = String(decoding: pending[0..<end], as: UTF8.self)
                 pending.removeFirst(end + 2)
                 let reply = respond(request)
-                _ = Array(reply.utf8).withUnsafeBytes { write(c, $0.baseAddress, $0.count) }
+                guard Array(reply.utf8).withUnsafeBytes({ LocalStream.sendAll(c, $0) }) else { return }
             }
         }
     }
