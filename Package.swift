@@ -72,13 +72,13 @@ let package = Package(
 
         // Thin executables.
         .executableTarget(name: "gatewayd", dependencies: [
-            "TunnelGateway", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log"),
+            "TunnelGateway", "SixgateConfig", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log"),
         ], path: "Sources/CLI/gatewayd"),
         .executableTarget(name: "gatewayctl", dependencies: [
             "TunnelGateway", "TunnelCore", "Diagnostics", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "Sources/CLI/gatewayctl"),
         .executableTarget(name: "tunnel-client", dependencies: [
-            "TunnelClient", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log"),
+            "TunnelClient", "SixgateConfig", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log"),
         ], path: "Sources/CLI/tunnel-client"),
         .executableTarget(name: "ndp-proxy", dependencies: [
             "NDPProxy", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log"),

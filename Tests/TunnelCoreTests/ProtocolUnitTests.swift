@@ -192,3 +192,18 @@ private var isRootUser: Bool { getuid() == 0 }
 #if canImport(Glibc)
 import Glibc
 #endif
+
+extension UAPITests {
+    @Test func thePeerLimitHoldsAndNamesItself() throws {
+        #expect(TunnelDevice.defaultMaximumPeers == 65536)
+        let device = try TunnelDevice(interfaceName: "sgp\(UInt32.random(in: 0...UInt32.max) % 100000)", maximumPeers: 64)
+        func key(_ i: Int) -> Bytes32 { var b = [UInt8](repeating: 0, count: 32); b[0] = UInt8(i >> 16); b[1] = UInt8(i >> 8 & 0xff); b[2] = UInt8(i & 0xff); b[3] = 1; return Bytes32(b)! }
+        for i in 0..<device.maximumPeers { try device.setPeer(PeerConfiguration(publicKey: key(i))) }
+        #expect(device.peerStatuses().count == 64)
+        #expect(throws: TunnelError.self) { try device.setPeer(PeerConfiguration(publicKey: key(64))) }
+        let refused = device.uapiSet("public_key=\(key(65).hex)\n\n")
+        #expect(refused.errno == ENOSPC && refused.message?.contains("64 peers, its limit") == true, "\(refused)")
+        // Updating a peer that exists still works at the limit.
+        try device.setPeer(PeerConfiguration(publicKey: key(7), persistentKeepalive: 25))
+    }
+}

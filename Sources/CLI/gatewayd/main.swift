@@ -4,6 +4,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import SixgateConfig
 import TunnelGateway
 #if canImport(Glibc)
 import Glibc
@@ -46,7 +47,8 @@ struct GatewayDaemon: ParsableCommand {
         do {
             gateway = try Gateway(config: configuration)
             let log = logger
-            gateway.log = { log.info("\($0)") }
+            let limiter = LogLimiter { line in log.info("\(line)") }
+            gateway.log = { limiter.log($0) }
             try gateway.start()
         } catch {
             logger.error("\(error)")

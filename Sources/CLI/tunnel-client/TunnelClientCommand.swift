@@ -4,6 +4,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import SixgateConfig
 import TunnelClient
 #if canImport(Glibc)
 import Glibc
@@ -65,7 +66,8 @@ struct Run: ParsableCommand {
         do {
             client = try SixgateClient(config: configuration)
             let log = logger
-            client.log = { log.info("\($0)") }
+            let limiter = LogLimiter { line in log.info("\(line)") }
+            client.log = { limiter.log($0) }
             client.onFatal = { error in
                 log.error("\(error)")
                 fatalStop.store(true)

@@ -82,6 +82,8 @@ public final class TunnelDevice: @unchecked Sendable {
     public let timers: TunnelTimers
     /// Handshake messages per second above which MAC2 (a cookie) is required (paper §5.3).
     public let underLoadThreshold: Int
+    /// At most this many peers; `setPeer` (and a UAPI set) refuses the next with ENOSPC.
+    public let maximumPeers: Int
     /// Called on the device's threads; keep it short.
     public var onEvent: (@Sendable (PeerEvent) -> Void)?
     /// Called for every decrypted inner packet with the peer's public key; false drops it (counted).
@@ -111,11 +113,13 @@ public final class TunnelDevice: @unchecked Sendable {
 
     /// Creates TUN interface `interfaceName` and binds UDP `listenPort` (0: any free port) in `namespace`.
     public init(interfaceName: String, listenPort: UInt16 = 0, namespace: NetworkNamespace = .current,
-                timers: TunnelTimers = TunnelTimers(), underLoadThreshold: Int = 1000) throws(TunnelError) {
+                timers: TunnelTimers = TunnelTimers(), underLoadThreshold: Int = 1000,
+                maximumPeers: Int = TunnelDevice.defaultMaximumPeers) throws(TunnelError) {
         tun = try TunDevice(name: interfaceName, namespace: namespace)
         socket = try UDPSocket(port: listenPort, namespace: namespace)
         self.timers = timers
         self.underLoadThreshold = underLoadThreshold
+        self.maximumPeers = maximumPeers
     }
 
     deinit { stop() }
@@ -143,11 +147,18 @@ public final class TunnelDevice: @unchecked Sendable {
         }
     }
 
+    /// The default peer limit (wireguard-go's MaxPeers).
+    public static let defaultMaximumPeers = 1 << 16
+
     /// Adds a peer or updates one with the same public key (its sessions survive an update).
     public func setPeer(_ config: PeerConfiguration) throws(TunnelError) {
         lock.lock(); defer { lock.unlock() }
         if let pub = identity?.publicKey, pub == config.publicKey {
             throw TunnelError(operation: "add peer", object: "peer \(config.publicKey)", detail: "that is this device's own public key")
+        }
+        if peers[config.publicKey] == nil, peers.count >= maximumPeers {
+            throw TunnelError(operation: "add peer", object: "peer \(config.publicKey)",
+                              detail: "the device has \(maximumPeers) peers, its limit", errno: ENOSPC)
         }
         let peer: Peer
         if let p = peers[config.publicKey] {
