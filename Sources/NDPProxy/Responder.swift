@@ -52,8 +52,11 @@ public struct NDPProxyError: Error, CustomStringConvertible, Sendable {
 /// Answers solicitations on one interface according to one rule, on a thread of its own.
 public final class Responder: @unchecked Sendable {
     public let rule: ProxyRule
-    public let interfaceIndex: Int32
-    public let mac: MACAddress
+    /// The interface's index and MAC address now (both change when it is deleted and made again).
+    public private(set) var interfaceIndex: Int32
+    public private(set) var mac: MACAddress
+    /// Called (on the responder's thread) when the interface goes away and when it is back.
+    public var log: (@Sendable (String) -> Void)?
     /// Called for each answer (target, to whom); keep it short.
     public var onAnswer: (@Sendable (IPv6Address, IPv6Address) -> Void)?
     /// Answers per second allowed overall and per solicitation source. An ISP router solicits for
@@ -61,8 +64,12 @@ public final class Responder: @unchecked Sendable {
     /// taking the whole budget.
     public var rateLimit: (overall: Int, perSource: Int) = (200_000, 100_000)
 
-    let fd: Int32
+    var fd: Int32
     let routes: RouteSocket
+    let namespace: NetworkNamespace
+    /// The interface is gone: the socket is closed and the thread waits for it to come back.
+    var interfaceGone = false
+    var interfaceCheckedAt = 0.0
     let lock = SimpleMutex()
     var stats = ResponderStatistics()
     var running = false
@@ -107,6 +114,7 @@ public final class Responder: @unchecked Sendable {
     /// Opens the packet socket on `rule.interface` in `namespace` (needs CAP_NET_RAW).
     public init(rule: ProxyRule, namespace: NetworkNamespace = .current) throws(NDPProxyError) {
         self.rule = rule
+        self.namespace = namespace
         listAddresses = rule.addresses
         activeRule = rule
         outgoing = AnswerBatch(capacity: Int(SIXGATE_PACKET_BATCH))
@@ -139,7 +147,7 @@ public final class Responder: @unchecked Sendable {
         }
     }
 
-    deinit { stop(); close(fd); if let inner { close(inner.fd) } }
+    deinit { stop(); if fd >= 0 { close(fd) }; if let inner { close(inner.fd) } }
 
     public var statistics: ResponderStatistics { lock.withLock { stats } }
 
@@ -188,9 +196,17 @@ public final class Responder: @unchecked Sendable {
         var p = (pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: inner?.fd ?? -1, events: Int16(POLLIN), revents: 0))
         while lock.withLock({ running }) {
             if inner != nil { expireInner() }
+            p.0.fd = fd
             p.0.revents = 0; p.1.revents = 0
             let ready = withUnsafeMutablePointer(to: &p) {
                 $0.withMemoryRebound(to: pollfd.self, capacity: 2) { poll($0, inner == nil ? 1 : 2, inner == nil ? 100 : 50) }
+            }
+            // Every 2 s, and at once when the socket reports an error: is the interface still the one we opened?
+            let now = monotonic()
+            if interfaceGone || p.0.revents & Int16(POLLERR | POLLHUP | POLLNVAL) != 0 || now - interfaceCheckedAt >= 2 {
+                interfaceCheckedAt = now
+                checkInterface()
+                if interfaceGone { usleep(200_000); continue }
             }
             guard ready > 0 else { continue }
             beginBatch()
@@ -207,6 +223,33 @@ public final class Responder: @unchecked Sendable {
                 if n < batchCapacity { break }
             }
             endBatch()
+        }
+    }
+
+    /// The interface deleted (the socket is closed, the thread waits) or made again under the same
+    /// name (a new index: the socket is opened on it). Says which, through `log`.
+    func checkInterface() {
+        let index = try? routes.interfaceIndex(rule.interface)
+        if let index, index == interfaceIndex, !interfaceGone { return }
+        if fd >= 0 { close(fd); fd = -1 }
+        guard let index else {
+            if !interfaceGone { log?("\(rule.interface) is gone; answering again when it is back") }
+            interfaceGone = true
+            return
+        }
+        do {
+            let newFD = try openSocket(in: namespace, "packet socket on \(rule.interface)") { sixgate_ns_socket(index) }
+            var bytes = [UInt8](repeating: 0, count: 6)
+            if sixgate_interface_mac(index, &bytes) == 0 { mac = bytes.withUnsafeBytes { MACAddress(bytes: $0) } }
+            fd = newFD
+            interfaceIndex = index
+            interfaceGone = false
+            routeCache.removeAll()
+            try? refreshLocal(force: true)
+            log?("\(rule.interface) is back (index \(index)); answering")
+        } catch {
+            if !interfaceGone { log?("\(rule.interface): \(error); trying again") }
+            interfaceGone = true
         }
     }
 

@@ -208,6 +208,7 @@ public final class Gateway: @unchecked Sendable {
             rule.listType = .white
             rule.addresses = hostAddresses
             responder = try step("NDP responder on \(config.uplink)") { try Responder(rule: rule) }
+            responder?.log = { [weak self] in self?.log("ndp: \($0)") }
             responder?.start()
         }
         device.onEvent = { [weak self] event in self?.handle(event) }

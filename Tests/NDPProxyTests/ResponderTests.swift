@@ -235,3 +235,28 @@ func inject(ns: String, ifindex: Int32, frames: [[UInt8]]) throws {
     }
     usleep(20_000)
 }
+
+extension ResponderNamespaceTests {
+    /// Fault injection: the interface ndp-proxy answers on is deleted under it and made again (a
+    /// veth replaced, a VLAN re-created). It says so, keeps running, and answers on the new
+    /// interface without a restart.
+    @Test func theInterfaceRemovedAndMadeAgainIsAnsweredOnWithoutARestart() throws {
+        let bed = try ProxyTestbed()
+        defer { bed.destroy() }
+        let proxy = try bed.startProxy(config: npd6Basic.replacingOccurrences(of: "UPLINK", with: bed.uplink))
+        defer { proxy.stop() }
+        #expect(try bed.exec(bed.isp, ["ping", "-c", "1", "-W", "2", "2001:db8:5::100"], check: false).succeeded)
+
+        try bed.exec(bed.proxy, ["ip", "link", "del", bed.uplink])   // takes the ISP's end with it
+        #expect(eventually(timeout: 10) { proxy.output.contains("\(bed.uplink) is gone") }, "it says what failed: \(proxy.output)")
+        #expect(proxy.process.isRunning)
+        try run(["ip", "link", "add", bed.ispLink, "netns", bed.isp, "type", "veth", "peer", "name", bed.uplink, "netns", bed.proxy], check: true)
+        try bed.exec(bed.isp, ["ip", "link", "set", bed.ispLink, "up"])
+        try bed.exec(bed.proxy, ["ip", "link", "set", bed.uplink, "up"])
+        try bed.exec(bed.isp, ["ip", "-6", "addr", "add", "2001:db8:5::1/64", "dev", bed.ispLink, "nodad"])
+        try bed.exec(bed.proxy, ["ip", "-6", "addr", "add", "2001:db8:5::2/64", "dev", bed.uplink, "nodad"])
+        #expect(eventually(timeout: 15) { proxy.output.contains("\(bed.uplink) is back") }, "\(proxy.output)")
+        #expect(eventually(timeout: 15) { (try? bed.exec(bed.isp, ["ping", "-c", "1", "-W", "1", "2001:db8:5::100"], check: false).succeeded) == true },
+                "answers again on the new interface: \(proxy.output)")
+    }
+}

@@ -85,6 +85,8 @@ struct NDPProxyCommand: ParsableCommand {
         sync()
         for r in responders {
             r.rateLimit = (rateLimit ?? r.rateLimit.overall, rateLimitPerSource ?? r.rateLimit.perSource)
+            let eventLogger = logger
+            r.log = { eventLogger.notice("\($0)") }
             r.start()
         }
         for r in responders { logger.info("answering on \(r.rule.interface) for \((r.rule.prefixes + r.rule.autoPrefixes).map(\.description).joined(separator: " "))") }
