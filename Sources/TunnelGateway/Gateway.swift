@@ -63,6 +63,11 @@ public final class Gateway: @unchecked Sendable {
     /// Every client host address (/128): kernel proxy entries or the responder's list are made from it.
     var hostAddresses: Set<IPv6Address> = []
     var responder: Responder?
+    /// The thread that puts back what others took from the kernel (`watch`), and its stop flag.
+    var watcher: Thread?
+    var watching = false
+    /// The uplink was missing at the last check (said once).
+    var uplinkGone = false
     /// The NAT64 translator (`[nat64]`), its mappings kept in step with the clients.
     var translator: TranslatorDevice?
     var peersByName: [String: ClientRecord] = [:]
@@ -218,11 +223,79 @@ public final class Gateway: @unchecked Sendable {
         uapi?.start()
         control = try step("control socket") { try ControlServer(path: config.controlSocketPath, gateway: self) }
         control?.start()
+        if config.watchInterval > 0 {
+            watching = true
+            let w = Thread { [weak self] in self?.watch() }
+            w.name = "sg-gw-watch"
+            watcher = w
+            w.start()
+        }
         log("up: \(config.interface) port \(device.listenPort), \(clients.count) client(s), public key \(publicKey.base64)")
         runHook("up", [:])
     }
 
     var natTableName: String { config.natTableName }
+
+    // MARK: Watching the kernel
+
+    /// Every `watch_interval` seconds (2): what gatewayd put in the kernel that something else took
+    /// away is put back, and said. A link going down flushes the uplink's proxy entries, a re-created uplink comes with
+    /// proxy_ndp off and a new index, an operator's `ip route flush` takes the client routes.
+    func watch() {
+        while true {
+            for _ in 0..<(config.watchInterval * 10) {
+                usleep(100_000)
+                if !lock.withLock({ watching }) { return }
+            }
+            lock.withLock { restoreKernelState() }
+        }
+    }
+
+    /// One check (lock held). Failures are logged and tried again at the next check.
+    func restoreKernelState() {
+        guard watching, device != nil else { return }
+        guard let index = try? rk.interfaceIndex(config.uplink) else {
+            if !uplinkGone { log("uplink \(config.uplink) is gone; clients keep their tunnel, the internet is back when it is") }
+            uplinkGone = true
+            return
+        }
+        if uplinkGone || index != uplinkIndex {
+            log("uplink \(config.uplink) is back (index \(index))")
+            uplinkGone = false
+            if index != uplinkIndex {
+                uplinkIndex = index
+                if config.ndpProxy == .kernel { try? Sysctl.write(try .proxyNDP(.interface(config.uplink)), 1) }
+            }
+        }
+        do {
+            if config.ndpProxy == .kernel {
+                if let key = try? SysctlKey.proxyNDP(.interface(config.uplink)), (try? Sysctl.read(key)) != 1 {
+                    try Sysctl.write(key, 1)
+                    log("restored proxy_ndp = 1 on \(config.uplink)")
+                }
+                let present = Set(try rk.neighbours(ipv6: true, proxy: true).filter { $0.interfaceIndex == uplinkIndex }.compactMap { n -> IPv6Address? in
+                    if case .v6(let a) = n.address { return a } else { return nil }
+                })
+                let missing = proxies.subtracting(present)
+                for a in missing { try rk.ensureProxyNeighbour(a, interfaceIndex: uplinkIndex) }
+                if !missing.isEmpty { log("restored \(missing.count) proxy entr\(missing.count == 1 ? "y" : "ies") on \(config.uplink) (flushed, e.g. when the link went down)") }
+            }
+            let present = try rk.routes(ipv6: true, table: 254)
+            let lost = routes.filter { want in
+                // The ISP host route rides on the uplink and follows its index.
+                let want = want.interfaceIndex == tunIndex ? want : Route(destination: want.destination, interfaceIndex: uplinkIndex)
+                return !present.contains { $0.satisfies(want) }
+            }
+            for r in lost {
+                let fixed = r.interfaceIndex == tunIndex ? r : Route(destination: r.destination, interfaceIndex: uplinkIndex)
+                try rk.ensureRoute(fixed)
+                if fixed != r { routes.remove(r); routes.insert(fixed) }
+            }
+            if !lost.isEmpty { log("restored \(lost.count) route(s) (\(lost.prefix(3).map(\.destination.description).joined(separator: " "))\(lost.count > 3 ? " ..." : ""))") }
+        } catch {
+            log("watch: \(error); trying again in \(config.watchInterval) s")
+        }
+    }
 
     func reconcileProxies(_ desired: Set<IPv6Address>) throws(GatewayError) {
         // In responder or off mode no kernel entry of ours should remain (e.g. after a mode change).
@@ -249,6 +322,9 @@ public final class Gateway: @unchecked Sendable {
         // The device's threads call back into the gateway (events, lease requests) under its
         // lock: stop them before taking the lock, so a join never waits on a thread that waits on us.
         lock.withLock { device }?.stop()
+        lock.withLock { watching = false }
+        while watcher?.isFinished == false { usleep(10_000) }
+        watcher = nil
         lock.lock(); defer { lock.unlock() }
         runHook("down", [:])
         control?.stop(); control = nil

@@ -36,6 +36,9 @@ public struct GatewayConfiguration: Sendable, Equatable {
     public var endpoint: String?
     /// Seconds between keepalives the client config asks for (0: none).
     public var clientKeepalive: UInt16 = 25
+    /// Seconds between checks that gatewayd's routes, proxy entries and uplink settings are still
+    /// in the kernel (what went missing is put back and logged); 0: no checks.
+    public var watchInterval: UInt32 = 2
 
     public var uplink = "eth0"
 
@@ -91,7 +94,7 @@ public struct GatewayConfiguration: Sendable, Equatable {
     }
 
     static let knownKeys: Set<String> = [
-        "state_directory", "interface", "listen_port", "mtu", "endpoint", "client_keepalive", "dns", "lease_lifetime",
+        "state_directory", "interface", "listen_port", "mtu", "endpoint", "client_keepalive", "watch_interval", "dns", "lease_lifetime",
         "uplink.interface",
         "ipv6.prefix", "ipv6.isp_router", "ipv6.uplink_address", "ipv6.gateway_address", "ipv6.allocation",
         "ipv6.delegated_length", "ipv6.client_prefix_length", "ipv6.ndp_proxy", "ipv6.reserved",
@@ -118,6 +121,7 @@ public struct GatewayConfiguration: Sendable, Equatable {
         if let v = try f.integer("mtu", in: 1280...65535) { mtu = UInt32(v) }
         if let v = try f.parsed("endpoint", "host:port such as 198.51.100.1:51820 or [2001:db8::1]:51820", { Endpoint($0) }) { endpoint = v.description }
         if let v = try f.integer("client_keepalive", in: 0...65535) { clientKeepalive = UInt16(v) }
+        if let v = try f.integer("watch_interval", in: 0...3600) { watchInterval = UInt32(v) }
         if let v = try f.string("uplink.interface") { uplink = v }
         if let list = try f.strings("dns") {
             dnsServers = []

@@ -86,6 +86,8 @@ struct ConfigurationTests {
         #expect(error("[ipv6]\nallocation = \"prefixes\"\nprefix = \"2001:db8::/48\"\n[nat64]\nenabled = true\n")?.key == "nat64.enabled")
         #expect(error("[nat64]\nenabled = true\ninterface = \"sixgate0\"\n")?.key == "nat64.interface")
         #expect(d?.clat == false, "the CLAT's second address per client only when asked for")
+        #expect(try parse("").watchInterval == 2 && parse("watch_interval = 0\n").watchInterval == 0)
+        #expect(error("watch_interval = -1\n")?.key == "watch_interval")
         #expect(try parse("[nat64]\nenabled = true\nclat = true\n").nat64?.clat == true)
         #expect(error("[nat64]\nclat = true\n")?.description == "/etc/sixgate/gatewayd.toml:2: nat64.clat: set, but nat64.enabled is not true")
     }

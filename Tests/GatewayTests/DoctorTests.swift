@@ -34,7 +34,8 @@ struct DoctorTests {
 
     /// gatewayd with `ndpProxy`, client alice enrolled and up on stock wireguard-go, `address` reachable from it.
     func startWithAlice(_ bed: GatewayTestbed, ndpProxy: String, reaching address: String) throws {
-        try bed.writeConfig(ndpProxy: ndpProxy)
+        // No repairs behind the doctor's back: it is to see each thing broken.
+        try bed.writeConfig(ndpProxy: ndpProxy, extra: "watch_interval = 0")
         try bed.startGateway()
         let alice = try bed.gatewayctl(["clients", "add", "alice"]).stdout
         try bed.startClient(in: bed.cl, name: "sgw\(bed.id)", config: alice)
