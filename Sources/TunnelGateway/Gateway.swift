@@ -68,6 +68,8 @@ public final class Gateway: @unchecked Sendable {
     var watching = false
     /// The uplink was missing at the last check (said once).
     var uplinkGone = false
+    /// The host route to the ISP router gatewayd added (the router not on-link), if any.
+    var ispRoute: Route?
     /// The NAT64 translator (`[nat64]`), its mappings kept in step with the clients.
     var translator: TranslatorDevice?
     var peersByName: [String: ClientRecord] = [:]
@@ -200,6 +202,7 @@ public final class Gateway: @unchecked Sendable {
             let ours = found.map { $0.protocolNumber == RouteSocket.sixgateProtocol && $0.destination == ispRoute.destination } ?? false
             if ours || found?.interfaceIndex != uplinkIndex {
                 desiredRoutes.append(ispRoute)
+                self.ispRoute = ispRoute
                 if !ours { log("the ISP router \(config.effectiveISPRouter) is not on-link on \(config.uplink): adding a host route") }
             }
         }
@@ -280,17 +283,15 @@ public final class Gateway: @unchecked Sendable {
                 for a in missing { try rk.ensureProxyNeighbour(a, interfaceIndex: uplinkIndex) }
                 if !missing.isEmpty { log("restored \(missing.count) proxy entr\(missing.count == 1 ? "y" : "ies") on \(config.uplink) (flushed, e.g. when the link went down)") }
             }
-            let present = try rk.routes(ipv6: true, table: 254)
-            let lost = routes.filter { want in
-                // The ISP host route rides on the uplink and follows its index.
-                let want = want.interfaceIndex == tunIndex ? want : Route(destination: want.destination, interfaceIndex: uplinkIndex)
-                return !present.contains { $0.satisfies(want) }
+            // The ISP host route rides on the uplink and follows its index; the others (the tunnel's,
+            // the translator's) are on interfaces gatewayd owns.
+            if let old = ispRoute, old.interfaceIndex != uplinkIndex {
+                let moved = Route(destination: old.destination, interfaceIndex: uplinkIndex)
+                routes.remove(old); routes.insert(moved); ispRoute = moved
             }
-            for r in lost {
-                let fixed = r.interfaceIndex == tunIndex ? r : Route(destination: r.destination, interfaceIndex: uplinkIndex)
-                try rk.ensureRoute(fixed)
-                if fixed != r { routes.remove(r); routes.insert(fixed) }
-            }
+            let present = try rk.routes(ipv6: true, table: 254) + rk.routes(ipv6: false, table: 254)
+            let lost = routes.filter { want in !present.contains { $0.satisfies(want) } }
+            for r in lost { try rk.ensureRoute(r) }
             if !lost.isEmpty { log("restored \(lost.count) route(s) (\(lost.prefix(3).map(\.destination.description).joined(separator: " "))\(lost.count > 3 ? " ..." : ""))") }
         } catch {
             log("watch: \(error); trying again in \(config.watchInterval) s")
@@ -336,6 +337,7 @@ public final class Gateway: @unchecked Sendable {
         hostAddresses = []
         for r in routes { try? rk.removeRoute(r) }
         routes = []
+        ispRoute = nil
         if natApplied { try? NATTable(name: natTableName).remove(); natApplied = false }
         device?.stop()
         device = nil   // closing the TUN removes the interface and its addresses

@@ -12,7 +12,9 @@ struct KernelStateFaultTests {
     @Test func proxyEntriesRoutesAndTheUplinkComeBackWithoutARestart() throws {
         let bed = try GatewayTestbed()
         defer { bed.destroy() }
-        try bed.writeConfig(ndpProxy: "kernel")
+        // With NAT64: the translator's routes (one IPv4) must stay on its interface through all of it.
+        let xlat = "sgn\(bed.id)"
+        try bed.writeConfig(ndpProxy: "kernel", tables: "[nat64]\nenabled = true\nprefix = \"2001:db8:64::/96\"\npool = \"203.0.113.64/26\"\ninterface = \"\(xlat)\"\n")
         try bed.startGateway()
         let alice = try bed.gatewayctl(["clients", "add", "alice"]).stdout
         try bed.startClient(in: bed.cl, name: "sgw\(bed.id)", config: alice)
@@ -54,6 +56,12 @@ struct KernelStateFaultTests {
         #expect(eventually(timeout: 20, works), "and the internet with it: \(bed.gateway?.output ?? "")")
         #expect(try bed.exec(bed.gw, ["sysctl", "-n", "net.ipv6.conf.\(bed.uplink).proxy_ndp"]).stdout.hasPrefix("1"))
         #expect(try bed.ping(from: bed.cl, "203.0.113.1") == 3, "NAT44 follows the uplink by name")
+        #expect(try bed.ping(from: bed.cl, "2001:db8:64::cb00:7101") == 3, "and NAT64 still works")
+        let v4 = try bed.exec(bed.gw, ["ip", "route", "show", "203.0.113.64/26"]).stdout
+        let v6 = try bed.exec(bed.gw, ["ip", "-6", "route", "show", "2001:db8:64::/96"]).stdout
+        #expect(v4.contains("dev \(xlat)") && v6.contains("dev \(xlat)"), "the translator's routes stayed on it: \(v4) \(v6)")
+        #expect(bed.gateway?.output.contains("restored") == true)
+        #expect(bed.gateway?.output.components(separatedBy: "restored").count ?? 0 <= 5, "only what was taken is restored: \(bed.gateway?.output ?? "")")
         #expect(bed.gateway?.process.isRunning == true)
     }
 }
