@@ -76,7 +76,11 @@ public struct ConfigFile: Sendable {
 
     struct ValueError: Error { var message: String }
 
-    static func parseValue(_ s: inout Substring, line: Int) throws(ValueError) -> ConfigValue {
+    /// Arrays nest at most this deep (no config needs more than 2; a deeper one once overflowed
+    /// the stack: found by fuzz-config-toml).
+    static let maximumNesting = 16
+
+    static func parseValue(_ s: inout Substring, line: Int, depth: Int = 0) throws(ValueError) -> ConfigValue {
         s = s.drop(while: { $0 == " " || $0 == "\t" })
         guard let first = s.first else { throw ValueError(message: "missing value") }
         switch first {
@@ -108,12 +112,13 @@ public struct ConfigFile: Sendable {
             s = s[s.index(after: end)...]
             return ConfigValue(kind: .string(v), line: line)
         case "[":
+            guard depth < Self.maximumNesting else { throw ValueError(message: "arrays nested deeper than \(Self.maximumNesting)") }
             s = s.dropFirst()
             var items: [ConfigValue] = []
             while true {
                 s = s.drop(while: { $0 == " " || $0 == "\t" })
                 if s.first == "]" { s = s.dropFirst(); return ConfigValue(kind: .array(items), line: line) }
-                items.append(try parseValue(&s, line: line))
+                items.append(try parseValue(&s, line: line, depth: depth + 1))
                 s = s.drop(while: { $0 == " " || $0 == "\t" })
                 if s.first == "," { s = s.dropFirst(); continue }
                 guard s.first == "]" else { throw ValueError(message: "expected , or ] in an array") }

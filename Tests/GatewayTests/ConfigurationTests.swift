@@ -88,6 +88,9 @@ struct ConfigurationTests {
         #expect(d?.clat == false, "the CLAT's second address per client only when asked for")
         #expect(try parse("").watchInterval == 2 && parse("watch_interval = 0\n").watchInterval == 0)
         #expect(error("watch_interval = -1\n")?.key == "watch_interval")
+        // Thousands of '[' once overflowed the stack (fuzz-config-toml): now an error on its line.
+        let deep = error("state_directory = \"/x\"\ndns = " + String(repeating: "[", count: 5000) + "\n")
+        #expect(deep?.line == 2 && deep?.description.contains("arrays nested deeper than 16") == true, "\(String(describing: deep))")
         #expect(try parse("[nat64]\nenabled = true\nclat = true\n").nat64?.clat == true)
         #expect(error("[nat64]\nclat = true\n")?.description == "/etc/sixgate/gatewayd.toml:2: nat64.clat: set, but nat64.enabled is not true")
     }
