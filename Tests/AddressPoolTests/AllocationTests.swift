@@ -105,6 +105,27 @@ struct ReleaseAndReuseTests {
         #expect(try a.allocate(client: "laptop", in: "v6").prefix == p("2001:db8:1::7/128"))  // its old one is taken
     }
 
+    /// Fault injection: the wall clock jumps back a day, then forward a year (an NTP correction, a
+    /// dead RTC battery). No lease moves; a slot released "in the future" stays quiet rather than
+    /// being handed out early; after the forward jump the quiet periods are simply over.
+    @Test func clockJumpsNeitherMoveLeasesNorReleaseQuietSlotsEarly() throws {
+        let clock = TestClock()
+        let store = MemoryLeaseStore()
+        let a = try AddressAllocator(pools: [howtoV6(quiet: 3600)], store: store, now: clock.now)
+        _ = try a.allocate(client: "laptop", in: "v6")                                      // ::4
+        _ = try a.allocate(client: "phone", in: "v6")                                       // ::5
+        _ = try a.release(client: "phone")
+        clock.t -= 86_400
+        #expect(try a.allocate(client: "tablet", in: "v6").prefix == p("2001:db8:1::6/128"), "::5 was released after 'now': still quiet")
+        #expect(a.leases(of: "laptop").map(\.prefix) == [p("2001:db8:1::4/128")])
+        #expect(try AddressAllocator(pools: [howtoV6(quiet: 3600)], store: store, now: clock.now).leases(of: "tablet").map(\.prefix)
+                == [p("2001:db8:1::6/128")], "a reload under the jumped clock reads the same")
+        clock.t += 86_400 + 365 * 86_400
+        #expect(try a.allocate(client: "watch", in: "v6").prefix == p("2001:db8:1::5/128"), "a year on, ::5's quiet period is over")
+        #expect(try a.allocate(client: "phone", in: "v6").prefix == p("2001:db8:1::7/128"))
+        #expect(a.leases(of: "laptop").map(\.prefix) == [p("2001:db8:1::4/128")] && a.leases(of: "tablet").map(\.prefix) == [p("2001:db8:1::6/128")])
+    }
+
     @Test func exhaustionCountsTheSlotsInTheirQuietPeriod() throws {
         let clock = TestClock()
         let pool = PoolConfiguration(name: "tiny", prefix: p("192.0.2.0/30"), kind: .ipv4Hosts, quietPeriod: 100)
