@@ -49,7 +49,9 @@ let package = Package(
 
         // Config files: a small TOML reader whose errors name file:line:key, and the runner for the hook
         // scripts they name (Foundation only).
-        .target(name: "SixgateConfig"),
+        .target(name: "SixgateConfig", dependencies: ["CPrivileges"]),
+        // capget/capset and the bounding set (prctl), for dropping privileges after setup.
+        .target(name: "CPrivileges", path: "Sources/CPrivileges"),
 
         // Capabilities.
         .target(name: "RouteKit", dependencies: ["PacketKit", "CNetlink"]),
@@ -81,7 +83,7 @@ let package = Package(
             "TunnelClient", "SixgateConfig", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log"),
         ], path: "Sources/CLI/tunnel-client"),
         .executableTarget(name: "ndp-proxy", dependencies: [
-            "NDPProxy", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log"),
+            "NDPProxy", "SixgateConfig", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log"),
         ], path: "Sources/CLI/ndp-proxy"),
         .executableTarget(name: "sixgate-wg", dependencies: [
             "TunnelCore", "RouteKit", .product(name: "ArgumentParser", package: "swift-argument-parser"),

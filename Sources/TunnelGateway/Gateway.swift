@@ -70,6 +70,8 @@ public final class Gateway: @unchecked Sendable {
     var uplinkGone = false
     /// The host route to the ISP router gatewayd added (the router not on-link), if any.
     var ispRoute: Route?
+    /// What `init` did that `start` logs (the log closure is set between the two).
+    var notes: [String] = []
     /// The NAT64 translator (`[nat64]`), its mappings kept in step with the clients.
     var translator: TranslatorDevice?
     var peersByName: [String: ClientRecord] = [:]
@@ -88,6 +90,14 @@ public final class Gateway: @unchecked Sendable {
         } catch {
             throw .io(path: config.stateDirectory, detail: "cannot create the state directory: \(error.localizedDescription)")
         }
+        // An existing directory (made by a package or by hand) is closed to other users too: it
+        // holds the key, the clients and the leases.
+        var st = stat()
+        if stat(config.stateDirectory, &st) == 0, st.st_uid == geteuid(), st.st_mode & 0o077 != 0 {
+            if chmod(config.stateDirectory, 0o700) == 0 {
+                notes.append("state directory \(config.stateDirectory) was mode \(String(st.st_mode & 0o777, radix: 8)): made 0700")
+            }
+        }
         privateKey = try Self.loadOrCreateKey(config.privateKeyPath)
         publicKey = X25519.publicKey(privateKey)
         registry = ClientRegistry(directory: config.clientsDirectory)
@@ -96,6 +106,8 @@ public final class Gateway: @unchecked Sendable {
         } catch {
             throw .setup("lease store: \(error)")
         }
+        // SQLite makes its files 0644 (and the WAL and SHM files after the database's mode).
+        for suffix in ["", "-wal", "-shm", ".lock"] { chmod(config.leaseStorePath + suffix, 0o600) }
         do { rk = try RouteSocket() } catch { throw .setup("netlink: \(error)") }
     }
 
@@ -156,6 +168,8 @@ public final class Gateway: @unchecked Sendable {
         func step<T>(_ what: String, _ body: () throws -> T) throws(GatewayError) -> T {
             do { return try body() } catch { throw .setup("\(what): \(error)") }
         }
+        for n in notes { log(n) }
+        notes = []
         uplinkIndex = try step("uplink \(config.uplink)") { try rk.interfaceIndex(config.uplink) }
         let device = try step("TUN \(config.interface)") { try TunnelDevice(interfaceName: config.interface, listenPort: config.listenPort) }
         try step("key") { try device.configure(privateKey: privateKey) }

@@ -28,6 +28,9 @@ struct GatewayDaemon: ParsableCommand {
     @Flag(help: "Check the config file and exit.")
     var checkConfig = false
 
+    @Flag(help: "Keep every capability after setup (by default only CAP_NET_ADMIN and CAP_NET_RAW stay, for gatewayd, its hooks and the tools it runs).")
+    var keepCapabilities = false
+
     func run() throws {
         LoggingSystem.bootstrap { StreamLogHandler.standardOutput(label: $0) }
         var logger = Logger(label: "gatewayd")
@@ -53,6 +56,9 @@ struct GatewayDaemon: ParsableCommand {
         } catch {
             logger.error("\(error)")
             throw ExitCode(1)
+        }
+        if !keepCapabilities {
+            do { try Privileges.keepOnlyNetworkCapabilities() } catch { logger.warning("\(error); running with the capabilities it was started with") }
         }
         var timeout = timespec(tv_sec: 10, tv_nsec: 0)
         while true {

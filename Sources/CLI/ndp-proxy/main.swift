@@ -5,6 +5,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import NDPProxy
+import SixgateConfig
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -26,6 +27,9 @@ struct NDPProxyCommand: ParsableCommand {
 
     @Flag(help: "Validate the config file and exit.")
     var checkConfig = false
+
+    @Flag(help: "Keep every capability after setup (by default only CAP_NET_ADMIN and CAP_NET_RAW stay, for the daemon, its hooks and the tools it runs).")
+    var keepCapabilities = false
 
     @Option(help: "Seconds between syncs of kernel-mode proxy entries with their list or lease store.")
     var syncInterval = 5
@@ -88,6 +92,9 @@ struct NDPProxyCommand: ParsableCommand {
             let eventLogger = logger
             r.log = { eventLogger.notice("\($0)") }
             r.start()
+        }
+        if !keepCapabilities {
+            do { try Privileges.keepOnlyNetworkCapabilities() } catch { logger.warning("\(error); running with the capabilities it was started with") }
         }
         for r in responders { logger.info("answering on \(r.rule.interface) for \((r.rule.prefixes + r.rule.autoPrefixes).map(\.description).joined(separator: " "))") }
         for k in kernel { logger.info("kernel proxy entries on \(k.rule.interface): \(k.installed.count)") }

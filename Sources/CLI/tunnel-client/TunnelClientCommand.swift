@@ -50,6 +50,9 @@ struct Run: ParsableCommand {
     @Flag(help: "Check the config file and exit.")
     var checkConfig = false
 
+    @Flag(help: "Keep every capability after setup (by default only CAP_NET_ADMIN and CAP_NET_RAW stay, for the daemon, its hooks and the tools it runs).")
+    var keepCapabilities = false
+
     func run() throws {
         LoggingSystem.bootstrap { StreamLogHandler.standardOutput(label: $0) }
         var logger = Logger(label: "tunnel-client")
@@ -77,6 +80,9 @@ struct Run: ParsableCommand {
         } catch {
             logger.error("\(error)")
             throw ExitCode(1)
+        }
+        if !keepCapabilities {
+            do { try Privileges.keepOnlyNetworkCapabilities() } catch { logger.warning("\(error); running with the capabilities it was started with") }
         }
         let path = options.statePath(configuration)
         try? FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
