@@ -9,7 +9,8 @@ import RouteKit
 
 public final class KernelProxy: @unchecked Sendable {
     public let rule: ProxyRule
-    public let interfaceIndex: Int32
+    /// The interface's index at the last sync (it changes when the interface is made again).
+    public private(set) var interfaceIndex: Int32
     let rk: RouteSocket
     let namespace: NetworkNamespace
     /// The entries this object put in place (removed by `removeAll`).
@@ -62,6 +63,9 @@ public final class KernelProxy: @unchecked Sendable {
     public func sync() throws(NDPProxyError) -> (added: Int, removed: Int) {
         let want = try desired()
         do {
+            // The interface deleted and made again under the same name: a new index, no entries.
+            let index = try rk.interfaceIndex(rule.interface)
+            if index != interfaceIndex { interfaceIndex = index; installed = [] }
             try Sysctl.write(try .proxyNDP(.interface(rule.interface)), 1, in: namespace)
             let existing = Set(try rk.neighbours(ipv6: true, proxy: true).compactMap { n -> IPv6Address? in
                 guard n.interfaceIndex == interfaceIndex, case .v6(let a) = n.address else { return nil }
