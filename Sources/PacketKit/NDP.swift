@@ -259,7 +259,11 @@ public enum NDPOptionRepr: Hashable, Sendable {
             self = .rdnss(lifetime: b.be32(4), servers: servers)
         case .dnssl:
             guard b.count >= 16 else { throw bad() }
-            self = .dnssl(lifetime: b.be32(4), domains: try Self.decodeDomains(b.slice(8, b.count)))
+            // RFC 8106 §5.2: one or more domain names (all padding was once read as none, and
+            // written back as an option too short to parse: found by fuzz-packets).
+            let domains = try Self.decodeDomains(b.slice(8, b.count))
+            guard !domains.isEmpty else { throw PacketError(.ndp, .badValue, at: 8) }
+            self = .dnssl(lifetime: b.be32(4), domains: domains)
         case .pref64:
             guard b.count == 16 else { throw bad() }
             let field = b.be16(2)
@@ -341,6 +345,12 @@ public enum NDPOptionRepr: Hashable, Sendable {
     func emit(into b: UnsafeMutableRawBufferPointer) throws(PacketError) {
         let n = length
         guard n <= 255 * 8 else { throw PacketError(.ndp, .badOptionLength, at: 1) }
+        // RFC 8106: RDNSS holds one or more addresses, DNSSL one or more names.
+        switch self {
+        case .rdnss(_, let servers) where servers.isEmpty: throw PacketError(.ndp, .badValue, at: 8)
+        case .dnssl(_, let domains) where !domains.contains(where: { $0.contains { $0 != "." } }): throw PacketError(.ndp, .badValue, at: 8)
+        default: break
+        }
         b.zero(0, n)
         b.put8(type.rawValue, at: 0)
         b.put8(UInt8(n / 8), at: 1)

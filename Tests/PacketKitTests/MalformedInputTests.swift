@@ -62,6 +62,24 @@ struct MalformedInputTests {
         #expect(throws: PacketError.self) { try Self.parseAllLayers(version) }
     }
 
+    /// RFC 8106: RDNSS carries one or more addresses, DNSSL one or more names. A DNSSL of padding
+    /// only was once read as "no names" and written back as an option too short to read (a
+    /// fuzz-packets finding); both directions now refuse it.
+    @Test func dnsOptionsWithNothingInThemAreRefused() throws {
+        let padding: [UInt8] = [31, 2, 0, 0, 0, 0, 7, 8, 0, 0, 0, 0, 0, 0, 0, 0]
+        padding.withUnsafeBytes { b in
+            #expect(throws: PacketError.self) { for o in try NDPOptions(b) { _ = try NDPOptionRepr(o) } }
+        }
+        let named: [UInt8] = [31, 2, 0, 0, 0, 0, 7, 8, 3, 0x6c, 0x61, 0x6e, 0, 0, 0, 0]   // "lan"
+        try named.withUnsafeBytes { b in
+            for o in try NDPOptions(b) { #expect(try NDPOptionRepr(o) == .dnssl(lifetime: 0x708, domains: ["lan"])) }
+        }
+        var buffer = [UInt8](repeating: 0, count: 64)
+        for empty in [NDPOptionRepr.dnssl(lifetime: 1, domains: []), .dnssl(lifetime: 1, domains: ["", "."]), .rdnss(lifetime: 1, servers: [])] {
+            buffer.withUnsafeMutableBytes { b in #expect(throws: PacketError.self, "\(empty)") { try empty.emit(into: b) } }
+        }
+    }
+
     @Test func ipv4OptionLengths() throws {
         let base = try Samples.named.first { $0.name == "ipv4-options" }!.packet.emit()
         var zero = base
