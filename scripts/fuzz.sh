@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs Sixgate's libFuzzer targets (Tests/Fuzz) for a while each, from the committed seed corpora.
-#   scripts/fuzz.sh [-t SECONDS] [-j JOBS] [TARGET...]     (default: 60 s, one at a time, every target)
+#   scripts/fuzz.sh [-t SECONDS] [-j JOBS] [-s SEED] [TARGET...]   (default: 60 s, one at a time, every target, a random seed)
 #   scripts/fuzz.sh -t 600 -j 2                             the 10-minute run, two targets at once
 # Builds the targets with -sanitize=fuzzer,address. New inputs go to .build/fuzz/TARGET/corpus (kept
 # between runs), findings to .build/fuzz/TARGET/ as crash-*, leak-*, timeout-* or oom-*; a finding
@@ -9,9 +9,9 @@
 # they are skipped. A fixed finding's input goes into Tests/Fuzz/Corpus/TARGET/regression-NAME.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-seconds=60 jobs=1
-while getopts "t:j:" o; do
-    case $o in t) seconds=$OPTARG ;; j) jobs=$OPTARG ;; *) sed -n '2,10p' "$0"; exit 2 ;; esac
+seconds=60 jobs=1 seed=0
+while getopts "t:j:s:" o; do
+    case $o in t) seconds=$OPTARG ;; j) jobs=$OPTARG ;; s) seed=$OPTARG ;; *) sed -n '2,10p' "$0"; exit 2 ;; esac
 done
 shift $((OPTIND - 1))
 all=$(ls Tests/Fuzz/Sources | grep '^fuzz-')
@@ -31,7 +31,7 @@ run_one() {
         echo "$t: skipped (needs root for its private network namespace)"; return 0
     fi
     # -timeout: an input slower than 10 s is a hang; -rss_limit_mb: a run over 2 GiB is a leak or a blow-up.
-    if "$bin/$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+    if "$bin/$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 -seed="$seed" \
             -artifact_prefix="$dir/" "$dir/corpus" "Tests/Fuzz/Corpus/$t" > "$dir/log" 2>&1; then
         local runs cov ft corp
         runs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$dir/log" | awk '{print $2}')
