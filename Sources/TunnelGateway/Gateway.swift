@@ -410,16 +410,20 @@ public final class Gateway: @unchecked Sendable {
         try setPeer(c, leases)
         for l in leases {
             guard case .v6(let p) = l.prefix else { continue }
+            // What the kernel refuses now (the uplink gone, a netlink error) is logged and stays
+            // wanted: the watcher puts it in place when it can, so the client is enrolled anyway.
             let r = Route(destination: .v6(p), interfaceIndex: tunIndex)
-            do { try rk.ensureRoute(r) } catch { throw .setup("route \(p): \(error)") }
             routes.insert(r)
+            do { try rk.ensureRoute(r) } catch { log("client \(c.name): route \(p): \(error); retried every \(config.watchInterval) s") }
             guard p.length == 128 else { continue }
             // A CLAT address is reached through the translator only: no proxy entry on the uplink.
             guard l.client == c.name else { continue }
             hostAddresses.insert(p.network)
             if config.ndpProxy == .kernel {
-                do { try rk.ensureProxyNeighbour(p.network, interfaceIndex: uplinkIndex) } catch { throw .setup("proxy \(p.network): \(error)") }
                 proxies.insert(p.network)
+                do { try rk.ensureProxyNeighbour(p.network, interfaceIndex: uplinkIndex) } catch {
+                    log("client \(c.name): proxy entry \(p.network) on \(config.uplink): \(error); retried every \(config.watchInterval) s")
+                }
             }
         }
         responder?.setAddresses(hostAddresses)
