@@ -133,8 +133,9 @@ wait_all() {   # every running client reaches the internet host over IPv6, all a
     local t0=$SECONDS pending=("${!pid[@]}") left c
     while [ ${#pending[@]} -gt 0 ]; do
         rm -f "$state"/ok.*
-        for c in "${pending[@]}"; do ( reachable "$c" && touch "$state/ok.$c" ) & done
-        wait
+        local pings=()
+        for c in "${pending[@]}"; do ( reachable "$c" && touch "$state/ok.$c" ) & pings+=($!); done
+        for p in "${pings[@]}"; do wait "$p" || true; done   # not a bare wait: the daemons are jobs too
         left=()
         for c in "${pending[@]}"; do [ -e "$state/ok.$c" ] || left+=("$c"); done
         pending=("${left[@]}")
