@@ -34,15 +34,9 @@ public enum GatewayAdmin {
         }
         let key = try Gateway.loadOrCreateKey(config.privateKeyPath)
         let leases = try self.leases(config)
+        let active = leases.filter(\.isActive)
         let clients = try ClientRegistry(directory: config.clientsDirectory).all().map { c in
-            let own = leases.filter { $0.client == c.name && $0.isActive }
-            let clat = leases.filter { $0.client == Gateway.clatKey(c.name) && $0.isActive }
-            return ClientStatus(name: c.name, publicKey: c.publicKey,
-                                addresses: own.filter { $0.pool != Gateway.nat64Pool }.map(\.prefix.description),
-                                nat64Address: own.first { $0.pool == Gateway.nat64Pool }?.prefix.description,
-                                clatAddress: clat.first { $0.pool == Gateway.v6Pool }?.prefix.description,
-                                clatNAT64Address: clat.first { $0.pool == Gateway.nat64Pool }?.prefix.description,
-                                endpoint: nil, lastHandshake: 0, receivedBytes: 0, sentBytes: 0)
+            Gateway.clientStatus(c, leases: active.filter { $0.client == c.name || $0.client == Gateway.clatKey(c.name) }, peer: nil)
         }
         return (GatewayStatus(interface: config.interface, publicKey: X25519.publicKey(key).base64, listenPort: config.listenPort,
                               endpoint: config.endpoint, clients: clients, counters: [:]), false)

@@ -485,12 +485,17 @@ public final class Gateway: @unchecked Sendable {
     }
 
     func status(_ c: ClientRecord, _ leases: [Lease], peers: [Bytes32: PeerStatus]) -> ClientStatus {
-        let peer = Bytes32(base64: c.publicKey).flatMap { peers[$0] }
-        let own = leases.filter { $0.client == c.name }, clat = leases.filter { $0.client != c.name }
-        return ClientStatus(name: c.name, publicKey: c.publicKey, addresses: own.filter { $0.pool != Self.nat64Pool }.map(\.prefix.description),
-                            nat64Address: own.first { $0.pool == Self.nat64Pool }?.prefix.description,
-                            clatAddress: clat.first { $0.pool == Self.v6Pool }?.prefix.description,
-                            clatNAT64Address: clat.first { $0.pool == Self.nat64Pool }?.prefix.description,
+        Self.clientStatus(c, leases: leases, peer: Bytes32(base64: c.publicKey).flatMap { peers[$0] })
+    }
+
+    /// A client as status shows it, from its leases and its CLAT's (`leases(of:)`, or the store's
+    /// records) and, when running, its peer. Shared by the live and the offline status.
+    static func clientStatus(_ c: ClientRecord, leases: [Lease], peer: PeerStatus?) -> ClientStatus {
+        let own = leases.filter { $0.client == c.name }, clat = leases.filter { $0.client == clatKey(c.name) }
+        return ClientStatus(name: c.name, publicKey: c.publicKey, addresses: own.filter { $0.pool != nat64Pool }.map(\.prefix.description),
+                            nat64Address: own.first { $0.pool == nat64Pool }?.prefix.description,
+                            clatAddress: clat.first { $0.pool == v6Pool }?.prefix.description,
+                            clatNAT64Address: clat.first { $0.pool == nat64Pool }?.prefix.description,
                             endpoint: peer?.configuration.endpoint?.description, lastHandshake: peer?.lastHandshake.seconds ?? 0,
                             receivedBytes: peer?.receivedBytes ?? 0, sentBytes: peer?.sentBytes ?? 0)
     }

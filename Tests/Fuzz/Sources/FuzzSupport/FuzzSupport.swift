@@ -90,3 +90,9 @@ public func fixIPv4HeaderChecksum(_ packet: inout [UInt8]) {
     let c = ~UInt16(sum)
     packet[10] = UInt8(c >> 8); packet[11] = UInt8(c & 0xff)
 }
+
+/// A config parser's error must name the file it was given and a line that exists in `text`.
+public func requireInsideFile(_ text: String, path: String, file: String, line: Int, _ what: String = "") {
+    let lines = text.utf8.reduce(1) { $1 == 10 ? $0 + 1 : $0 }
+    require(file == path && line >= 0 && line <= lines + 1, "\(what) error at \(file):\(line), outside the \(lines)-line \(path)")
+}

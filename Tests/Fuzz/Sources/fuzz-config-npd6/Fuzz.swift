@@ -9,8 +9,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     let input = FuzzInput(data, size)
     let text = input.text
     do { _ = try NPD6Config.parse(text, path: "/fuzz/npd6.conf") } catch {
-        let lines = text.utf8.reduce(1) { $1 == 10 ? $0 + 1 : $0 }
-        require(error.file == "/fuzz/npd6.conf" && error.line >= 0 && error.line <= lines + 1, "error outside the file: \(error)")
+        requireInsideFile(text, path: "/fuzz/npd6.conf", file: error.file, line: error.line)
     }
     return 0
 }

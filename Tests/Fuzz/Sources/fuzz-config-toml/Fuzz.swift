@@ -13,13 +13,9 @@ import TunnelGateway
 public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     let input = FuzzInput(data, size)
     let text = input.text
-    let lines = text.utf8.reduce(1) { $1 == 10 ? $0 + 1 : $0 }
-    func check(_ file: String, _ line: Int, _ what: String) {
-        require(line >= 0 && line <= lines + 1, "\(what): error at line \(line) of a \(lines)-line file")
-    }
-    do { _ = try ConfigFile(text: text, path: "/fuzz/x.toml") } catch { check(error.file, error.line, "ConfigFile") }
-    do { _ = try GatewayConfiguration(text: text, path: "/fuzz/gatewayd.toml") } catch { check(error.file, error.line, "gatewayd") }
-    do { _ = try ClientConfiguration(toml: text, path: "/fuzz/tunnel-client.toml") } catch { check(error.file, error.line, "tunnel-client") }
-    do { _ = try NDPProxyTOML.parse(text, path: "/fuzz/ndp-proxy.toml") } catch { check(error.file, error.line, "ndp-proxy") }
+    do { _ = try ConfigFile(text: text, path: "/fuzz/x.toml") } catch { requireInsideFile(text, path: "/fuzz/x.toml", file: error.file, line: error.line, "ConfigFile") }
+    do { _ = try GatewayConfiguration(text: text, path: "/fuzz/gatewayd.toml") } catch { requireInsideFile(text, path: "/fuzz/gatewayd.toml", file: error.file, line: error.line, "gatewayd") }
+    do { _ = try ClientConfiguration(toml: text, path: "/fuzz/tunnel-client.toml") } catch { requireInsideFile(text, path: "/fuzz/tunnel-client.toml", file: error.file, line: error.line, "tunnel-client") }
+    do { _ = try NDPProxyTOML.parse(text, path: "/fuzz/ndp-proxy.toml") } catch { requireInsideFile(text, path: "/fuzz/ndp-proxy.toml", file: error.file, line: error.line, "ndp-proxy") }
     return 0
 }

@@ -12,7 +12,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     let text = "[Interface]\n" + input.text
     let lines = text.utf8.reduce(1) { $1 == 10 ? $0 + 1 : $0 }
     do { _ = try ClientConfiguration.parse(text, path: "/fuzz/wg0.conf") } catch {
-        require(error.file == "/fuzz/wg0.conf" && error.line >= 0 && error.line <= lines + 1, "error outside the file: \(error)")
+        requireInsideFile(text, path: "/fuzz/wg0.conf", file: error.file, line: error.line)
     }
     return 0
 }
