@@ -77,7 +77,7 @@ let package = Package(
             "TunnelGateway", "SixgateConfig", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log"),
         ], path: "Sources/CLI/gatewayd"),
         .executableTarget(name: "gatewayctl", dependencies: [
-            "TunnelGateway", "TunnelCore", "Diagnostics", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "TunnelGateway", "TunnelCore", "RouteKit", "Diagnostics", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "Sources/CLI/gatewayctl"),
         .executableTarget(name: "tunnel-client", dependencies: [
             "TunnelClient", "SixgateConfig", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log"),

@@ -5,7 +5,7 @@ set -euo pipefail
 SIXGATE_APT_PACKAGES=(
     pkg-config libnl-3-dev libnl-route-3-dev libpcap-dev libssl-dev  # build: the CNetlink, CPcap and CTunnel shims
     libsqlite3-dev  # build: GRDB's SQLite (AddressPool's lease store)
-    iproute2 tcpdump iputils-ping ndisc6 procps nftables util-linux bc ethtool  # tests and tools: real peers, decoders, nft, offload switches
+    iproute2 tcpdump iputils-ping ndisc6 procps nftables util-linux bc ethtool traceroute  # tests and tools: real peers, decoders, nft, offload switches, hops through the firewall
     wireguard-go wireguard-tools iperf3  # TunnelCore interop peers (wireguard-go, wg) and throughput
     npd6 ndppd radvdump radvd  # NDP peers: npd6/ndppd (NDPProxy), radvdump decodes tunnel-client's RAs, radvd for the doctor's ra-daemon check
     tayga  # Translator peer: the NAT64 side-by-side and the interop test

@@ -3,17 +3,41 @@
 import AddressPool
 import Foundation
 import PacketKit
+import RouteKit
 import TunnelCore
 
 public enum GatewayAdmin {
     /// Enrols `name` with `publicKey`. Returns the client and whether a running gatewayd did it.
-    public static func addClient(_ config: GatewayConfiguration, name: String, publicKey: String) throws(GatewayError) -> (ClientStatus, live: Bool) {
-        if let reply = try sendControlRequest(ControlRequest(command: .add, name: name, publicKey: publicKey), socketPath: config.controlSocketPath) {
+    /// `open` and `isolated`: its firewall settings (see `ClientRecord`).
+    public static func addClient(_ config: GatewayConfiguration, name: String, publicKey: String, open: [PortOpening] = [], isolated: Bool = true) throws(GatewayError) -> (ClientStatus, live: Bool) {
+        let request = ControlRequest(command: .add, name: name, publicKey: publicKey, open: open, isolated: isolated)
+        if let reply = try sendControlRequest(request, socketPath: config.controlSocketPath) {
             guard reply.ok, let client = reply.client else { throw .control(reply.error ?? "gatewayd refused") }
             return (client, true)
         }
         let gateway = try Gateway(config: config)
-        return (try gateway.addClient(name: name, publicKey: publicKey), false)
+        return (try gateway.addClient(name: name, publicKey: publicKey, open: open, isolated: isolated), false)
+    }
+
+    /// Parses `--open` values ("tcp/22", "udp/51413-51420", "all"): all of them or none, the
+    /// error naming the value.
+    public static func parseOpenings(_ specs: [String]) throws(GatewayError) -> [PortOpening] {
+        var out: [PortOpening] = []
+        for s in specs {
+            do { out.append(try PortOpening(parsing: s)) } catch { throw .firewall(error) }
+        }
+        return out
+    }
+
+    /// Opens or closes ports of a client, or changes its isolation; live through gatewayd (the
+    /// firewall changes at once, sessions stay), or in its record when gatewayd does not run.
+    public static func setFirewall(_ config: GatewayConfiguration, name: String, open: [PortOpening] = [], close: [PortOpening] = [], isolated: Bool? = nil) throws(GatewayError) -> (ClientStatus, live: Bool) {
+        let request = ControlRequest(command: .firewall, name: name, open: open, close: close, isolated: isolated)
+        if let reply = try sendControlRequest(request, socketPath: config.controlSocketPath) {
+            guard reply.ok, let client = reply.client else { throw .control(reply.error ?? "gatewayd refused") }
+            return (client, true)
+        }
+        return (try Gateway(config: config).setFirewall(client: name, open: open, close: close, isolated: isolated), false)
     }
 
     /// Removes `name`; returns whether a running gatewayd did it.
@@ -74,7 +98,16 @@ public enum GatewayAdmin {
         if let e = config.endpoint { lines.append("Endpoint = \(e)") } else { lines.append("# Endpoint = <set endpoint in the gateway's config>") }
         lines.append("AllowedIPs = \(allowed.joined(separator: ", "))")
         if config.clientKeepalive > 0 { lines.append("PersistentKeepalive = \(config.clientKeepalive)") }
+        lines.append(contentsOf: firewallComment(config, client))
         return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// What the gateway's firewall lets in, as comment lines for a printed config.
+    static func firewallComment(_ config: GatewayConfiguration, _ client: ClientStatus) -> [String] {
+        guard config.firewall else { return ["", "# The gateway's firewall is off: every inbound connection reaches this client."] }
+        let open = client.open ?? []
+        return ["", "# The gateway's firewall lets in replies, ICMP errors\(config.inboundEcho ? ", echo requests" : "") and new connections to: \(open.isEmpty ? "nothing" : open.joined(separator: ", "))",
+                "# (gatewayctl clients open \(client.name) tcp/22 opens a port)."]
     }
 
     /// A tunnel-client configuration (TOML): the client learns its addresses, routes, MTU and DNS
@@ -106,6 +139,7 @@ public enum GatewayAdmin {
                 "enabled = true",
             ]
         }
+        lines.append(contentsOf: firewallComment(config, client))
         return lines.joined(separator: "\n") + "\n"
     }
 
@@ -128,6 +162,10 @@ extension Gateway {
         for c in s.clients {
             out += "sixgate_client_bytes_total{client=\"\(c.name)\",direction=\"rx\"} \(c.receivedBytes)\n"
             out += "sixgate_client_bytes_total{client=\"\(c.name)\",direction=\"tx\"} \(c.sentBytes)\n"
+        }
+        if s.clients.contains(where: { $0.inboundDropped != nil }) {
+            out += "# HELP sixgate_client_inbound_dropped_total New inbound connections' packets the firewall dropped toward each client.\n# TYPE sixgate_client_inbound_dropped_total counter\n"
+            for c in s.clients { if let d = c.inboundDropped { out += "sixgate_client_inbound_dropped_total{client=\"\(c.name)\"} \(d)\n" } }
         }
         out += "# HELP sixgate_client_last_handshake_seconds Time of each client's last handshake (0: never).\n# TYPE sixgate_client_last_handshake_seconds gauge\n"
         for c in s.clients { out += "sixgate_client_last_handshake_seconds{client=\"\(c.name)\"} \(c.lastHandshake)\n" }

@@ -1,6 +1,7 @@
 // Enrolled clients: one small file per client in the state directory's clients/ folder, as tinc
 // keeps hosts/NAME, so an operator can read, back up or remove them with ordinary tools.
 import Foundation
+import RouteKit
 import SixgateConfig
 import TunnelCore
 
@@ -8,7 +9,14 @@ import TunnelCore
 public struct ClientRecord: Sendable, Equatable, Codable {
     public var name: String
     public var publicKey: String
-    public init(name: String, publicKey: String) { self.name = name; self.publicKey = publicKey }
+    /// Inbound connections the gateway's firewall lets through to the client's addresses
+    /// (`open = ["tcp/22", "udp/51413-51420"]`); everything else unsolicited is dropped.
+    public var open: [PortOpening]
+    /// false: exempt from `isolate_clients` (new connections to and from the other exempt clients pass).
+    public var isolated: Bool
+    public init(name: String, publicKey: String, open: [PortOpening] = [], isolated: Bool = true) {
+        self.name = name; self.publicKey = publicKey; self.open = PortOpening.normalized(open); self.isolated = isolated
+    }
 }
 
 public enum GatewayError: Error, Sendable, CustomStringConvertible, Equatable {
@@ -21,6 +29,8 @@ public enum GatewayError: Error, Sendable, CustomStringConvertible, Equatable {
     case io(path: String, detail: String)
     case setup(String)
     case control(String)
+    /// A firewall setting that cannot be used (a bad `--open` value): nothing was changed.
+    case firewall(FilterSpecError)
 
     public var description: String {
         switch self {
@@ -33,6 +43,7 @@ public enum GatewayError: Error, Sendable, CustomStringConvertible, Equatable {
         case .io(let path, let detail): return "\(path): \(detail)"
         case .setup(let s): return s
         case .control(let s): return s
+        case .firewall(let e): return "firewall: \(e)"
         }
     }
 }
@@ -72,10 +83,14 @@ public struct ClientRegistry: Sendable {
         }
         do throws(ConfigError) {
             let f = try ConfigFile(text: text, path: path)
-            try f.rejectUnknownKeys(["public_key"])
+            try f.rejectUnknownKeys(["public_key", "open", "isolate"])
             guard let key = try f.string("public_key") else { throw ConfigError(file: path, line: 1, key: "public_key", message: "missing") }
             guard Bytes32(base64: key) != nil else { throw f.error("public_key", "\(key.debugDescription) is not a WireGuard public key") }
-            return ClientRecord(name: name, publicKey: key)
+            var open: [PortOpening] = []
+            for s in try f.strings("open") ?? [] {
+                do { open.append(try PortOpening(parsing: s)) } catch { throw f.error("open", error.description) }
+            }
+            return ClientRecord(name: name, publicKey: key, open: open, isolated: try f.boolean("isolate") ?? true)
         } catch {
             throw .config(error)
         }
@@ -91,7 +106,12 @@ public struct ClientRegistry: Sendable {
             throw .io(path: directory, detail: "cannot create: \(error.localizedDescription)")
         }
         let path = directory + "/" + c.name
-        let text = "# Sixgate client \(c.name), written by gatewayctl\npublic_key = \"\(c.publicKey)\"\n"
+        var text = "# Sixgate client \(c.name), written by gatewayctl\npublic_key = \"\(c.publicKey)\"\n"
+        if !c.open.isEmpty {
+            text += "# Inbound connections gatewayd's firewall lets through to this client (everything else unsolicited is dropped)\n"
+            text += "open = [\(c.open.map { "\"\($0)\"" }.joined(separator: ", "))]\n"
+        }
+        if !c.isolated { text += "# Exempt from isolate_clients: new connections with the other exempt clients pass\nisolate = false\n" }
         let tmp = path + ".tmp"
         guard FileManager.default.createFile(atPath: tmp, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600]),
               rename(tmp, path) == 0 else {

@@ -2,16 +2,23 @@
 // report status. One JSON request line, one JSON reply line, per connection; a unix socket in the
 // state directory with mode 0600, so only root (the owner) can use it.
 import Foundation
+import RouteKit
 import TunnelCore
 
 /// What gatewayctl asks.
 public struct ControlRequest: Codable, Sendable, Equatable {
-    public enum Command: String, Codable, Sendable { case add, remove, status, reload }
+    public enum Command: String, Codable, Sendable { case add, remove, status, reload, firewall }
     public var command: Command
     public var name: String?
     public var publicKey: String?
-    public init(command: Command, name: String? = nil, publicKey: String? = nil) {
+    /// add, firewall: openings to add ("tcp/22"); firewall: `close`, openings to remove.
+    public var open: [PortOpening]?
+    public var close: [PortOpening]?
+    /// add, firewall: the client's exception to isolate_clients (false: not isolated).
+    public var isolated: Bool?
+    public init(command: Command, name: String? = nil, publicKey: String? = nil, open: [PortOpening]? = nil, close: [PortOpening]? = nil, isolated: Bool? = nil) {
         self.command = command; self.name = name; self.publicKey = publicKey
+        self.open = open; self.close = close; self.isolated = isolated
     }
 }
 
@@ -98,7 +105,10 @@ final class ControlServer: @unchecked Sendable {
         do {
             switch r.command {
             case .add:
-                let client = try gateway.addClient(name: r.name ?? "", publicKey: r.publicKey ?? "")
+                let client = try gateway.addClient(name: r.name ?? "", publicKey: r.publicKey ?? "", open: r.open ?? [], isolated: r.isolated ?? true)
+                return ControlReply(ok: true, client: client)
+            case .firewall:
+                let client = try gateway.setFirewall(client: r.name ?? "", open: r.open ?? [], close: r.close ?? [], isolated: r.isolated)
                 return ControlReply(ok: true, client: client)
             case .remove:
                 try gateway.removeClient(name: r.name ?? "")

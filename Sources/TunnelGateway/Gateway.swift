@@ -26,6 +26,12 @@ public struct ClientStatus: Sendable, Equatable, Codable {
     public var lastHandshake: Int64
     public var receivedBytes: UInt64
     public var sentBytes: UInt64
+    /// What the gateway's firewall lets in to this client ("tcp/22", "all"); nil when the firewall is off.
+    public var open: [String]? = nil
+    /// false: exempt from `isolate_clients`.
+    public var isolated: Bool? = nil
+    /// New inbound connections (packets) the firewall dropped toward this client since gatewayd started.
+    public var inboundDropped: UInt64? = nil
 }
 
 /// The gateway's state for `gatewayctl status`.
@@ -60,6 +66,9 @@ public final class Gateway: @unchecked Sendable {
     var routes: Set<Route> = []
     var proxies: Set<IPv6Address> = []
     var natApplied = false
+    /// The firewall table is in place (`firewall = "on"`), and the clients it holds counters for.
+    var filterApplied = false
+    var filterHosts: Set<String> = []
     /// Every client host address (/128): kernel proxy entries or the responder's list are made from it.
     var hostAddresses: Set<IPv6Address> = []
     var responder: Responder?
@@ -224,6 +233,7 @@ public final class Gateway: @unchecked Sendable {
         routes = Set(desiredRoutes)
         if !result.removed.isEmpty { log("reconcile: removed \(result.removed.count) stale route(s)") }
         try reconcileProxies(hostAddresses)
+        try startFirewall()
         if let n = config.nat64 { try startTranslator(n) }
         if config.ndpProxy == .responder {
             var rule = ProxyRule(interface: config.uplink, prefixes: [config.ipv6Prefix])
@@ -271,6 +281,7 @@ public final class Gateway: @unchecked Sendable {
     /// One check (lock held). Failures are logged and tried again at the next check.
     func restoreKernelState() {
         guard watching, device != nil else { return }
+        restoreFirewall()
         guard let index = try? rk.interfaceIndex(config.uplink) else {
             if !uplinkGone { log("uplink \(config.uplink) is gone; clients keep their tunnel, the internet is back when it is") }
             uplinkGone = true
@@ -353,6 +364,7 @@ public final class Gateway: @unchecked Sendable {
         routes = []
         ispRoute = nil
         if natApplied { try? NATTable(name: natTableName).remove(); natApplied = false }
+        stopFirewall()
         device?.stop()
         device = nil   // closing the TUN removes the interface and its addresses
         log("down: \(config.interface) removed")
@@ -391,17 +403,18 @@ public final class Gateway: @unchecked Sendable {
     }
 
     /// Enrols a client: its file, its leases, and (when running) its peer, route and proxy entry.
-    public func addClient(name: String, publicKey: String) throws(GatewayError) -> ClientStatus {
+    /// `open` and `isolated` are its firewall settings (see `ClientRecord`).
+    public func addClient(name: String, publicKey: String, open: [PortOpening] = [], isolated: Bool = true) throws(GatewayError) -> ClientStatus {
         lock.lock(); defer { lock.unlock() }
         try ClientRegistry.validate(name: name)
         guard Bytes32(base64: publicKey) != nil else { throw .invalidKey(publicKey) }
         let existing = try registry.all()
         if existing.contains(where: { $0.name == name }) { throw .clientExists(name) }
         if let other = existing.first(where: { $0.publicKey == publicKey }) { throw .keyInUse(key: publicKey, client: other.name) }
-        let record = ClientRecord(name: name, publicKey: publicKey)
+        let record = ClientRecord(name: name, publicKey: publicKey, open: open, isolated: isolated)
         let leases = try lease(record)
         try registry.write(record)
-        if device != nil { try install(record, leases) }
+        if device != nil { try install(record, leases); updateFirewall() }
         log("client added: \(name) \(leases.map(\.prefix.description).joined(separator: " "))")
         return status(record, leases, peers: peerTable())
     }
@@ -454,6 +467,7 @@ public final class Gateway: @unchecked Sendable {
         try registry.remove(name)
         peersByName[name] = nil
         updateTranslator()
+        updateFirewall()
         log("client removed: \(name)")
     }
 
@@ -464,7 +478,13 @@ public final class Gateway: @unchecked Sendable {
         let clients = try registry.all()
         let names = Set(clients.map(\.name))
         var added = 0, removed = 0
+        var firewallChanged = 0
         for c in clients where peersByName[c.name] != c {
+            if let old = peersByName[c.name], old.publicKey == c.publicKey {
+                // Only its firewall settings changed: the peer and its session stay as they are.
+                peersByName[c.name] = c; firewallChanged += 1
+                continue
+            }
             if let old = peersByName[c.name], old.publicKey != c.publicKey, let k = Bytes32(base64: old.publicKey) { device?.removePeer(k) }
             try install(c, try lease(c)); added += 1
         }
@@ -475,7 +495,14 @@ public final class Gateway: @unchecked Sendable {
             peersByName[name] = nil; removed += 1
         }
         updateTranslator()
-        log("reload: \(added) client(s) added or changed, \(removed) removed")
+        if filterApplied, (try? filterTable.exists()) == false {
+            log("firewall: table inet \(filterTable.name) is gone; putting it back")
+            filterApplied = false
+            do { try applyFirewall() } catch { log("firewall: \(error)") }
+        } else {
+            updateFirewall()
+        }
+        log("reload: \(added) client(s) added or changed, \(removed) removed\(firewallChanged > 0 ? ", \(firewallChanged) firewall setting(s) changed" : "")")
         return (added, removed)
     }
 
@@ -497,14 +524,22 @@ public final class Gateway: @unchecked Sendable {
                             clatAddress: clat.first { $0.pool == v6Pool }?.prefix.description,
                             clatNAT64Address: clat.first { $0.pool == nat64Pool }?.prefix.description,
                             endpoint: peer?.configuration.endpoint?.description, lastHandshake: peer?.lastHandshake.seconds ?? 0,
-                            receivedBytes: peer?.receivedBytes ?? 0, sentBytes: peer?.sentBytes ?? 0)
+                            receivedBytes: peer?.receivedBytes ?? 0, sentBytes: peer?.sentBytes ?? 0,
+                            open: c.open.map(\.description), isolated: c.isolated)
     }
 
     public func status() throws(GatewayError) -> GatewayStatus {
         lock.lock(); defer { lock.unlock() }
         let peers = peerTable()
-        let clients = try registry.all().map { status($0, leases(of: $0.name), peers: peers) }
+        let drops = firewallCounters()
+        let clients = try registry.all().map { c in
+            var s = status(c, leases(of: c.name), peers: peers)
+            s.inboundDropped = drops[ProtectedHost(name: c.name, prefixes: []).counterName]?.packets
+            return s
+        }
         var counters: [String: UInt64] = [:]
+        if let other = drops[FilterTable.otherCounter] { counters["firewallDroppedOther"] = other.packets }
+        if filterApplied { counters["firewallDroppedClients"] = drops.filter { $0.key != FilterTable.otherCounter }.values.reduce(0) { $0 + $1.packets } }
         if let s = device?.statistics {
             for child in Mirror(reflecting: s).children { if let l = child.label, let v = child.value as? UInt64 { counters[l] = v } }
         }

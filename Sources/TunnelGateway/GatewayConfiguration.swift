@@ -68,6 +68,16 @@ public struct GatewayConfiguration: Sendable, Equatable {
     /// Seconds a lease answer is good for; clients ask again after half of it.
     public var leaseLifetime: UInt32 = 3600
 
+    /// The firewall toward clients (`firewall = "on"`, the default): replies, ICMP errors (RFC 4890)
+    /// and echo requests pass, new inbound connections only to what a client opened (`open` in its
+    /// record); "off" for operators who filter elsewhere.
+    public var firewall = true
+    /// New connections between clients are dropped, except between clients whose record says
+    /// `isolate = false`.
+    public var isolateClients = true
+    /// Echo requests from outside reach clients (RFC 4890 §4.3.1 suggests letting them through).
+    public var inboundEcho = true
+
     /// Hook scripts (absolute paths), run with the facts in environment variables.
     public var hooks: [String: String] = [:]
     public static let hookNames: Set<String> = ["up", "down", "client-connect", "client-disconnect"]
@@ -80,7 +90,8 @@ public struct GatewayConfiguration: Sendable, Equatable {
     public var clientsDirectory: String { stateDirectory + "/clients" }
     public var controlSocketPath: String { stateDirectory + "/control.sock" }
     public var metricsPath: String { stateDirectory + "/metrics.prom" }
-    /// gatewayd's nftables table (`table ip NAME`), one per tunnel interface.
+    /// gatewayd's nftables tables (`table ip NAME` for NAT44, `table inet NAME` for the firewall), one
+    /// per tunnel interface.
     public var natTableName: String { "sixgate_" + interface.map { $0.isLetter || $0.isNumber ? String($0) : "_" }.joined() }
 
     /// The howto layout inside `ipv6Prefix`: ::1 the ISP router, ::2 the uplink, ::3 the gateway,
@@ -95,6 +106,7 @@ public struct GatewayConfiguration: Sendable, Equatable {
 
     static let knownKeys: Set<String> = [
         "state_directory", "interface", "listen_port", "mtu", "endpoint", "client_keepalive", "watch_interval", "dns", "lease_lifetime",
+        "firewall", "isolate_clients", "inbound_echo",
         "uplink.interface",
         "ipv6.prefix", "ipv6.isp_router", "ipv6.uplink_address", "ipv6.gateway_address", "ipv6.allocation",
         "ipv6.delegated_length", "ipv6.client_prefix_length", "ipv6.ndp_proxy", "ipv6.reserved",
@@ -131,6 +143,15 @@ public struct GatewayConfiguration: Sendable, Equatable {
             }
         }
         if let v = try f.integer("lease_lifetime", in: 60...604800) { leaseLifetime = UInt32(v) }
+        if let v = try f.string("firewall") {
+            guard v == "on" || v == "off" else { throw f.error("firewall", "\(v.debugDescription) is not \"on\" or \"off\"") }
+            firewall = v == "on"
+        }
+        if let v = try f.boolean("isolate_clients") { isolateClients = v }
+        if let v = try f.boolean("inbound_echo") { inboundEcho = v }
+        if !firewall {
+            for key in ["isolate_clients", "inbound_echo"] where f.has(key) { throw f.error(key, "set, but firewall is \"off\"") }
+        }
 
         if let v = try f.parsed("ipv6.prefix", "an IPv6 prefix such as 2001:db8:1::/64", { IPv6Prefix($0) }) { ipv6Prefix = v }
         ispRouter = try f.parsed("ipv6.isp_router", "an IPv6 address", { IPv6Address($0) })

@@ -5,6 +5,7 @@ import ArgumentParser
 import Diagnostics
 import Foundation
 import PacketKit
+import RouteKit
 import TunnelCore
 import TunnelGateway
 
@@ -41,7 +42,7 @@ struct GatewayCtl: ParsableCommand {
 
 struct Clients: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Add, remove, list and show clients.",
-                                                    subcommands: [Add.self, Remove.self, List.self, Show.self])
+                                                    subcommands: [Add.self, Remove.self, List.self, Show.self, Open.self, Close.self, Isolate.self])
 
     struct Add: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Enrol a client and print its wg-quick config.")
@@ -52,9 +53,15 @@ struct Clients: ParsableCommand {
         @Flag(help: "Print the config as a QR code (needs qrencode).") var qr = false
         @Option(help: "wg-quick (any WireGuard client) or tunnel-client (Sixgate's client: addresses from the lease).")
         var format = ConfigFormat.wgQuick
+        @Option(help: ArgumentHelp("Let new inbound connections through the gateway's firewall to this client: tcp/22, udp/51413-51420, sctp/PORT, dccp/PORT or all (repeat for more).", valueName: "proto/port"))
+        var open: [String] = []
+        @Flag(help: "Exempt the client from isolate_clients: new connections with the other exempt clients pass.")
+        var noIsolate = false
 
         func run() throws {
             let config = try common.load()
+            let openings: [PortOpening]
+            do { openings = try GatewayAdmin.parseOpenings(open) } catch { throw fail(error) }
             var privateKey: String?
             var publicKey = key ?? ""
             if key == nil {
@@ -63,7 +70,7 @@ struct Clients: ParsableCommand {
                 publicKey = X25519.publicKey(k).base64
             }
             do {
-                let (client, live) = try GatewayAdmin.addClient(config, name: name, publicKey: publicKey)
+                let (client, live) = try GatewayAdmin.addClient(config, name: name, publicKey: publicKey, open: openings, isolated: !noIsolate)
                 let gatewayKey = try GatewayAdmin.status(config).0.publicKey
                 let text = format.render(config, client, gatewayKey, privateKey)
                 if common.json {
@@ -117,6 +124,51 @@ struct Clients: ParsableCommand {
     }
 }
 
+extension Clients {
+    struct Open: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Let new inbound connections through the gateway's firewall to a client.",
+            discussion: "Live when gatewayd runs (tracked connections stay); otherwise written to the client's record. Values: tcp/22, udp/51413-51420, sctp/PORT, dccp/PORT, all.")
+        @OptionGroup var common: Common
+        @Argument var name: String
+        @Argument(help: ArgumentHelp("What to open.", valueName: "proto/port")) var specs: [String]
+        func run() throws { try change(common, name, open: specs, close: []) }
+    }
+
+    struct Close: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Take openings away again (\"all\" closes every one); connections already open stay until they end.")
+        @OptionGroup var common: Common
+        @Argument var name: String
+        @Argument(help: ArgumentHelp("What to close.", valueName: "proto/port")) var specs: [String]
+        func run() throws { try change(common, name, open: [], close: specs) }
+    }
+
+    struct Isolate: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Whether isolate_clients applies to a client (off: new connections with the other non-isolated clients pass).")
+        @OptionGroup var common: Common
+        @Argument var name: String
+        @Argument(help: "on or off.") var setting: String
+        func run() throws {
+            guard setting == "on" || setting == "off" else { throw fail("isolate: \(setting.debugDescription) is not on or off") }
+            try change(common, name, open: [], close: [], isolated: setting == "on")
+        }
+    }
+
+    static func change(_ common: Common, _ name: String, open: [String], close: [String], isolated: Bool? = nil) throws {
+        let config = try common.load()
+        do {
+            let (c, live) = try GatewayAdmin.setFirewall(config, name: name, open: try GatewayAdmin.parseOpenings(open),
+                                                         close: try GatewayAdmin.parseOpenings(close), isolated: isolated)
+            if common.json { try printJSON(c); return }
+            print("\(c.name): open \((c.open ?? []).isEmpty ? "nothing" : (c.open ?? []).joined(separator: " ")), \(c.isolated == false ? "not isolated" : "isolated")")
+            if !config.firewall { FileHandle.standardError.write(Data("gatewayctl: note: firewall = \"off\" in \(common.config): nothing is filtered\n".utf8)) }
+            if !live { FileHandle.standardError.write(Data("gatewayctl: gatewayd is not running; the record is changed and takes effect when it starts\n".utf8)) }
+        } catch { throw fail(error) }
+    }
+}
+
 /// The client config formats gatewayctl prints.
 enum ConfigFormat: String, ExpressibleByArgument {
     case wgQuick = "wg-quick", tunnelClient = "tunnel-client"
@@ -159,9 +211,11 @@ struct Status: ParsableCommand {
         let now = Int64(Date().timeIntervalSince1970)
         for c in status.clients {
             let hs = c.lastHandshake == 0 ? "never" : "\(now - c.lastHandshake) s ago"
-            print("  \(c.name)  \(c.addresses.joined(separator: " "))\(c.nat64Address.map { "  nat64 " + $0 } ?? "")\(c.clatAddress.map { "  clat \($0) -> \(c.clatNAT64Address ?? "?")" } ?? "")  endpoint \(c.endpoint ?? "-")  handshake \(hs)  rx \(c.receivedBytes) B  tx \(c.sentBytes) B")
+            let fw = config.firewall ? "  open \((c.open ?? []).isEmpty ? "-" : (c.open ?? []).joined(separator: ","))\(c.inboundDropped.map { "  inbound dropped \($0)" } ?? "")" : ""
+            print("  \(c.name)  \(c.addresses.joined(separator: " "))\(c.nat64Address.map { "  nat64 " + $0 } ?? "")\(c.clatAddress.map { "  clat \($0) -> \(c.clatNAT64Address ?? "?")" } ?? "")  endpoint \(c.endpoint ?? "-")  handshake \(hs)  rx \(c.receivedBytes) B  tx \(c.sentBytes) B\(fw)")
         }
-        let drops = status.counters.filter { $0.key.hasPrefix("dropped") && $0.value > 0 }.sorted { $0.key < $1.key }
+        if !config.firewall { print("  firewall OFF (firewall = \"off\"): nothing of Sixgate's filters inbound traffic to clients") }
+        let drops = status.counters.filter { ($0.key.hasPrefix("dropped") || $0.key.hasPrefix("firewallDropped")) && $0.value > 0 }.sorted { $0.key < $1.key }
         if !drops.isEmpty { print("  drops: " + drops.map { "\($0.key)=\($0.value)" }.joined(separator: " ")) }
     }
 }
