@@ -5,10 +5,7 @@ import Testing
 /// The executables' argument and config handling, and the examples.
 @Suite("Executables")
 struct ExecutableTests {
-    static var binDir: String {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent(".build/debug").path
-    }
+    static var binDir: String { builtProductsDirectory }
 
     @Test func tunnelClientNamesTheFileLineAndKeyOfABadConfig() throws {
         let missing = try run(["\(Self.binDir)/tunnel-client", "--config", "/nonexistent.toml", "--check-config"])

@@ -6,7 +6,9 @@
 // (`@testable import`) exactly as the sockets would.
 import PackageDescription
 
-let main = "main"
+// SwiftPM names a path dependency after its folder: the root package is whatever the clone's folder
+// is called, so the name is read from where this manifest sits (never a fixed "main").
+let main = String(Context.packageDirectory.split(separator: "/").dropLast(2).last ?? "main")
 func target(_ name: String, _ products: [String]) -> Target {
     .executableTarget(name: name, dependencies: ["FuzzSupport"] + products.map { .product(name: $0, package: main) }, path: "Sources/\(name)",
                       swiftSettings: [.unsafeFlags(["-parse-as-library"])])

@@ -192,9 +192,19 @@ public func withoutCapability<T: Sendable>(_ capability: Int32, _ body: @escapin
     return value
 }
 
-/// The directory of the products `swift build` made (.build/debug beside Package.swift).
+/// The directory of the products `swift build` made: the test runner's own (so `swift test
+/// --scratch-path OTHER` finds the executables it built), else .build/debug beside Package.swift.
 public var builtProductsDirectory: String {
-    URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    if let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
+        var dir = URL(fileURLWithPath: exe).deletingLastPathComponent()
+        // The runner is PACKAGE.xctest (a file, or on some platforms a bundle's Contents/MacOS).
+        while dir.path != "/", !FileManager.default.isExecutableFile(atPath: dir.appendingPathComponent("gatewayd").path) {
+            guard dir.lastPathComponent.hasSuffix(".xctest") || dir.lastPathComponent == "MacOS" || dir.lastPathComponent == "Contents" else { break }
+            dir = dir.deletingLastPathComponent()
+        }
+        if FileManager.default.isExecutableFile(atPath: dir.appendingPathComponent("gatewayd").path) { return dir.path }
+    }
+    return URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent(".build/debug").path
 }
 
