@@ -284,20 +284,43 @@ struct KernelView {
         }
     }
 
+    /// A packet the doctor follows through a chain: where it comes from and goes, its conntrack
+    /// state, and for ICMP its type as nft names it.
+    struct Probe {
+        var iif: String, oif: String
+        /// "new", "established" or "related".
+        var state: String
+        var ipv6 = true
+        /// "tcp", "udp", "ipv6-icmp", "icmp" (nil: whatever; a rule on it cannot be judged).
+        var l4proto: String? = nil
+        var icmpType: String? = nil
+    }
+
     /// Whether a rule's matches hold for a packet from `iif` to `oif`; nil when it depends on more
     /// than interfaces (addresses, ports, marks): the doctor cannot judge those.
     static func ruleMatches(_ r: FilterRule, iif: String, oif: String, reply: Bool) -> Bool? {
+        ruleMatches(r, Probe(iif: iif, oif: oif, state: reply ? "established" : "new"))
+    }
+
+    static func ruleMatches(_ r: FilterRule, _ probe: Probe) -> Bool? {
         for m in r.matches {
             let value: String
             switch m.key {
-            case "iifname", "iif": value = iif
-            case "oifname", "oif": value = oif
+            case "iifname", "iif": value = probe.iif
+            case "oifname", "oif": value = probe.oif
             case "ct state":
                 // New outbound connections are "new"; their replies "established".
-                let state = reply ? "established" : "new"
-                let hit = m.values.contains(state)
+                let hit = m.values.contains(probe.state)
                 if (m.op == "!=") == hit { return false }
                 continue
+            case "l4proto", "ip6 nexthdr", "ip protocol":
+                guard let p = probe.l4proto else { return nil }
+                value = p
+            case "icmpv6 type", "icmp type":
+                guard let t = probe.icmpType else { return nil }
+                // An ICMPv6 match never holds for an IPv4 packet, nor an ICMP one for IPv6.
+                if (m.key == "icmpv6 type") != probe.ipv6 { if m.op == "!=" { continue } else { return false } }
+                value = t
             default: return nil
             }
             let hit = m.values.contains { $0 == value || ($0.hasSuffix("*") && value.hasPrefix($0.dropLast())) }
@@ -308,9 +331,13 @@ struct KernelView {
 
     /// What a base chain does to a packet from `iif` to `oif`: "accept", "drop", or "unknown".
     static func verdict(_ chain: FilterChain, iif: String, oif: String, reply: Bool) -> (String, FilterRule?) {
+        verdict(chain, Probe(iif: iif, oif: oif, state: reply ? "established" : "new"))
+    }
+
+    static func verdict(_ chain: FilterChain, _ probe: Probe) -> (String, FilterRule?) {
         for r in chain.rules {
             guard let v = r.verdict else { continue }
-            switch ruleMatches(r, iif: iif, oif: oif, reply: reply) {
+            switch ruleMatches(r, probe) {
             case .some(false): continue
             case .none: if v == .accept { return ("unknown", r) } else { continue }
             case .some(true):
@@ -324,6 +351,60 @@ struct KernelView {
             }
         }
         return (chain.policy, nil)
+    }
+
+    /// gatewayd's firewall: its table is there (or, with `firewall = "off"`, something else drops
+    /// unsolicited inbound connections), and no forward chain that lets replies through drops
+    /// Packet Too Big toward clients (PMTUD; chains that drop the replies too are the
+    /// firewall.forward check's).
+    func firewallClients() -> CheckResult {
+        let id = "firewall.clients", title = "firewall protects clients and lets PMTUD work"
+        guard let on = setup.firewall else { return CheckResult(id: id, title: title, status: .skipped, summary: "no firewall in this setup") }
+        // Stopped, gatewayd has removed its table and its tunnel: nothing reaches the clients.
+        if on && !setup.daemonRunning { return CheckResult(id: id, title: title, status: .skipped, summary: "gatewayd is not running (its firewall comes up with it)") }
+        let chains: [FilterChain]
+        do { chains = try Firewall.baseChains(hook: "forward") } catch {
+            return CheckResult(id: id, title: title, status: .skipped, summary: "cannot read nftables: \(error)")
+        }
+        var evidence: [String] = [], fix: [String] = [], problems: [String] = []
+        let ours = chains.first { $0.family == "inet" && $0.table == setup.filterTable }
+        let syn = Probe(iif: setup.uplink, oif: setup.tunnel, state: "new", l4proto: "tcp")
+        if on {
+            if let ours {
+                evidence.append("\(ours): \(ours.rules.count) rules")
+            } else {
+                problems.append("gatewayd's firewall (table inet \(setup.filterTable)) is missing: every client is open to the internet")
+                fix.append(setup.daemonRunning ? setup.reloadCommand : setup.startCommand)
+            }
+        } else {
+            let dropping = chains.filter { $0.applies(ipv6: true) && Self.verdict($0, syn).0 == "drop" }
+            evidence.append("firewall = \"off\" in gatewayd's config")
+            if dropping.isEmpty {
+                problems.append("firewall is off and no forward chain drops new inbound connections to \(setup.tunnel): every service on the clients is open to the internet")
+                if let path = setup.configPath {
+                    fix += ["sed -i 's/^firewall *= *\"off\"/firewall = \"on\"/' \(path)", setup.restartCommand]
+                }
+            } else {
+                evidence += dropping.map { "\($0) drops new inbound connections to \(setup.tunnel)" }
+            }
+        }
+        for chain in chains where chain.applies(ipv6: true) && chain != ours {
+            let replies = Self.verdict(chain, iif: setup.uplink, oif: setup.tunnel, reply: true)
+            guard replies.0 != "drop" else { continue }   // firewall.forward names it
+            let ptb = Self.verdict(chain, Probe(iif: setup.uplink, oif: setup.tunnel, state: "related", l4proto: "ipv6-icmp", icmpType: "packet-too-big"))
+            evidence.append("\(chain): Packet Too Big toward \(setup.tunnel) \(ptb.0)\(ptb.1.map { " (\($0))" } ?? "")")
+            if ptb.0 == "drop" {
+                problems.append("\(chain.family) \(chain.table) \(chain.name) drops Packet Too Big toward clients: PMTUD breaks (RFC 4890 §4.3.1)")
+                fix.append("nft insert rule \(chain.family) \(chain.table) \(chain.name) oifname \"\(setup.tunnel)\" icmpv6 type packet-too-big accept")
+            }
+        }
+        if problems.isEmpty {
+            let summary = on ? "table inet \(setup.filterTable) drops unsolicited inbound to clients; Packet Too Big passes every forward chain"
+                             : "firewall is off, another forward chain drops new inbound connections; Packet Too Big passes"
+            return CheckResult(id: id, title: title, status: .ok, summary: summary, evidence: evidence)
+        }
+        return CheckResult(id: id, title: title, status: .problem, summary: problems.joined(separator: "; "), evidence: evidence, fix: fix,
+                           advice: on ? "gatewayd puts its table back by itself every watch_interval seconds unless watch_interval = 0" : "RFC 4890 §4.3.1: Packet Too Big must never be dropped in transit")
     }
 
     func firewallForward() -> CheckResult {

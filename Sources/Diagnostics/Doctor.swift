@@ -83,6 +83,8 @@ public struct DoctorSetup: Sendable {
     public var daemonRunning: Bool
     /// How to start it, printed as the fix when it does not run.
     public var startCommand: String = "systemctl start gatewayd"
+    /// How to restart it after a config change.
+    public var restartCommand: String = "systemctl restart gatewayd"
     public var gatewayAddress: IPv6Address
     public var ipv4Gateway: IPv4Address?
     public var ipv4Pool: IPv4Prefix?
@@ -93,6 +95,12 @@ public struct DoctorSetup: Sendable {
     public var ndpProxy: String
     public var nat44: Bool
     public var natTable: String = "sixgate"
+    /// gatewayd's firewall toward clients: true on (its table is `table inet <filterTable>`), false
+    /// off (`firewall = "off"`), nil when the setup has none (the check is skipped).
+    public var firewall: Bool?
+    public var filterTable: String = "sixgate"
+    /// How to make a running gatewayd put its firewall table back (printed as the fix).
+    public var reloadCommand: String = "gatewayctl reload"
     /// The route protocol the daemon marks its routes with.
     public var routeProtocol: UInt8 = RouteSocket.sixgateProtocol
     /// UDP port the tunnel listens on.
@@ -186,7 +194,7 @@ public enum Doctor {
     public static func run(_ setup: DoctorSetup, options: DoctorOptions = DoctorOptions()) -> DoctorReport {
         let k = KernelView(setup: setup, options: options)
         var checks = [k.daemon(), k.forwardingIPv6(), k.forwardingIPv4(), k.proxyNDP(), k.clientRoutes(), k.gatewayAddress(),
-                      k.ispRouterRoute(), k.defaultRoute(), k.nat44(), k.firewallForward(), k.raDaemon(), k.raDefaultRoute(), k.handshakes()]
+                      k.ispRouterRoute(), k.defaultRoute(), k.nat44(), k.firewallForward(), k.firewallClients(), k.raDaemon(), k.raDefaultRoute(), k.handshakes()]
         // The capture-based checks, then the MTU check (it uses the capture's PTBs too).
         let capture = k.capture()
         checks.append(k.traffic(capture))

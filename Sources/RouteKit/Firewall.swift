@@ -1,6 +1,6 @@
 // Reading the firewall: the nftables base chains on a hook (forward, input...) with their policy
 // and rules, parsed from `nft -j list ruleset`. iptables on Debian 12 is iptables-nft, so its rules
-// appear here too. Read only: Sixgate writes nothing but its own NAT table (NAT.swift).
+// appear here too. Read only: Sixgate writes only its own tables (NAT.swift, ForwardFilter.swift).
 import Foundation
 
 /// What a rule does when its matches hold.

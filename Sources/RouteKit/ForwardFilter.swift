@@ -136,19 +136,24 @@ public struct ProtectedHost: Hashable, Sendable {
 /// - new connections to a host's openings;
 /// - between hosts behind `interface` (in and out of it): everything unless `isolateHosts`, else
 ///   only between hosts that are both not isolated;
-/// - nothing else: dropped, and counted per host (`in_NAME`) or as `dropped_other`.
+/// - nothing else: dropped, and counted per host (`in_NAME`) or as `dropped_other` (IPv6 only,
+///   unless `filterIPv4`).
 /// Traffic toward other interfaces is not looked at.
 public struct ForwardPolicy: Hashable, Sendable {
     public var interface: String
     public var inboundEcho: Bool
     public var isolateHosts: Bool
     public var hosts: [ProtectedHost]
+    /// false: IPv4 toward `interface` is not filtered (a CPE whose LAN's IPv4 sits behind the
+    /// operator's own NAT44 and port forwards); only the hosts' IPv4 prefixes would be.
+    public var filterIPv4: Bool
 
-    public init(interface: String, inboundEcho: Bool = true, isolateHosts: Bool = true, hosts: [ProtectedHost] = []) {
+    public init(interface: String, inboundEcho: Bool = true, isolateHosts: Bool = true, hosts: [ProtectedHost] = [], filterIPv4: Bool = true) {
         self.interface = interface
         self.inboundEcho = inboundEcho
         self.isolateHosts = isolateHosts
         self.hosts = hosts
+        self.filterIPv4 = filterIPv4
     }
 }
 
@@ -247,7 +252,7 @@ public struct FilterTable: Sendable {
             "\(i) ip daddr . meta l4proto . th dport @open4 accept",
             "\(i) counter name ip6 daddr map @drops6 drop",
             "\(i) counter name ip daddr map @drops4 drop",
-            "\(i) counter name \"\(Self.otherCounter)\" drop",
+            "\(i)\(policy.filterIPv4 ? "" : " meta nfproto ipv6") counter name \"\(Self.otherCounter)\" drop",
         ]
         for r in rules { s += "    \(r)\n" }
         s += "  }\n}\n"

@@ -2,6 +2,7 @@
 // file for a static setup against any WireGuard server. Errors name file:line:key.
 import Foundation
 import PacketKit
+import RouteKit
 import SixgateConfig
 import TunnelCore
 
@@ -30,6 +31,13 @@ public struct RouterSettings: Sendable, Equatable {
     public var dnsServers: [IPv6Address] = []
     /// MaxRtrAdvInterval in seconds.
     public var interval: Double = 600
+    /// A simple CPE's default filter (RFC 6092) toward the LAN: replies, ICMPv6 errors (RFC 4890) and
+    /// echo requests pass, new inbound connections only to `open`; false: no filter of ours.
+    public var firewall = true
+    /// New inbound connections let through to every host of the LAN prefix ("tcp/22", "all").
+    public var open: [PortOpening] = []
+    /// Echo requests from outside reach the LAN.
+    public var inboundEcho = true
     public init(interface: String) { self.interface = interface }
 }
 
@@ -93,7 +101,7 @@ public struct ClientConfiguration: Sendable, Equatable {
         "gateway.public_key", "gateway.endpoint", "gateway.preshared_key", "gateway.keepalive", "gateway.allowed_ips",
         "routes.ipv6", "routes.ipv4", "routes.replace_default_route",
         "static.addresses", "static.dns",
-        "router.interface", "router.dns", "router.interval",
+        "router.interface", "router.dns", "router.interval", "router.firewall", "router.open", "router.inbound_echo",
         "clat.enabled", "clat.interface", "clat.ipv4", "clat.ipv6", "clat.prefix",
         "hooks.up", "hooks.down", "hooks.lease-changed",
     ]
@@ -190,9 +198,22 @@ public struct ClientConfiguration: Sendable, Equatable {
                 r.dnsServers.append(a)
             }
             if let v = try f.integer("router.interval", in: 4...1800) { r.interval = Double(v) }
+            if let v = try f.string("router.firewall") {
+                guard v == "on" || v == "off" else { throw f.error("router.firewall", "\(v.debugDescription) is not \"on\" or \"off\"") }
+                r.firewall = v == "on"
+            }
+            for s in try f.strings("router.open") ?? [] {
+                do { r.open.append(try PortOpening(parsing: s)) } catch { throw f.error("router.open", error.description) }
+            }
+            if let v = try f.boolean("router.inbound_echo") { r.inboundEcho = v }
+            if !r.firewall {
+                for k in ["router.open", "router.inbound_echo"] where f.values[k] != nil { throw f.error(k, "set, but router.firewall is \"off\"") }
+            }
             router = r
         } else {
-            for k in ["router.dns", "router.interval"] where f.values[k] != nil { throw f.error(k, "set without router.interface") }
+            for k in ["router.dns", "router.interval", "router.firewall", "router.open", "router.inbound_echo"] where f.values[k] != nil {
+                throw f.error(k, "set without router.interface")
+            }
         }
         if try f.boolean("clat.enabled") == true {
             var c = CLATSettings(interface: CLATSettings.defaultInterface(for: interface))

@@ -34,6 +34,10 @@ public struct ClientState: Sendable, Equatable, Codable {
     public var nat64Prefix: String?
     /// The CLAT when it runs: "192.0.0.2 <-> 2001:db8:1::5 via 64:ff9b::/96 on sixgate0-clat".
     public var clat: String?
+    /// Router mode's LAN filter: "table inet NAME: open tcp/22" or "off".
+    public var lanFirewall: String?
+    /// New inbound connections' packets the LAN filter dropped.
+    public var lanInboundDropped: UInt64?
     public var leaseTransaction: UInt32?
     public var lastHandshake: Int64 = 0
     public var leaseRequests: UInt64 = 0
@@ -57,6 +61,10 @@ public final class SixgateClient: @unchecked Sendable {
     let lock = NSLock()
     var uapi: UAPIServer?
     var advertiser: RouterAdvertiser?
+    /// Router mode's LAN filter as applied (nil: none in place).
+    var lanFilter: ForwardPolicy?
+    /// The LAN filter's drop count, read from nft at most every 10 s (status is written every second).
+    var lanDropCount: (value: UInt64?, readAt: Double) = (nil, -1e9)
     /// The CLAT's translator and its interface's index, while it runs.
     public private(set) var clat: TranslatorDevice?
     var clatIndex: Int32 = -1
@@ -163,6 +171,7 @@ public final class SixgateClient: @unchecked Sendable {
 
     func teardownLocked() {
         advertiser?.stop(); advertiser = nil
+        removeLANFilter()
         for r in installedRoutes { try? rk.removeRoute(r) }
         installedRoutes = []
         for r in bypassRoutes { try? rk.removeRoute(r) }
@@ -181,6 +190,7 @@ public final class SixgateClient: @unchecked Sendable {
             var s = state
             if let p = device?.peerStatuses().first { s.lastHandshake = p.lastHandshake.seconds }
             s.leaseReplies = exchange.withLock { leaseReplies }
+            s.lanInboundDropped = lanDrops()
             return s
         }
     }
@@ -321,6 +331,7 @@ public final class SixgateClient: @unchecked Sendable {
         state.nat64Prefix = lease.nat64Prefix?.description
         state.mtu = lease.mtu.map(UInt32.init) ?? config.mtu
         state.advertisedPrefix = lanPrefix?.description
+        try updateLANFilter(lanPrefix)
         log("\(changed ? "lease changed" : "configured"): \(state.addresses.joined(separator: " ")); routes \(state.routes.joined(separator: " "))"
             + (bypass.isEmpty ? "" : "; endpoint kept on \(bypass.map(describe).joined(separator: ", "))")
             + (lanPrefix.map { "; advertising \($0) on \(config.router!.interface)" } ?? ""))

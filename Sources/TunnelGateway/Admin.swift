@@ -50,6 +50,14 @@ public enum GatewayAdmin {
         return false
     }
 
+    /// Asks a running gatewayd to re-read the clients folder and put its firewall table back if it
+    /// is gone (what SIGHUP does); false when no gatewayd runs.
+    public static func reload(_ config: GatewayConfiguration) throws(GatewayError) -> Bool {
+        guard let reply = try sendControlRequest(ControlRequest(command: .reload), socketPath: config.controlSocketPath) else { return false }
+        guard reply.ok else { throw .control(reply.error ?? "gatewayd refused") }
+        return true
+    }
+
     /// The gateway's status: live from gatewayd, or from the files (no endpoints or counters).
     public static func status(_ config: GatewayConfiguration) throws(GatewayError) -> (GatewayStatus, live: Bool) {
         if let reply = try sendControlRequest(ControlRequest(command: .status), socketPath: config.controlSocketPath) {
@@ -98,15 +106,15 @@ public enum GatewayAdmin {
         if let e = config.endpoint { lines.append("Endpoint = \(e)") } else { lines.append("# Endpoint = <set endpoint in the gateway's config>") }
         lines.append("AllowedIPs = \(allowed.joined(separator: ", "))")
         if config.clientKeepalive > 0 { lines.append("PersistentKeepalive = \(config.clientKeepalive)") }
-        lines.append(contentsOf: firewallComment(config, client))
+        lines.insert(contentsOf: firewallComment(config, client), at: 1)
         return lines.joined(separator: "\n") + "\n"
     }
 
     /// What the gateway's firewall lets in, as comment lines for a printed config.
     static func firewallComment(_ config: GatewayConfiguration, _ client: ClientStatus) -> [String] {
-        guard config.firewall else { return ["", "# The gateway's firewall is off: every inbound connection reaches this client."] }
+        guard config.firewall else { return ["# The gateway's firewall is off: every inbound connection reaches this client."] }
         let open = client.open ?? []
-        return ["", "# The gateway's firewall lets in replies, ICMP errors\(config.inboundEcho ? ", echo requests" : "") and new connections to: \(open.isEmpty ? "nothing" : open.joined(separator: ", "))",
+        return ["# The gateway's firewall lets in replies, ICMP errors\(config.inboundEcho ? ", echo requests" : "") and new connections to: \(open.isEmpty ? "nothing" : open.joined(separator: ", "))",
                 "# (gatewayctl clients open \(client.name) tcp/22 opens a port)."]
     }
 
@@ -139,7 +147,7 @@ public enum GatewayAdmin {
                 "enabled = true",
             ]
         }
-        lines.append(contentsOf: firewallComment(config, client))
+        lines.insert(contentsOf: firewallComment(config, client), at: 1)
         return lines.joined(separator: "\n") + "\n"
     }
 

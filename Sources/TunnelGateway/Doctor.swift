@@ -21,6 +21,10 @@ extension GatewayAdmin {
         setup.ispRouter = config.allocation == .hosts ? config.effectiveISPRouter : nil
         setup.natTable = config.natTableName
         setup.startCommand = configPath.map { "systemctl start gatewayd   # or: gatewayd --config \($0)" } ?? "systemctl start gatewayd"
+        setup.restartCommand = configPath.map { "systemctl restart gatewayd   # or stop gatewayd and run: gatewayd --config \($0)" } ?? "systemctl restart gatewayd"
+        setup.firewall = config.firewall
+        setup.filterTable = config.natTableName
+        setup.reloadCommand = "gatewayctl reload" + (configPath.map { " --config \($0)" } ?? "")
         if live {
             setup.sample = { @Sendable in
                 guard let (s, live) = try? GatewayAdmin.status(config), live else { return nil }

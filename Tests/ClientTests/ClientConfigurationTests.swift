@@ -137,3 +137,25 @@ struct ClientConfigurationTests {
         #expect(error("[Interface]\nPrivateKey = \(key)\nPrivateKey = \(key)\n", path: path).contains("wg0.conf:3: PrivateKey: given twice"))
     }
 }
+
+/// Router mode's LAN filter keys.
+struct RouterFirewallConfigurationTests {
+    let head = "private_key = \"CIJx29+eG5dL7tON0xo8a1/qEowfiuzQERthkk/3yHs=\"\n[gateway]\npublic_key = \"gw83nm0gZnLZDhWWkc3vkx2MYjjpoOwu891hkDqPTyE=\"\nendpoint = \"198.51.100.1:51820\"\n"
+
+    @Test func onByDefaultWithOpenings() throws {
+        let c = try ClientConfiguration.parse(head + "[router]\ninterface = \"lan0\"\nopen = [\"tcp/22\", \"udp/60000-61000\"]\n", path: "/x.toml")
+        #expect(c.router?.firewall == true && c.router?.inboundEcho == true)
+        #expect(c.router?.open.map(\.description) == ["tcp/22", "udp/60000-61000"])
+        #expect(try ClientConfiguration.parse(head + "[router]\ninterface = \"lan0\"\nfirewall = \"off\"\n", path: "/x.toml").router?.firewall == false)
+    }
+
+    @Test func badValuesNameTheLineAndKey() {
+        for (text, expected) in [("[router]\ninterface = \"lan0\"\nopen = [\"tcp/99999\"]\n", "/x.toml:7: router.open: \"tcp/99999\": port 99999 is outside 1-65535"),
+                                 ("[router]\ninterface = \"lan0\"\nfirewall = \"off\"\nopen = [\"tcp/22\"]\n", "router.open: set, but router.firewall is \"off\""),
+                                 ("[router]\nopen = [\"tcp/22\"]\n", "router.open: set without router.interface")] {
+            do { _ = try ClientConfiguration.parse(head + text, path: "/x.toml"); Issue.record("accepted: \(text)") } catch {
+                #expect(error.description.contains(expected), "\(error)")
+            }
+        }
+    }
+}

@@ -153,7 +153,7 @@ struct ClientEndToEndTests {
         try bed.addNamespace(lan, linkedTo: bed.cl, lanHost, lanRouter)
         let dump = try BackgroundProcess(["ip", "netns", "exec", lan, radvdump], captureOutput: true)
         defer { dump.stop() }
-        let config = try clientConfig(bed, name: "carol", interface: tun, extra: "\n[router]\ninterface = \"\(lanRouter)\"\ninterval = 4\n")
+        let config = try clientConfig(bed, name: "carol", interface: tun, extra: "\n[router]\ninterface = \"\(lanRouter)\"\ninterval = 4\nopen = [\"tcp/18022\"]\n")
         #expect(config.contains("ipv4 = \"none\""))
         let client = try bed.startTunnelClient(in: bed.cl, config: config, name: "carol")
 
@@ -168,6 +168,21 @@ struct ClientEndToEndTests {
         if let a = slaac()?.split(separator: "/").first {
             #expect(try bed.ping(from: lan, "2001:db8:ffff::1", source: String(a)) == 3)
         }
+        // The LAN is closed to unsolicited inbound twice: by the gateway (the whole delegated
+        // prefix)...
+        let host = String(slaac()?.split(separator: "/").first ?? "")
+        #expect(try !tcpConnects(from: bed.isp, to: lan, address: host, port: 18022), "the gateway drops it first")
+        // ...and, with the gateway opened wide for carol, by tunnel-client's own CPE filter (RFC 6092),
+        // which lets in only what its [router] open lists.
+        _ = try bed.gatewayctl(["clients", "open", "carol", "all"])
+        #expect(try !tcpConnects(from: bed.isp, to: lan, address: host, port: 18023), "closed on the CPE")
+        #expect(try tcpConnects(from: bed.isp, to: lan, address: host, port: 18022), "router.open = tcp/18022")
+        #expect(try udpExchange(from: lan, to: bed.isp, address: "2001:db8:ffff::1", port: 18053), "the LAN's own UDP gets its answers")
+        #expect(try bed.ping(from: bed.isp, host) == 3, "echo requests pass")
+        let cpeTable = try bed.exec(bed.cl, ["nft", "list", "table", "inet", "sixgate_cpe_\(tun)"]).stdout
+        #expect(cpeTable.contains("2001:db8:100:1::/64 . tcp . 18022"), "\(cpeTable)")
+        #expect(eventually(timeout: 25) { ((try? bed.tunnelClientStatus("carol"))?["lanInboundDropped"] as? Int ?? 0) >= 1 })
+
         // radvdump decodes them with the expected fields.
         #expect(eventually(timeout: 10) { dump.output.contains("RDNSS 2001:db8:ffff::53") }, "\(dump.output)")
         let text = dump.output
@@ -181,6 +196,7 @@ struct ClientEndToEndTests {
         client.stop(grace: 10)
         #expect(eventually(timeout: 5) { dump.output.contains("AdvDefaultLifetime 0;") }, "\(dump.output)")
         #expect(eventually(timeout: 5) { (try? bed.exec(lan, ["ip", "-6", "route", "show", "default"]).stdout.isEmpty) == true })
+        #expect(try !bed.exec(bed.cl, ["nft", "list", "tables"]).stdout.contains("sixgate_cpe_"), "the CPE filter goes on exit")
     }
 
     @Test func aStaticWGQuickFileAgainstAStockWireGuardGoServer() throws {

@@ -4,6 +4,7 @@ import PacketKit
 import SixgateTestSupport
 import Testing
 import TunnelCore
+import RouteKit
 @testable import TunnelGateway
 
 struct ConfigurationTests {
@@ -131,5 +132,51 @@ struct OfflineAdminTests {
         #expect(try GatewayAdmin.status(config).0.publicKey == status.publicKey)
         #expect(try GatewayAdmin.removeClient(config, name: "laptop") == false)
         #expect(try GatewayAdmin.leases(config).map { "\($0.prefix) \($0.isActive)" } == ["192.0.2.2/32 false", "2001:db8:7::4/128 false"])
+    }
+}
+
+/// The firewall keys of gatewayd.toml and of a client's record.
+struct FirewallConfigurationTests {
+    func parse(_ text: String) throws(ConfigError) -> GatewayConfiguration { try GatewayConfiguration(text: text, path: "/etc/sixgate/gatewayd.toml") }
+
+    @Test func onByDefaultWithIsolationAndEcho() throws {
+        let c = try parse("")
+        #expect(c.firewall && c.isolateClients && c.inboundEcho)
+        let d = try parse("firewall = \"on\"\nisolate_clients = false\ninbound_echo = false\n")
+        #expect(d.firewall && !d.isolateClients && !d.inboundEcho)
+        #expect(try !parse("firewall = \"off\"\n").firewall)
+    }
+
+    @Test func badValuesNameTheLineAndKey() {
+        for (text, expected) in [("firewall = \"maybe\"\n", "gatewayd.toml:1: firewall: \"maybe\" is not \"on\" or \"off\""),
+                                 ("firewall = true\n", "gatewayd.toml:1: firewall: expected a string"),
+                                 ("firewall = \"off\"\n\ninbound_echo = true\n", "gatewayd.toml:3: inbound_echo: set, but firewall is \"off\"")] {
+            do { _ = try parse(text); Issue.record("accepted: \(text)") } catch {
+                #expect(error.description.contains(expected), "\(error)")
+            }
+        }
+    }
+
+    @Test func aClientRecordCarriesItsOpeningsAndRefusesBadOnes() throws {
+        let dir = NSTemporaryDirectory() + "sg-reg-\(uniqueSuffix())"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let registry = ClientRegistry(directory: dir)
+        let key = "gw83nm0gZnLZDhWWkc3vkx2MYjjpoOwu891hkDqPTyE="
+        try registry.write(ClientRecord(name: "alice", publicKey: key, open: [try PortOpening(parsing: "udp/10-20"), try PortOpening(parsing: "tcp/22"), try PortOpening(parsing: "udp/15-25")], isolated: false))
+        let back = try registry.read("alice")
+        #expect(back.open.map(\.description) == ["tcp/22", "udp/10-25"] && !back.isolated)
+        // A record written before the firewall existed reads as closed and isolated.
+        try "public_key = \"\(key)\"\n".write(toFile: dir + "/bob", atomically: true, encoding: .utf8)
+        #expect(try registry.read("bob") == ClientRecord(name: "bob", publicKey: key))
+        try "public_key = \"\(key)\"\nopen = [\"tcp/22\", \"tcp/0\"]\n".write(toFile: dir + "/carol", atomically: true, encoding: .utf8)
+        do { _ = try registry.read("carol"); Issue.record("tcp/0 accepted") } catch {
+            #expect(error.description.contains("\(dir)/carol:2: open: \"tcp/0\": port 0 is outside 1-65535"), "\(error)")
+        }
+    }
+
+    @Test func closingPartOfARangeSplitsIt() throws {
+        let open = [try PortOpening(parsing: "udp/10-20"), try PortOpening(parsing: "tcp/22")]
+        #expect(Gateway.subtract(try PortOpening(parsing: "udp/15"), from: open).map(\.description) == ["udp/10-14", "udp/16-20", "tcp/22"])
+        #expect(Gateway.subtract(try PortOpening(parsing: "udp/10-20"), from: open).map(\.description) == ["tcp/22"])
     }
 }

@@ -299,4 +299,51 @@ struct DoctorTests {
         let badFile = try bed.gatewayctl(["capture", "-w", "/nonexistent/dir/x.pcap", "-c", "1"], check: false)
         #expect(badFile.status == 1 && badFile.stderr.contains("pcap file /nonexistent/dir/x.pcap"), "\(badFile.stderr)")
     }
+
+    /// The firewall check: gatewayd's table deleted (fix: gatewayctl reload), an operator's chain
+    /// that lets replies through but drops Packet Too Big (fix: the accept rule), and firewall = "off"
+    /// with nothing else filtering (fix: the config line, then a restart).
+    @Test func firewallCheckSeesAMissingTableADroppedPacketTooBigAndAnOpenGateway() throws {
+        let bed = try GatewayTestbed()
+        defer { bed.destroy() }
+        try startWithAlice(bed, ndpProxy: "kernel", reaching: "2001:db8:ffff::1")
+        let healthy = try doctor(bed, seconds: 0)
+        #expect(healthy.status("firewall.clients") == "ok", "\(healthy.check("firewall.clients"))")
+
+        try bed.exec(bed.gw, ["nft", "delete", "table", "inet", "sixgate_\(bed.tun)"])
+        let missing = try doctor(bed, seconds: 0)
+        #expect(missing.problems == ["firewall.clients"], "\(missing.problems)")
+        #expect(missing.summary("firewall.clients").contains("is missing"))
+        #expect(missing.fix("firewall.clients") == ["gatewayctl reload --config \(bed.configPath)"])
+        _ = try bed.gatewayctl(["reload"])
+        let back = try doctor(bed, seconds: 0)
+        #expect(back.problems.isEmpty && back.status("firewall.clients") == "ok", "\(back.problems)")
+        #expect(try !tcpConnects(from: bed.isp, to: bed.cl, address: "2001:db8:1::4", port: 18023), "closed again")
+
+        let tun = bed.tun
+        try breakAndFix(bed, "firewall.clients", [
+            "nft add table inet sgop", "nft 'add chain inet sgop forward { type filter hook forward priority 5; policy drop; }'",
+            "nft add rule inet sgop forward oifname \"\(tun)\" ct state established accept", "nft add rule inet sgop forward iifname \"\(tun)\" accept",
+        ], seconds: 0) { r in
+            #expect(r.summary("firewall.clients").contains("inet sgop forward drops Packet Too Big"), "\(r.check("firewall.clients"))")
+            #expect(r.fix("firewall.clients") == ["nft insert rule inet sgop forward oifname \"\(tun)\" icmpv6 type packet-too-big accept"])
+        }
+        try bed.exec(bed.gw, ["nft", "delete", "table", "inet", "sgop"])
+
+        bed.stopGateway()
+        try bed.writeConfig(ndpProxy: "kernel", extra: "watch_interval = 0\nfirewall = \"off\"")
+        try bed.startGateway()
+        #expect(eventually(timeout: 40) { (try? bed.ping(from: bed.cl, "2001:db8:ffff::1", count: 1)) == 1 })
+        let open = try doctor(bed, seconds: 0)
+        #expect(open.problems == ["firewall.clients"], "\(open.problems)")
+        let fix = open.fix("firewall.clients")
+        #expect(fix.count == 2 && fix[0].hasPrefix("sed -i") && fix[1].hasPrefix("systemctl restart gatewayd"), "\(fix)")
+        try bed.exec(bed.gw, ["sh", "-c", fix[0]])
+        bed.stopGateway()
+        try bed.startGateway()
+        #expect(eventually(timeout: 40) { (try? bed.ping(from: bed.cl, "2001:db8:ffff::1", count: 1)) == 1 })
+        let closed = try doctor(bed, seconds: 0)
+        #expect(closed.problems.isEmpty && closed.status("firewall.clients") == "ok", "\(closed.problems)")
+        #expect(try !tcpConnects(from: bed.isp, to: bed.cl, address: "2001:db8:1::4", port: 18023), "the fix closed the clients")
+    }
 }

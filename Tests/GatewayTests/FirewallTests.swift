@@ -76,8 +76,12 @@ struct FirewallTests {
         #expect((aliceNow["inboundDropped"] as? Int ?? 0) >= 4, "\(aliceNow)")
         #expect(((try clientStatus(bed, "bob"))["inboundDropped"] as? Int ?? 0) >= 4)
         #expect(((try clientStatus(bed, "alice"))["open"] as? [String]) == ["tcp/18022", "udp/18000-18010"])
-        let metrics = try bed.gatewayctl(["status"]).stdout
-        #expect(metrics.contains("open tcp/18022,udp/18000-18010  inbound dropped"), "\(metrics)")
+        let statusText = try bed.gatewayctl(["status"]).stdout
+        #expect(statusText.contains("open tcp/18022,udp/18000-18010  inbound dropped"), "\(statusText)")
+        #expect(try bed.gatewayctl(["clients", "show", "alice"]).stdout.contains("new connections to: tcp/18022, udp/18000-18010"))
+        #expect(eventually(timeout: 15) {
+            ((try? String(contentsOfFile: bed.stateDirectory + "/metrics.prom", encoding: .utf8)) ?? "").contains("sixgate_client_inbound_dropped_total{client=\"alice\"}")
+        }, "metrics.prom (written every 10 s) counts the drops per client")
 
         // PMTUD: the ISP router's Packet Too Big reaches alice and her TCP lowers its segment size.
         #expect(try tcpTransfer(from: bed.cl, to: far, address: "2001:db8:fffe::2", port: 18081, bytes: payload) == payload, "TCP over the 1300-byte hop")

@@ -37,7 +37,7 @@ struct GatewayCtl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gatewayctl",
         abstract: "Enrol Sixgate clients and look at the gateway.",
-        subcommands: [Clients.self, Status.self, Leases.self, Doctor.self, Capture.self])
+        subcommands: [Clients.self, Status.self, Leases.self, Doctor.self, Capture.self, Reload.self])
 }
 
 struct Clients: ParsableCommand {
@@ -217,6 +217,19 @@ struct Status: ParsableCommand {
         if !config.firewall { print("  firewall OFF (firewall = \"off\"): nothing of Sixgate's filters inbound traffic to clients") }
         let drops = status.counters.filter { ($0.key.hasPrefix("dropped") || $0.key.hasPrefix("firewallDropped")) && $0.value > 0 }.sorted { $0.key < $1.key }
         if !drops.isEmpty { print("  drops: " + drops.map { "\($0.key)=\($0.value)" }.joined(separator: " ")) }
+    }
+}
+
+struct Reload: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Make gatewayd re-read the clients folder and put back its firewall table if it is gone (as SIGHUP does).")
+    @OptionGroup var common: Common
+    func run() throws {
+        let config = try common.load()
+        do {
+            guard try GatewayAdmin.reload(config) else { throw fail("gatewayd is not running (no control socket at \(config.controlSocketPath))") }
+        } catch let e as GatewayError { throw fail(e) }
+        print("reloaded")
     }
 }
 

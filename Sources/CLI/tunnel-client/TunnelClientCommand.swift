@@ -132,6 +132,7 @@ struct Status: ParsableCommand {
         if let p = state.nat64Prefix { print("nat64 prefix: \(p)") }
         if let c = state.clat { print("clat: \(c)") }
         if let p = state.advertisedPrefix { print("advertising: \(p)") }
+        if let f = state.lanFirewall { print("lan firewall: \(f)\(state.lanInboundDropped.map { ", \($0) inbound dropped" } ?? "")") }
         print("lease: \(state.leaseRequests) request(s), \(state.leaseReplies) reply(ies)")
     }
 }
