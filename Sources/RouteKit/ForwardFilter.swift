@@ -147,6 +147,13 @@ public struct ForwardPolicy: Hashable, Sendable {
     /// false: IPv4 toward `interface` is not filtered (a CPE whose LAN's IPv4 sits behind the
     /// operator's own NAT44 and port forwards); only the hosts' IPv4 prefixes would be.
     public var filterIPv4: Bool
+    /// What the hosts behind `interface` may reach on this machine itself (an input chain): nil, no
+    /// input chain (everything); else replies, ICMP errors and echo requests (RFC 4890 §4.4), and
+    /// new connections to these openings only; the rest is dropped and counted (`dropped_input`).
+    public var localOpenings: [PortOpening]?
+    /// ICMP redirects are never sent out of `interface` (an output chain): on a point-to-multipoint
+    /// tunnel they mean nothing and tell clients about each other.
+    public var dropRedirects: Bool = false
 
     public init(interface: String, inboundEcho: Bool = true, isolateHosts: Bool = true, hosts: [ProtectedHost] = [], filterIPv4: Bool = true) {
         self.interface = interface
@@ -175,6 +182,10 @@ public struct FilterTable: Sendable {
     public static let forwardChain = "forward"
     /// The counter of dropped packets toward addresses of no host (unassigned pool addresses).
     public static let otherCounter = "dropped_other"
+    /// The counter of packets from the hosts to this machine that the input chain dropped.
+    public static let inputCounter = "dropped_input"
+    /// The counter of ICMP redirects kept from going out.
+    public static let redirectCounter = "dropped_redirects"
 
     public init(name: String, namespace: NetworkNamespace = .current) {
         self.name = name
@@ -255,9 +266,39 @@ public struct FilterTable: Sendable {
             "\(i)\(policy.filterIPv4 ? "" : " meta nfproto ipv6") counter name \"\(Self.otherCounter)\" drop",
         ]
         for r in rules { s += "    \(r)\n" }
-        s += "  }\n}\n"
+        s += "  }\n"
+        if let local = policy.localOpenings.map(PortOpening.normalized) {
+            let j = "iifname \"\(policy.interface)\""
+            s += "  counter \(Self.inputCounter) { }\n"
+            let ports = local.compactMap { o -> String? in
+                guard let t = o.transport else { return nil }
+                return "\(t.rawValue) . " + (o.ports.lowerBound == o.ports.upperBound ? "\(o.ports.lowerBound)" : "\(o.ports.lowerBound)-\(o.ports.upperBound)")
+            }
+            s += "  set local_open { type inet_proto . inet_service; flags interval;\(elements(ports)) }\n"
+            s += "  chain \(Self.inputChain) {\n    type filter hook input priority filter; policy accept;\n"
+            var input = [
+                "\(j) ct state established,related accept",
+                "\(j) icmpv6 type { \((Self.icmpv6Errors + ["echo-request"]).joined(separator: ", ")) } accept",
+                "\(j) icmp type { \((Self.icmpErrors + ["echo-request"]).joined(separator: ", ")) } accept",
+            ]
+            if local.contains(.all) { input.append("\(j) accept") }
+            input += ["\(j) meta l4proto . th dport @local_open accept", "\(j) counter name \"\(Self.inputCounter)\" drop"]
+            for r in input { s += "    \(r)\n" }
+            s += "  }\n"
+        }
+        if policy.dropRedirects {
+            s += "  counter \(Self.redirectCounter) { }\n"
+            s += "  chain output {\n    type filter hook output priority filter; policy accept;\n"
+            s += "    \(i) icmpv6 type nd-redirect counter name \"\(Self.redirectCounter)\" drop\n"
+            s += "    \(i) icmp type redirect counter name \"\(Self.redirectCounter)\" drop\n"
+            s += "  }\n"
+        }
+        s += "}\n"
         return s
     }
+
+    /// The chain on the input hook (with `localOpenings`).
+    public static let inputChain = "input"
 
     static let sets: [(String, String)] = [
         ("open6", "ipv6_addr . inet_proto . inet_service"), ("open4", "ipv4_addr . inet_proto . inet_service"),

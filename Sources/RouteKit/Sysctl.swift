@@ -43,6 +43,10 @@ public struct SysctlKey: Hashable, Sendable, CustomStringConvertible {
     public static func disableIPv6(_ scope: Scope) throws(SysctlError) -> SysctlKey {
         try conf("ipv6", scope, "disable_ipv6")
     }
+    /// `net.ipv6.conf.SCOPE.accept_redirects` (`ipv6: true`) or `net.ipv4.conf.SCOPE.accept_redirects`.
+    public static func acceptRedirects(ipv6: Bool, _ scope: Scope) throws(SysctlError) -> SysctlKey {
+        try conf(ipv6 ? "ipv6" : "ipv4", scope, "accept_redirects")
+    }
     /// `net.ipv4.conf.SCOPE.forwarding`.
     public static func ipv4InterfaceForwarding(_ scope: Scope) throws(SysctlError) -> SysctlKey {
         try conf("ipv4", scope, "forwarding")

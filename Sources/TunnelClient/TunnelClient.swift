@@ -125,6 +125,9 @@ public final class SixgateClient: @unchecked Sendable {
             tunIndex = try step("TUN \(config.interface)") { try rk.interfaceIndex(config.interface) }
             try step("MTU") { try rk.setMTU(config.interface, config.mtu ?? 1420) }
             try step("link up") { try rk.setLink(config.interface, up: true) }
+            // Redirects through a point-to-point tunnel mean nothing: the gateway is the only next
+            // hop. (The settings go with the interface on exit.)
+            for v6 in [true, false] { try? Sysctl.write(try SysctlKey.acceptRedirects(ipv6: v6, .interface(config.interface)), 0) }
             device.controlHandler = { [weak self] packet, _ in self?.receiveControl(packet) }
             device.onEvent = { [weak self] event in self?.handle(event) }
             device.start()

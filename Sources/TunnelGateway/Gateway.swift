@@ -539,7 +539,9 @@ public final class Gateway: @unchecked Sendable {
         }
         var counters: [String: UInt64] = [:]
         if let other = drops[FilterTable.otherCounter] { counters["firewallDroppedOther"] = other.packets }
-        if filterApplied { counters["firewallDroppedClients"] = drops.filter { $0.key != FilterTable.otherCounter }.values.reduce(0) { $0 + $1.packets } }
+        if let input = drops[FilterTable.inputCounter] { counters["firewallDroppedToGateway"] = input.packets }
+        if let redirects = drops[FilterTable.redirectCounter] { counters["firewallDroppedRedirects"] = redirects.packets }
+        if filterApplied { counters["firewallDroppedClients"] = drops.filter { $0.key.hasPrefix("in_") }.values.reduce(0) { $0 + $1.packets } }
         if let s = device?.statistics {
             for child in Mirror(reflecting: s).children { if let l = child.label, let v = child.value as? UInt64 { counters[l] = v } }
         }

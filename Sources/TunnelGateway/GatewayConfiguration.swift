@@ -1,6 +1,7 @@
 // gatewayd's configuration: every setting with its default, read from a TOML file (see
 // docs/gatewayd.toml.example), validated before anything touches the kernel.
 import PacketKit
+import RouteKit
 import SixgateConfig
 import TunnelCore
 
@@ -77,6 +78,17 @@ public struct GatewayConfiguration: Sendable, Equatable {
     public var isolateClients = true
     /// Echo requests from outside reach clients (RFC 4890 §4.3.1 suggests letting them through).
     public var inboundEcho = true
+    /// What clients may open on the gateway host itself through the tunnel, beyond replies, ICMP
+    /// errors and echo (RFC 4890 §4.4): nothing by default; DNS (udp/53, tcp/53) is added when `dns`
+    /// names one of the gateway's own tunnel addresses.
+    public var gatewayOpen: [PortOpening] = []
+
+    /// `gatewayOpen`, with DNS when the gateway tells clients to ask itself.
+    public var effectiveGatewayOpen: [PortOpening] {
+        let own: [IPAddress] = [.v6(effectiveGatewayAddress)] + (effectiveIPv4Gateway.map { [.v4($0)] } ?? [])
+        guard dnsServers.contains(where: { own.contains($0) }) else { return gatewayOpen }
+        return gatewayOpen + [PortOpening(.udp, ports: 53...53), PortOpening(.tcp, ports: 53...53)]
+    }
 
     /// Hook scripts (absolute paths), run with the facts in environment variables.
     public var hooks: [String: String] = [:]
@@ -106,7 +118,7 @@ public struct GatewayConfiguration: Sendable, Equatable {
 
     static let knownKeys: Set<String> = [
         "state_directory", "interface", "listen_port", "mtu", "endpoint", "client_keepalive", "watch_interval", "dns", "lease_lifetime",
-        "firewall", "isolate_clients", "inbound_echo",
+        "firewall", "isolate_clients", "inbound_echo", "gateway_open",
         "uplink.interface",
         "ipv6.prefix", "ipv6.isp_router", "ipv6.uplink_address", "ipv6.gateway_address", "ipv6.allocation",
         "ipv6.delegated_length", "ipv6.client_prefix_length", "ipv6.ndp_proxy", "ipv6.reserved",
@@ -149,8 +161,11 @@ public struct GatewayConfiguration: Sendable, Equatable {
         }
         if let v = try f.boolean("isolate_clients") { isolateClients = v }
         if let v = try f.boolean("inbound_echo") { inboundEcho = v }
+        for s in try f.strings("gateway_open") ?? [] {
+            do { gatewayOpen.append(try PortOpening(parsing: s)) } catch { throw f.error("gateway_open", error.description) }
+        }
         if !firewall {
-            for key in ["isolate_clients", "inbound_echo"] where f.has(key) { throw f.error(key, "set, but firewall is \"off\"") }
+            for key in ["isolate_clients", "inbound_echo", "gateway_open"] where f.has(key) { throw f.error(key, "set, but firewall is \"off\"") }
         }
 
         if let v = try f.parsed("ipv6.prefix", "an IPv6 prefix such as 2001:db8:1::/64", { IPv6Prefix($0) }) { ipv6Prefix = v }

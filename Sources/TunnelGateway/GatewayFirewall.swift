@@ -19,7 +19,12 @@ extension Gateway {
             let prefixes = leases(of: name).filter { $0.pool != Self.nat64Pool }.map(\.prefix)
             hosts.append(ProtectedHost(name: name, prefixes: prefixes, openings: record.open, isolated: record.isolated))
         }
-        return ForwardPolicy(interface: config.interface, inboundEcho: config.inboundEcho, isolateHosts: config.isolateClients, hosts: hosts)
+        var policy = ForwardPolicy(interface: config.interface, inboundEcho: config.inboundEcho, isolateHosts: config.isolateClients, hosts: hosts)
+        // The gateway host itself is closed to its clients but for what they need (issue 30), and
+        // it never sends them redirects.
+        policy.localOpenings = config.effectiveGatewayOpen
+        policy.dropRedirects = true
+        return policy
     }
 
     /// At start (lock held): the whole table, or, with `firewall = "off"`, none (a table left by an
@@ -31,7 +36,8 @@ extension Gateway {
             return
         }
         do { try applyFirewall() } catch { throw .setup("firewall: \(error)") }
-        log("firewall: new inbound connections to clients dropped except what they opened (table inet \(filterTable.name); isolate_clients \(config.isolateClients ? "on" : "off"), inbound echo \(config.inboundEcho ? "on" : "off"))")
+        let local = config.effectiveGatewayOpen
+        log("firewall: new inbound connections to clients dropped except what they opened (table inet \(filterTable.name); isolate_clients \(config.isolateClients ? "on" : "off"), inbound echo \(config.inboundEcho ? "on" : "off")); clients reach this host only for \(local.isEmpty ? "replies, ICMP and echo" : "replies, ICMP, echo and " + local.map(\.description).joined(separator: " ")); no redirects into the tunnel")
     }
 
     func applyFirewall() throws(RouteKitError) {

@@ -162,4 +162,52 @@ struct FirewallTests {
         let check = try run(["\(builtProductsDirectory)/gatewayd", "--config", bed.configPath, "--check-config"])
         #expect(!check.succeeded && check.stderr.contains("isolate_clients") && check.stderr.contains("firewall is \"off\""), "\(check)")
     }
+
+    /// Issue 30: clients reach the gateway host only for replies, ICMP, echo and what
+    /// `gateway_open` (or a DNS server on the gateway's own address) opens; no ICMP redirects go
+    /// into the tunnel.
+    @Test func theGatewayHostIsClosedToItsClientsAndSendsThemNoRedirects() throws {
+        let bed = try GatewayTestbed()
+        defer { bed.destroy() }
+        try bed.writeConfig(ndpProxy: "kernel", extra: "isolate_clients = false")
+        try bed.startGateway()
+        let alice = try bed.gatewayctl(["clients", "add", "alice"])
+        try bed.startClient(in: bed.cl, name: "sgw\(bed.id)", config: alice.stdout)
+        let bob = try bed.gatewayctl(["clients", "add", "bob"])
+        try bed.startClient(in: bed.cl2, name: "sgx\(bed.id)", config: bob.stdout, endpoint: "203.0.113.129:51820")
+        #expect(eventually(timeout: 40) { (try? bed.ping(from: bed.cl, "2001:db8:ffff::1", count: 1)) == 1 })
+        #expect(eventually(timeout: 20) { (try? bed.ping(from: bed.cl2, "2001:db8:ffff::1", count: 1)) == 1 })
+
+        // A service on every gateway address (the tunnel's, the pool's, the uplink's): closed to clients...
+        for address in ["2001:db8:1::3", "2001:db8:1::2", "192.0.2.1", "198.51.100.2"] {
+            #expect(try !tcpConnects(from: bed.cl, to: bed.gw, address: address, port: 18090), "\(address) closed to clients")
+        }
+        #expect(try udpDelivered(from: bed.cl, to: bed.gw, address: "2001:db8:1::3", port: 53) == 0)
+        // ...but open from the gateway's other side (this table filters only what comes from the tunnel).
+        #expect(try tcpConnects(from: bed.isp, to: bed.gw, address: "2001:db8:1::2", port: 18090))
+        // Echo and the replies to the gateway's own connections still work.
+        #expect(try bed.ping(from: bed.cl, "2001:db8:1::3") == 3 && bed.ping(from: bed.cl, "192.0.2.1") == 3)
+        let counters = (try JSONSerialization.jsonObject(with: Data(try bed.gatewayctl(["status", "--json"]).stdout.utf8)) as? [String: Any])?["counters"] as? [String: Any]
+        #expect((counters?["firewallDroppedToGateway"] as? Int ?? 0) >= 4, "\(String(describing: counters))")
+
+        // Client to client (isolation off here): the kernel would redirect bob to alice; none goes out.
+        func inRedirects() throws -> Int {
+            let snmp = try bed.exec(bed.cl2, ["cat", "/proc/net/snmp6"]).stdout
+            return snmp.split(separator: "\n").first { $0.hasPrefix("Icmp6InRedirects") }.flatMap { Int($0.split(whereSeparator: \.isWhitespace).last ?? "") } ?? -1
+        }
+        #expect(try inRedirects() == 0)
+        #expect(try bed.ping(from: bed.cl2, "2001:db8:1::4") == 3)
+        let after = (try JSONSerialization.jsonObject(with: Data(try bed.gatewayctl(["status", "--json"]).stdout.utf8)) as? [String: Any])?["counters"] as? [String: Any]
+        #expect((after?["firewallDroppedRedirects"] as? Int ?? 0) >= 1, "the kernel tried, the table stopped it: \(String(describing: after))")
+        #expect(try inRedirects() == 0, "bob never got one")
+
+        // Opened by config: gateway_open, and DNS when `dns` names the gateway's own address.
+        bed.stopGateway()
+        try bed.writeConfig(ndpProxy: "kernel", extra: "gateway_open = [\"tcp/18090\"]\ndns = [\"2001:db8:1::3\"]")
+        try bed.startGateway()
+        #expect(bed.gateway!.output.contains("clients reach this host only for replies, ICMP, echo and tcp/18090 udp/53 tcp/53"), "\(bed.gateway!.output)")
+        #expect(eventually(timeout: 30) { (try? tcpConnects(from: bed.cl, to: bed.gw, address: "2001:db8:1::3", port: 18090)) == true })
+        #expect(try !tcpConnects(from: bed.cl, to: bed.gw, address: "2001:db8:1::3", port: 18091))
+        #expect(try udpDelivered(from: bed.cl, to: bed.gw, address: "2001:db8:1::3", port: 53) == 3)
+    }
 }
