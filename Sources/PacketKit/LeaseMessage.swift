@@ -31,6 +31,9 @@ public struct LeaseMessage: Hashable, Sendable {
         case reply = 2
         /// Gateway → client: no lease, with a reason in `message`.
         case refusal = 3
+        /// Client → gateway: what the client left out of the lease it was given, and why, in
+        /// `message` (no answer). A gateway that predates it drops it as malformed.
+        case notice = 4
     }
 
     public var kind: Kind
@@ -53,7 +56,7 @@ public struct LeaseMessage: Hashable, Sendable {
     public var clatAddress: IPv6Address?
     /// Seconds the lease is good for; the client asks again after half of it.
     public var lifetime: UInt32?
-    /// Why a request was refused (UTF-8, at most 200 bytes).
+    /// Why a request was refused, or what a notice reports (UTF-8, at most 200 bytes).
     public var message: String?
 
     public init(kind: Kind, transaction: UInt32) {

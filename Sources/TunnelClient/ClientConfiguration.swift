@@ -85,6 +85,9 @@ public struct ClientConfiguration: Sendable, Equatable {
     /// Take the default route even when another interface holds one (the other route stays, and
     /// is shadowed by two half-space routes through the tunnel; it is there again on exit).
     public var replaceDefaultRoute = false
+    /// With `routes = "default"`: the lease's routes other than the default are taken only inside
+    /// these prefixes (nil: any that passes the safety checks, docs/security.md).
+    public var acceptRoutes: [IPPrefix]?
     public var router: RouterSettings?
     /// The CLAT (`[clat]`); nil: off.
     public var clat: CLATSettings?
@@ -99,7 +102,7 @@ public struct ClientConfiguration: Sendable, Equatable {
     static let knownKeys: Set<String> = [
         "interface", "private_key", "private_key_file", "listen_port", "mtu",
         "gateway.public_key", "gateway.endpoint", "gateway.preshared_key", "gateway.keepalive", "gateway.allowed_ips",
-        "routes.ipv6", "routes.ipv4", "routes.replace_default_route",
+        "routes.ipv6", "routes.ipv4", "routes.replace_default_route", "routes.accept_routes",
         "static.addresses", "static.dns",
         "router.interface", "router.dns", "router.interval", "router.firewall", "router.open", "router.inbound_echo",
         "clat.enabled", "clat.interface", "clat.ipv4", "clat.ipv6", "clat.prefix",
@@ -173,6 +176,13 @@ public struct ClientConfiguration: Sendable, Equatable {
         ipv6Routes = try Self.routes(f, "routes.ipv6", v6: true) ?? .all
         ipv4Routes = try Self.routes(f, "routes.ipv4", v6: false) ?? .all
         if let v = try f.boolean("routes.replace_default_route") { replaceDefaultRoute = v }
+        if let list = try f.strings("routes.accept_routes") {
+            acceptRoutes = []
+            for s in list {
+                guard let p = IPPrefix(s) else { throw f.error("routes.accept_routes", "\(s.debugDescription) is not a prefix such as 2001:db8::/32 or 198.51.100.0/24") }
+                acceptRoutes!.append(p)
+            }
+        }
 
         if let list = try f.strings("static.addresses") {
             var assigned: [AddressAssignment] = []

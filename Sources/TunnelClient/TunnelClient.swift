@@ -63,6 +63,8 @@ public final class SixgateClient: @unchecked Sendable {
     var advertiser: RouterAdvertiser?
     /// Router mode's LAN filter as applied (nil: none in place).
     var lanFilter: ForwardPolicy?
+    /// What the last vetting left out of the lease (said once per change).
+    var lastRefused: [String] = []
     /// The LAN filter's drop count, read from nft at most every 10 s (status is written every second).
     var lanDropCount: (value: UInt64?, readAt: Double) = (nil, -1e9)
     /// The CLAT's translator and its interface's index, while it runs.
@@ -458,6 +460,38 @@ public final class SixgateClient: @unchecked Sendable {
         device.send(packet: packet, to: config.gatewayPublicKey)
     }
 
+    /// Tells the gateway what was left out of its lease (one notice per change, no answer).
+    func sendNotice(_ refused: [String]) {
+        guard let device else { return }
+        var notice = LeaseMessage(kind: .notice, transaction: exchange.withLock { transaction })
+        var text = refused.joined(separator: "; ")
+        while text.utf8.count > 200 { text.removeLast() }
+        notice.message = text
+        guard let payload = try? notice.encode(),
+              let packet = try? PacketRepr.ipv6(source: clientLinkLocal, destination: LeaseMessage.gatewayLinkLocal, hopLimit: 255,
+                                                .udp(UDPRepr(sourcePort: LeaseMessage.port, destinationPort: LeaseMessage.port), payload: payload)).emit()
+        else { return }
+        device.send(packet: packet, to: config.gatewayPublicKey)
+    }
+
+    /// What the vetting needs to know about this host (lock held): its connected networks and
+    /// other routes (not the tunnel's, the CLAT's or our own), the endpoint, who holds defaults.
+    func hostFacts() -> HostFacts {
+        var facts = HostFacts(endpoint: endpoint?.address)
+        for v6 in [true, false] {
+            for r in (try? rk.routes(ipv6: v6, table: 254)) ?? [] where !isOurs(r.interfaceIndex) && r.protocolNumber != RouteSocket.sixgateProtocol {
+                if r.destination.length == 0 {
+                    if r.type == 1 { facts.defaultHeldElsewhere.insert(v6) }
+                    continue
+                }
+                if case .v6(let p) = r.destination, p.network.isLinkLocal || p.network.isMulticast { continue }
+                // Connected: the kernel's own prefix routes (proto kernel, or link scope).
+                if r.protocolNumber == 2 || r.scope == 253 { facts.connected.append(r.destination) } else { facts.routed.append(r.destination) }
+            }
+        }
+        return facts
+    }
+
     /// A link-local packet from the gateway (receive thread): a lease reply is handed to the maintenance thread.
     func receiveControl(_ packet: UnsafeRawBufferPointer) {
         guard let ip = try? IPv6Packet(packet), ip.upperLayerProtocol == .udp, ip.destination == clientLinkLocal,
@@ -497,12 +531,18 @@ public final class SixgateClient: @unchecked Sendable {
                 let reply: LeaseMessage? = exchange.withLock { let r = pendingReply; pendingReply = nil; return r }
                 if let reply {
                     if reply.kind == .refusal {
-                        log("the gateway refused a lease: \(reply.message ?? "no reason given"); asking again in 30 s")
+                        log("the gateway refused a lease: \(escapedForLog(reply.message ?? "no reason given")); asking again in 30 s")
                         exchange.withLock { nextRequestAt = now + 30 }
-                    } else {
+                    } else if reply.kind == .reply {
                         do {
-                            try apply(reply)
-                            let life = Double(reply.lifetime ?? 3600)
+                            let vetted = config.vet(reply, host: hostFacts())
+                            if !vetted.refused.isEmpty, vetted.refused != lastRefused {
+                                for r in vetted.refused { log("lease: left out \(escapedForLog(r))") }
+                                sendNotice(vetted.refused)
+                            }
+                            lastRefused = vetted.refused
+                            try apply(vetted.lease)
+                            let life = Double(vetted.lease.lifetime ?? 3600)
                             state.leaseTransaction = reply.transaction
                             exchange.withLock {
                                 renewAt = now + life / 2

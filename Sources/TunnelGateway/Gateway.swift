@@ -87,6 +87,7 @@ public final class Gateway: @unchecked Sendable {
     var connectedClients: Set<String> = []
     var leaseStats = LeaseServiceStatistics()
     var lastLeaseReply: [Bytes32: Double] = [:]
+    var lastNotice: [Bytes32: Double] = [:]
     let hookQueue = DispatchQueue(label: "sixgate.hooks")
 
     static let v6Pool = "ipv6", v4Pool = "ipv4", nat64Pool = "nat64"
@@ -557,6 +558,7 @@ public final class Gateway: @unchecked Sendable {
         counters["leaseReplies"] = leaseStats.replies
         counters["leaseRefusals"] = leaseStats.refusals
         counters["leaseDropped"] = leaseStats.dropped
+        counters["leaseNotices"] = leaseStats.notices
         return GatewayStatus(interface: config.interface, publicKey: publicKey.base64, listenPort: device?.listenPort ?? config.listenPort,
                              endpoint: config.endpoint, clients: clients, counters: counters)
     }

@@ -4,6 +4,7 @@
 import AddressPool
 import Foundation
 import PacketKit
+import SixgateConfig
 import TunnelCore
 
 /// Counters of the lease exchange, shown by `gatewayctl status` next to the device's.
@@ -11,6 +12,8 @@ public struct LeaseServiceStatistics: Sendable, Equatable {
     public var requests: UInt64 = 0
     public var replies: UInt64 = 0
     public var refusals: UInt64 = 0
+    /// Notices: a client reporting what it left out of its lease (logged, at most one a second per client).
+    public var notices: UInt64 = 0
     /// Not a lease request (other link-local traffic), malformed, from an address that is not the
     /// peer's own link-local, or faster than one per `minimumInterval` per client.
     public var dropped: UInt64 = 0
@@ -22,11 +25,31 @@ extension Gateway {
 
     /// Handles one link-local packet from peer `key` (on the device's receive thread).
     func handleControl(_ packet: UnsafeRawBufferPointer, from key: Bytes32) {
+        if handleNotice(packet, from: key) { return }
         guard let reply = leaseReply(packet, from: key) else {
             lock.withLock { leaseStats.dropped += 1 }
             return
         }
         device?.send(packet: reply, to: key)
+    }
+
+    /// A client's notice (what it refused of its lease): logged with the client's name, the text
+    /// escaped (it comes from the network). True when `packet` was a notice, taken or dropped.
+    func handleNotice(_ packet: UnsafeRawBufferPointer, from key: Bytes32) -> Bool {
+        guard let ip = try? IPv6Packet(packet), ip.upperLayerProtocol == .udp, ip.fragment == nil,
+              let udp = try? UDPDatagram(ip.upperLayer), udp.destinationPort == LeaseMessage.port,
+              udp.isChecksumValid(.ipv6(source: ip.source, destination: ip.destination)),
+              let notice = try? LeaseMessage(parsing: udp.payload), notice.kind == .notice else { return false }
+        let expected = key.withUnsafeBytes { LeaseMessage.clientLinkLocal(publicKey: $0) }
+        let now = ProcessInfo.processInfo.systemUptime
+        lock.lock()
+        guard ip.source == expected, now - (lastNotice[key] ?? -1e9) >= 1 else { leaseStats.dropped += 1; lock.unlock(); return true }
+        lastNotice[key] = now
+        leaseStats.notices += 1
+        let name = peersByName.values.first { $0.publicKey == key.base64 }?.name ?? key.base64
+        lock.unlock()
+        log("client \(name) left out of its lease: \(escapedForLog(notice.message ?? "(no reason given)"))")
+        return true
     }
 
     /// The reply packet (IPv6/UDP) for a valid request, or nil to drop it.
