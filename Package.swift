@@ -109,7 +109,7 @@ let package = Package(
         .testTarget(name: "TunnelCoreTests", dependencies: ["TunnelCore", "PacketKit", "RouteKit", "SixgateTestSupport"]),
         .testTarget(name: "AddressPoolTests", dependencies: ["AddressPool", "PacketKit", "SixgateTestSupport"]),
         .testTarget(name: "GatewayTests", dependencies: ["TunnelGateway", "TunnelCore", "RouteKit", "AddressPool", "PacketKit", "SixgateConfig", "SixgateTestSupport"]),
-        .testTarget(name: "ClientTests", dependencies: ["TunnelClient", "TunnelCore", "PacketKit", "SixgateConfig", "SixgateTestSupport"]),
+        .testTarget(name: "ClientTests", dependencies: ["TunnelClient", "TunnelCore", "RouteKit", "PacketKit", "SixgateConfig", "SixgateTestSupport"]),
         .testTarget(name: "NDPProxyTests", dependencies: ["NDPProxy", "AddressPool", "PacketKit", "RouteKit", "CPacketSocket", "SixgateTestSupport"]),
         .testTarget(name: "DiagnosticsTests", dependencies: ["Diagnostics", "PacketKit", "RouteKit", "SixgateTestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["SixgateTestSupport"]),

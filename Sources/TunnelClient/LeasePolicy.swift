@@ -104,7 +104,9 @@ extension ClientConfiguration {
             if host.routed.contains(r) {
                 no("route \(r): this host routes it through another interface already (left as it is)"); return false
             }
-            if let net = host.connected.first(where: { c in Self.overlaps(c, r) && !own.contains(where: { o in Self.overlaps(o, c) }) }) {
+            // A default-wide prefix covers every network, as ::/0 does; the connected ones stay more
+            // specific. Any other prefix that overlaps one would take over or split the host's own network.
+            if !Self.isDefaultLike(r), let net = host.connected.first(where: { c in Self.overlaps(c, r) && !own.contains(where: { o in Self.overlaps(o, c) }) }) {
                 no("route \(r): overlaps \(net), a network on this host's own interfaces"); return false
             }
             return true

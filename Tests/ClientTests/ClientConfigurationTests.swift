@@ -4,6 +4,7 @@ import SixgateConfig
 import Testing
 import TunnelClient
 import TunnelCore
+import RouteKit
 
 struct ClientConfigurationTests {
     let key = "CIJx29+eG5dL7tON0xo8a1/qEowfiuzQERthkk/3yHs="
@@ -157,5 +158,54 @@ struct RouterFirewallConfigurationTests {
                 #expect(error.description.contains(expected), "\(error)")
             }
         }
+    }
+}
+
+/// The lease vetting without a kernel: every field against its RFC range and the config.
+struct LeaseVettingTests {
+    func config(_ extra: String = "") throws -> ClientConfiguration {
+        try ClientConfiguration.parse("private_key = \"CIJx29+eG5dL7tON0xo8a1/qEowfiuzQERthkk/3yHs=\"\n[gateway]\npublic_key = \"gw83nm0gZnLZDhWWkc3vkx2MYjjpoOwu891hkDqPTyE=\"\nendpoint = \"198.51.100.1:51820\"\n[routes]\nipv6 = \"default\"\nipv4 = \"default\"\n" + extra, path: "/x.toml")
+    }
+    let host = HostFacts(connected: [IPPrefix("192.168.1.0/24")!, IPPrefix("2001:db8:c1::/64")!], endpoint: IPAddress("198.51.100.1")!,
+                         defaultHeldElsewhere: [true], routed: [IPPrefix("10.0.0.0/8")!])
+
+    @Test func aSaneLeasePassesWhole() throws {
+        var l = LeaseMessage(kind: .reply, transaction: 1)
+        l.ipv6 = AddressAssignment(.v6(IPv6Address("2001:db8:1::4")!), prefixLength: 128)
+        l.ipv4 = AddressAssignment(.v4(IPv4Address("192.0.2.2")!), prefixLength: 32)
+        l.routes = [IPPrefix("::/0")!, IPPrefix("0.0.0.0/0")!, IPPrefix("2001:db8:100::/48")!]
+        l.mtu = 1420; l.dnsServers = [IPAddress("2001:db8:ffff::53")!]; l.nat64Prefix = IPv6Prefix("64:ff9b::/96"); l.lifetime = 3600
+        let v = try config().vet(l, host: host)
+        #expect(v.refused.isEmpty && v.lease == l)
+    }
+
+    @Test func eachHostileFieldIsLeftOutWithItsReason() throws {
+        var l = LeaseMessage(kind: .reply, transaction: 1)
+        l.ipv6 = AddressAssignment(.v6(IPv6Address("ff02::1")!), prefixLength: 128)
+        l.ipv4 = AddressAssignment(.v4(IPv4Address("203.0.113.5")!), prefixLength: 1)
+        l.routes = ["::/1", "8000::/1", "198.51.100.0/24", "192.168.0.0/16", "10.0.0.0/8", "2001:db8:c1::/48"].map { IPPrefix($0)! }
+        l.mtu = 576; l.dnsServers = ["ff02::1", "0.0.0.0", "255.255.255.255", "127.0.0.1", "fe80::1"].map { IPAddress($0)! }
+        l.nat64Prefix = IPv6Prefix("64:ff9b::/33"); l.lifetime = 0; l.clatAddress = IPv6Address("::1")
+        let v = try config().vet(l, host: host)
+        #expect(v.lease.ipv6 == nil && v.lease.ipv4 == AddressAssignment(.v4(IPv4Address("203.0.113.5")!), prefixLength: 32))
+        #expect(v.lease.routes.isEmpty, "\(v.lease.routes)")
+        #expect(v.lease.mtu == nil && v.lease.dnsServers.isEmpty && v.lease.nat64Prefix == nil && v.lease.lifetime == nil && v.lease.clatAddress == nil)
+        #expect(v.refused.count == 17, "\(v.refused)")
+        #expect(v.refused.contains("route 192.168.0.0/16: overlaps 192.168.1.0/24, a network on this host's own interfaces"))
+        #expect(v.refused.contains("route 10.0.0.0/8: this host routes it through another interface already (left as it is)"))
+    }
+
+    @Test func defaultWidePrefixesFollowReplaceDefaultRouteAndAcceptRoutesLimitsTheRest() throws {
+        var l = LeaseMessage(kind: .reply, transaction: 1)
+        l.routes = ["::/1", "8000::/1", "2001:db8:100::/48", "2001:db8:200::/48"].map { IPPrefix($0)! }
+        #expect(try config("replace_default_route = true\n").vet(l, host: host).lease.routes.count == 4)
+        #expect(try config().vet(l, host: HostFacts()).lease.routes.count == 4, "no default elsewhere: nothing to bypass")
+        let limited = try config("accept_routes = [\"2001:db8:100::/40\"]\n").vet(l, host: host)
+        #expect(limited.lease.routes == [IPPrefix("2001:db8:100::/48")!], "\(limited.refused)")
+    }
+
+    @Test func networkTextIsEscapedForLogs() {
+        #expect(escapedForLog("ok\nconfigured: x\u{1b}[31m\u{2028}\\") == "ok\\x0aconfigured: x\\x1b[31m\\u{2028}\\\\")
+        #expect(escapedForLog(String(repeating: "a", count: 300)).count == 201)
     }
 }
