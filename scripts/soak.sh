@@ -44,7 +44,10 @@ cleanup() {
     [ -n "$gwpid" ] && kill -KILL "$gwpid" 2>/dev/null || true
     for ns in $isp $gw $(for i in $(seq 1 "$clients"); do echo sg-soak-c$i-$id; done); do ip netns del "$ns" 2>/dev/null || true; done
     rm -f /var/run/wireguard/sgsoak$id.sock
-    echo "soak: logs kept in $state"
+    # Logs stay for reading; key material does not outlive the run.
+    find "$state" -type f \( -name '*.key' -o -name '*.toml' -o -name '*.conf' \) -delete 2>/dev/null || true
+    grep -rlsE 'private_?key|PrivateKey' "$state" 2>/dev/null | xargs -r rm -f
+    echo "soak: logs kept in $state (keys and client configs removed)"
 }
 trap cleanup EXIT
 

@@ -96,6 +96,10 @@ public struct ClientConfiguration: Sendable, Equatable {
     /// wg-quick PostUp/PostDown/PreUp/PreDown commands (run with /bin/sh -c, %i replaced).
     public var shellHooks: [String: [String]] = [:]
     public static let hookNames: Set<String> = ["up", "down", "lease-changed"]
+    /// Said at start (and by --check-config): a private key in a file other users can read.
+    public var warnings: [String] = []
+    /// The file the private key came from (the config itself, or private_key_file).
+    var keySource: String?
 
     public init() {}
 
@@ -115,7 +119,17 @@ public struct ClientConfiguration: Sendable, Equatable {
             throw ConfigError(file: path, line: 0, key: nil, message: "cannot read the file")
         }
         let text = String(decoding: data, as: UTF8.self)
-        return try parse(text, path: path)
+        var c = try parse(text, path: path)
+        if let source = c.keySource ?? (c.privateKey != .zero ? path : nil) { c.warnings += looseModeWarning(source) }
+        return c
+    }
+
+    /// A warning when `path` (which holds a private key) is readable or writable by group or others,
+    /// as wg-quick warns.
+    static func looseModeWarning(_ path: String) -> [String] {
+        var st = stat()
+        guard stat(path, &st) == 0, st.st_mode & 0o077 != 0 else { return [] }
+        return ["\(path) holds a private key and is accessible to other users (mode \(String(st.st_mode & 0o777, radix: 8))): chmod 600 \(path)"]
     }
 
     public static func parse(_ text: String, path: String) throws(ConfigError) -> ClientConfiguration {
@@ -145,6 +159,7 @@ public struct ClientConfiguration: Sendable, Equatable {
                 throw f.error("private_key_file", "\(file) does not hold a WireGuard private key")
             }
             privateKey = key
+            keySource = file
         case (.some, .some): throw f.error("private_key_file", "give private_key or private_key_file, not both")
         case (nil, nil): throw ConfigError(file: path, line: 1, key: "private_key", message: "missing (or private_key_file)")
         }

@@ -315,7 +315,7 @@ public final class SixgateClient: @unchecked Sendable {
                 if let lanPrefix {
                     var ad = AdvertisementConfiguration(interface: settings.interface, prefixes: [lanPrefix])
                     ad.dnsServers = settings.dnsServers.isEmpty ? lease.dnsServers.compactMap { if case .v6(let a) = $0 { a } else { nil } } : settings.dnsServers
-                    ad.mtu = UInt32(lease.mtu ?? UInt16(config.mtu ?? 1420))
+                    ad.mtu = max(1280, UInt32(lease.mtu ?? UInt16(clamping: config.mtu ?? 1420)))   // never below IPv6's minimum on the LAN
                     ad.maximumInterval = settings.interval
                     ad.nat64Prefix = lease.nat64Prefix
                     do {

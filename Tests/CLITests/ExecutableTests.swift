@@ -91,4 +91,17 @@ struct TunnelPairExampleTests {
         #expect(out.contains("\nA: ") && out.contains("\nB: "), "output: \(out)")
         #expect(example.process.terminationStatus == 0)
     }
+
+    @Test func tunnelClientWarnsWhenItsPrivateKeyIsReadableByOthers() throws {
+        let path = NSTemporaryDirectory() + "tc-keymode-\(uniqueSuffix()).toml"
+        defer { unlink(path) }
+        try "private_key = \"CIJx29+eG5dL7tON0xo8a1/qEowfiuzQERthkk/3yHs=\"\n[gateway]\npublic_key = \"gw83nm0gZnLZDhWWkc3vkx2MYjjpoOwu891hkDqPTyE=\"\nendpoint = \"198.51.100.1:51820\"\n"
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        chmod(path, 0o644)
+        let loose = try run(["\(builtProductsDirectory)/tunnel-client", "--config", path, "--check-config"])
+        #expect(loose.succeeded && loose.stderr.contains("warning: \(path) holds a private key and is accessible to other users (mode 644): chmod 600 \(path)"), "\(loose)")
+        chmod(path, 0o600)
+        let tight = try run(["\(builtProductsDirectory)/tunnel-client", "--config", path, "--check-config"])
+        #expect(tight.succeeded && !tight.stderr.contains("warning"), "\(tight)")
+    }
 }

@@ -58,6 +58,7 @@ struct Run: ParsableCommand {
         var logger = Logger(label: "tunnel-client")
         logger.logLevel = .info
         let configuration = try options.load()
+        for w in configuration.warnings { FileHandle.standardError.write(Data("tunnel-client: warning: \(w)\n".utf8)) }
         if checkConfig { print("tunnel-client: \(options.config) is valid"); return }
 
         var signals = sigset_t()
