@@ -103,8 +103,8 @@ final class GatewayTestbed: @unchecked Sendable {
     }
 
     /// Starts gatewayd in `gw` and waits for its "up" line.
-    func startGateway() throws {
-        let p = try BackgroundProcess(["ip", "netns", "exec", gw, "\(builtProductsDirectory)/gatewayd", "--config", configPath], captureOutput: true)
+    func startGateway(_ extraArguments: [String] = []) throws {
+        let p = try BackgroundProcess(["ip", "netns", "exec", gw, "\(builtProductsDirectory)/gatewayd", "--config", configPath] + extraArguments, captureOutput: true)
         gateway = p
         guard eventually(timeout: 15, { p.output.contains("up: \(tun)") || !p.process.isRunning }), p.process.isRunning else {
             throw TransferError.named("gatewayd did not come up: \(p.output)")
@@ -149,11 +149,12 @@ final class GatewayTestbed: @unchecked Sendable {
 
     /// Starts tunnel-client in `ns` with the config text at a file of its own; returns the process.
     @discardableResult
-    func startTunnelClient(in ns: String, config: String, name: String) throws -> BackgroundProcess {
+    func startTunnelClient(in ns: String, config: String, name: String, extraArguments: [String] = []) throws -> BackgroundProcess {
         let path = stateDirectory + "/\(name).toml"
         try config.write(toFile: path, atomically: true, encoding: .utf8)
+        chmod(path, 0o600)
         let p = try BackgroundProcess(["ip", "netns", "exec", ns, "\(builtProductsDirectory)/tunnel-client", "--config", path,
-                                       "--state-file", stateDirectory + "/\(name).json"], captureOutput: true)
+                                       "--state-file", stateDirectory + "/\(name).json"] + extraArguments, captureOutput: true)
         others.append(p)
         return p
     }

@@ -31,6 +31,9 @@ struct GatewayDaemon: ParsableCommand {
     @Flag(help: "Keep every capability after setup (by default only CAP_NET_ADMIN and CAP_NET_RAW stay, for gatewayd, its hooks and the tools it runs).")
     var keepCapabilities = false
 
+    @Option(help: "The user to run as after setup, keeping CAP_NET_ADMIN and CAP_NET_RAW (default: sixgate when that account exists; root: stay uid 0).")
+    var user: String?
+
     func run() throws {
         LoggingSystem.bootstrap { StreamLogHandler.standardOutput(label: $0) }
         var logger = Logger(label: "gatewayd")
@@ -41,6 +44,8 @@ struct GatewayDaemon: ParsableCommand {
         }
         if checkConfig { print("gatewayd: \(config) is valid"); return }
 
+        let account: Privileges.Account?
+        do { account = try Privileges.account(user) } catch { throw ValidationError("gatewayd: \(error)") }
         var signals = sigset_t()
         sigemptyset(&signals)
         for s in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&signals, s) }
@@ -58,7 +63,9 @@ struct GatewayDaemon: ParsableCommand {
             throw ExitCode(1)
         }
         if !keepCapabilities {
-            do { try Privileges.keepOnlyNetworkCapabilities() } catch { logger.warning("\(error); running with the capabilities it was started with") }
+            let log = logger
+            Privileges.settle(account: account, keepCapabilities: false, handOver: Privileges.withEntries(configuration.stateDirectory) + Privileges.withEntries(configuration.clientsDirectory),
+                              info: { log.info("\($0)") }, warning: { log.warning("\($0)") })
         }
         var timeout = timespec(tv_sec: 10, tv_nsec: 0)
         while true {

@@ -31,6 +31,9 @@ struct NDPProxyCommand: ParsableCommand {
     @Flag(help: "Keep every capability after setup (by default only CAP_NET_ADMIN and CAP_NET_RAW stay, for the daemon, its hooks and the tools it runs).")
     var keepCapabilities = false
 
+    @Option(help: "The user to run as after setup, keeping CAP_NET_ADMIN and CAP_NET_RAW (default: sixgate when that account exists; root: stay uid 0).")
+    var user: String?
+
     @Option(help: "Seconds between syncs of kernel-mode proxy entries with their list or lease store.")
     var syncInterval = 5
 
@@ -44,6 +47,8 @@ struct NDPProxyCommand: ParsableCommand {
         LoggingSystem.bootstrap { StreamLogHandler.standardOutput(label: $0) }
         var logger = Logger(label: "ndp-proxy")
         logger.logLevel = .info
+        let account: Privileges.Account?
+        do { account = try Privileges.account(user) } catch { throw ValidationError("ndp-proxy: \(error)") }
         guard let data = FileManager.default.contents(atPath: config) else {
             throw ValidationError("ndp-proxy: \(config): \(FileManager.default.fileExists(atPath: config) ? "unreadable" : "no such file")")
         }
@@ -94,7 +99,9 @@ struct NDPProxyCommand: ParsableCommand {
             r.start()
         }
         if !keepCapabilities {
-            do { try Privileges.keepOnlyNetworkCapabilities() } catch { logger.warning("\(error); running with the capabilities it was started with") }
+            let log = logger
+            Privileges.settle(account: account, keepCapabilities: false, handOver: [],
+                              info: { log.info("\($0)") }, warning: { log.warning("\($0)") })
         }
         for r in responders { logger.info("answering on \(r.rule.interface) for \((r.rule.prefixes + r.rule.autoPrefixes).map(\.description).joined(separator: " "))") }
         for k in kernel { logger.info("kernel proxy entries on \(k.rule.interface): \(k.installed.count)") }

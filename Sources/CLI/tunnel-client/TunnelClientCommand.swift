@@ -53,6 +53,9 @@ struct Run: ParsableCommand {
     @Flag(help: "Keep every capability after setup (by default only CAP_NET_ADMIN and CAP_NET_RAW stay, for the daemon, its hooks and the tools it runs).")
     var keepCapabilities = false
 
+    @Option(help: "The user to run as after setup, keeping CAP_NET_ADMIN and CAP_NET_RAW (default: sixgate when that account exists; root: stay uid 0).")
+    var user: String?
+
     func run() throws {
         LoggingSystem.bootstrap { StreamLogHandler.standardOutput(label: $0) }
         var logger = Logger(label: "tunnel-client")
@@ -61,6 +64,8 @@ struct Run: ParsableCommand {
         for w in configuration.warnings { FileHandle.standardError.write(Data("tunnel-client: warning: \(w)\n".utf8)) }
         if checkConfig { print("tunnel-client: \(options.config) is valid"); return }
 
+        let account: Privileges.Account?
+        do { account = try Privileges.account(user) } catch { throw ValidationError("tunnel-client: \(error)") }
         var signals = sigset_t()
         sigemptyset(&signals)
         for s in [SIGINT, SIGTERM] { sigaddset(&signals, s) }
@@ -82,17 +87,30 @@ struct Run: ParsableCommand {
             logger.error("\(error)")
             throw ExitCode(1)
         }
-        if !keepCapabilities {
-            do { try Privileges.keepOnlyNetworkCapabilities() } catch { logger.warning("\(error); running with the capabilities it was started with") }
-        }
+        // The state file exists before the switch of user and is handed over (with its folder when
+        // that is Sixgate's own /run/sixgate); it is then rewritten in place.
         let path = options.statePath(configuration)
-        try? FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        let folder = (path as NSString).deletingLastPathComponent
+        try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o644])
+        if !keepCapabilities {
+            let log = logger
+            Privileges.settle(account: account, keepCapabilities: false, handOver: (folder == "/run/sixgate" ? [folder] : []) + [path],
+                              info: { log.info("\($0)") }, warning: { log.warning("\($0)") })
+        }
         var written: ClientState?
         var timeout = timespec(tv_sec: 1, tv_nsec: 0)
         while true {
             let state = client.currentState
             if state != written, let data = try? JSONEncoder.sorted.encode(state) {
-                _ = FileManager.default.createFile(atPath: path, contents: data, attributes: [.posixPermissions: 0o644])
+                // Atomically where the folder is writable; in place where it is not (another
+                // user's folder, after the switch of user).
+                let fd = FileManager.default.createFile(atPath: path, contents: data, attributes: [.posixPermissions: 0o644]) ? -1
+                    : open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+                if fd >= 0 {
+                    _ = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+                    close(fd)
+                }
                 written = state
             }
             let s = sigtimedwait(&signals, nil, &timeout)
