@@ -69,21 +69,16 @@ public enum Privileges {
     }
 
     /// After setup: becomes `account` (if any) keeping only CAP_NET_ADMIN and CAP_NET_RAW, or
-    /// stays uid 0 with only those; and sets NO_NEW_PRIVS. Returns what it did, for the log.
+    /// stays uid 0 with only those; and sets NO_NEW_PRIVS. Every thread of the process at once
+    /// (credentials are per thread; the daemons' threads already run). Returns what it did, for the log.
     public static func dropAfterSetup(to account: Account?) throws(Error) -> String {
         let keep: UInt64 = 1 << UInt64(netAdmin) | 1 << UInt64(netRaw)
-        var what: String
-        if let account, geteuid() == 0 {
-            guard sixgate_become_user(account.uid, account.gid, keep) == 0 else {
-                throw Error(description: "becoming user \(account.name): \(String(cString: strerror(errno)))")
-            }
-            what = "running as \(account.name) (uid \(account.uid)) with CAP_NET_ADMIN and CAP_NET_RAW"
-        } else {
-            try keepOnlyNetworkCapabilities()
-            what = geteuid() == 0 ? "running as root with only CAP_NET_ADMIN and CAP_NET_RAW (no user \(defaultUser); see --user)" : "running as uid \(geteuid())"
+        let becoming = account != nil && geteuid() == 0
+        guard sixgate_drop_all_threads(account?.uid ?? 0, account?.gid ?? 0, keep, becoming ? 1 : 0) == 0 else {
+            throw Error(description: "dropping privileges\(becoming ? " to user \(account!.name)" : ""): \(String(cString: strerror(errno)))")
         }
-        guard sixgate_no_new_privileges() == 0 else { throw Error(description: "no_new_privs: \(String(cString: strerror(errno)))") }
-        return what + ", no new privileges"
+        if becoming { return "running as \(account!.name) (uid \(account!.uid)) with CAP_NET_ADMIN and CAP_NET_RAW, no new privileges" }
+        return (geteuid() == 0 ? "running as root with only CAP_NET_ADMIN and CAP_NET_RAW (no user \(defaultUser); see --user)" : "running as uid \(geteuid())") + ", no new privileges"
     }
 
     /// The daemons' common step after setup: unless `keepCapabilities`, hands `paths` to the

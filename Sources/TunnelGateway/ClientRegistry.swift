@@ -113,8 +113,14 @@ public struct ClientRegistry: Sendable {
         }
         if !c.isolated { text += "# Exempt from isolate_clients: new connections with the other exempt clients pass\nisolate = false\n" }
         let tmp = path + ".tmp"
-        guard FileManager.default.createFile(atPath: tmp, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600]),
-              rename(tmp, path) == 0 else {
+        guard FileManager.default.createFile(atPath: tmp, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600]) else {
+            throw .io(path: path, detail: "cannot write: \(String(cString: strerror(errno)))")
+        }
+        // Written by root (gatewayctl without a running gatewayd) into a folder that belongs to the
+        // daemon's user: the file is that user's too, or gatewayd could not read it (docs/security.md).
+        var dir = stat()
+        if geteuid() == 0, stat(directory, &dir) == 0, dir.st_uid != 0 { chown(tmp, dir.st_uid, dir.st_gid) }
+        guard rename(tmp, path) == 0 else {
             throw .io(path: path, detail: "cannot write: \(String(cString: strerror(errno)))")
         }
     }

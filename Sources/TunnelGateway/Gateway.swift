@@ -88,7 +88,9 @@ public final class Gateway: @unchecked Sendable {
     var leaseStats = LeaseServiceStatistics()
     var lastLeaseReply: [Bytes32: Double] = [:]
     var lastNotice: [Bytes32: Double] = [:]
-    let hookQueue = DispatchQueue(label: "sixgate.hooks")
+    /// Hooks run here, one at a time, in order: a thread of ours (not libdispatch's, which block the
+    /// signal the privilege drop reaches threads with), so hooks start with its capabilities.
+    let hookQueue = SerialWorker(name: "sg-hooks")
 
     static let v6Pool = "ipv6", v4Pool = "ipv4", nat64Pool = "nat64"
 
@@ -345,7 +347,7 @@ public final class Gateway: @unchecked Sendable {
     /// its addresses), the sockets. Leases and client files stay. Sysctls stay as they are
     /// (forwarding may serve others on this host).
     public func stop() {
-        hookQueue.sync {}   // let client hooks already queued finish first
+        hookQueue.drain()   // let client hooks already queued finish first
         // The device's threads call back into the gateway (events, lease requests) under its
         // lock: stop them before taking the lock, so a join never waits on a thread that waits on us.
         lock.withLock { device }?.stop()
@@ -633,7 +635,7 @@ public final class Gateway: @unchecked Sendable {
         let env = ["SIXGATE_CLIENT": client.name, "SIXGATE_CLIENT_KEY": client.publicKey,
                    "SIXGATE_CLIENT_ADDRESSES": allocator.leases(of: client.name).map(\.prefix.description).joined(separator: " ")]
         // Events arrive on the device's packet threads: hooks run elsewhere, one at a time, in order.
-        hookQueue.async { self.runHook(hook, env) }
+        hookQueue.submit { self.runHook(hook, env) }
     }
 
     /// Runs hook `name` if configured, with SIXGATE_* facts in its environment; waits at most 10 s.

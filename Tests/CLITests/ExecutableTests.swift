@@ -104,4 +104,20 @@ struct TunnelPairExampleTests {
         let tight = try run(["\(builtProductsDirectory)/tunnel-client", "--config", path, "--check-config"])
         #expect(tight.succeeded && !tight.stderr.contains("warning"), "\(tight)")
     }
+
+    /// The systemd units as systemd reads them (every directive known, the binaries there).
+    @Test(.enabled(if: which("systemd-analyze") != nil, "needs systemd-analyze"))
+    func theSystemdUnitsVerify() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+        let dir = NSTemporaryDirectory() + "sg-units-\(uniqueSuffix())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for unit in ["gatewayd", "ndp-proxy", "tunnel-client"] {
+            let text = try String(contentsOfFile: "\(root)/dist/\(unit).service", encoding: .utf8)
+            #expect(text.contains("User=sixgate") && text.contains("NoNewPrivileges=yes") && text.contains("SystemCallFilter=") && text.contains("AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW"))
+            try text.replacingOccurrences(of: "/usr/local/bin", with: builtProductsDirectory).write(toFile: "\(dir)/\(unit).service", atomically: true, encoding: .utf8)
+            let r = try run(["systemd-analyze", "verify", "\(dir)/\(unit).service"])
+            #expect(r.succeeded && !(r.stdout + r.stderr).contains("\(unit).service:"), "\(unit): \(r)")
+        }
+    }
 }

@@ -81,11 +81,24 @@ struct PrivilegeTests {
         try bed.writeConfig(ndpProxy: "kernel")
         try bed.startGateway(["--user", "nobody"])
         guard let pid = bed.gateway?.pid else { Issue.record("no gatewayd"); return }
-        #expect(eventually(timeout: 5) { status(pid)["Uid"]?.split(separator: "\t").allSatisfy { UInt32($0) == nobody } == true }, "\(status(pid))")
+        #expect(eventually(timeout: 10) { bed.gateway!.output.contains("no new privileges") }, "\(bed.gateway!.output)")
+        #expect(status(pid)["Uid"]?.split(separator: "\t").allSatisfy { UInt32($0) == nobody } == true, "\(status(pid))")
         let s = status(pid)
         #expect(s["NoNewPrivs"] == "1" && s["CapEff"] == "0000000000003000" && s["CapPrm"] == "0000000000003000"
                 && s["CapAmb"] == "0000000000003000" && s["CapBnd"] == "0000000000003000", "\(s)")
         #expect(bed.gateway!.output.contains("running as nobody (uid \(nobody)) with CAP_NET_ADMIN and CAP_NET_RAW, no new privileges"), "\(bed.gateway!.output)")
+        // Every thread, not only the main one (credentials are per thread in Linux): the user, and
+        // either the two capabilities with NO_NEW_PRIVS (every thread of ours) or none at all
+        // (libdispatch's workers, which block the signal the drop reaches threads with).
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+        #expect(tasks.count > 3, "the control, packet and watcher threads ran before the drop")
+        for t in tasks {
+            let ts = status(Int32(t)!)
+            let ours = ts["CapEff"] == "0000000000003000" && ts["CapPrm"] == "0000000000003000" && ts["NoNewPrivs"] == "1"
+            let none = ts["CapEff"] == "0000000000000000" && ts["CapPrm"] == "0000000000000000"
+            #expect(ts["Uid"]?.split(separator: "\t").allSatisfy { UInt32($0) == nobody } == true && (ours || none)
+                    && (none || ts["CapBnd"] == "0000000000003000"), "thread \(t) \(ts["Name"] ?? ""): \(ts)")
+        }
 
         // Its job, unprivileged: a live enrolment (routes and proxy entries over netlink, the
         // firewall's sets through nft), traffic, status (nft counters), a reload, stop's clean-up.
@@ -101,15 +114,19 @@ struct PrivilegeTests {
         bed.stopGateway()
         #expect(try !bed.exec(bed.gw, ["nft", "list", "tables"]).stdout.contains("sixgate"), "stop removed its tables through nft")
         #expect(try bed.exec(bed.gw, ["ip", "-6", "route", "show", "proto", "74"]).stdout.isEmpty)
+        // Enrolled offline by root, a client's file still belongs to the daemon's user.
+        _ = try bed.gatewayctl(["clients", "add", "dave"])
+        var st = stat()
+        #expect(stat(bed.stateDirectory + "/clients/dave", &st) == 0 && st.st_uid == nobody && st.st_mode & 0o777 == 0o600, "file uid \(st.st_uid) mode \(String(st.st_mode, radix: 8))")
 
         // ndp-proxy, unprivileged, answers the ISP's solicitations for alice (routed by a gatewayd
         // that proxies nothing itself).
         try bed.writeConfig(ndpProxy: "off")
-        try bed.startGateway()
+        try bed.startGateway(["--user", "nobody"])
         let conf = bed.stateDirectory + "/npd6.conf"
-        try "prefix=2001:db8:1::\ninterface=\(bed.uplink)\nlisttype=white\naddrlist=2001:db8:1::4\naddrlist=2001:db8:1::5\n".write(toFile: conf, atomically: true, encoding: .utf8)
+        try "prefix=2001:db8:1::\ninterface=\(bed.uplink)\nlisttype=white\naddrlist=2001:db8:1::4\naddrlist=2001:db8:1::5\naddrlist=2001:db8:1::6\n".write(toFile: conf, atomically: true, encoding: .utf8)
         let proxy = try bed.background(in: bed.gw, ["\(builtProductsDirectory)/ndp-proxy", "--config", conf, "--user", "nobody"])
-        #expect(eventually(timeout: 5) { proxy.output.contains("running as nobody") }, "\(proxy.output)")
+        #expect(eventually(timeout: 10) { proxy.output.contains("running as nobody") }, "\(proxy.output)")
         #expect(status(proxy.pid)["NoNewPrivs"] == "1")
         try bed.exec(bed.isp, ["ip", "-6", "neigh", "flush", "dev", bed.ispSide])
         #expect(eventually(timeout: 30) { (try? bed.ping(from: bed.cl, "2001:db8:ffff::1", count: 1)) == 1 }, "the ISP finds alice through it: \(proxy.output)")
@@ -119,7 +136,8 @@ struct PrivilegeTests {
             .replacingOccurrences(of: "interface = \"sixgate0\"", with: "interface = \"sgk\(bed.id)\"")
         let client = try bed.startTunnelClient(in: bed.cl2, config: carol.replacingOccurrences(of: "198.51.100.129:51820", with: "203.0.113.129:51820"),
                                                name: "carol", extraArguments: ["--user", "nobody"])
-        #expect(eventually(timeout: 30) { client.output.contains("configured:") }, "\(client.output)")
+        #expect(eventually(timeout: 30) { client.output.contains("configured:") }, "\(client.output) \(((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(client.pid)/task")) ?? []).map { t in let x = status(Int32(t)!); return "\(t) \(x["Name"] ?? "") \(x["Uid"] ?? "") eff \(x["CapEff"] ?? "") prm \(x["CapPrm"] ?? "") nnp \(x["NoNewPrivs"] ?? "") blk \(x["SigBlk"] ?? "")" })")
+        #expect(eventually(timeout: 10) { client.output.contains("no new privileges") }, "\(client.output)")
         #expect(status(client.pid)["Uid"]?.hasPrefix("\(nobody)") == true && status(client.pid)["NoNewPrivs"] == "1", "\(status(client.pid))")
         #expect(eventually(timeout: 20) { (try? bed.ping(from: bed.cl2, "2001:db8:ffff::1", count: 1)) == 1 }, "\(client.output)")
         #expect(eventually(timeout: 5) { (try? bed.tunnelClientStatus("carol"))?["addresses"] != nil })

@@ -49,7 +49,7 @@ struct GatewayDaemon: ParsableCommand {
         var signals = sigset_t()
         sigemptyset(&signals)
         for s in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&signals, s) }
-        pthread_sigmask(SIG_BLOCK, &signals, nil)
+        pthread_sigmask(SIG_SETMASK, &signals, nil)   // exactly these: an inherited mask (real-time signals blocked by a parent) would keep the privilege drop from reaching the threads made from here on
 
         let gateway: Gateway
         do {

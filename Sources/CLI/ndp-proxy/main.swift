@@ -70,7 +70,7 @@ struct NDPProxyCommand: ParsableCommand {
         var signals = sigset_t()
         sigemptyset(&signals)
         for s in [SIGINT, SIGTERM, SIGUSR1, SIGHUP] { sigaddset(&signals, s) }
-        pthread_sigmask(SIG_BLOCK, &signals, nil)
+        pthread_sigmask(SIG_SETMASK, &signals, nil)   // exactly these: an inherited mask (real-time signals blocked by a parent) would keep the privilege drop from reaching the threads made from here on
         var responders: [Responder] = []
         var kernel: [KernelProxy] = []
         do {

@@ -45,7 +45,7 @@ struct SixgateWG: ParsableCommand {
         // Block the stop signals before any thread starts, then wait for one here.
         var signals = sigset_t()
         sigemptyset(&signals); sigaddset(&signals, SIGINT); sigaddset(&signals, SIGTERM)
-        pthread_sigmask(SIG_BLOCK, &signals, nil)
+        pthread_sigmask(SIG_SETMASK, &signals, nil)   // exactly these: an inherited mask (real-time signals blocked by a parent) would keep the privilege drop from reaching the threads made from here on
 
         var timers = TunnelTimers()
         timers.rekeyAfterTime = rekeyAfterTime

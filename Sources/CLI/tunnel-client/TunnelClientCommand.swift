@@ -69,7 +69,7 @@ struct Run: ParsableCommand {
         var signals = sigset_t()
         sigemptyset(&signals)
         for s in [SIGINT, SIGTERM] { sigaddset(&signals, s) }
-        pthread_sigmask(SIG_BLOCK, &signals, nil)
+        pthread_sigmask(SIG_SETMASK, &signals, nil)   // exactly these: an inherited mask (real-time signals blocked by a parent) would keep the privilege drop from reaching the threads made from here on
 
         let client: SixgateClient
         do {

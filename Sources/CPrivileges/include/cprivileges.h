@@ -9,9 +9,14 @@ int sixgate_keep_capabilities(uint64_t keep);
 /// The effective, permitted and bounding sets of the calling process (bit per capability).
 int sixgate_capabilities(uint64_t *effective, uint64_t *permitted, uint64_t *bounding);
 
-/// Becomes `uid`/`gid` (no supplementary groups) keeping the capabilities in `keep` effective,
-/// permitted, inheritable and ambient (so programs it runs keep them). 0, or -1 and errno.
-int sixgate_become_user(uint32_t uid, uint32_t gid, uint64_t keep);
 
-/// PR_SET_NO_NEW_PRIVS: no execve (setuid binaries, file capabilities) can add privileges. 0, or -1 and errno.
-int sixgate_no_new_privileges(void);
+/// The privilege drop on every thread of the process (credentials and capabilities are per thread
+/// in Linux): the bounding set to `keep`; with `change_ids`, no supplementary groups and uid/gid
+/// `uid`/`gid` (glibc's broadcast), `keep` also inheritable and ambient; permitted and effective
+/// to `keep`; NO_NEW_PRIVS. The per-thread steps go by a real-time signal to each thread in
+/// /proc/self/task. 0, or -1 and errno.
+int sixgate_drop_all_threads(uint32_t uid, uint32_t gid, uint64_t keep, int change_ids);
+
+/// The real-time signal `sixgate_drop_all_threads` uses: a daemon must not block it in the threads
+/// it makes before the drop (those that do end up as the user without any capability).
+int sixgate_drop_signal(void);
