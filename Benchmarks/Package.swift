@@ -35,6 +35,10 @@ let package = Package(
             dependencies: [.product(name: "PacketKit", package: main), .product(name: "RouteKit", package: main), "CPacketSocketBench"]
         ),
         .executableTarget(
+            name: "FilterRuleset",
+            dependencies: [.product(name: "PacketKit", package: main), .product(name: "RouteKit", package: main)]
+        ),
+        .executableTarget(
             name: "RouteKitBenchmarks",
             dependencies: [.product(name: "PacketKit", package: main), .product(name: "RouteKit", package: main)]
         ),

@@ -201,6 +201,11 @@ struct FirewallTests {
         #expect((after?["firewallDroppedRedirects"] as? Int ?? 0) >= 1, "the kernel tried, the table stopped it: \(String(describing: after))")
         #expect(try inRedirects() == 0, "bob never got one")
 
+        // PMTUD toward the gateway host: a Packet Too Big from a client reaches its stack (RFC 4890 §4.4.1).
+        let ptbBefore = try snmp6(bed.gw, "Icmp6InPktTooBigs")
+        try sendPacketTooBig(from: bed.cl, to: "2001:db8:1::3", about: "2001:db8:1::4")
+        #expect(eventually(timeout: 5) { ((try? snmp6(bed.gw, "Icmp6InPktTooBigs")) ?? 0) > ptbBefore }, "the input chain lets Packet Too Big through")
+
         // Opened by config: gateway_open, and DNS when `dns` names the gateway's own address.
         bed.stopGateway()
         try bed.writeConfig(ndpProxy: "kernel", extra: "gateway_open = [\"tcp/18090\"]\ndns = [\"2001:db8:1::3\"]")

@@ -136,4 +136,45 @@ struct HostileGatewayTests {
         #expect(eventually(timeout: 20) { second.output.contains("the gateway refused a lease: no\\x0aconfigured: 2001:db8::666/128\\x1b[31m") }, "\(second.output)")
         #expect(!second.output.contains("\nconfigured: 2001:db8::666") && !second.output.contains("\u{1b}"))
     }
+
+    /// Router mode: nothing of a hostile lease outside policy reaches the LAN's router advertisements.
+    @Test(.enabled(if: which("radvdump") != nil, "needs radvdump"))
+    func aHostileLeaseDoesNotReachTheLANsRouterAdvertisements() throws {
+        let bed = try GatewayTestbed()
+        defer { bed.destroy() }
+        let lan = "sg-gl-\(bed.id)", lanHost = "sgl\(bed.id)", lanRouter = "sgm\(bed.id)", tun = "sgk\(bed.id)"
+        try bed.addNamespace(lan, linkedTo: bed.cl, lanHost, lanRouter)
+        let dump = try BackgroundProcess(["ip", "netns", "exec", lan, which("radvdump")!], captureOutput: true)
+        defer { dump.stop() }
+        let clientKey = X25519.generatePrivateKey()
+        var lease = LeaseMessage(kind: .reply, transaction: 0)
+        lease.ipv6 = AddressAssignment(.v6(IPv6Address("2001:db8:100::")!), prefixLength: 56)
+        lease.routes = [IPPrefix("::/0")!]
+        lease.mtu = 576
+        lease.dnsServers = ["ff02::1", "::", "2001:db8:ffff::53"].map { IPAddress($0)! }
+        lease.nat64Prefix = IPv6Prefix("64:ff9b::/33")
+        let gateway = try HostileGateway(namespace: bed.gw, interface: "sgh\(bed.id)", answer: lease, clientKey: X25519.publicKey(clientKey))
+        defer { gateway.stop() }
+        let config = """
+            interface = "\(tun)"
+            private_key = "\(clientKey.base64)"
+            [gateway]
+            public_key = "\(gateway.publicKey.base64)"
+            endpoint = "198.51.100.129:51820"
+            [routes]
+            ipv6 = "default"
+            ipv4 = "none"
+            [router]
+            interface = "\(lanRouter)"
+            interval = 4
+            """
+        let client = try bed.startTunnelClient(in: bed.cl, config: config, name: "hostile-router")
+        defer { client.stop() }
+        #expect(eventually(timeout: 20) { dump.output.contains("prefix 2001:db8:100::/64") }, "\(client.output) \(dump.output)")
+        #expect(eventually(timeout: 10) { dump.output.contains("RDNSS 2001:db8:ffff::53") }, "\(dump.output)")
+        let text = dump.output
+        #expect(text.contains("AdvLinkMTU 1420;") && !text.contains("AdvLinkMTU 576;"), "\(text)")
+        #expect(!text.contains("ff02::1") && !text.contains("RDNSS ::") && !text.contains("64:ff9b::/33"), "\(text)")
+        #expect(client.output.contains("lease: left out MTU 576") && client.output.contains("lease: left out DNS server ff02::1"), "\(client.output)")
+    }
 }

@@ -127,3 +127,28 @@ public func udpExchange(from: String, to: String, address: String, port: UInt16,
     while !echo.isFinished { usleep(10_000) }
     return got
 }
+
+/// Sends one ICMPv6 Packet Too Big (MTU `mtu`) from namespace `from` to `destination`, about a
+/// packet from `destination` to `about` (a raw socket: the kernel fills in the checksum).
+public func sendPacketTooBig(from: String, to destination: String, about: String, mtu: UInt32 = 1280) throws {
+    let raw = try NetworkNamespace.named(from).perform { () throws(RouteKitError) -> Int32 in socket(AF_INET6, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), Int32(IPPROTO_ICMPV6)) }
+    guard raw >= 0 else { throw TransferError("raw socket: errno \(errno)") }
+    defer { close(raw) }
+    var inner = [UInt8](repeating: 0, count: 48)
+    inner[0] = 0x60; inner[4] = 0; inner[5] = 8; inner[6] = 17; inner[7] = 64   // IPv6, 8 bytes of UDP, hop limit 64
+    var src = in6_addr(), dst = in6_addr()
+    inet_pton(AF_INET6, destination, &src); inet_pton(AF_INET6, about, &dst)
+    withUnsafeBytes(of: src) { for i in 0..<16 { inner[8 + i] = $0[i] } }
+    withUnsafeBytes(of: dst) { for i in 0..<16 { inner[24 + i] = $0[i] } }
+    var message: [UInt8] = [2, 0, 0, 0, UInt8(mtu >> 24), UInt8(mtu >> 16 & 0xff), UInt8(mtu >> 8 & 0xff), UInt8(mtu & 0xff)] + inner
+    let (addr, len) = socketAddress(destination, 0)
+    var a = addr
+    let n = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(raw, &message, message.count, 0, $0, len) } }
+    guard n == message.count else { throw TransferError("sendto \(destination): errno \(errno)") }
+}
+
+/// A counter of /proc/net/snmp6 in namespace `ns` ("Icmp6InPktTooBigs"), -1 if missing.
+public func snmp6(_ ns: String, _ name: String) throws -> Int {
+    let text = try run(["ip", "netns", "exec", ns, "cat", "/proc/net/snmp6"], check: true).stdout
+    return text.split(separator: "\n").first { $0.hasPrefix(name) }.flatMap { Int($0.split(whereSeparator: \.isWhitespace).last ?? "") } ?? -1
+}

@@ -15,22 +15,7 @@ public struct TransferError: Error, CustomStringConvertible {
 /// `listenAddress` the receiver listens there instead (the sender's `address` is translated to it
 /// on the way, as through NAT64).
 public func tcpTransfer(from: String, to: String, address: String, port: UInt16, bytes: [UInt8], listenAddress: String? = nil) throws -> [UInt8] {
-    func sockaddrFor(_ a: String) -> (sockaddr_storage, socklen_t) {
-        let family = a.contains(":") ? AF_INET6 : AF_INET
-        var ss = sockaddr_storage()
-        if family == AF_INET6 {
-            withUnsafeMutablePointer(to: &ss) { $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { s in
-                s.pointee.sin6_family = sa_family_t(AF_INET6); s.pointee.sin6_port = port.bigEndian
-                inet_pton(AF_INET6, a, &s.pointee.sin6_addr)
-            } }
-            return (ss, socklen_t(MemoryLayout<sockaddr_in6>.size))
-        }
-        withUnsafeMutablePointer(to: &ss) { $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { s in
-            s.pointee.sin_family = sa_family_t(AF_INET); s.pointee.sin_port = port.bigEndian
-            inet_pton(AF_INET, a, &s.pointee.sin_addr)
-        } }
-        return (ss, socklen_t(MemoryLayout<sockaddr_in>.size))
-    }
+    func sockaddrFor(_ a: String) -> (sockaddr_storage, socklen_t) { socketAddress(a, port) }
     let (addr, len) = sockaddrFor(address)
     let (listenAddr, listenLen) = sockaddrFor(listenAddress ?? address)
     let listenFamily = (listenAddress ?? address).contains(":") ? AF_INET6 : AF_INET, family = address.contains(":") ? AF_INET6 : AF_INET
