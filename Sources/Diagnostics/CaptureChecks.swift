@@ -288,3 +288,39 @@ extension KernelView {
 }
 
 func formatSeconds(_ s: Double) -> String { s == s.rounded() ? String(Int(s)) : String(format: "%.1f", s) }
+
+extension KernelView {
+    /// NAT64: the translator's interface is there and up, and nothing it dropped during the capture
+    /// went unexplained (the counters before and after, as gatewayctl status shows them).
+    func nat64(_ capture: CaptureFindings) -> CheckResult {
+        let id = "nat64", title = "NAT64 translates what clients send"
+        guard let prefix = setup.nat64Prefix, let name = setup.nat64Interface else {
+            return CheckResult(id: id, title: title, status: .skipped, summary: "no NAT64 configured")
+        }
+        guard setup.daemonRunning else { return CheckResult(id: id, title: title, status: .skipped, summary: "gatewayd is not running") }
+        var evidence = ["prefix \(prefix) on \(name)"]
+        guard let link = links.first(where: { $0.name == name }), link.isUp else {
+            return CheckResult(id: id, title: title, status: .problem, summary: "the translator's interface \(name) is \(links.contains { $0.name == name } ? "down" : "missing"): all NAT64 traffic is lost",
+                               evidence: evidence, fix: [setup.restartCommand])
+        }
+        guard let before = capture.before, let after = capture.after else {
+            return CheckResult(id: id, title: title, status: .ok, summary: "\(name) is up (no capture: drops not watched)", evidence: evidence)
+        }
+        var dropped: [String] = []
+        for (key, value) in after.counters where key.hasPrefix("nat64Dropped-") {
+            let d = value &- (before.counters[key] ?? 0)
+            if d > 0 { dropped.append("\(key.dropFirst("nat64Dropped-".count)) \(d)") }
+        }
+        let translated = (after.counters["nat64Translated6to4"] ?? 0) &- (before.counters["nat64Translated6to4"] ?? 0)
+        evidence.append("during \(Int(capture.seconds)) s: \(translated) packet(s) translated to IPv4, dropped: \(dropped.isEmpty ? "none" : dropped.sorted().joined(separator: ", "))")
+        guard !dropped.isEmpty else { return CheckResult(id: id, title: title, status: .ok, summary: "\(name) is up and drops nothing", evidence: evidence) }
+        let wkp = prefix == IPv6Prefix(containing: IPv6Address(rawValue: 0x0064_ff9b << 96), length: 96)
+        let unmappable = dropped.contains { $0.hasPrefix("unmappable") }
+        return CheckResult(id: id, title: title, status: .problem,
+                           summary: "the translator drops clients' packets (\(dropped.sorted().joined(separator: ", ")))\(unmappable && wkp ? ": most likely non-global IPv4 destinations behind the Well-Known Prefix" : "")",
+                           evidence: evidence,
+                           fix: unmappable && wkp ? ["set [nat64] prefix = \"64:ff9b:1::/96\" (or another network-specific prefix) in \(setup.configPath ?? "gatewayd.toml")", setup.restartCommand] : [],
+                           advice: "gatewayd's log names each drop class every 10 s with the last packet's addresses; "
+                               + (wkp ? "the Well-Known Prefix \(prefix) carries only global IPv4 addresses (RFC 6052 §3.1), so private and documentation addresses need a network-specific prefix (RFC 8215's 64:ff9b:1::/48 is for local use)" : "see docs/doctor.md"))
+    }
+}

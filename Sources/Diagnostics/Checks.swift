@@ -89,21 +89,23 @@ struct KernelView {
 
     func forwardingIPv4() -> CheckResult {
         let id = "forwarding.ipv4", title = "IPv4 forwarding"
-        guard setup.ipv4Pool != nil else { return CheckResult(id: id, title: title, status: .skipped, summary: "no IPv4 service configured") }
+        // NAT64's IPv4 side is forwarded too: the translator's interface to the uplink and back.
+        guard setup.ipv4Pool != nil || setup.nat64Interface != nil else { return CheckResult(id: id, title: title, status: .skipped, summary: "no IPv4 service configured") }
         var evidence: [String] = [], fix: [String] = []
         let global = sysctl(.ipv4Forwarding)
         evidence.append("net.ipv4.ip_forward = \(global.map(String.init) ?? "unreadable")")
         if global != 1 { fix.append("sysctl -w net.ipv4.ip_forward=1") }
         // IPv4 checks forwarding on the interface a packet arrives on: both directions matter.
         var names = [setup.uplink]
-        if tunnel != nil { names.insert(setup.tunnel, at: 0) }
+        if tunnel != nil, setup.ipv4Pool != nil { names.insert(setup.tunnel, at: 0) }
+        if let x = setup.nat64Interface, links.contains(where: { $0.name == x }) { names.append(x) }
         for n in names {
             let v = sysctl(try? .ipv4InterfaceForwarding(.interface(n)))
             evidence.append("net.ipv4.conf.\(n).forwarding = \(v.map(String.init) ?? "unreadable")")
             if global == 1, v == 0 { fix.append("sysctl -w net.ipv4.conf.\(n).forwarding=1") }
         }
         if fix.isEmpty { return CheckResult(id: id, title: title, status: .ok, summary: "on (ip_forward, \(names.joined(separator: ", ")))", evidence: evidence) }
-        return CheckResult(id: id, title: title, status: .problem, summary: "IPv4 forwarding is off\(global == 1 ? " on an interface" : ""): clients' IPv4 is not routed",
+        return CheckResult(id: id, title: title, status: .problem, summary: "IPv4 forwarding is off\(global == 1 ? " on an interface" : ""): clients' IPv4\(setup.nat64Interface != nil ? " and NAT64" : "") is not routed",
                            evidence: evidence, fix: fix,
                            advice: "to keep it over reboots: echo net.ipv4.ip_forward=1 > /etc/sysctl.d/90-sixgate.conf")
     }
@@ -415,22 +417,25 @@ struct KernelView {
         }
         if chains.isEmpty { return CheckResult(id: id, title: title, status: .ok, summary: "no forward chains (nothing filters forwarded packets)") }
         var evidence: [String] = [], fix: [String] = [], blocked: [String] = []
+        // The tunnel's traffic (IPv6, and IPv4 with a pool), and NAT64's IPv4 side: the translator's
+        // interface to the uplink and back.
+        var paths: [(interface: String, what: String, ipv6: Bool, ipv4: Bool)] = [(setup.tunnel, "clients'", true, setup.ipv4Pool != nil)]
+        if let x = setup.nat64Interface { paths.append((x, "NAT64's", false, true)) }
         for chain in chains {
-            var families: [Bool] = []
-            if chain.applies(ipv6: true) { families.append(true) }
-            if chain.applies(ipv6: false), setup.ipv4Pool != nil { families.append(false) }
-            guard !families.isEmpty else { continue }
-            let out = Self.verdict(chain, iif: setup.tunnel, oif: setup.uplink, reply: false)
-            let back = Self.verdict(chain, iif: setup.uplink, oif: setup.tunnel, reply: true)
-            evidence.append("\(chain): \(setup.tunnel) -> \(setup.uplink) \(out.0)\(out.1.map { " (\($0))" } ?? ""), replies \(back.0)\(back.1.map { " (\($0))" } ?? "")")
-            let where_ = "\(chain.family) \(chain.table) \(chain.name)"
-            if out.0 == "drop" {
-                blocked.append("\(where_) drops clients' packets")
-                fix.append("nft insert rule \(where_) iifname \"\(setup.tunnel)\" accept")
-            }
-            if back.0 == "drop" {
-                blocked.append("\(where_) drops replies to clients")
-                fix.append("nft insert rule \(where_) oifname \"\(setup.tunnel)\" ct state established,related accept")
+            for path in paths {
+                guard (path.ipv6 && chain.applies(ipv6: true)) || (path.ipv4 && chain.applies(ipv6: false)) else { continue }
+                let out = Self.verdict(chain, iif: path.interface, oif: setup.uplink, reply: false)
+                let back = Self.verdict(chain, iif: setup.uplink, oif: path.interface, reply: true)
+                evidence.append("\(chain): \(path.interface) -> \(setup.uplink) \(out.0)\(out.1.map { " (\($0))" } ?? ""), replies \(back.0)\(back.1.map { " (\($0))" } ?? "")")
+                let where_ = "\(chain.family) \(chain.table) \(chain.name)"
+                if out.0 == "drop" {
+                    blocked.append("\(where_) drops \(path.what) packets")
+                    fix.append("nft insert rule \(where_) iifname \"\(path.interface)\" accept")
+                }
+                if back.0 == "drop" {
+                    blocked.append("\(where_) drops replies to \(path.what == "clients'" ? "clients" : "NAT64")")
+                    fix.append("nft insert rule \(where_) oifname \"\(path.interface)\" ct state established,related accept")
+                }
             }
         }
         if blocked.isEmpty { return CheckResult(id: id, title: title, status: .ok, summary: "forward chains let tunnel traffic through", evidence: evidence) }

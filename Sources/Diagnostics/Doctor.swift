@@ -95,6 +95,9 @@ public struct DoctorSetup: Sendable {
     public var ndpProxy: String
     public var nat44: Bool
     public var natTable: String = "sixgate"
+    /// NAT64: the prefix and the translator's interface (nil: no NAT64).
+    public var nat64Prefix: IPv6Prefix?
+    public var nat64Interface: String?
     /// gatewayd's firewall toward clients: true on (its table is `table inet <filterTable>`), false
     /// off (`firewall = "off"`), nil when the setup has none (the check is skipped).
     public var firewall: Bool?
@@ -200,6 +203,7 @@ public enum Doctor {
         checks.append(k.traffic(capture))
         checks.append(k.unansweredSolicitations(capture))
         checks.append(k.mtu(capture))
+        checks.append(k.nat64(capture))
         return DoctorReport(checks: checks, captureSeconds: options.captureSeconds)
     }
 }

@@ -5,6 +5,9 @@
 // own ICMP errors (time exceeded, fragmentation needed, packet too big, parameter problem).
 // Per packet nothing is allocated.
 import PacketKit
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Why a packet was not translated.
 public enum TranslationDrop: Int, Sendable, CaseIterable, CustomStringConvertible {
@@ -72,6 +75,16 @@ public struct TranslatorStatistics: Sendable, Equatable, CustomStringConvertible
     public var superPackets: UInt64 = 0
     /// Drops by `TranslationDrop.rawValue`.
     public var dropped = DropCounters()
+    /// The most recent drop, with the packet's addresses (for the operator's log: which packet,
+    /// and why); nil when nothing was dropped.
+    public var lastDrop: DropSample?
+
+    /// One dropped packet: why, and between which addresses (read from its header as given).
+    public struct DropSample: Sendable, Equatable {
+        public var reason: TranslationDrop
+        public var source: IPAddress?
+        public var destination: IPAddress?
+    }
 
     public struct DropCounters: Sendable, Equatable {
         // One slot per TranslationDrop case (checked when the type is first used).
@@ -88,6 +101,7 @@ public struct TranslatorStatistics: Sendable, Equatable, CustomStringConvertible
         translated4to6 += o.translated4to6; translated6to4 += o.translated6to4
         fragmentsCreated += o.fragmentsCreated; errorsSent += o.errorsSent; superPackets += o.superPackets
         for r in TranslationDrop.allCases { dropped[r] += o.dropped[r] }
+        if let d = o.lastDrop { lastDrop = d }
     }
 
     public var description: String {
@@ -102,6 +116,22 @@ public final class Translator: @unchecked Sendable {
     public internal(set) var statistics = TranslatorStatistics()
     let mapper: AddressMapper
     var identification: UInt16 = 0
+    /// Errors for unmappable destinations: a token bucket of `errorLimit` a second (RFC 4443 §2.4(f)).
+    var errorTokens = Double(Translator.errorLimit)
+    var errorRefilledAt = 0.0
+    public static let errorLimit = 100
+
+    /// Takes a token for one error, refilled at `errorLimit` a second; only read on error paths.
+    func allowError() -> Bool {
+        var t = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &t)
+        let now = Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
+        errorTokens = min(Double(Self.errorLimit), errorTokens + (now - errorRefilledAt) * Double(Self.errorLimit))
+        errorRefilledAt = now
+        guard errorTokens >= 1 else { return false }
+        errorTokens -= 1
+        return true
+    }
 
     /// The scratch buffer `translate` needs at least: two maximum-size packets.
     public static let scratchSize = 2 * 65_664
@@ -154,8 +184,23 @@ public final class Translator: @unchecked Sendable {
         if case .dropped(let reason, let sent) = result {
             statistics.dropped[reason] += 1
             if sent { statistics.errorsSent += 1 }
+            statistics.lastDrop = Self.sample(reason, packet)
         }
         return result
+    }
+
+    /// The addresses of a dropped packet, read straight from its header (no allocation).
+    @inline(__always)
+    static func sample(_ reason: TranslationDrop, _ p: UnsafeRawBufferPointer) -> TranslatorStatistics.DropSample {
+        var s = TranslatorStatistics.DropSample(reason: reason)
+        if p.count >= 20, p[0] >> 4 == 4 {
+            s.source = .v4(IPv4Address(rawValue: p.be32(12)))
+            s.destination = .v4(IPv4Address(rawValue: p.be32(16)))
+        } else if p.count >= 40, p[0] >> 4 == 6 {
+            s.source = .v6(IPv6Address(rawValue: p.be128(8)))
+            s.destination = .v6(IPv6Address(rawValue: p.be128(24)))
+        }
+        return s
     }
 
     /// Resets the counters to zero and returns what they were (a device publishes them in batches).
@@ -274,7 +319,14 @@ public final class Translator: @unchecked Sendable {
                _ emit: (UnsafeRawBufferPointer, Int) -> Void) -> TranslationResult {
         guard let ip = try? IPv6Packet(p) else { return .dropped(.malformed, errorSent: false) }
         let src6 = ip.source, dst6 = ip.destination
-        guard !dst6.isMulticast, let src4 = mapper.map(src6), let dst4 = mapper.map(dst6) else { return .dropped(.unmappable, errorSent: false) }
+        guard !dst6.isMulticast, let src4 = mapper.map(src6) else { return .dropped(.unmappable, errorSent: false) }
+        guard let dst4 = mapper.map(dst6) else {
+            // A sender we translate for, toward an address we cannot: tell it (Destination
+            // Unreachable, Address Unreachable, RFC 4443 §3.1), at most `errorLimit` a second, so
+            // the failure reaches the host instead of a silent timeout (a non-global IPv4 address
+            // behind the Well-Known Prefix, RFC 6052 §3.1, is the common case).
+            return .dropped(.unmappable, errorSent: allowError() && error6(for: ip, type: 1, code: 3, rest: 0, out) { emit($0, 0) })
+        }
         if ip.hopLimit <= 1 {
             return .dropped(.hopLimit, errorSent: error6(for: ip, type: 3, code: 0, rest: 0, out) { emit($0, 0) })
         }

@@ -23,6 +23,8 @@ extension GatewayAdmin {
         setup.startCommand = configPath.map { "systemctl start gatewayd   # or: gatewayd --config \($0)" } ?? "systemctl start gatewayd"
         setup.restartCommand = configPath.map { "systemctl restart gatewayd   # or stop gatewayd and run: gatewayd --config \($0)" } ?? "systemctl restart gatewayd"
         setup.firewall = config.firewall
+        setup.nat64Prefix = config.nat64?.prefix
+        setup.nat64Interface = config.nat64?.interface
         setup.filterTable = config.natTableName
         setup.reloadCommand = "gatewayctl reload" + (configPath.map { " --config \($0)" } ?? "")
         if live {

@@ -88,6 +88,8 @@ public final class Gateway: @unchecked Sendable {
     var leaseStats = LeaseServiceStatistics()
     var lastLeaseReply: [Bytes32: Double] = [:]
     var lastNotice: [Bytes32: Double] = [:]
+    /// Drop counters as last logged by `reportDrops` (only its caller's thread touches them).
+    var reportedDrops: [String: UInt64] = [:]
     /// Hooks run here, one at a time, in order: a thread of ours (not libdispatch's, which block the
     /// signal the privilege drop reaches threads with), so hooks start with its capabilities.
     let hookQueue = SerialWorker(name: "sg-hooks")
@@ -606,6 +608,17 @@ public final class Gateway: @unchecked Sendable {
         t.start()
         translator = t
         log("nat64: \(n.prefix) on \(n.interface) (\(t.tun.offload ? "with" : "without") TCP segmentation offload), pool \(n.pool)")
+        // The Well-Known Prefix carries global IPv4 only (RFC 6052 §3.1): hosts on a non-global
+        // IPv4 network of the uplink's are out of reach through it. Said once, at start.
+        if n.prefix == NAT64Settings(interface: "").prefix {
+            let local = ((try? rk.addresses(interface: config.uplink)) ?? []).compactMap { a -> String? in
+                guard case .v4(let v4) = a.address, !v4.isGloballyRoutable else { return nil }
+                return "\(IPv4Prefix(containing: v4, length: a.prefixLength))"
+            }
+            if !local.isEmpty {
+                log("warning: nat64 uses the Well-Known Prefix \(n.prefix), which carries only global IPv4 addresses (RFC 6052 §3.1): clients cannot reach the uplink's own network \(local.joined(separator: ", ")) through it; set [nat64] prefix to a network-specific prefix (e.g. 64:ff9b:1::/96, RFC 8215) if they must")
+            }
+        }
     }
 
     /// Brings the translator's mappings in step with the clients (called under the lock).

@@ -282,10 +282,20 @@ final class TranslationLog: @unchecked Sendable {
 
     @Test func addressesWithoutAMappingAreDroppedAndCounted() throws {
         let t = try Translator(testConfiguration())
-        #expect(run(t, try v6(client6, IPv6Address("2001:db8:99::1")!, .udp(udp, payload: payload))).0 == .dropped(.unmappable, errorSent: false))
+        // A sender it translates for, toward an address it cannot map: Destination Unreachable,
+        // Address Unreachable (RFC 4443 §3.1) back from the translator's own address, so the host
+        // hears of it; the drop is counted with its addresses.
+        let toNowhere = try v6(client6, IPv6Address("2001:db8:99::1")!, .udp(udp, payload: payload))
+        let (r, out) = run(t, toNowhere)
+        #expect(r == .dropped(.unmappable, errorSent: true))
+        #expect(out == [try v6(own6, client6, .icmpv6(.destinationUnreachable(code: 3, invokingPacket: toNowhere)))])
+        #expect(t.statistics.lastDrop == TranslatorStatistics.DropSample(reason: .unmappable, source: .v6(client6), destination: .v6(IPv6Address("2001:db8:99::1")!)))
         #expect(run(t, try v6(IPv6Address("2001:db8:2::1")!, server6, .udp(udp, payload: payload))).0 == .dropped(.unmappable, errorSent: false))
         #expect(run(t, try v4(server4, IPv4Address("255.255.255.255")!, .udp(udp, payload: payload))).0 == .dropped(.unmappable, errorSent: false))
-        #expect(t.statistics.dropped[.unmappable] == 3)
+        #expect(t.statistics.dropped[.unmappable] == 3 && t.statistics.errorsSent == 1)
+        // Those errors are rate-limited (RFC 4443 §2.4(f)): a burst of 300 gets at most the bucket.
+        let burst = (0..<300).filter { _ in run(t, toNowhere).0 == .dropped(.unmappable, errorSent: true) }.count
+        #expect(burst >= Translator.errorLimit - 1 && burst <= Translator.errorLimit + 5, "\(burst)")
         // The Well-Known Prefix carries only global IPv4 addresses (RFC 6052 §3.1).
         let wkp = try Translator(TranslatorConfiguration(prefix: TranslatorConfiguration.wellKnownPrefix))
         let private6 = try IPv6Address(embedding: IPv4Address("10.1.2.3")!, in: TranslatorConfiguration.wellKnownPrefix)

@@ -215,7 +215,7 @@ struct Status: ParsableCommand {
             print("  \(c.name)  \(c.addresses.joined(separator: " "))\(c.nat64Address.map { "  nat64 " + $0 } ?? "")\(c.clatAddress.map { "  clat \($0) -> \(c.clatNAT64Address ?? "?")" } ?? "")  endpoint \(c.endpoint ?? "-")  handshake \(hs)  rx \(c.receivedBytes) B  tx \(c.sentBytes) B\(fw)")
         }
         if !config.firewall { print("  firewall OFF (firewall = \"off\"): nothing of Sixgate's filters inbound traffic to clients") }
-        let drops = status.counters.filter { ($0.key.hasPrefix("dropped") || $0.key.hasPrefix("firewallDropped")) && $0.value > 0 }.sorted { $0.key < $1.key }
+        let drops = status.counters.filter { ($0.key.hasPrefix("dropped") || $0.key.hasPrefix("firewallDropped") || $0.key.hasPrefix("nat64Dropped")) && $0.value > 0 }.sorted { $0.key < $1.key }
         if !drops.isEmpty { print("  drops: " + drops.map { "\($0.key)=\($0.value)" }.joined(separator: " ")) }
     }
 }

@@ -70,6 +70,7 @@ struct GatewayDaemon: ParsableCommand {
         var timeout = timespec(tv_sec: 10, tv_nsec: 0)
         while true {
             gateway.writeMetrics()
+            gateway.reportDrops()
             let s = sigtimedwait(&signals, nil, &timeout)
             if s == SIGHUP {
                 do { _ = try gateway.reloadClients() } catch { logger.error("reload: \(error)") }
