@@ -272,7 +272,13 @@ extension KernelView {
                 best = min(best, max(1280, narrow))
             }
         }
-        if problems.isEmpty { return CheckResult(id: id, title: title, status: .ok, summary: "\(t.name) mtu \(mtu) fits the uplink and the paths to clients", evidence: evidence) }
+        if problems.isEmpty {
+            // No client endpoint known: the paths to clients were not checked, and the summary says so.
+            let paths = clients.filter { $0.endpoint != nil }.count
+            let summary = paths == 0 ? "\(t.name) mtu \(mtu) fits the uplink; the paths to clients could not be checked (no client endpoint known yet)"
+                                     : "\(t.name) mtu \(mtu) fits the uplink and the paths to \(paths) client(s)"
+            return CheckResult(id: id, title: title, status: .ok, summary: summary, evidence: evidence)
+        }
         var fix = raise
         if best != mtu { fix.append("ip link set \(t.name) mtu \(best)") }
         return CheckResult(id: id, title: title, status: .problem, summary: problems.joined(separator: "; "), evidence: evidence, fix: fix,

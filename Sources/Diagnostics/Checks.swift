@@ -523,10 +523,16 @@ struct KernelView {
         var evidence: [String] = [], stale: [String] = []
         let known = list.filter { $0.lastHandshake != nil }
         if known.isEmpty { return CheckResult(id: id, title: title, status: .skipped, summary: "no handshake records for these clients") }
+        // A gateway that came up moments ago has not met every client yet: not a problem until a
+        // client had the time of a handshake attempt's retries (rekey-attempt-time, 90 s).
+        let uptime = setup.daemonStartedAt.map { options.now - $0 }
+        let young = uptime.map { $0 < 90 } ?? false
         for c in known {
             let last = c.lastHandshake ?? 0
             let age = options.now - last
-            if last == 0 {
+            if last == 0, young {
+                evidence.append("\(c.name): no handshake yet (gatewayd up \(uptime!) s)")
+            } else if last == 0 {
                 stale.append(c.name)
                 evidence.append("\(c.name): never completed a handshake")
             } else if age > options.handshakeStaleAfter {
@@ -536,7 +542,12 @@ struct KernelView {
                 evidence.append("\(c.name): handshake \(age) s ago from \(c.endpoint ?? "?")")
             }
         }
-        if stale.isEmpty { return CheckResult(id: id, title: title, status: .ok, summary: "\(known.count) of \(known.count) connected (handshake within \(options.handshakeStaleAfter) s)", evidence: evidence) }
+        if stale.isEmpty {
+            let waiting = evidence.filter { $0.contains("no handshake yet") }.count
+            return CheckResult(id: id, title: title, status: .ok,
+                               summary: waiting > 0 ? "\(known.count - waiting) of \(known.count) connected; gatewayd started \(uptime ?? 0) s ago, the others not judged yet"
+                                                    : "\(known.count) of \(known.count) connected (handshake within \(options.handshakeStaleAfter) s)", evidence: evidence)
+        }
         return CheckResult(id: id, title: title, status: .problem,
                            summary: "not connected: \(stale.joined(separator: ", "))", evidence: evidence,
                            fix: stale.map { "gatewayctl clients show \($0)   # on \($0): bring the tunnel up with this config" },

@@ -81,6 +81,8 @@ public struct DoctorSetup: Sendable {
     public var configPath: String?
     /// Whether the daemon answers on its control socket.
     public var daemonRunning: Bool
+    /// Unix seconds when it came up (nil: unknown).
+    public var daemonStartedAt: Int64?
     /// How to start it, printed as the fix when it does not run.
     public var startCommand: String = "systemctl start gatewayd"
     /// How to restart it after a config change.

@@ -16,6 +16,7 @@ extension GatewayAdmin {
                                 gatewayAddress: config.effectiveGatewayAddress, ndpProxy: config.ndpProxy.rawValue,
                                 nat44: config.nat44 && config.ipv4Pool != nil, listenPort: config.listenPort, clients: clients)
         setup.configPath = configPath
+        setup.daemonStartedAt = status.startedAt
         setup.ipv4Pool = config.ipv4Pool
         setup.ipv4Gateway = config.effectiveIPv4Gateway
         setup.ispRouter = config.allocation == .hosts ? config.effectiveISPRouter : nil

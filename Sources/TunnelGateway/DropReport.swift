@@ -5,6 +5,7 @@
 import Foundation
 import PacketKit
 import Translator
+import TunnelCore
 
 extension Gateway {
     /// Logs what was dropped since the last call (call it periodically; gatewayd does every 10 s).
@@ -68,5 +69,41 @@ extension Gateway {
         case .malformed: return "not a packet the translator can read"
         case .badHeaderChecksum: return "an IPv4 header checksum is wrong"
         }
+    }
+}
+
+// MARK: Clients' last endpoints (issue 28: one round trip after a restart, not a rekey timer)
+
+extension Gateway {
+    var endpointsPath: String { config.stateDirectory + "/endpoints" }
+
+    /// Writes each client's current endpoint ("NAME HOST:PORT" lines, mode 0600) when it changed;
+    /// gatewayd calls it every 10 s and at stop.
+    public func saveEndpoints() {
+        let text: String = lock.withLock {
+            let peers = peerTable()
+            return peersByName.keys.sorted().compactMap { name -> String? in
+                guard let key = Bytes32(base64: peersByName[name]!.publicKey), let e = peers[key]?.configuration.endpoint else { return nil }
+                return "\(name) \(e)\n"
+            }.joined()
+        }
+        guard text != lock.withLock({ savedEndpoints }), !text.isEmpty else { return }
+        let tmp = endpointsPath + ".tmp"
+        guard FileManager.default.createFile(atPath: tmp, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600]),
+              rename(tmp, endpointsPath) == 0 else { return }
+        lock.withLock { savedEndpoints = text }
+    }
+
+    /// The endpoints file, by client name (a line that does not read is skipped).
+    func loadEndpoints() -> [String: Endpoint] {
+        guard let data = FileManager.default.contents(atPath: endpointsPath) else { return [:] }
+        var out: [String: Endpoint] = [:]
+        for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
+            let parts = line.split(separator: " ", maxSplits: 1).map(String.init)
+            guard parts.count == 2, let e = Endpoint(parts[1]) else { continue }
+            out[parts[0]] = e
+        }
+        savedEndpoints = String(decoding: data, as: UTF8.self)
+        return out
     }
 }

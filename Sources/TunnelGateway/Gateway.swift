@@ -43,6 +43,8 @@ public struct GatewayStatus: Sendable, Equatable, Codable {
     public var clients: [ClientStatus]
     /// The device's counters by name (drops by reason among them).
     public var counters: [String: UInt64]
+    /// Seconds since 1970 when this gatewayd came up (nil: not running).
+    public var startedAt: Int64? = nil
 }
 
 /// A running gateway. `start` sets everything up (idempotently: after a crash it reconciles),
@@ -90,6 +92,11 @@ public final class Gateway: @unchecked Sendable {
     var lastNotice: [Bytes32: Double] = [:]
     /// Drop counters as last logged by `reportDrops` (only its caller's thread touches them).
     var reportedDrops: [String: UInt64] = [:]
+    /// When `start` finished (status and the doctor: a client that has not yet had its handshake
+    /// with a gateway up for seconds is not a problem).
+    var startedAt: Date?
+    /// The endpoints file as last written (`saveEndpoints` writes only changes).
+    var savedEndpoints = ""
     /// Hooks run here, one at a time, in order: a thread of ours (not libdispatch's, which block the
     /// signal the privilege drop reaches threads with), so hooks start with its capabilities.
     let hookQueue = SerialWorker(name: "sg-hooks")
@@ -212,9 +219,12 @@ public final class Gateway: @unchecked Sendable {
         let clients = try registry.all()
         var desiredRoutes: [Route] = []
         hostAddresses = []
+        // Where each client was when gatewayd last ran: after a restart the handshakes start from
+        // here at once, instead of at each client's own rekey timer (about 15 s of loss).
+        let lastEndpoints = loadEndpoints()
         for c in clients {
             let leases = try lease(c)
-            try setPeer(c, leases)
+            try setPeer(c, leases, endpoint: lastEndpoints[c.name])
             for l in leases {
                 if case .v6(let p) = l.prefix {
                     desiredRoutes.append(Route(destination: .v6(p), interfaceIndex: tunIndex))
@@ -251,6 +261,9 @@ public final class Gateway: @unchecked Sendable {
         device.onEvent = { [weak self] event in self?.handle(event) }
         device.controlHandler = { [weak self] packet, key in self?.handleControl(packet, from: key) }
         device.start()
+        let reached = clients.filter { lastEndpoints[$0.name] != nil }.compactMap { c in Bytes32(base64: c.publicKey).map { device.initiateHandshake(with: $0) } }.filter { $0 }.count
+        if reached > 0 { log("handshakes started toward \(reached) client(s) at their last endpoints") }
+        startedAt = Date()
         uapi = try step("UAPI") { try UAPIServer(device: device) }
         uapi?.start()
         control = try step("control socket") { try ControlServer(path: config.controlSocketPath, gateway: self) }
@@ -349,6 +362,7 @@ public final class Gateway: @unchecked Sendable {
     /// its addresses), the sockets. Leases and client files stay. Sysctls stay as they are
     /// (forwarding may serve others on this host).
     public func stop() {
+        saveEndpoints()
         hookQueue.drain()   // let client hooks already queued finish first
         // The device's threads call back into the gateway (events, lease requests) under its
         // lock: stop them before taking the lock, so a join never waits on a thread that waits on us.
@@ -399,11 +413,11 @@ public final class Gateway: @unchecked Sendable {
         _ = try allocator.release(client: Self.clatKey(name))
     }
 
-    func setPeer(_ c: ClientRecord, _ leases: [Lease]) throws(GatewayError) {
+    func setPeer(_ c: ClientRecord, _ leases: [Lease], endpoint: Endpoint? = nil) throws(GatewayError) {
         guard let device, let key = Bytes32(base64: c.publicKey) else { return }
         // A NAT64 address is the translator's, never the client's to send from.
         let allowed = leases.filter { $0.pool != Self.nat64Pool }.map(\.prefix)
-        do { try device.setPeer(PeerConfiguration(publicKey: key, allowedIPs: allowed)) } catch { throw .setup("peer \(c.name): \(error)") }
+        do { try device.setPeer(PeerConfiguration(publicKey: key, endpoint: endpoint, allowedIPs: allowed)) } catch { throw .setup("peer \(c.name): \(error)") }
         peersByName[c.name] = c
     }
 
@@ -564,7 +578,7 @@ public final class Gateway: @unchecked Sendable {
         counters["leaseDropped"] = leaseStats.dropped
         counters["leaseNotices"] = leaseStats.notices
         return GatewayStatus(interface: config.interface, publicKey: publicKey.base64, listenPort: device?.listenPort ?? config.listenPort,
-                             endpoint: config.endpoint, clients: clients, counters: counters)
+                             endpoint: config.endpoint, clients: clients, counters: counters, startedAt: startedAt.map { Int64($0.timeIntervalSince1970) })
     }
 
     // MARK: NAT64

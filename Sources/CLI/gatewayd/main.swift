@@ -71,6 +71,7 @@ struct GatewayDaemon: ParsableCommand {
         while true {
             gateway.writeMetrics()
             gateway.reportDrops()
+            gateway.saveEndpoints()
             let s = sigtimedwait(&signals, nil, &timeout)
             if s == SIGHUP {
                 do { _ = try gateway.reloadClients() } catch { logger.error("reload: \(error)") }

@@ -235,6 +235,18 @@ public final class TunnelDevice: @unchecked Sendable {
         return true
     }
 
+    /// Starts a handshake with the peer now (not waiting for a packet to it): a gateway that
+    /// restarted uses it toward its clients' last endpoints, so their old sessions (which died with
+    /// the process) are replaced within one round trip instead of at their own rekey timer. False if
+    /// there is no such peer or it has no endpoint. Retried by the timers as any handshake.
+    @discardableResult
+    public func initiateHandshake(with publicKey: Bytes32) -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        guard let peer = peers[publicKey], peer.config.endpoint != nil else { return false }
+        startHandshake(peer, now: Time.monotonic())
+        return true
+    }
+
     /// Which peer the device would send a packet for `address` to (cryptokey routing).
     public func peer(for address: IPAddress) -> Bytes32? { lock.withLock { allowed.lookup(address)?.config.publicKey } }
 
