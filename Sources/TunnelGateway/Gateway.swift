@@ -313,6 +313,17 @@ public final class Gateway: @unchecked Sendable {
                 if config.ndpProxy == .kernel { try? Sysctl.write(try .proxyNDP(.interface(config.uplink)), 1) }
             }
         }
+        // Forwarding: without it no client packet goes anywhere (someone's sysctl -p, a network
+        // manager's reload). Put back and said, as the routes are.
+        var forwarding: [(SysctlKey, String)] = []
+        if let k = try? SysctlKey.ipv6Forwarding(.all) { forwarding.append((k, "net.ipv6.conf.all.forwarding")) }
+        if config.ipv4Pool != nil || config.nat64 != nil { forwarding.append((.ipv4Forwarding, "net.ipv4.ip_forward")) }
+        for (key, name) in forwarding where (try? Sysctl.read(key)) == 0 {
+            do {
+                try Sysctl.write(key, 1)
+                log("restored \(name) = 1 (it was turned off: clients' packets were not forwarded)")
+            } catch { log("watch: \(name) is 0 and cannot be set: \(error)") }
+        }
         do {
             if config.ndpProxy == .kernel {
                 if let key = try? SysctlKey.proxyNDP(.interface(config.uplink)), (try? Sysctl.read(key)) != 1 {

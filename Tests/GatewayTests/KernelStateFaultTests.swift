@@ -77,4 +77,25 @@ struct KernelStateFaultTests {
         #expect(bed.gateway?.output.components(separatedBy: "restored").count ?? 0 <= 6, "only what was taken is restored: \(bed.gateway?.output ?? "")")
         #expect(bed.gateway?.process.isRunning == true)
     }
+
+    /// Issue 28: the watcher restores every kernel setting gatewayd turned on, forwarding included.
+    @Test func forwardingTurnedOffUnderARunningGatewayComesBack() throws {
+        let bed = try GatewayTestbed()
+        defer { bed.destroy() }
+        try bed.writeConfig(ndpProxy: "kernel")
+        try bed.startGateway()
+        let alice = try bed.gatewayctl(["clients", "add", "alice"]).stdout
+        try bed.startClient(in: bed.cl, name: "sgw\(bed.id)", config: alice)
+        #expect(eventually(timeout: 30) { (try? bed.ping(from: bed.cl, "2001:db8:ffff::1", count: 1)) == 1 })
+        try bed.exec(bed.gw, ["sysctl", "-qw", "net.ipv6.conf.all.forwarding=0", "net.ipv4.ip_forward=0"])
+        #expect(eventually(timeout: 10) {
+            let o = bed.gateway?.output ?? ""
+            return o.contains("restored net.ipv6.conf.all.forwarding = 1") && o.contains("restored net.ipv4.ip_forward = 1")
+        }, "\(bed.gateway?.output ?? "")")
+        #expect(eventually(timeout: 10) { (try? bed.ping(from: bed.cl, "2001:db8:ffff::1", count: 1)) == 1 })
+        #expect(try bed.ping(from: bed.cl, "203.0.113.1") == 3)
+        // Stop leaves forwarding on (it may serve others on this host; docs/gatewayd.toml.example).
+        bed.stopGateway()
+        #expect(try bed.exec(bed.gw, ["sysctl", "-n", "net.ipv6.conf.all.forwarding"]).stdout.hasPrefix("1"))
+    }
 }
