@@ -174,7 +174,10 @@ struct KernelView {
                 }
                 if r.interfaceIndex != t.index || r.type != 1 {
                     wrong += 1
-                    evidence.append("\(p) (\(c.name)): the kernel sends it \(describe(r))")
+                    // Said plainly: the client's own route is gone, and where its packets go instead.
+                    let instead = r.type == 1 ? "its packets go out of \(name(r.interfaceIndex))\(r.gateway.map { " via \($0)" } ?? "") instead"
+                                              : "the kernel has \(describe(r)) for it (route type \(r.type))"
+                    evidence.append("\(p) (\(c.name)): the route into \(t.name) is missing; \(instead)")
                     fix.append(routeFix(p, t.name))
                 }
             }
@@ -523,15 +526,17 @@ struct KernelView {
         var evidence: [String] = [], stale: [String] = []
         let known = list.filter { $0.lastHandshake != nil }
         if known.isEmpty { return CheckResult(id: id, title: title, status: .skipped, summary: "no handshake records for these clients") }
-        // A gateway that came up moments ago has not met every client yet: not a problem until a
-        // client had the time of a handshake attempt's retries (rekey-attempt-time, 90 s).
+        // A gateway that came up moments ago has not met again every client it knew (it starts a
+        // handshake toward each last endpoint): not a problem before those attempts' retries end
+        // (rekey-attempt-time, 90 s). A client with no endpoint never connected at all.
         let uptime = setup.daemonStartedAt.map { options.now - $0 }
         let young = uptime.map { $0 < 90 } ?? false
         for c in known {
             let last = c.lastHandshake ?? 0
             let age = options.now - last
-            if last == 0, young {
-                evidence.append("\(c.name): no handshake yet (gatewayd up \(uptime!) s)")
+            if last == 0, young, let ep = c.endpoint {
+                // Known from before a restart (gatewayd keeps endpoints and reaches out): on its way.
+                evidence.append("\(c.name): no handshake yet with this gatewayd (up \(uptime!) s), one started toward \(ep)")
             } else if last == 0 {
                 stale.append(c.name)
                 evidence.append("\(c.name): never completed a handshake")
@@ -543,7 +548,7 @@ struct KernelView {
             }
         }
         if stale.isEmpty {
-            let waiting = evidence.filter { $0.contains("no handshake yet") }.count
+            let waiting = evidence.filter { $0.contains("no handshake yet with this gatewayd") }.count
             return CheckResult(id: id, title: title, status: .ok,
                                summary: waiting > 0 ? "\(known.count - waiting) of \(known.count) connected; gatewayd started \(uptime ?? 0) s ago, the others not judged yet"
                                                     : "\(known.count) of \(known.count) connected (handshake within \(options.handshakeStaleAfter) s)", evidence: evidence)

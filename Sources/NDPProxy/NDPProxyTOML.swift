@@ -4,7 +4,8 @@ import PacketKit
 import SixgateConfig
 
 public enum NDPProxyTOML {
-    static let ruleKeys: Set<String> = [
+    /// Every key of a rule table (docs/ndp-proxy.toml.example lists each: a test checks).
+    public static let ruleKeys: Set<String> = [
         "interface", "mode", "prefixes", "auto", "route_ttl", "list", "addresses", "lease_store",
         "ignore_local", "router", "link_option", "iface", "iface_prefixes", "cache_ttl", "solicit_timeout_ms",
     ]

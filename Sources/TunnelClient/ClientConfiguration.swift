@@ -103,7 +103,8 @@ public struct ClientConfiguration: Sendable, Equatable {
 
     public init() {}
 
-    static let knownKeys: Set<String> = [
+    /// Every key the reader accepts (docs/tunnel-client.toml.example lists each: a test checks).
+    public static let knownKeys: Set<String> = [
         "interface", "private_key", "private_key_file", "listen_port", "mtu",
         "gateway.public_key", "gateway.endpoint", "gateway.preshared_key", "gateway.keepalive", "gateway.allowed_ips",
         "routes.ipv6", "routes.ipv4", "routes.replace_default_route", "routes.accept_routes",

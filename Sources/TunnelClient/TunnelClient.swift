@@ -315,6 +315,9 @@ public final class SixgateClient: @unchecked Sendable {
                 if let lanPrefix {
                     var ad = AdvertisementConfiguration(interface: settings.interface, prefixes: [lanPrefix])
                     ad.dnsServers = settings.dnsServers.isEmpty ? lease.dnsServers.compactMap { if case .v6(let a) = $0 { a } else { nil } } : settings.dnsServers
+                    if ad.dnsServers.isEmpty, !lease.dnsServers.isEmpty {
+                        log("router mode: the gateway's DNS servers (\(lease.dnsServers.map(\.description).joined(separator: " "))) are IPv4 only and RDNSS carries IPv6 addresses (RFC 8106): none advertised on \(settings.interface); set [router] dns, or an IPv6 server in the gateway's dns")
+                    }
                     ad.mtu = max(1280, UInt32(lease.mtu ?? UInt16(clamping: config.mtu ?? 1420)))   // never below IPv6's minimum on the LAN
                     ad.maximumInterval = settings.interval
                     ad.nat64Prefix = lease.nat64Prefix

@@ -134,6 +134,17 @@ public enum GatewayAdmin {
             "[routes]",
             "ipv6 = \"default\"",
         ]
+        if config.allocation == .prefixes {
+            // A delegated prefix is for a router: its LAN gets PREFIX::1/64 and router advertisements.
+            lines += [
+                "",
+                "# This client gets a delegated /\(config.delegatedLength): as a router, it advertises its first /64 on a LAN.",
+                "# Name the LAN interface and uncomment (docs/tunnel-client.toml.example, [router]):",
+                "# [router]",
+                "# interface = \"lan0\"",
+                "# open = []                  # what the LAN's hosts accept from outside (a CPE's default filter, RFC 6092)",
+            ]
+        }
         let clat = config.nat64?.clat == true && !client.addresses.contains { !$0.contains(":") }
         lines.append(client.addresses.contains { !$0.contains(":") } || clat ? "ipv4 = \"default\"" : "ipv4 = \"none\"")
         lines.append("replace_default_route = false   # true: shadow a default route another interface holds (it is back on exit)")

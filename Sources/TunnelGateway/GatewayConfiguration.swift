@@ -83,6 +83,18 @@ public struct GatewayConfiguration: Sendable, Equatable {
     /// names one of the gateway's own tunnel addresses.
     public var gatewayOpen: [PortOpening] = []
 
+    /// A warning when the tunnel's MTU plus WireGuard's overhead (IPv4 carrier 60 bytes, IPv6 80:
+    /// IP + UDP + the 32-byte WireGuard header and tag) does not fit the uplink's MTU, with the
+    /// number that would; nil when it fits. The carrier's family comes from `endpoint`, else both.
+    public func mtuWarning(uplinkMTU: UInt32) -> String? {
+        let ipv6Carrier = endpoint.map { $0.hasPrefix("[") } 
+        let overhead: UInt32 = ipv6Carrier == false ? 60 : 80
+        guard mtu + overhead > uplinkMTU else { return nil }
+        let fits = uplinkMTU > overhead ? uplinkMTU - overhead : 0
+        return "mtu = \(mtu) does not fit \(uplink)'s MTU \(uplinkMTU): each tunnel packet needs \(mtu + overhead) bytes on the wire (\(overhead) of IP\(ipv6Carrier == nil ? "v6 (60 with an IPv4 carrier)" : ipv6Carrier! ? "v6" : "v4"), UDP and WireGuard); "
+            + (fits >= 1280 ? "set mtu = \(fits)" : "the uplink is too small for IPv6's 1280 inside the tunnel: raise its MTU to \(1280 + overhead)")
+    }
+
     /// `gatewayOpen`, with DNS when the gateway tells clients to ask itself.
     public var effectiveGatewayOpen: [PortOpening] {
         let own: [IPAddress] = [.v6(effectiveGatewayAddress)] + (effectiveIPv4Gateway.map { [.v4($0)] } ?? [])

@@ -1,6 +1,7 @@
 import Foundation
 import PacketKit
 import SixgateConfig
+import SixgateTestSupport
 import Testing
 import TunnelClient
 import TunnelCore
@@ -208,4 +209,9 @@ struct LeaseVettingTests {
         #expect(escapedForLog("ok\nconfigured: x\u{1b}[31m\u{2028}\\") == "ok\\x0aconfigured: x\\x1b[31m\\u{2028}\\\\")
         #expect(escapedForLog(String(repeating: "a", count: 300)).count == 201)
     }
+}
+
+@Test func everyTunnelClientKeyIsInTheExample() throws {
+    let text = try String(contentsOfFile: repositoryDirectory + "/docs/tunnel-client.toml.example", encoding: .utf8)
+    #expect(keysMissing(from: text, ClientConfiguration.knownKeys) == [])
 }

@@ -180,3 +180,23 @@ struct FirewallConfigurationTests {
         #expect(Gateway.subtract(try PortOpening(parsing: "udp/10-20"), from: open).map(\.description) == ["tcp/22"])
     }
 }
+
+/// Issue 28: docs/gatewayd.toml.example claims to list every key; every key the reader accepts is there.
+@Test func everyGatewaydKeyIsInTheExample() throws {
+    let text = try String(contentsOfFile: repositoryDirectory + "/docs/gatewayd.toml.example", encoding: .utf8)
+    #expect(keysMissing(from: text, GatewayConfiguration.knownKeys) == [])
+    // And the example itself reads (with its commented keys as they are).
+    #expect(throws: Never.self) { try GatewayConfiguration(text: text, path: "gatewayd.toml.example") }
+}
+
+@Test func theMTUWarningNamesTheNumbers() {
+    var c = GatewayConfiguration()
+    c.mtu = 1500; c.uplink = "eth0"
+    #expect(c.mtuWarning(uplinkMTU: 1500)?.contains("mtu = 1500 does not fit eth0's MTU 1500: each tunnel packet needs 1580 bytes") == true)
+    #expect(c.mtuWarning(uplinkMTU: 1500)?.hasSuffix("set mtu = 1420") == true)
+    c.endpoint = "198.51.100.1:51820"
+    #expect(c.mtuWarning(uplinkMTU: 1500)?.hasSuffix("set mtu = 1440") == true)
+    c.mtu = 1420
+    #expect(c.mtuWarning(uplinkMTU: 1500) == nil)
+    #expect(c.mtuWarning(uplinkMTU: 1300)?.contains("raise its MTU to 1340") == true)
+}

@@ -97,6 +97,7 @@ struct DoctorTests {
         }
         try breakAndFix(bed, "route.client", ["ip -6 route del 2001:db8:1::4/128 dev \(bed.tun)"]) { r in
             #expect(r.fix("route.client") == ["ip -6 route replace 2001:db8:1::4/128 dev \(bed.tun) proto 74"])
+            #expect(r.evidence("route.client").contains("2001:db8:1::4/128 (alice): the route into \(bed.tun) is missing; its packets go out of \(bed.uplink) instead"), "\(r.evidence("route.client"))")
         }
         try breakAndFix(bed, "route.gateway-address", ["ip -6 addr del 2001:db8:1::3/128 dev \(bed.tun)"])
         try breakAndFix(bed, "route.isp-router", ["ip -6 route del 2001:db8:1::/64 dev \(bed.uplink)"]) { r in

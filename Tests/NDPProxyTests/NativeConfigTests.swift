@@ -141,3 +141,8 @@ struct IfaceRuleTests {
         #expect(!line.contains("inner-solicitations 0 "), "\(line)")
     }
 }
+
+@Test func everyNativeRuleKeyIsInTheExample() throws {
+    let text = try String(contentsOfFile: repositoryDirectory + "/docs/ndp-proxy.toml.example", encoding: .utf8)
+    #expect(keysMissing(from: text, NDPProxyTOML.ruleKeys) == [])
+}

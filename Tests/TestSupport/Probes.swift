@@ -152,3 +152,30 @@ public func snmp6(_ ns: String, _ name: String) throws -> Int {
     let text = try run(["ip", "netns", "exec", ns, "cat", "/proc/net/snmp6"], check: true).stdout
     return text.split(separator: "\n").first { $0.hasPrefix(name) }.flatMap { Int($0.split(whereSeparator: \.isWhitespace).last ?? "") } ?? -1
 }
+
+/// The keys of `keys` ("table.key" or "key") that the example config `text` does not show: a key
+/// counts as shown by a line `key =` (or `# key =`) inside its `[table]` (or `# [table]`), or
+/// anywhere for a top-level key. For the tests that every accepted key is documented.
+public func keysMissing(from text: String, _ keys: Set<String>) -> [String] {
+    var shown: Set<String> = []
+    var table = ""
+    for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {
+        var line = raw.trimmingCharacters(in: .whitespaces)
+        while line.hasPrefix("#") { line = String(line.dropFirst()).trimmingCharacters(in: .whitespaces) }
+        if line.hasPrefix("["), let end = line.firstIndex(of: "]") {
+            table = String(line[line.index(after: line.startIndex)..<end])
+            continue
+        }
+        guard let eq = line.firstIndex(of: "=") else { continue }
+        let key = line[..<eq].trimmingCharacters(in: .whitespaces)
+        guard !key.isEmpty, !key.contains(" ") else { continue }
+        shown.insert(key)
+        if !table.isEmpty { shown.insert(table + "." + key) }
+    }
+    return keys.filter { !shown.contains($0) }.sorted()
+}
+
+/// The repository's folder (for tests that read its docs).
+public var repositoryDirectory: String {
+    URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+}

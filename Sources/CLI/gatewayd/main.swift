@@ -42,7 +42,15 @@ struct GatewayDaemon: ParsableCommand {
         do { configuration = try GatewayAdmin.loadConfiguration(config) } catch {
             throw ValidationError("gatewayd: \(error)")
         }
-        if checkConfig { print("gatewayd: \(config) is valid"); return }
+        if checkConfig {
+            // What can be checked against this host without touching it: the uplink's MTU.
+            if let text = try? String(contentsOfFile: "/sys/class/net/\(configuration.uplink)/mtu", encoding: .utf8),
+               let mtu = UInt32(text.trimmingCharacters(in: .whitespacesAndNewlines)), let w = configuration.mtuWarning(uplinkMTU: mtu) {
+                FileHandle.standardError.write(Data("gatewayd: warning: \(config): \(w)\n".utf8))
+            }
+            print("gatewayd: \(config) is valid")
+            return
+        }
 
         let account: Privileges.Account?
         do { account = try Privileges.account(user) } catch { throw ValidationError("gatewayd: \(error)") }
