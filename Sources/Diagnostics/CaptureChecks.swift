@@ -313,7 +313,7 @@ extension KernelView {
             return CheckResult(id: id, title: title, status: .ok, summary: "\(name) is up (no capture: drops not watched)", evidence: evidence)
         }
         var dropped: [String] = []
-        for (key, value) in after.counters where key.hasPrefix("nat64Dropped-") {
+        for (key, value) in after.counters where key.hasPrefix("nat64Dropped-") && key != "nat64Dropped-multicast" {
             let d = value &- (before.counters[key] ?? 0)
             if d > 0 { dropped.append("\(key.dropFirst("nat64Dropped-".count)) \(d)") }
         }

@@ -37,6 +37,9 @@ public enum TranslationDrop: Int, Sendable, CaseIterable, CustomStringConvertibl
     /// header: dropped instead (found by the fuzz-translator target). AH could not survive
     /// translation anyway (it covers the addresses).
     case extensionHeaderProtocol
+    /// Multicast or broadcast: never translated (RFC 7915 translates unicast). Mostly the kernel's
+    /// own link-local chatter on the translator's interface (MLD reports): counted, not reported.
+    case multicast
 
     public var description: String {
         switch self {
@@ -50,6 +53,7 @@ public enum TranslationDrop: Int, Sendable, CaseIterable, CustomStringConvertibl
         case .fragmentedICMP: "fragmented-icmp"
         case .udpZeroChecksum: "udp-zero-checksum"
         case .extensionHeaderProtocol: "extension-header-protocol"
+        case .multicast: "multicast"
         }
     }
 }
@@ -88,7 +92,7 @@ public struct TranslatorStatistics: Sendable, Equatable, CustomStringConvertible
 
     public struct DropCounters: Sendable, Equatable {
         // One slot per TranslationDrop case (checked when the type is first used).
-        var counts = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+        var counts = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
         public subscript(_ reason: TranslationDrop) -> UInt64 {
             get { withUnsafeBytes(of: counts) { $0.load(fromByteOffset: reason.rawValue * 8, as: UInt64.self) } }
             set { withUnsafeMutableBytes(of: &counts) { $0.storeBytes(of: newValue, toByteOffset: reason.rawValue * 8, as: UInt64.self) } }
@@ -218,8 +222,8 @@ public final class Translator: @unchecked Sendable {
         guard let ip = try? IPv4Packet(p) else { return .dropped(.malformed, errorSent: false) }
         guard ip.isHeaderChecksumValid else { return .dropped(.badHeaderChecksum, errorSent: false) }
         let src4 = ip.source, dst4 = ip.destination
-        guard !dst4.isMulticast, dst4 != .broadcast, !src4.isMulticast,
-              let src6 = mapper.map(src4), let dst6 = mapper.map(dst4) else { return .dropped(.unmappable, errorSent: false) }
+        guard !dst4.isMulticast, dst4 != .broadcast, !src4.isMulticast else { return .dropped(.multicast, errorSent: false) }
+        guard let src6 = mapper.map(src4), let dst6 = mapper.map(dst4) else { return .dropped(.unmappable, errorSent: false) }
         if ip.ttl <= 1 {
             return .dropped(.hopLimit, errorSent: error4(for: ip, type: 11, code: 0, rest: 0, out) { emit($0, 0) })
         }
@@ -319,7 +323,8 @@ public final class Translator: @unchecked Sendable {
                _ emit: (UnsafeRawBufferPointer, Int) -> Void) -> TranslationResult {
         guard let ip = try? IPv6Packet(p) else { return .dropped(.malformed, errorSent: false) }
         let src6 = ip.source, dst6 = ip.destination
-        guard !dst6.isMulticast, let src4 = mapper.map(src6) else { return .dropped(.unmappable, errorSent: false) }
+        guard !dst6.isMulticast else { return .dropped(.multicast, errorSent: false) }
+        guard let src4 = mapper.map(src6) else { return .dropped(.unmappable, errorSent: false) }
         guard let dst4 = mapper.map(dst6) else {
             // A sender we translate for, toward an address we cannot: tell it (Destination
             // Unreachable, Address Unreachable, RFC 4443 §3.1), at most `errorLimit` a second, so

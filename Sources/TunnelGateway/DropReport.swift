@@ -26,7 +26,7 @@ extension Gateway {
             if new > 0 { lines.append("tunnel: dropped \(new) packet(s) in the last interval: \(name)") }
         }
         if let t = translator {
-            for reason in TranslationDrop.allCases {
+            for reason in TranslationDrop.allCases where reason != .multicast {   // the kernel's own link-local chatter
                 let key = "nat64Dropped-\(reason)", value = t.dropped[reason]
                 let new = value &- (reportedDrops[key] ?? 0)
                 reportedDrops[key] = value
@@ -68,6 +68,7 @@ extension Gateway {
         case .extensionHeaderProtocol: return "IPv4 carrying an IPv6 extension-header protocol number"
         case .malformed: return "not a packet the translator can read"
         case .badHeaderChecksum: return "an IPv4 header checksum is wrong"
+        case .multicast: return "multicast or broadcast (never translated)"
         }
     }
 }

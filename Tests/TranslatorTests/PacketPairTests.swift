@@ -291,8 +291,12 @@ final class TranslationLog: @unchecked Sendable {
         #expect(out == [try v6(own6, client6, .icmpv6(.destinationUnreachable(code: 3, invokingPacket: toNowhere)))])
         #expect(t.statistics.lastDrop == TranslatorStatistics.DropSample(reason: .unmappable, source: .v6(client6), destination: .v6(IPv6Address("2001:db8:99::1")!)))
         #expect(run(t, try v6(IPv6Address("2001:db8:2::1")!, server6, .udp(udp, payload: payload))).0 == .dropped(.unmappable, errorSent: false))
-        #expect(run(t, try v4(server4, IPv4Address("255.255.255.255")!, .udp(udp, payload: payload))).0 == .dropped(.unmappable, errorSent: false))
-        #expect(t.statistics.dropped[.unmappable] == 3 && t.statistics.errorsSent == 1)
+        // Multicast and broadcast are never translated: counted apart (the kernel's MLD reports on
+        // the translator's own interface are the usual ones), no error.
+        #expect(run(t, try v4(server4, IPv4Address("255.255.255.255")!, .udp(udp, payload: payload))).0 == .dropped(.multicast, errorSent: false))
+        #expect(run(t, try v6(IPv6Address("fe80::1")!, IPv6Address("ff02::16")!, .udp(udp, payload: payload))).0 == .dropped(.multicast, errorSent: false))
+        #expect(t.statistics.dropped[.multicast] == 2)
+        #expect(t.statistics.dropped[.unmappable] == 2 && t.statistics.errorsSent == 1)
         // Those errors are rate-limited (RFC 4443 §2.4(f)): a burst of 300 gets at most the bucket.
         let burst = (0..<300).filter { _ in run(t, toNowhere).0 == .dropped(.unmappable, errorSent: true) }.count
         #expect(burst >= Translator.errorLimit - 1 && burst <= Translator.errorLimit + 5, "\(burst)")
