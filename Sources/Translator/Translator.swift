@@ -79,7 +79,7 @@ public struct TranslatorStatistics: Sendable, Equatable, CustomStringConvertible
     public var superPackets: UInt64 = 0
     /// Drops by `TranslationDrop.rawValue`.
     public var dropped = DropCounters()
-    /// The most recent drop, with the packet's addresses (for the operator's log: which packet,
+    /// The most recent drop other than multicast, with the packet's addresses (for the operator's log: which packet,
     /// and why); nil when nothing was dropped.
     public var lastDrop: DropSample?
 
@@ -188,7 +188,8 @@ public final class Translator: @unchecked Sendable {
         if case .dropped(let reason, let sent) = result {
             statistics.dropped[reason] += 1
             if sent { statistics.errorsSent += 1 }
-            statistics.lastDrop = Self.sample(reason, packet)
+            // The kernel's own multicast chatter would hide the drops worth reporting.
+            if reason != .multicast { statistics.lastDrop = Self.sample(reason, packet) }
         }
         return result
     }

@@ -38,6 +38,10 @@ public struct ClientState: Sendable, Equatable, Codable {
     public var lanFirewall: String?
     /// New inbound connections' packets the LAN filter dropped.
     public var lanInboundDropped: UInt64?
+    /// ICMPv6 Destination Unreachable messages this host received on the tunnel (the kernel's
+    /// per-interface count): the gateway could not deliver or translate something (its NAT64 says
+    /// Address Unreachable for a destination it cannot map). nil where the kernel has no count.
+    public var unreachableReceived: UInt64?
     public var leaseTransaction: UInt32?
     public var lastHandshake: Int64 = 0
     public var leaseRequests: UInt64 = 0
@@ -189,6 +193,15 @@ public final class SixgateClient: @unchecked Sendable {
         device = nil
     }
 
+    /// A counter of /proc/net/dev_snmp6/IFACE (the kernel's per-interface ICMPv6 statistics).
+    static func interfaceCounter(_ interface: String, _ name: String) -> UInt64? {
+        guard let text = try? String(contentsOfFile: "/proc/net/dev_snmp6/\(interface)", encoding: .utf8) else { return nil }
+        for line in text.split(separator: "\n") where line.hasPrefix(name) {
+            return line.split(whereSeparator: \.isWhitespace).last.flatMap { UInt64($0) }
+        }
+        return nil
+    }
+
     /// A snapshot of what is installed.
     public var currentState: ClientState {
         lock.withLock {
@@ -196,6 +209,7 @@ public final class SixgateClient: @unchecked Sendable {
             if let p = device?.peerStatuses().first { s.lastHandshake = p.lastHandshake.seconds }
             s.leaseReplies = exchange.withLock { leaseReplies }
             s.lanInboundDropped = lanDrops()
+            s.unreachableReceived = Self.interfaceCounter(config.interface, "Icmp6InDestUnreachs")
             return s
         }
     }

@@ -153,6 +153,9 @@ struct Status: ParsableCommand {
         if let p = state.advertisedPrefix { print("advertising: \(p)") }
         if let f = state.lanFirewall { print("lan firewall: \(f)\(state.lanInboundDropped.map { ", \($0) inbound dropped" } ?? "")") }
         print("lease: \(state.leaseRequests) request(s), \(state.leaseReplies) reply(ies)")
+        if let u = state.unreachableReceived, u > 0 {
+            print("unreachable: \(u) ICMPv6 Destination Unreachable received on the tunnel (the gateway could not deliver or translate; on the gateway: gatewayctl doctor)")
+        }
     }
 }
 
