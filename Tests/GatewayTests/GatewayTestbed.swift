@@ -147,6 +147,16 @@ final class GatewayTestbed: @unchecked Sendable {
         if allowed.contains("0.0.0.0/0") { try exec(ns, ["ip", "route", "add", "default", "dev", name]) }
     }
 
+    /// gatewayd with the default config (kernel NDP proxy, an IPv4 pool), and alice enrolled on
+    /// stock wireguard-go in `cl`; true once she reaches the internet host over IPv6.
+    func startGatewayWithAlice() throws -> Bool {
+        try writeConfig(ndpProxy: "kernel")
+        try startGateway()
+        let alice = try gatewayctl(["clients", "add", "alice"]).stdout
+        try startClient(in: cl, name: "sgw\(id)", config: alice)
+        return eventually(timeout: 30) { (try? ping(from: cl, "2001:db8:ffff::1", count: 1)) == 1 }
+    }
+
     /// Starts tunnel-client in `ns` with the config text at a file of its own; returns the process.
     @discardableResult
     func startTunnelClient(in ns: String, config: String, name: String, extraArguments: [String] = []) throws -> BackgroundProcess {

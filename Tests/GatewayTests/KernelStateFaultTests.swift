@@ -82,11 +82,7 @@ struct KernelStateFaultTests {
     @Test func forwardingTurnedOffUnderARunningGatewayComesBack() throws {
         let bed = try GatewayTestbed()
         defer { bed.destroy() }
-        try bed.writeConfig(ndpProxy: "kernel")
-        try bed.startGateway()
-        let alice = try bed.gatewayctl(["clients", "add", "alice"]).stdout
-        try bed.startClient(in: bed.cl, name: "sgw\(bed.id)", config: alice)
-        #expect(eventually(timeout: 30) { (try? bed.ping(from: bed.cl, "2001:db8:ffff::1", count: 1)) == 1 })
+        #expect(try bed.startGatewayWithAlice())
         try bed.exec(bed.gw, ["sysctl", "-qw", "net.ipv6.conf.all.forwarding=0", "net.ipv4.ip_forward=0"])
         #expect(eventually(timeout: 10) {
             let o = bed.gateway?.output ?? ""

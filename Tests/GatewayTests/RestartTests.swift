@@ -14,11 +14,7 @@ struct RestartTests {
     @Test func afterKill9TheGatewayReachesOutToItsClientsAndTheLossWindowIsShort() throws {
         let bed = try GatewayTestbed()
         defer { bed.destroy() }
-        try bed.writeConfig(ndpProxy: "kernel")
-        try bed.startGateway()
-        let alice = try bed.gatewayctl(["clients", "add", "alice"]).stdout
-        try bed.startClient(in: bed.cl, name: "sgw\(bed.id)", config: alice)
-        #expect(eventually(timeout: 30) { (try? bed.ping(from: bed.cl, "2001:db8:ffff::1", count: 1)) == 1 })
+        #expect(try bed.startGatewayWithAlice())
         // gatewayd keeps the clients' endpoints in its state directory (every 10 s and at stop).
         let endpoints = bed.stateDirectory + "/endpoints"
         #expect(eventually(timeout: 15) { ((try? String(contentsOfFile: endpoints, encoding: .utf8)) ?? "").contains("alice 198.51.100.130:") })
