@@ -18,13 +18,24 @@ do { reader = try PcapReader(path: CommandLine.arguments[1]) } catch { printErro
 
 var packets = reader.makeIterator()
 var count = 0
-while let record = packets.next() {
+while true {
+    let record: PcapRecord
+    do {
+        guard let r = try packets.nextRecord() else { break }
+        record = r
+    } catch where error.reason == .badTimestamp {
+        // Malformed, said, and read on: the record's framing is intact.
+        count += 1
+        printError("pcap-dump: record \(count) skipped: \(error)")
+        continue
+    } catch {
+        printError("pcap-dump: stopped after \(count) packets: \(error)")
+        exit(65)
+    }
     count += 1
-    let micros = String(record.nanoseconds / 1000)
     let line = record.data.withUnsafeBytes { PacketSummary.describe($0, linkType: reader.linkType) }
-    print("\(record.seconds).\(String(repeating: "0", count: 6 - micros.count))\(micros) \(line)")
+    let micros = record.nanoseconds / 1000   // below 1,000,000: the reader refuses more
+    let digits = String(micros)
+    print("\(record.seconds).\(String(repeating: "0", count: max(0, 6 - digits.count)))\(digits) \(line)")
 }
-if let error = packets.error {
-    printError("pcap-dump: stopped after \(count) packets: \(error)")
-    exit(65)
-}
+

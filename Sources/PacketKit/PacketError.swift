@@ -31,6 +31,9 @@ public struct PacketError: Error, Hashable, Sendable, CustomStringConvertible {
 
         /// The buffer ends before a field that must be there.
         public static let truncated = Reason(rawValue: "truncated")
+        /// A pcap record's fraction of a second is 1 s or more (microseconds >= 1,000,000,
+        /// nanoseconds >= 1,000,000,000): the record is skipped, the file read on.
+        public static let badTimestamp = Reason(rawValue: "timestamp fraction out of range")
         /// The version nibble is not the one this parser handles.
         public static let badVersion = Reason(rawValue: "wrong IP version")
         /// A header length field is below the minimum or beyond the buffer.

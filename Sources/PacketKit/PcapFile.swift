@@ -14,6 +14,10 @@ public struct PcapLinkType: RawRepresentable, Hashable, Sendable {
     public static let raw = PcapLinkType(rawValue: 101)
     /// Linux cooked v1 (LINKTYPE_LINUX_SLL).
     public static let linuxCooked = PcapLinkType(rawValue: 113)
+    /// Raw IPv4 only (LINKTYPE_IPV4).
+    public static let ipv4 = PcapLinkType(rawValue: 228)
+    /// Raw IPv6 only (LINKTYPE_IPV6).
+    public static let ipv6 = PcapLinkType(rawValue: 229)
 }
 
 /// One captured packet.
@@ -81,9 +85,15 @@ public struct PcapReader: Sequence {
         var offset = 24
         /// Set when iteration stopped at a malformed record.
         public private(set) var error: PacketError?
+        /// Records skipped because their timestamp was out of range (iteration goes on past them).
+        public private(set) var skipped: [PacketError] = []
 
         public mutating func next() -> PcapRecord? {
-            do { return try nextRecord() } catch { self.error = error; return nil }
+            while true {
+                do { return try nextRecord() } catch where error.reason == .badTimestamp {
+                    skipped.append(error)
+                } catch { self.error = error; return nil }
+            }
         }
 
         public mutating func nextRecord() throws(PacketError) -> PcapRecord? {
@@ -99,9 +109,13 @@ public struct PcapReader: Sequence {
             let limit = Swift.min(PcapReader.maximumRecordLength, Swift.max(Int(reader.snapLength), 65_535))
             guard incl <= limit else { throw PacketError(.pcap, .badLength, at: offset + 8) }
             guard offset + 16 + incl <= f.count else { throw PacketError(.pcap, .truncated, at: offset + 16) }
-            let data = Array(f[(offset + 16)..<(offset + 16 + incl)])
+            let start = offset
             offset += 16 + incl
-            return PcapRecord(seconds: sec, nanoseconds: reader.nanosecondResolution ? frac : frac &* 1000,
+            // A fraction of a second of a second or more: the record is malformed, but its framing
+            // is intact, so the error says so and the next call reads on.
+            guard frac < (reader.nanosecondResolution ? 1_000_000_000 : 1_000_000) else { throw PacketError(.pcap, .badTimestamp, at: start + 4) }
+            let data = Array(f[(start + 16)..<(start + 16 + incl)])
+            return PcapRecord(seconds: sec, nanoseconds: reader.nanosecondResolution ? frac : frac * 1000,
                               originalLength: orig, data: data)
         }
     }

@@ -33,7 +33,7 @@ public enum PacketSummary {
             case .linuxCooked:
                 let s = try LinuxCookedFrame(frame)
                 return describeIP(s.payload)
-            case .raw:
+            case .raw, .ipv4, .ipv6:
                 return describeIP(frame)
             default:
                 return "link type \(linkType.rawValue), \(frame.count) bytes"

@@ -46,6 +46,15 @@ struct ExecutableTests {
         #expect(!lines.contains { $0.contains("bad") || $0.contains("malformed") })
         let bad = try run(["\(Self.binDir)/pcap-dump", "/nonexistent.pcap"])
         #expect(bad.status == 66 && bad.stderr.contains("/nonexistent.pcap"))
+        // A record whose microseconds are out of range (it trapped): said, skipped, read on.
+        var file = try [UInt8](Data(contentsOf: URL(fileURLWithPath: fixture)))
+        file[24 + 4] = 0xff; file[24 + 5] = 0xff; file[24 + 6] = 0xff; file[24 + 7] = 0xff
+        let path = NSTemporaryDirectory() + "sg-badts-\(uniqueSuffix()).pcap"
+        defer { unlink(path) }
+        try Data(file).write(to: URL(fileURLWithPath: path))
+        let skipped = try run(["\(Self.binDir)/pcap-dump", path])
+        #expect(skipped.status == 0 && skipped.stderr.contains("record 1 skipped: pcap: timestamp fraction out of range"), "\(skipped)")
+        #expect(skipped.stdout.split(separator: "\n").count == lines.count - 1)
     }
 }
 

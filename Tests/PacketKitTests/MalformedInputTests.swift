@@ -144,6 +144,27 @@ struct MalformedInputTests {
         #expect(throws: PacketError(.pcap, .truncated, at: 40)) { try PcapReader(bytes: cut).records() }
     }
 
+    /// A record whose fraction of a second is a second or more (issue 22: pcap-dump trapped on
+    /// one): malformed, said, and the file read on past it.
+    @Test func pcapTimestampsOutOfRangeAreSkippedNotTrapped() throws {
+        for bad in [UInt32(1_000_000), 0xffff_ffff] {
+            var w = PcapWriter()
+            w.append(Samples.bytes[0].bytes, seconds: 1, microseconds: bad)
+            w.append(Samples.bytes[1].bytes, seconds: 2, microseconds: 999_999)
+            let reader = try PcapReader(bytes: w.bytes)
+            #expect(throws: PacketError(.pcap, .badTimestamp, at: 28)) { try reader.records() }
+            var it = reader.makeIterator()
+            let first = it.next()
+            #expect(first?.seconds == 2 && first?.nanoseconds == 999_999_000 && it.next() == nil && it.error == nil)
+            #expect(it.skipped == [PacketError(.pcap, .badTimestamp, at: 28)])
+        }
+        // Raw IPv4 and IPv6 link types (228, 229) decode as IP, not as "link type N".
+        let six = Samples.bytes.first { $0.bytes.first.map { $0 >> 4 == 6 } == true }!.bytes
+        let line = six.withUnsafeBytes { PacketSummary.describe($0, linkType: .ipv6) }
+        #expect(line.hasPrefix("IP6 "), "\(line)")
+        #expect(six.withUnsafeBytes { PacketSummary.describe($0, linkType: .raw) } == line)
+    }
+
     /// Random bytes never trap (a quick in-process fuzz; the libFuzzer targets go further).
     @Test func randomBytesNeverTrap() {
         var rng = SplitMix64(seed: 0xbad)
