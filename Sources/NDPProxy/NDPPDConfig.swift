@@ -138,4 +138,10 @@ public enum NDPProxyConfig {
         let looksLikeNDPPD = NDPPDConfig.tokens(text).contains { $0.text == "proxy" }
         return looksLikeNDPPD ? try NDPPDConfig.parse(text, path: path) : try NPD6Config.parse(text, path: path)
     }
+
+    /// Whether `text` (at `path`) is read as npd6.conf: npd6's init script reloads it with SIGUSR1.
+    public static func isNPD6(_ text: String, path: String) -> Bool {
+        !(path.hasSuffix(".toml") || text.split(separator: "\n").contains(where: { $0.trimmingCharacters(in: .whitespaces).hasPrefix("[") }))
+            && !NDPPDConfig.tokens(text).contains { $0.text == "proxy" }
+    }
 }

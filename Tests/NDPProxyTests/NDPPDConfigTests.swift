@@ -72,3 +72,47 @@ struct AutoRuleNamespaceTests {
         #expect(eventually(timeout: 5) { proxy.output.contains("not-routed 1 ") }, "\(proxy.output)")
     }
 }
+
+/// Issue 29, point 2 (signals as npd6 and ndppd use them): SIGUSR2 dumps instead of killing,
+/// SIGUSR1 reloads an npd6.conf (npd6's init script), SIGHUP reloads, an invalid file is said with
+/// file:line and the running rules stay. Checked on the wire with tcpdump.
+@Suite(.enabled(if: isRoot && which("tcpdump") != nil && which("ndisc6") != nil, "needs root, tcpdump and ndisc6"))
+struct SignalNamespaceTests {
+    @Test func usr2DumpsUsr1AndHupReloadAndABadFileKeepsTheRunningRules() throws {
+        let bed = try ProxyTestbed()
+        defer { bed.destroy() }
+        let path = bed.directory + "/npd6.conf"
+        func write(_ address: String) throws {
+            try "prefix=2001:db8:5::\ninterface=\(bed.uplink)\nlisttype=white\naddrlist=\(address)\n".write(toFile: path, atomically: true, encoding: .utf8)
+        }
+        func answered() throws -> Set<String> {
+            let lines = try bed.capture {
+                for target in ["2001:db8:5::100", "2001:db8:5::101"] {
+                    _ = try bed.exec(bed.isp, ["ndisc6", "-1", "-r", "1", "-w", "300", target, bed.ispLink], check: false)
+                }
+            }
+            return Set(["2001:db8:5::100", "2001:db8:5::101"].filter { t in lines.contains { $0.contains("neighbor advertisement") && $0.contains("tgt is \(t),") } })
+        }
+        try write("2001:db8:5::100")
+        let proxy = try BackgroundProcess(["ip", "netns", "exec", bed.proxy, "\(builtProductsDirectory)/ndp-proxy", "--config", path], captureOutput: true)
+        defer { proxy.stop() }
+        #expect(eventually(timeout: 10) { proxy.output.contains("answering on") }, "\(proxy.output)")
+        #expect(try answered() == ["2001:db8:5::100"])
+
+        kill(proxy.pid, SIGUSR2)
+        #expect(eventually(timeout: 5) { proxy.output.contains("rule: \(bed.uplink) answer prefixes 2001:db8:5::/48") }, "\(proxy.output)")
+        #expect(proxy.process.isRunning, "SIGUSR2 does not end it")
+
+        try write("2001:db8:5::101")
+        kill(proxy.pid, SIGUSR1)
+        #expect(eventually(timeout: 5) { proxy.output.contains("reload (SIGUSR1): 1 rule(s)") }, "\(proxy.output)")
+        #expect(eventually(timeout: 5) { (try? answered()) == ["2001:db8:5::101"] })
+
+        try "prefix=not-a-prefix\ninterface=\(bed.uplink)\n".write(toFile: path, atomically: true, encoding: .utf8)
+        kill(proxy.pid, SIGHUP)
+        #expect(eventually(timeout: 5) { proxy.output.contains("keeping the running rules") }, "\(proxy.output)")
+        #expect(proxy.output.contains("\(path):1"), "the error names the file and line: \(proxy.output)")
+        #expect(proxy.process.isRunning)
+        #expect(try answered() == ["2001:db8:5::101"], "the running rules stayed")
+    }
+}
