@@ -131,7 +131,39 @@ public enum NDPPDConfig {
 public enum NDPProxyConfig {
     /// Tells the three formats apart: a `[table]` line means ndp-proxy's TOML, a `proxy` block
     /// ndppd.conf, anything else npd6.conf.
+    /// Files larger than this are refused before they are read (docs/limits.md): a config is a few
+    /// hundred bytes, and a multi-megabyte one is a mistake or an attack on the parser.
+    public static let maximumFileSize = 1 << 20
+
+    /// The text as the parsers want it: without a UTF-8 byte-order mark, with LF line ends (files
+    /// edited on Windows or copied from web pages arrive with CRLF).
+    public static func normalized(_ text: String) -> String {
+        var t = text
+        if t.hasPrefix("\u{FEFF}") { t.removeFirst() }
+        return t.contains("\r") ? t.replacingOccurrences(of: "\r\n", with: "\n").replacingOccurrences(of: "\r", with: "\n") : t
+    }
+
+    /// Reads and parses the file at `path`, refusing one larger than `maximumFileSize`.
+    public static func load(_ path: String) throws(NDPConfigError) -> [ProxyRule] {
+        var st = stat()
+        guard stat(path, &st) == 0 else {
+            throw NDPConfigError(file: path, line: 0, key: nil, message: errno == ENOENT ? "no such file" : "cannot read: \(String(cString: strerror(errno)))")
+        }
+        guard Int(st.st_size) <= maximumFileSize else {
+            throw NDPConfigError(file: path, line: 0, key: nil, message: "\(st.st_size) bytes: larger than \(maximumFileSize) (a config this big is not one)")
+        }
+        guard let data = FileManager.default.contents(atPath: path) else { throw NDPConfigError(file: path, line: 0, key: nil, message: "unreadable") }
+        return try parse(String(decoding: data, as: UTF8.self), path: path)
+    }
+
     public static func parse(_ text: String, path: String) throws(NDPConfigError) -> [ProxyRule] {
+        let text = normalized(text)
+        // Nothing but comments and blank lines: say that, not what one format would miss.
+        let meaningful = text.split(separator: "\n").contains { line in
+            let t = line.trimmingCharacters(in: .whitespaces)
+            return !t.isEmpty && !t.hasPrefix("#") && !t.hasPrefix("//") && !t.hasPrefix(";")
+        }
+        guard meaningful else { throw NDPConfigError(file: path, line: 0, key: nil, message: "no proxy rules configured (the file is empty or only comments)") }
         if path.hasSuffix(".toml") || text.split(separator: "\n").contains(where: { $0.trimmingCharacters(in: .whitespaces).hasPrefix("[") }) {
             return try NDPProxyTOML.parse(text, path: path)
         }
@@ -141,7 +173,8 @@ public enum NDPProxyConfig {
 
     /// Whether `text` (at `path`) is read as npd6.conf: npd6's init script reloads it with SIGUSR1.
     public static func isNPD6(_ text: String, path: String) -> Bool {
-        !(path.hasSuffix(".toml") || text.split(separator: "\n").contains(where: { $0.trimmingCharacters(in: .whitespaces).hasPrefix("[") }))
+        let text = normalized(text)
+        return !(path.hasSuffix(".toml") || text.split(separator: "\n").contains(where: { $0.trimmingCharacters(in: .whitespaces).hasPrefix("[") }))
             && !NDPPDConfig.tokens(text).contains { $0.text == "proxy" }
     }
 }

@@ -40,6 +40,8 @@ public struct ConfigFile: Sendable {
     /// Parses TOML text (the subset above). `path` is used in messages only.
     public init(text: String, path: String) throws(ConfigError) {
         self.path = path
+        // A UTF-8 byte-order mark (Windows editors) is not part of the first key; CR is trimmed below.
+        let text = text.hasPrefix("\u{FEFF}") ? String(text.dropFirst()) : text
         var table = ""
         var lineNumber = 0
         for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {

@@ -61,3 +61,36 @@ struct NPD6ConfigTests {
         #expect(error("prefix = 2001:db8:1:0:\ninterface = eth0\nexprlist = 2001:*\n").contains("not supported"))
     }
 }
+
+/// Issue 29, point 1 (part) and point 6: files as people write them and files no one should.
+struct ConfigFileShapesTests {
+    let npd6 = "prefix=2001:db8:1::/64\ninterface=eth0\nlisttype=white\naddrlist=2001:db8:1::5\n"
+    let ndppd = "proxy eth0 {\n    rule 2001:db8:1::/64 {\n        static\n    }\n}\n"
+
+    @Test func crlfAndAByteOrderMarkReadAsThePlainFile() throws {
+        for text in [npd6, ndppd] {
+            let plain = try NDPProxyConfig.parse(text, path: "/etc/x.conf")
+            #expect(try NDPProxyConfig.parse(text.replacingOccurrences(of: "\n", with: "\r\n"), path: "/etc/x.conf") == plain)
+            #expect(try NDPProxyConfig.parse("\u{FEFF}" + text.replacingOccurrences(of: "\n", with: "\r\n"), path: "/etc/x.conf") == plain)
+        }
+        let toml = "[lan]\ninterface = \"eth0\"\nprefixes = [\"2001:db8:1::/64\"]\n"
+        #expect(try NDPProxyConfig.parse("\u{FEFF}" + toml.replacingOccurrences(of: "\n", with: "\r\n"), path: "/etc/x.toml") == NDPProxyConfig.parse(toml, path: "/etc/x.toml"))
+    }
+
+    @Test func anEmptyOrCommentOnlyFileSaysSo() {
+        for text in ["", "\n\n", "# nothing yet\n# prefix=2001:db8::\n", "\u{FEFF}\r\n"] {
+            do { _ = try NDPProxyConfig.parse(text, path: "/etc/npd6.conf"); Issue.record("accepted \(text.debugDescription)") } catch {
+                #expect(error.description == "/etc/npd6.conf:0: no proxy rules configured (the file is empty or only comments)", "\(error)")
+            }
+        }
+    }
+
+    @Test func aFileOverTheSizeLimitIsRefusedUnread() throws {
+        let path = NSTemporaryDirectory() + "sg-big-\(UUID().uuidString).conf"
+        defer { unlink(path) }
+        try String(repeating: "{", count: NDPProxyConfig.maximumFileSize + 1).write(toFile: path, atomically: true, encoding: .utf8)
+        do { _ = try NDPProxyConfig.load(path); Issue.record("accepted") } catch {
+            #expect(error.description.contains("larger than 1048576"), "\(error)")
+        }
+    }
+}

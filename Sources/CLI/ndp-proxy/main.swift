@@ -51,13 +51,11 @@ struct NDPProxyCommand: ParsableCommand {
         logger.logLevel = .info
         let account: Privileges.Account?
         do { account = try Privileges.account(user) } catch { throw ValidationError("ndp-proxy: \(error)") }
-        guard let data = FileManager.default.contents(atPath: config) else {
-            throw ValidationError("ndp-proxy: \(config): \(FileManager.default.fileExists(atPath: config) ? "unreadable" : "no such file")")
-        }
         let rules: [ProxyRule]
-        do { rules = try NDPProxyConfig.parse(String(decoding: data, as: UTF8.self), path: config) } catch {
+        do { rules = try NDPProxyConfig.load(config) } catch {
             throw ValidationError("ndp-proxy: \(error)")
         }
+        let data = FileManager.default.contents(atPath: config) ?? Data()
         if checkConfig {
             for r in rules {
                 print("\(r.interface): \(r.mode.rawValue) \(r.prefixes.map(\.description).joined(separator: " ")) auto \(r.autoPrefixes.map(\.description).joined(separator: " ")) "
@@ -108,13 +106,8 @@ struct NDPProxyCommand: ParsableCommand {
         /// Re-reads the config file: a valid one replaces the rules (responders restarted, kernel
         /// entries re-synced), an invalid one is logged with file:line:key and the old rules stay.
         func reload(_ why: String) {
-            let text: String
-            do { text = String(decoding: try Data(contentsOf: URL(fileURLWithPath: config)), as: UTF8.self) } catch {
-                logger.error("reload (\(why)): \(config): cannot read: \(error.localizedDescription); keeping the running rules")
-                return
-            }
             let next: [ProxyRule]
-            do { next = try NDPProxyConfig.parse(text, path: config) } catch {
+            do { next = try NDPProxyConfig.load(config) } catch {
                 logger.error("reload (\(why)): \(error); keeping the running rules")
                 return
             }
