@@ -11,26 +11,6 @@ static int get(struct __user_cap_data_struct d[2]) {
     return (int)syscall(SYS_capget, &h, d);
 }
 
-int sixgate_keep_capabilities(uint64_t keep) {
-    struct __user_cap_data_struct d[2];
-    if (get(d) != 0) return -1;
-    /* The bounding set first, while CAP_SETPCAP is still effective (without it, as under a
-       systemd unit's CapabilityBoundingSet, the bounding set is already someone else's choice).
-       Capability numbers past the kernel's last are EINVAL: the end of the list. */
-    int setpcap = (d[0].effective >> CAP_SETPCAP) & 1;
-    for (int c = 0; setpcap && c < 64; c++) {
-        if (keep & (1ULL << c)) continue;
-        int r = prctl(PR_CAPBSET_READ, c, 0, 0, 0);
-        if (r < 0) { if (errno == EINVAL) break; return -1; }
-        if (r == 1 && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) != 0) return -1;
-    }
-    d[0].effective &= (uint32_t)keep;          d[1].effective &= (uint32_t)(keep >> 32);
-    d[0].permitted &= (uint32_t)keep;          d[1].permitted &= (uint32_t)(keep >> 32);
-    d[0].inheritable &= (uint32_t)keep;        d[1].inheritable &= (uint32_t)(keep >> 32);
-    struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
-    return (int)syscall(SYS_capset, &h, d);
-}
-
 int sixgate_capabilities(uint64_t *effective, uint64_t *permitted, uint64_t *bounding) {
     struct __user_cap_data_struct d[2];
     if (get(d) != 0) return -1;

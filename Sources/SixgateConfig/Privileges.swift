@@ -94,14 +94,4 @@ public enum Privileges {
             warning("\(error); running with the privileges it was started with")
         }
     }
-
-    /// Keeps only CAP_NET_ADMIN and CAP_NET_RAW (those of them the process has). A process that
-    /// never had more (not root, or already bounded, as the systemd units do) is left as it is.
-    public static func keepOnlyNetworkCapabilities() throws(Error) {
-        let keep: UInt64 = 1 << UInt64(netAdmin) | 1 << UInt64(netRaw)
-        guard let now = current(), now.permitted & ~keep != 0 || now.bounding & ~keep != 0 else { return }
-        guard sixgate_keep_capabilities(keep) == 0 else {
-            throw Error(description: "dropping capabilities: \(String(cString: strerror(errno)))")
-        }
-    }
 }

@@ -2,10 +2,6 @@
 // Glibc's Swift overlay does not import: the daemons keep only what they need after setup.
 #include <stdint.h>
 
-/// Keeps the capabilities in `keep` (a bit per capability number) in the effective, permitted and
-/// inheritable sets and in the bounding set, and drops every other. 0 on success, else -1 and errno.
-int sixgate_keep_capabilities(uint64_t keep);
-
 /// The effective, permitted and bounding sets of the calling process (bit per capability).
 int sixgate_capabilities(uint64_t *effective, uint64_t *permitted, uint64_t *bounding);
 
