@@ -84,13 +84,7 @@ public final class AddressAllocator: @unchecked Sendable {
         try load()
     }
 
-    static func overlap(_ a: IPPrefix, _ b: IPPrefix) -> Bool {
-        switch (a, b) {
-        case (.v6(let x), .v6(let y)): return x.overlaps(y)
-        case (.v4(let x), .v4(let y)): return x.overlaps(y)
-        default: return false
-        }
-    }
+    static func overlap(_ a: IPPrefix, _ b: IPPrefix) -> Bool { a.overlaps(b) }
 
     // MARK: Allocation
 

@@ -74,6 +74,22 @@ public enum IPPrefix: Hashable, Sendable, LosslessStringConvertible {
         case .v6(let p): return p.length
         }
     }
+    /// Whether the two share an address (one contains the other); prefixes of different families never do.
+    public func overlaps(_ other: IPPrefix) -> Bool {
+        switch (self, other) {
+        case (.v6(let x), .v6(let y)): return x.overlaps(y)
+        case (.v4(let x), .v4(let y)): return x.overlaps(y)
+        default: return false
+        }
+    }
+    /// Whether `address` is inside (an address of the other family never is).
+    public func contains(_ address: IPAddress) -> Bool {
+        switch (self, address) {
+        case (.v6(let p), .v6(let a)): return p.contains(a)
+        case (.v4(let p), .v4(let a)): return p.contains(a)
+        default: return false
+        }
+    }
     /// The host prefix (/32 or /128) of an address.
     public init(host: IPAddress) {
         switch host {

@@ -214,19 +214,12 @@ public struct FilterTable: Sendable {
         // nftables refuses overlapping intervals in one set: two hosts may not share address space.
         let all = policy.hosts.flatMap { h in h.prefixes.map { (h.name, $0) } }
         for (i, a) in all.enumerated() {
-            for b in all[(i + 1)...] where Self.overlap(a.1, b.1) {
+            for b in all[(i + 1)...] where a.1.overlaps(b.1) {
                 throw RouteKitError(.invalidArgument, operation: "filter", object: "\(a.1) (\(a.0)) and \(b.1) (\(b.0))", detail: "two protected prefixes overlap")
             }
         }
     }
 
-    static func overlap(_ a: IPPrefix, _ b: IPPrefix) -> Bool {
-        switch (a, b) {
-        case (.v6(let x), .v6(let y)): return x.contains(y.network) || y.contains(x.network)
-        case (.v4(let x), .v4(let y)): return x.contains(y.network) || y.contains(x.network)
-        default: return false
-        }
-    }
 
     /// The whole table: created from nothing (any older copy deleted in the same transaction, so a
     /// restart after a crash leaves exactly one copy of every rule).
@@ -368,14 +361,7 @@ public struct FilterTable: Sendable {
     }
 
     /// Whether the table exists. The corresponding command is `nft list table inet NAME`.
-    public func exists() throws(RouteKitError) -> Bool {
-        do {
-            try nft(["list", "table", "inet", name], input: nil, operation: "inspect")
-            return true
-        } catch where error.code == .notFound {
-            return false
-        }
-    }
+    public func exists() throws(RouteKitError) -> Bool { try NFTTable(family: "inet", name: name, namespace: namespace).exists() }
 
     /// Every counter of the table by name (`in_NAME` per host, `dropped_other`). The corresponding
     /// command is `nft -j list counters table inet NAME`.
@@ -397,9 +383,7 @@ public struct FilterTable: Sendable {
     }
 
     /// Removes the table; no error if it is already gone. The corresponding command is `nft delete table inet NAME`.
-    public func remove() throws(RouteKitError) {
-        try nft(["-f", "-"], input: "add table inet \(name)\ndelete table inet \(name)\n", operation: "remove")
-    }
+    public func remove() throws(RouteKitError) { try NFTTable(family: "inet", name: name, namespace: namespace).remove() }
 
     @discardableResult
     private func nft(_ args: [String], input: String?, operation: String) throws(RouteKitError) -> String {

@@ -45,14 +45,7 @@ public struct NATTable: Sendable {
     }
 
     /// Whether the table exists. The corresponding command is `nft list table ip NAME`.
-    public func exists() throws(RouteKitError) -> Bool {
-        do {
-            try nft(["list", "table", "ip", name], input: nil, operation: "inspect")
-            return true
-        } catch where error.code == .notFound {
-            return false
-        }
-    }
+    public func exists() throws(RouteKitError) -> Bool { try NFTTable(family: "ip", name: name, namespace: namespace).exists() }
 
     /// The masquerade rules the table holds now, read back from `nft -j`.
     public func rules() throws(RouteKitError) -> [MasqueradeRule] {
@@ -80,13 +73,33 @@ public struct NATTable: Sendable {
     }
 
     /// Removes the table; no error if it is already gone. The corresponding command is `nft delete table ip NAME`.
-    public func remove() throws(RouteKitError) {
-        try nft(["-f", "-"], input: "add table ip \(name)\ndelete table ip \(name)\n", operation: "remove")
-    }
+    public func remove() throws(RouteKitError) { try NFTTable(family: "ip", name: name, namespace: namespace).remove() }
 
     @discardableResult
     private func nft(_ args: [String], input: String?, operation: String) throws(RouteKitError) -> String {
         try runNFT(args, input: input, operation: operation, object: "nftables table ip \(name) in \(namespace)", namespace: namespace)
+    }
+}
+
+/// One table of Sixgate's own, by family and name: what NAT44's and the filter's tables share.
+struct NFTTable {
+    var family: String, name: String, namespace: NetworkNamespace
+
+    var object: String { "nftables table \(family) \(name) in \(namespace)" }
+
+    /// Whether it exists. The corresponding command is `nft list table FAMILY NAME`.
+    func exists() throws(RouteKitError) -> Bool {
+        do {
+            try runNFT(["list", "table", family, name], input: nil, operation: "inspect", object: object, namespace: namespace)
+            return true
+        } catch where error.code == .notFound {
+            return false
+        }
+    }
+
+    /// Removes it; no error if it is already gone (nft 1.0.6 has no `destroy`).
+    func remove() throws(RouteKitError) {
+        try runNFT(["-f", "-"], input: "add table \(family) \(name)\ndelete table \(family) \(name)\n", operation: "remove", object: object, namespace: namespace)
     }
 }
 

@@ -48,22 +48,6 @@ extension ClientConfiguration {
         }
     }
 
-    static func overlaps(_ a: IPPrefix, _ b: IPPrefix) -> Bool {
-        switch (a, b) {
-        case (.v6(let x), .v6(let y)): return x.contains(y.network) || y.contains(x.network)
-        case (.v4(let x), .v4(let y)): return x.contains(y.network) || y.contains(x.network)
-        default: return false
-        }
-    }
-
-    static func contains(_ p: IPPrefix, _ a: IPAddress) -> Bool {
-        switch (p, a) {
-        case (.v6(let x), .v6(let y)): return x.contains(y)
-        case (.v4(let x), .v4(let y)): return x.contains(y)
-        default: return false
-        }
-    }
-
     /// Keeps what `lease` may install on this host, given the config and `host`.
     public func vet(_ lease: LeaseMessage, host: HostFacts) -> VettedLease {
         var l = lease
@@ -92,13 +76,13 @@ extension ClientConfiguration {
         l.routes = lease.routes.filter { r in
             let family = r.network.isV6 ? "IPv6" : "IPv4"
             if r.length == 0 { return true }   // the default route: routes.ipv6/ipv4 and replace_default_route decide
-            if let accept = acceptRoutes, !accept.contains(where: { $0.network.isV6 == r.network.isV6 && $0.length <= r.length && Self.contains($0, r.network) }) {
+            if let accept = acceptRoutes, !accept.contains(where: { $0.network.isV6 == r.network.isV6 && $0.length <= r.length && $0.contains(r.network) }) {
                 no("route \(r): outside accept_routes"); return false
             }
             if Self.isDefaultLike(r), !replaceDefaultRoute, host.defaultHeldElsewhere.contains(r.network.isV6) {
                 no("route \(r): as wide as a default route, and another interface holds the \(family) default (replace_default_route = false)"); return false
             }
-            if let ep = host.endpoint, Self.contains(r, ep) {
+            if let ep = host.endpoint, r.contains(ep) {
                 no("route \(r): covers the gateway's endpoint \(ep) (the tunnel would carry itself)"); return false
             }
             if host.routed.contains(r) {
@@ -106,7 +90,7 @@ extension ClientConfiguration {
             }
             // A default-wide prefix covers every network, as ::/0 does; the connected ones stay more
             // specific. Any other prefix that overlaps one would take over or split the host's own network.
-            if !Self.isDefaultLike(r), let net = host.connected.first(where: { c in Self.overlaps(c, r) && !own.contains(where: { o in Self.overlaps(o, c) }) }) {
+            if !Self.isDefaultLike(r), let net = host.connected.first(where: { c in c.overlaps(r) && !own.contains(where: { o in o.overlaps(c) }) }) {
                 no("route \(r): overlaps \(net), a network on this host's own interfaces"); return false
             }
             return true

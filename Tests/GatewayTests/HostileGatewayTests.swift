@@ -50,6 +50,21 @@ final class HostileGateway: @unchecked Sendable {
 
 @Suite(.enabled(if: isRoot && which("nft") != nil, "needs root"))
 struct HostileGatewayTests {
+    /// A tunnel-client config toward the hostile gateway over the testbed's first carrier.
+    func clientConfig(tun: String, key: Bytes32, gateway: HostileGateway, ipv4: String, extra: String) -> String {
+        """
+        interface = "\(tun)"
+        private_key = "\(key.base64)"
+        [gateway]
+        public_key = "\(gateway.publicKey.base64)"
+        endpoint = "198.51.100.129:51820"
+        [routes]
+        ipv6 = "default"
+        ipv4 = "\(ipv4)"
+        \(extra)
+        """
+    }
+
     /// The main table's routes in `ns`, one line each, as `ip` prints them (both families).
     func routes(_ bed: GatewayTestbed, _ ns: String) throws -> [String] {
         (try bed.exec(ns, ["ip", "route", "show", "table", "main"]).stdout + bed.exec(ns, ["ip", "-6", "route", "show", "table", "main"]).stdout)
@@ -85,19 +100,7 @@ struct HostileGatewayTests {
         let hook = bed.stateDirectory + "/hostile-hook.sh"
         try "#!/bin/sh\necho \"$SIXGATE_EVENT mtu=${SIXGATE_MTU-unset} dns=$SIXGATE_DNS\" >> \(hookLog)\n".write(toFile: hook, atomically: true, encoding: .utf8)
         chmod(hook, 0o755)
-        let config = """
-            interface = "\(tun)"
-            private_key = "\(clientKey.base64)"
-            [gateway]
-            public_key = "\(gateway.publicKey.base64)"
-            endpoint = "198.51.100.129:51820"
-            [routes]
-            ipv6 = "default"
-            ipv4 = "default"
-            replace_default_route = false
-            [hooks]
-            up = "\(hook)"
-            """
+        let config = clientConfig(tun: tun, key: clientKey, gateway: gateway, ipv4: "default", extra: "replace_default_route = false\n[hooks]\nup = \"\(hook)\"")
         let client = try bed.startTunnelClient(in: bed.cl, config: config, name: "hostile")
         defer { client.stop() }
         #expect(eventually(timeout: 20) { client.output.contains("configured:") }, "\(client.output)")
@@ -155,19 +158,7 @@ struct HostileGatewayTests {
         lease.nat64Prefix = IPv6Prefix("64:ff9b::/33")
         let gateway = try HostileGateway(namespace: bed.gw, interface: "sgh\(bed.id)", answer: lease, clientKey: X25519.publicKey(clientKey))
         defer { gateway.stop() }
-        let config = """
-            interface = "\(tun)"
-            private_key = "\(clientKey.base64)"
-            [gateway]
-            public_key = "\(gateway.publicKey.base64)"
-            endpoint = "198.51.100.129:51820"
-            [routes]
-            ipv6 = "default"
-            ipv4 = "none"
-            [router]
-            interface = "\(lanRouter)"
-            interval = 4
-            """
+        let config = clientConfig(tun: tun, key: clientKey, gateway: gateway, ipv4: "none", extra: "[router]\ninterface = \"\(lanRouter)\"\ninterval = 4")
         let client = try bed.startTunnelClient(in: bed.cl, config: config, name: "hostile-router")
         defer { client.stop() }
         #expect(eventually(timeout: 20) { dump.output.contains("prefix 2001:db8:100::/64") }, "\(client.output) \(dump.output)")
