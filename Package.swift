@@ -24,6 +24,7 @@ let package = Package(
         .executable(name: "sixgate-wg", targets: ["sixgate-wg"]),
         .executable(name: "pcap-dump", targets: ["pcap-dump"]),
         .executable(name: "ip6-route", targets: ["ip6-route"]),
+        .executable(name: "ndp-config", targets: ["ndp-config"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -92,6 +93,7 @@ let package = Package(
         // Examples (built with the package so they never rot).
         .executableTarget(name: "pcap-dump", dependencies: ["PacketKit"], path: "Examples/pcap-dump"),
         .executableTarget(name: "ip6-route", dependencies: ["PacketKit", "RouteKit"], path: "Examples/ip6-route"),
+        .executableTarget(name: "ndp-config", dependencies: ["NDPProxy"], path: "Examples/ndp-config"),
         .executableTarget(name: "allocate", dependencies: ["AddressPool", "PacketKit"], path: "Examples/allocate"),
         .executableTarget(name: "client-lease", dependencies: ["TunnelClient"], path: "Examples/client-lease"),
         .executableTarget(name: "howto-doctor", dependencies: ["Diagnostics", "PacketKit"], path: "Examples/howto-doctor"),

@@ -1,8 +1,13 @@
-// ndppd.conf, as ndppd 0.2.5 documents it (ndppd.conf(5)): `proxy IFACE { ... rule PREFIX { ... } }`
-// blocks with `router`, `timeout`, `ttl` and the rule methods `static`, `auto` and `iface`, plus the
-// global `route-ttl`. `#` starts a comment.
+// ndppd.conf, as ndppd 0.2.x documents it (ndppd.conf(5) and ndppd.conf-dist): `proxy IFACE { ...
+// rule PREFIX { ... } }` blocks with `router`, `timeout`, `ttl` and the rule methods `static`, `auto`
+// and `iface`, plus the global `route-ttl`; also read: `address-ttl`, `autowire`, `keepalive`,
+// `retries`, `promiscuous`, `deadtime` and the rule option `autovia`. `#` starts a comment.
+// Where ndppd is lenient ndp-proxy is too, and says so: host bits in a rule are cleared, a proxy
+// block without rules runs idle, a rule without a method is `static` (ndppd 0.2.1's default), two
+// blocks for one interface are merged; each with a warning naming the line.
 import Foundation
 import PacketKit
+import SixgateConfig
 
 public enum NDPPDConfig {
     struct Token { var text: String; var line: Int }
@@ -32,10 +37,21 @@ public enum NDPPDConfig {
 
     /// Parses ndppd.conf text into one rule per `proxy` block.
     public static func parse(_ text: String, path: String) throws(NDPConfigError) -> [ProxyRule] {
+        var warnings: [NDPConfigWarning] = []
+        return try parse(text, path: path, warnings: &warnings)
+    }
+
+    /// Parses ndppd.conf text into one rule per interface, appending what it accepted but would
+    /// warn about to `warnings`.
+    public static func parse(_ text: String, path: String, warnings: inout [NDPConfigWarning]) throws(NDPConfigError) -> [ProxyRule] {
         let t = tokens(text)
         var i = 0
         var routeTTL = 30.0
         var rules: [ProxyRule] = []
+        var blockLines: [String: Int] = [:]
+        func warn(_ at: Int, _ key: String?, _ message: String) {
+            warnings.append(NDPConfigWarning(file: path, line: at < t.count ? t[at].line : (t.last?.line ?? 1), key: key, message: message))
+        }
         func fail(_ at: Int, _ key: String?, _ message: String) -> NDPConfigError {
             NDPConfigError(file: path, line: at < t.count ? t[at].line : (t.last?.line ?? 1), key: key, message: message)
         }
@@ -46,13 +62,13 @@ public enum NDPPDConfig {
         }
         func number(_ key: String) throws(NDPConfigError) -> Double {
             let v = try value(key)
-            guard let n = Int(v), n >= 0 else { throw fail(i - 1, key, "\(v.debugDescription) is not a number of milliseconds") }
+            guard let n = Int(v), n >= 0 else { throw fail(i - 1, key, "\(quotedForMessage(v)) is not a number of milliseconds") }
             return Double(n) / 1000
         }
         func yesNo(_ key: String) throws(NDPConfigError) -> Bool {
             let v = try value(key)
             switch v { case "yes", "true", "on": return true; case "no", "false", "off": return false
-            default: throw fail(i - 1, key, "\(v.debugDescription) is not yes or no") }
+            default: throw fail(i - 1, key, "\(quotedForMessage(v)) is not yes or no") }
         }
         func open(_ key: String) throws(NDPConfigError) {
             guard i < t.count, t[i].text == "{" else { throw fail(i, key, "expected {") }
@@ -65,6 +81,8 @@ public enum NDPPDConfig {
             case "address-ttl": _ = try number(key)
             case "proxy":
                 let iface = try value(key)
+                let blockAt = i - 2
+                guard (1...15).contains(iface.utf8.count), !iface.contains("/") else { throw fail(i - 1, key, "\(quotedForMessage(iface)) is not an interface name") }
                 var rule = ProxyRule(interface: iface, prefixes: [])
                 try open(key)
                 while i < t.count, t[i].text != "}" {
@@ -73,14 +91,18 @@ public enum NDPPDConfig {
                     case "router": rule.routerFlag = try yesNo(k)
                     case "timeout": rule.solicitTimeout = try number(k)   // given in milliseconds, as ndppd
                     case "ttl": rule.cacheTTL = try number(k)
+                    // Read and checked; ndp-proxy answers NS itself and does not forward, so these
+                    // change nothing (docs/ndp-proxy.md).
                     case "autowire", "promiscuous", "keepalive": _ = try yesNo(k)
-                    case "retries": _ = try number(k)
+                    case "retries", "deadtime": _ = try number(k)
                     case "rule":
                         let text = try value(k)
-                        guard let prefix = IPv6Prefix(text) ?? IPv6Address(text).flatMap({ try? IPv6Prefix($0, length: 128) }) else {
-                            throw fail(i - 1, k, "\(text.debugDescription) is not an IPv6 address or prefix (host bits must be zero)")
+                        let ruleAt = i - 2
+                        guard let (prefix, masked) = prefixMaskingHostBits(text) else {
+                            throw fail(i - 1, k, "\(quotedForMessage(text)) is not an IPv6 address or prefix")
                         }
-                        var method = "static"
+                        if masked { warn(i - 1, k, "\(text) has host bits set; read as \(prefix), as ndppd does") }
+                        var method: String?
                         var inner: String?
                         if i < t.count, t[i].text == "{" {
                             i += 1
@@ -92,15 +114,21 @@ public enum NDPPDConfig {
                                 case "iface":
                                     methods.append(m)
                                     inner = try value(m)
-                                default: throw fail(i, m, "unknown rule option (static, auto or iface)")
+                                // ndppd 0.2.5's autovia (yes/no): answer with the route's gateway;
+                                // ndp-proxy answers for the target itself, so it is read and checked only.
+                                case "autovia": _ = try yesNo(m)
+                                default: throw fail(i, m, "unknown rule option (static, auto, iface or autovia)")
                                 }
                             }
                             guard i < t.count else { throw fail(i, k, "missing }") }
                             i += 1
                             guard methods.count <= 1 else { throw fail(i - 1, k, "static, auto and iface are mutually exclusive") }
-                            method = methods.first ?? "static"
+                            method = methods.first
                         }
-                        switch method {
+                        if method == nil {
+                            warn(ruleAt, k, "rule \(prefix) names no method (static, auto or iface): static, as ndppd 0.2.1 did; ndppd 0.2.4 refuses this, so write it")
+                        }
+                        switch method ?? "static" {
                         case "auto": rule.autoPrefixes.append(prefix)
                         case "iface":
                             if let other = rule.innerInterface, other != inner {
@@ -110,71 +138,40 @@ public enum NDPPDConfig {
                             rule.ifacePrefixes.append(prefix)
                         default: rule.prefixes.append(prefix)
                         }
-                    default: throw fail(i, k, "unknown proxy option (router, timeout, ttl, rule, ...)")
+                    default: throw fail(i, k, "unknown proxy option (router, timeout, ttl, rule, autowire, keepalive, retries, promiscuous, deadtime)")
                     }
                 }
                 guard i < t.count else { throw fail(i, key, "missing } for proxy \(iface)") }
                 i += 1
-                guard !rule.prefixes.isEmpty || !rule.autoPrefixes.isEmpty || !rule.ifacePrefixes.isEmpty else { throw fail(i - 1, key, "proxy \(iface) has no rule") }
-                rules.append(rule)
+                if let first = blockLines[iface], let n = rules.firstIndex(where: { $0.interface == iface }) {
+                    // ndppd accepts two blocks for one interface; one responder per interface
+                    // answers for both blocks' rules, with the first block's options.
+                    warn(blockAt, key, "a second proxy \(iface) block (the first is on line \(first)): its rules are merged into the first"
+                         + (rule.routerFlag != rules[n].routerFlag || rule.cacheTTL != rules[n].cacheTTL || rule.solicitTimeout != rules[n].solicitTimeout
+                            ? "; its router, ttl and timeout differ and the first block's are used" : ""))
+                    if let inner = rule.innerInterface {
+                        if let other = rules[n].innerInterface, other != inner {
+                            throw fail(blockAt, key, "one interface asks one inner interface (\(other) already, not \(inner))")
+                        }
+                        rules[n].innerInterface = inner
+                    }
+                    rules[n].prefixes += rule.prefixes
+                    rules[n].autoPrefixes += rule.autoPrefixes
+                    rules[n].ifacePrefixes += rule.ifacePrefixes
+                } else {
+                    blockLines[iface] = t[blockAt].line
+                    rules.append(rule)
+                }
             default:
-                throw fail(i, key, "unknown option (route-ttl, proxy)")
+                throw fail(i, key, "unknown option (route-ttl, address-ttl, proxy)")
             }
         }
         guard !rules.isEmpty else { throw NDPConfigError(file: path, line: 1, key: "proxy", message: "no proxy section") }
+        for rule in rules where rule.prefixes.isEmpty && rule.autoPrefixes.isEmpty && rule.ifacePrefixes.isEmpty {
+            warnings.append(NDPConfigWarning(file: path, line: blockLines[rule.interface] ?? 1, key: "proxy",
+                                             message: "proxy \(rule.interface) has no rule: it answers nothing until one is added (ndppd runs idle too)"))
+        }
         // ndppd answers for its own host's addresses only through the kernel, like ignoreLocal.
         return rules.map { var r = $0; r.routeTTL = routeTTL; return r }
-    }
-}
-
-/// Reads a config in either format: ndppd's when it has a `proxy` block, npd6's otherwise.
-public enum NDPProxyConfig {
-    /// Tells the three formats apart: a `[table]` line means ndp-proxy's TOML, a `proxy` block
-    /// ndppd.conf, anything else npd6.conf.
-    /// Files larger than this are refused before they are read (docs/limits.md): a config is a few
-    /// hundred bytes, and a multi-megabyte one is a mistake or an attack on the parser.
-    public static let maximumFileSize = 1 << 20
-
-    /// The text as the parsers want it: without a UTF-8 byte-order mark, with LF line ends (files
-    /// edited on Windows or copied from web pages arrive with CRLF).
-    public static func normalized(_ text: String) -> String {
-        var t = text
-        if t.hasPrefix("\u{FEFF}") { t.removeFirst() }
-        return t.contains("\r") ? t.replacingOccurrences(of: "\r\n", with: "\n").replacingOccurrences(of: "\r", with: "\n") : t
-    }
-
-    /// Reads and parses the file at `path`, refusing one larger than `maximumFileSize`.
-    public static func load(_ path: String) throws(NDPConfigError) -> [ProxyRule] {
-        var st = stat()
-        guard stat(path, &st) == 0 else {
-            throw NDPConfigError(file: path, line: 0, key: nil, message: errno == ENOENT ? "no such file" : "cannot read: \(String(cString: strerror(errno)))")
-        }
-        guard Int(st.st_size) <= maximumFileSize else {
-            throw NDPConfigError(file: path, line: 0, key: nil, message: "\(st.st_size) bytes: larger than \(maximumFileSize) (a config this big is not one)")
-        }
-        guard let data = FileManager.default.contents(atPath: path) else { throw NDPConfigError(file: path, line: 0, key: nil, message: "unreadable") }
-        return try parse(String(decoding: data, as: UTF8.self), path: path)
-    }
-
-    public static func parse(_ text: String, path: String) throws(NDPConfigError) -> [ProxyRule] {
-        let text = normalized(text)
-        // Nothing but comments and blank lines: say that, not what one format would miss.
-        let meaningful = text.split(separator: "\n").contains { line in
-            let t = line.trimmingCharacters(in: .whitespaces)
-            return !t.isEmpty && !t.hasPrefix("#") && !t.hasPrefix("//") && !t.hasPrefix(";")
-        }
-        guard meaningful else { throw NDPConfigError(file: path, line: 0, key: nil, message: "no proxy rules configured (the file is empty or only comments)") }
-        if path.hasSuffix(".toml") || text.split(separator: "\n").contains(where: { $0.trimmingCharacters(in: .whitespaces).hasPrefix("[") }) {
-            return try NDPProxyTOML.parse(text, path: path)
-        }
-        let looksLikeNDPPD = NDPPDConfig.tokens(text).contains { $0.text == "proxy" }
-        return looksLikeNDPPD ? try NDPPDConfig.parse(text, path: path) : try NPD6Config.parse(text, path: path)
-    }
-
-    /// Whether `text` (at `path`) is read as npd6.conf: npd6's init script reloads it with SIGUSR1.
-    public static func isNPD6(_ text: String, path: String) -> Bool {
-        let text = normalized(text)
-        return !(path.hasSuffix(".toml") || text.split(separator: "\n").contains(where: { $0.trimmingCharacters(in: .whitespaces).hasPrefix("[") }))
-            && !NDPPDConfig.tokens(text).contains { $0.text == "proxy" }
     }
 }

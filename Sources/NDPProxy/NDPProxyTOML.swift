@@ -24,7 +24,7 @@ public enum NDPProxyTOML {
                 func prefixes(_ k: String) throws(ConfigError) -> [IPv6Prefix] {
                     var out: [IPv6Prefix] = []
                     for s in try f.strings(key(k)) ?? [] {
-                        guard let p = IPv6Prefix(s) else { throw f.error(key(k), "\(s.debugDescription) is not an IPv6 prefix") }
+                        guard let p = IPv6Prefix(s) else { throw f.error(key(k), "\(quotedForMessage(s)) is not an IPv6 prefix") }
                         out.append(p)
                     }
                     return out
@@ -39,7 +39,7 @@ public enum NDPProxyTOML {
                 if let v = try f.integer(key("cache_ttl"), in: 1...86400) { rule.cacheTTL = Double(v) }
                 if let v = try f.integer(key("solicit_timeout_ms"), in: 10...10000) { rule.solicitTimeout = Double(v) / 1000 }
                 if let m = try f.string(key("mode")) {
-                    guard let mode = ProxyMode(rawValue: m) else { throw f.error(key("mode"), "\(m.debugDescription) is not answer or kernel") }
+                    guard let mode = ProxyMode(rawValue: m) else { throw f.error(key("mode"), "\(quotedForMessage(m)) is not answer or kernel") }
                     rule.mode = mode
                 }
                 if let l = try f.string(key("list")) {
@@ -47,11 +47,11 @@ public enum NDPProxyTOML {
                     case "none": rule.listType = .none
                     case "allow": rule.listType = .white
                     case "deny": rule.listType = .black
-                    default: throw f.error(key("list"), "\(l.debugDescription) is not none, allow or deny")
+                    default: throw f.error(key("list"), "\(quotedForMessage(l)) is not none, allow or deny")
                     }
                 }
                 for s in try f.strings(key("addresses")) ?? [] {
-                    guard let a = IPv6Address(s) else { throw f.error(key("addresses"), "\(s.debugDescription) is not an IPv6 address") }
+                    guard let a = IPv6Address(s) else { throw f.error(key("addresses"), "\(quotedForMessage(s)) is not an IPv6 address") }
                     rule.addresses.insert(a)
                 }
                 rule.leaseStore = try f.string(key("lease_store"))

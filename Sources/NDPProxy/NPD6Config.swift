@@ -4,15 +4,11 @@
 // "2001:db8:1:2::/64").
 import Foundation
 import PacketKit
+import SixgateConfig
 
-/// A config problem: the file, the line and the key.
-public struct NDPConfigError: Error, Sendable, Equatable, CustomStringConvertible {
-    public var file: String
-    public var line: Int
-    public var key: String?
-    public var message: String
-    public var description: String { key.map { "\(file):\(line): \($0): \(message)" } ?? "\(file):\(line): \(message)" }
-}
+/// A config problem: the file, the line and the key (SixgateConfig's, shared with every config
+/// file Sixgate reads).
+public typealias NDPConfigError = ConfigError
 
 public enum NPD6Config {
     static let knownKeys: Set<String> = ["prefix", "interface", "ralogging", "listtype", "addrlist", "listlogging",
@@ -20,6 +16,12 @@ public enum NPD6Config {
 
     /// Parses npd6.conf text into one rule per prefix/interface pair, global options applied to each.
     public static func parse(_ text: String, path: String) throws(NDPConfigError) -> [ProxyRule] {
+        var warnings: [NDPConfigWarning] = []
+        return try parse(text, path: path, warnings: &warnings)
+    }
+
+    /// Parses npd6.conf text, appending what it accepted but would warn about to `warnings`.
+    public static func parse(_ text: String, path: String, warnings: inout [NDPConfigWarning]) throws(NDPConfigError) -> [ProxyRule] {
         var prefixes: [(IPv6Prefix, Int)] = []
         var interfaces: [(String, Int)] = []
         var listType = ListType.none
@@ -32,7 +34,7 @@ public enum NPD6Config {
             switch v.lowercased() {
             case "true", "on", "yes", "1": return true
             case "false", "off", "no", "0": return false
-            default: throw fail(key, "\(v.debugDescription) is not true/false (or on/off)")
+            default: throw fail(key, "\(quotedForMessage(v)) is not true/false (or on/off)")
             }
         }
         for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {
@@ -53,27 +55,32 @@ public enum NPD6Config {
             guard !value.isEmpty else { throw fail(key, "missing value") }
             switch k {
             case "prefix":
-                guard let p = parsePrefix(value) else { throw fail(key, "\(value.debugDescription) is not a prefix (e.g. 2001:db8:1:2: or 2001:db8:1:2::/64)") }
+                guard let (p, masked) = parsePrefixMaskingHostBits(value) else {
+                    throw fail(key, "\(quotedForMessage(value)) is not a prefix (e.g. 2001:db8:1:2: or 2001:db8:1:2::/64)")
+                }
+                if masked {
+                    warnings.append(NDPConfigWarning(file: path, line: lineNumber, key: key, message: "\(value) has host bits set; read as \(p)"))
+                }
                 prefixes.append((p, lineNumber))
             case "interface":
-                guard (1...15).contains(value.utf8.count), !value.contains("/") else { throw fail(key, "\(value.debugDescription) is not an interface name") }
+                guard (1...15).contains(value.utf8.count), !value.contains("/") else { throw fail(key, "\(quotedForMessage(value)) is not an interface name") }
                 interfaces.append((value, lineNumber))
             case "listtype":
-                guard let t = ListType(rawValue: value.lowercased()) else { throw fail(key, "\(value.debugDescription) is not none, black or white") }
+                guard let t = ListType(rawValue: value.lowercased()) else { throw fail(key, "\(quotedForMessage(value)) is not none, black or white") }
                 listType = t
             case "addrlist":
-                guard let a = IPv6Address(value) else { throw fail(key, "\(value.debugDescription) is not an IPv6 address") }
+                guard let a = IPv6Address(value) else { throw fail(key, "\(quotedForMessage(value)) is not an IPv6 address") }
                 addresses.insert(a)
             case "ignorelocal": ignoreLocal = try boolean(key, value)
             case "routerna": routerNA = try boolean(key, value)
             case "linkoption": linkOption = try boolean(key, value)
             case "maxhops":
-                guard let n = UInt8(value) else { throw fail(key, "\(value.debugDescription) is not 0-255") }
+                guard let n = UInt8(value) else { throw fail(key, "\(quotedForMessage(value)) is not 0-255") }
                 maxHops = n
             case "ralogging", "listlogging":
                 _ = try boolean(key, value)   // accepted; ndp-proxy logs through its own log levels
             default:   // collecttargets, pollerrorlimit: numbers, accepted
-                guard Int(value) != nil else { throw fail(key, "\(value.debugDescription) is not a number") }
+                guard Int(value) != nil else { throw fail(key, "\(quotedForMessage(value)) is not a number") }
             }
         }
         guard !prefixes.isEmpty else { lineNumber = max(lineNumber, 1); throw fail("prefix", "no prefix given") }
@@ -90,8 +97,15 @@ public enum NPD6Config {
     }
 
     /// "2001:db8:1:2:" (npd6: leading groups, each 1-4 hex digits), "2001:db8:1:2::" or "2001:db8:1:2::/64".
-    static func parsePrefix(_ s: String) -> IPv6Prefix? {
-        if s.contains("/") { return IPv6Prefix(s) }
+    static func parsePrefix(_ s: String) -> IPv6Prefix? { parsePrefixMaskingHostBits(s)?.prefix }
+
+    /// As `parsePrefix`, with the host bits of "2001:db8:1:2::5/64" cleared (`masked` says so).
+    static func parsePrefixMaskingHostBits(_ s: String) -> (prefix: IPv6Prefix, masked: Bool)? {
+        if s.contains("/") { return prefixMaskingHostBits(s) }
+        return parseShortPrefix(s).map { ($0, false) }
+    }
+
+    static func parseShortPrefix(_ s: String) -> IPv6Prefix? {
         if s.hasSuffix("::") {
             guard let a = IPv6Address(s) else { return nil }
             let groups = s.dropLast(2).split(separator: ":").count

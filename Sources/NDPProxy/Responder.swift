@@ -59,6 +59,14 @@ public final class Responder: @unchecked Sendable {
     public var log: (@Sendable (String) -> Void)?
     /// Called for each answer (target, to whom); keep it short.
     public var onAnswer: (@Sendable (IPv6Address, IPv6Address) -> Void)?
+    /// When set, called with one line per solicitation: its target, source and verdict with the
+    /// reason ("outside the prefixes", "not routed through another interface", which RFC 4861
+    /// §7.1.1 check it failed, ...). At most `traceLimit` lines a second; the lines over it are
+    /// counted and said in one line when the next second starts, so a flood cannot fill a disk.
+    /// Unset (the default), the answer path builds no text at all.
+    public var trace: (@Sendable (String) -> Void)?
+    /// Trace lines per second (see `trace`).
+    public var traceLimit = 50
     /// Answers per second allowed overall and per solicitation source. An ISP router solicits for
     /// every client from one address, so the per-source bound is high: it only stops one host from
     /// taking the whole budget.
@@ -110,6 +118,9 @@ public final class Responder: @unchecked Sendable {
     var innerCache: [IPv6Address: (state: InnerState, expires: Double)] = [:]
     /// Targets with a solicitation out (so the timeout check does not walk the whole cache).
     var innerWaiting: Set<IPv6Address> = []
+    /// The inner interface of an `iface` rule is gone (deleted, or not yet made again).
+    var innerGone = false
+    var traceWindow = (start: 0.0, lines: 0, suppressed: 0)
 
     /// Opens the packet socket on `rule.interface` in `namespace` (needs CAP_NET_RAW).
     public init(rule: ProxyRule, namespace: NetworkNamespace = .current) throws(NDPProxyError) {
@@ -137,14 +148,19 @@ public final class Responder: @unchecked Sendable {
         if let name = rule.innerInterface {
             let innerIndex: Int32
             do { innerIndex = try routes.interfaceIndex(name) } catch { throw NDPProxyError("inner interface \(name): \(error)") }
-            let innerFD = try openSocket(in: namespace, "packet socket on \(name)") { sixgate_ndp_socket(innerIndex, 136) }
-            var innerMAC = [UInt8](repeating: 0, count: 6)
-            guard sixgate_interface_mac(innerIndex, &innerMAC) == 0 else {
-                close(innerFD)
-                throw NDPProxyError("interface \(name): cannot read its MAC address")
-            }
-            inner = (innerFD, innerIndex, innerMAC.withUnsafeBytes { MACAddress(bytes: $0) })
+            inner = try openInner(name, index: innerIndex)
         }
+    }
+
+    /// A packet socket for advertisements on the inner interface `name` (index `index`).
+    func openInner(_ name: String, index: Int32) throws(NDPProxyError) -> (fd: Int32, index: Int32, mac: MACAddress) {
+        let innerFD = try openSocket(in: namespace, "packet socket on \(name)") { sixgate_ndp_socket(index, 136) }
+        var innerMAC = [UInt8](repeating: 0, count: 6)
+        guard sixgate_interface_mac(index, &innerMAC) == 0 else {
+            close(innerFD)
+            throw NDPProxyError("interface \(name): cannot read its MAC address")
+        }
+        return (innerFD, index, innerMAC.withUnsafeBytes { MACAddress(bytes: $0) })
     }
 
     deinit { stop(); if fd >= 0 { close(fd) }; if let inner { close(inner.fd) } }
@@ -195,22 +211,26 @@ public final class Responder: @unchecked Sendable {
         defer { frames.deallocate(); lengths.deallocate() }
         var p = (pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: inner?.fd ?? -1, events: Int16(POLLIN), revents: 0))
         while lock.withLock({ running }) {
-            if inner != nil { expireInner() }
+            if rule.innerInterface != nil { expireInner() }
             p.0.fd = fd
+            p.1.fd = inner?.fd ?? -1
             p.0.revents = 0; p.1.revents = 0
             let ready = withUnsafeMutablePointer(to: &p) {
                 $0.withMemoryRebound(to: pollfd.self, capacity: 2) { poll($0, inner == nil ? 1 : 2, inner == nil ? 100 : 50) }
             }
             // Every 2 s, and at once when the socket reports an error: is the interface still the one we opened?
             let now = monotonic()
-            if interfaceGone || p.0.revents & Int16(POLLERR | POLLHUP | POLLNVAL) != 0 || now - interfaceCheckedAt >= 2 {
+            let failed = Int16(POLLERR | POLLHUP | POLLNVAL)
+            if interfaceGone || innerGone || p.0.revents & failed != 0 || p.1.revents & failed != 0 || now - interfaceCheckedAt >= 2 {
                 interfaceCheckedAt = now
                 checkInterface()
+                if rule.innerInterface != nil { checkInner() }
                 if interfaceGone { usleep(200_000); continue }
+                if innerGone && ready <= 0 { usleep(200_000) }
             }
             guard ready > 0 else { continue }
             beginBatch()
-            if let inner, p.1.revents != 0 {
+            if let inner, p.1.revents & Int16(POLLIN) != 0 {
                 let n = Int(sixgate_packet_receive_batch(inner.fd, frames, stride, batchCapacity, lengths))
                 for i in 0..<max(n, 0) { handleInner(UnsafeRawBufferPointer(start: frames + i * stride, count: Int(lengths[i]))) }
             }
@@ -253,6 +273,36 @@ public final class Responder: @unchecked Sendable {
         }
     }
 
+    /// The inner interface of an `iface` rule deleted (its socket closed; targets behind it count
+    /// as silent) or made again (a new index: the socket is opened on it). Says which through `log`,
+    /// as `checkInterface` does for the outer one.
+    func checkInner() {
+        guard let name = rule.innerInterface else { return }
+        let index = try? routes.interfaceIndex(name)
+        if let index, let inner, index == inner.index, !innerGone { return }
+        if let old = inner { close(old.fd); inner = nil }
+        // What the old interface said is void: owed answers are dropped, the cache is emptied.
+        for target in innerWaiting {
+            if case .waiting(let owed)? = innerCache[target]?.state { pending.innerSilent += UInt64(owed.count) }
+        }
+        innerCache.removeAll()
+        innerWaiting.removeAll()
+        innerLinkLocal = nil
+        guard let index else {
+            if !innerGone { log?("inner interface \(name) is gone; targets behind it are not answered until it is back") }
+            innerGone = true
+            return
+        }
+        do {
+            inner = try openInner(name, index: index)
+            innerGone = false
+            log?("inner interface \(name) is back (index \(index)); asking there again")
+        } catch {
+            if !innerGone { log?("inner interface \(name): \(error); trying again") }
+            innerGone = true
+        }
+    }
+
     /// Per batch, not per packet: the clock, the local addresses, the rule's current address list.
     func beginBatch() {
         now = monotonic()
@@ -274,26 +324,48 @@ public final class Responder: @unchecked Sendable {
     func handle(_ frame: UnsafeRawBufferPointer) {
         pending.received += 1
         guard let eth = try? EthernetFrame(frame), eth.etherType == .ipv6, let ip = try? IPv6Packet(eth.payload) else {
-            pending.malformed += 1; return
+            pending.malformed += 1
+            if trace != nil { note("malformed frame: not an IPv6 packet PacketKit can read (\(frame.count) bytes)") }
+            return
         }
-        guard (try? NDPValidation.validate(ip)) == .neighborSolicitation, let m = try? ICMPv6Message(ip.upperLayer),
+        let validation = Result { () throws(PacketError) in try NDPValidation.validate(ip) }
+        guard case .success(.neighborSolicitation) = validation, let m = try? ICMPv6Message(ip.upperLayer),
               let ns = try? NeighborSolicitation(m) else {
-            pending.invalid += 1; return
+            pending.invalid += 1
+            if trace != nil { note("invalid solicitation from \(ip.source): \(Self.invalidReason(validation))") }
+            return
         }
         let target = ns.target
         let verdict = activeRule.verdict(for: target, localAddresses: localAddresses)
         switch verdict {
         case .answer: break
         case .answerIfRouted:
-            guard routedElsewhere(target) else { pending.notRouted += 1; return }
+            guard routedElsewhere(target) else {
+                pending.notRouted += 1
+                if trace != nil { note("solicitation for \(target) from \(ip.source): not answered: auto rule, and the kernel does not route it through another interface") }
+                return
+            }
         case .answerIfInnerAnswers:
             break   // decided below, after the rate limit: our own solicitation costs a packet too
-        case .outsidePrefix: pending.outsidePrefix += 1; return
-        case .listed, .notListed: pending.excludedByList += 1; return
-        case .local: pending.local += 1; return
+        case .outsidePrefix:
+            pending.outsidePrefix += 1
+            if trace != nil { note("solicitation for \(target) from \(ip.source): not answered: outside the rule's prefixes") }
+            return
+        case .listed, .notListed:
+            pending.excludedByList += 1
+            if trace != nil { note("solicitation for \(target) from \(ip.source): not answered: \(verdict == .listed ? "on the deny (black) list" : "not on the allow (white) list")") }
+            return
+        case .local:
+            pending.local += 1
+            if trace != nil { note("solicitation for \(target) from \(ip.source): not answered: an address of \(rule.interface) itself (the kernel answers; ignoreLocal)") }
+            return
         }
         let source = ip.source
-        guard admit(source) else { pending.rateLimited += 1; return }
+        guard admit(source) else {
+            pending.rateLimited += 1
+            if trace != nil { note("solicitation for \(target) from \(source): not answered: rate-limited (\(rateLimit.overall)/s overall, \(rateLimit.perSource)/s per source)") }
+            return
+        }
         let destinationMAC = source.isUnspecified ? MACAddress(rawValue: 0x3333_0000_0001)
             : ns.options.first(.sourceLinkLayerAddress)?.linkLayerAddress ?? eth.source
         let owed = Owed(source: source, destinationMAC: destinationMAC, multicast: ip.destination.isMulticast)
@@ -301,7 +373,45 @@ public final class Responder: @unchecked Sendable {
             askInner(target, owed)
             return
         }
+        if trace != nil { note("solicitation for \(target) from \(source): answered\(verdict == .answerIfRouted ? " (auto: routed through another interface)" : "")") }
         answer(target, owed)
+    }
+
+    /// One trace line, within `traceLimit` lines a second.
+    func note(_ line: @autoclosure () -> String) {
+        guard let trace else { return }
+        let t = monotonic()
+        if t - traceWindow.start >= 1 {
+            if traceWindow.suppressed > 0 { trace("\(rule.interface): \(traceWindow.suppressed) more solicitation lines in the last second not logged (limit \(traceLimit)/s)") }
+            traceWindow = (t, 0, 0)
+        }
+        guard traceWindow.lines < traceLimit else { traceWindow.suppressed += 1; return }
+        traceWindow.lines += 1
+        trace("\(rule.interface): \(line())")
+    }
+
+    /// Which RFC 4861 §7.1.1 check (or which other rule) a packet that is not a valid Neighbor
+    /// Solicitation failed.
+    static func invalidReason(_ result: Result<ICMPv6Type, PacketError>) -> String {
+        let rule: String
+        switch result {
+        case .success(let type): return "not a Neighbor Solicitation (ICMPv6 type \(type.rawValue))"
+        case .failure(let e):
+            switch e.reason {
+            case .badHopLimit: rule = "the IP Hop Limit field is not 255"
+            case .badChecksum: rule = "the ICMP checksum is not valid"
+            case .badCode: rule = "the ICMP Code is not 0"
+            case .truncated, .badLength: rule = "the ICMP length (derived from the IP length) is less than 24 octets"
+            case .badOptionLength: rule = "an option has a length of zero (or runs past the message)"
+            case .forbiddenOption: rule = "the source is the unspecified address and there is a source link-layer address option"
+            case .badAddress where e.offset == 24: rule = "the source is the unspecified address and the destination is not a solicited-node multicast address"
+            case .badAddress where e.offset == 8: return "the source is a multicast address (RFC 4291 §2.7)"
+            case .badAddress: rule = "the Target Address is a multicast address"
+            case .wrongType: return "not an ICMPv6 message (or another type): \(e)"
+            default: return "\(e)"
+            }
+        }
+        return "RFC 4861 §7.1.1: \(rule)"
     }
 
     /// Sends the advertisement for `target` owed to a solicitation.
@@ -345,12 +455,21 @@ public final class Responder: @unchecked Sendable {
     /// Answers at once if a host on the inner interface answered recently; otherwise owes the
     /// answer and asks there (one solicitation per target per timeout), like ndppd's sessions.
     func askInner(_ target: IPv6Address, _ owed: Owed) {
-        guard let inner else { return }
+        guard let inner else {
+            pending.innerSilent += 1
+            if trace != nil { note("solicitation for \(target) from \(owed.source): not answered: iface rule, and the inner interface \(rule.innerInterface ?? "") is gone") }
+            return
+        }
         let now = monotonic()
         if let entry = innerCache[target], entry.expires > now {
             switch entry.state {
-            case .present: answer(target, owed); return
-            case .absent: pending.innerSilent += 1; return
+            case .present:
+                if trace != nil { note("solicitation for \(target) from \(owed.source): answered (iface: a host on \(rule.innerInterface ?? "") answered, cached)") }
+                answer(target, owed); return
+            case .absent:
+                pending.innerSilent += 1
+                if trace != nil { note("solicitation for \(target) from \(owed.source): not answered: iface rule, no host on \(rule.innerInterface ?? "") answered (cached)") }
+                return
             case .waiting(var list):
                 if list.count < 16 { list.append(owed) }
                 innerCache[target] = (.waiting(list), entry.expires)
@@ -360,6 +479,7 @@ public final class Responder: @unchecked Sendable {
         if innerCache.count > 65536 { innerCache = innerCache.filter { $0.value.expires > now } }
         innerCache[target] = (.waiting([owed]), now + rule.solicitTimeout)
         innerWaiting.insert(target)
+        if trace != nil { note("solicitation for \(target) from \(owed.source): asking \(rule.innerInterface ?? "") (iface rule); answered if a host there answers within \(Int(rule.solicitTimeout * 1000)) ms") }
         if innerLinkLocal == nil || now - localRefreshedAt > 2 {
             let addrs = (try? routes.addresses(interface: rule.innerInterface ?? "")) ?? []
             innerLinkLocal = addrs.compactMap { a -> IPv6Address? in if case .v6(let v) = a.address, v.isLinkLocal { return v } else { return nil } }.first
@@ -384,7 +504,10 @@ public final class Responder: @unchecked Sendable {
         pending.innerAnswers += 1
         innerCache[target] = (.present, now + rule.cacheTTL)
         innerWaiting.remove(target)
-        if case .waiting(let owed) = entry.state { for o in owed { answer(target, o) } }
+        if case .waiting(let owed) = entry.state {
+            if trace != nil { note("solicitation for \(target): answered \(owed.count) waiting (iface: a host on \(rule.innerInterface ?? "") answered)") }
+            for o in owed { answer(target, o) }
+        }
     }
 
     /// Targets whose inner host did not answer within the timeout are absent for the cache TTL.
@@ -397,6 +520,7 @@ public final class Responder: @unchecked Sendable {
                 innerCache[target] = (.absent, now + rule.cacheTTL)
                 innerWaiting.remove(target)
                 pending.innerSilent += UInt64(owed.count)
+                if trace != nil { note("solicitation for \(target): not answered: iface rule, no host on \(rule.innerInterface ?? "") answered within \(Int(rule.solicitTimeout * 1000)) ms") }
             }
         }
     }

@@ -23,8 +23,10 @@ public struct ConfigError: Error, Sendable, Equatable, CustomStringConvertible {
     public init(file: String, line: Int, key: String?, message: String) {
         self.file = file; self.line = line; self.key = key; self.message = message
     }
+    /// A key longer than 40 characters (a token the parser did not know) is cut short, with
+    /// control characters escaped.
     public var description: String {
-        if let key { return "\(file):\(line): \(key): \(message)" }
+        if let key { return "\(file):\(line): \(escapedForLog(key, limit: 40)): \(message)" }
         return "\(file):\(line): \(message)"
     }
 }

@@ -130,3 +130,16 @@ struct TunnelPairExampleTests {
         }
     }
 }
+
+@Suite("The ndp-config example")
+struct NDPConfigExampleTests {
+    @Test func saysTheFormatTheRulesAndTheWarnings() throws {
+        let fixture = repositoryDirectory + "/Tests/Fixtures/ndp-proxy/ndppd-two-blocks.conf"
+        let out = try run(["\(ExecutableTests.binDir)/ndp-config", fixture], check: true).stdout
+        #expect(out.contains("\(fixture): ndppd format"))
+        #expect(out.contains("  eth0: answer, static 2001:db8:5::/112 2001:db8:5::1:0/112"), "\(out)")
+        #expect(out.contains("\(fixture):7: proxy: warning: a second proxy eth0 block (the first is on line 1)"), "\(out)")
+        let bad = try run(["\(ExecutableTests.binDir)/ndp-config", repositoryDirectory + "/Tests/Fixtures/ndp-proxy/npd6-comments-only.conf"])
+        #expect(bad.status == 1 && bad.stdout.contains("no proxy rules configured"))
+    }
+}

@@ -1,6 +1,7 @@
-// ndp-proxy — answers Neighbor Solicitations for addresses behind this host (a drop-in for npd6:
-// it reads npd6.conf, ndppd.conf or its own TOML). Thin executable: parses arguments and prints;
-// the work lives in NDPProxy.
+// ndp-proxy — answers Neighbor Solicitations for addresses behind this host (a drop-in for npd6
+// and ndppd: it reads npd6.conf, ndppd.conf or its own TOML, and takes their command lines).
+// Thin executable: parses arguments and prints; the work lives in NDPProxy (ProxyService,
+// DaemonCommandLine) and SixgateConfig (Daemon, Privileges).
 import ArgumentParser
 import Foundation
 import Logging
@@ -10,24 +11,60 @@ import SixgateConfig
 import Glibc
 #endif
 
+/// Where log lines go: the terminal until the process detaches, then syslog or the --log-file.
+final class LogRoute: @unchecked Sendable {
+    static let shared = LogRoute()
+    private let lock = NSLock()
+    private var sink = try! Daemon.LogSink(.standardOutput)
+    var current: Daemon.LogSink { lock.withLock { sink } }
+    func use(_ s: Daemon.LogSink) { lock.withLock { sink = s } }
+}
+
+struct SinkLogHandler: LogHandler {
+    let label: String
+    var logLevel: Logger.Level = .info
+    var metadata: Logger.Metadata = [:]
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+    func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
+        let sink = LogRoute.shared.current
+        let priority: Int32 = switch level {
+        case .trace, .debug: LOG_DEBUG
+        case .info: LOG_INFO
+        case .notice: LOG_NOTICE
+        case .warning: LOG_WARNING
+        case .error: LOG_ERR
+        case .critical: LOG_CRIT
+        }
+        if case .syslog = sink.destination { sink.write("\(level): \(message)", priority: priority); return }
+        sink.write("\(Date().formatted(.iso8601)) \(level) \(label): \(message)", priority: priority)
+    }
+}
+
 @main
 struct NDPProxyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ndp-proxy",
         abstract: "Answer IPv6 Neighbor Solicitations for addresses behind this host (reads npd6.conf, ndppd.conf or its own TOML).",
         discussion: """
-            Runs in the foreground. SIGHUP re-reads the config file (an invalid one is logged and the running \
-            rules stay), as SIGUSR1 does for an npd6.conf (npd6's init script); SIGUSR1 logs the counters; \
-            SIGUSR2 dumps every rule and entry; SIGHUP also syncs kernel-mode entries at once \
-            (they are also synced every --sync-interval seconds); SIGINT or SIGTERM stops, removes the \
+            With these long options ndp-proxy runs in the foreground (--daemon detaches). It also takes npd6's \
+            command line (-c FILE -l FILE|- -f -d -D -v: detaches unless -f) and ndppd's (-c FILE -d -p PIDFILE -v): \
+            called as npd6 or ndppd, or given only short options, it reads them as the daemon whose config it \
+            reads does (docs/ndp-proxy.md). SIGHUP re-reads the config file (an invalid one is logged with \
+            file:line:key and the running rules stay), as SIGUSR1 does for an npd6.conf (npd6's init script); \
+            SIGUSR1 logs the counters; SIGUSR2 dumps every rule and entry; SIGINT or SIGTERM stops, removes the \
             kernel-mode entries it keeps, and logs the counters. Needs CAP_NET_RAW (a packet socket per \
             interface) and, for kernel mode, CAP_NET_ADMIN.
             """)
 
-    @Option(help: "The config file: npd6.conf, ndppd.conf or ndp-proxy TOML (docs/ndp-proxy.toml.example), told apart by its contents.")
-    var config = "/etc/npd6.conf"
+    static let defaultConfig = "/etc/npd6.conf"
 
-    @Flag(help: "Validate the config file and exit.")
+    @Option(name: [.customShort("c"), .long], help: "The config file: npd6.conf, ndppd.conf or ndp-proxy TOML (docs/ndp-proxy.toml.example), told apart by its contents.")
+    var config = NDPProxyCommand.defaultConfig
+
+    @Flag(help: "Validate the config file, print its rules and warnings (overlaps, interfaces that do not exist yet), and exit.")
     var checkConfig = false
 
     @Flag(help: "Keep every capability after setup (by default only CAP_NET_ADMIN and CAP_NET_RAW stay, for the daemon, its hooks and the tools it runs).")
@@ -45,118 +82,152 @@ struct NDPProxyCommand: ParsableCommand {
     @Option(help: "Answers per second allowed to one soliciting address (default 100000): a flood from one source cannot take all.")
     var rateLimitPerSource: Int?
 
-    func run() throws {
-        LoggingSystem.bootstrap { StreamLogHandler.standardOutput(label: $0) }
-        var logger = Logger(label: "ndp-proxy")
-        logger.logLevel = .info
-        let account: Privileges.Account?
-        do { account = try Privileges.account(user) } catch { throw ValidationError("ndp-proxy: \(error)") }
-        let rules: [ProxyRule]
-        do { rules = try NDPProxyConfig.load(config) } catch {
-            throw ValidationError("ndp-proxy: \(error)")
+    @Flag(help: "One log line per solicitation with its verdict and reason (at most --trace-limit a second per interface); twice: ten times as many (npd6 -d/-D, ndppd -v/-vv).")
+    var debug: Int
+
+    @Flag(help: .hidden)
+    var debug2 = false
+
+    @Option(help: "Solicitation lines per second per interface at --debug.")
+    var traceLimit = 50
+
+    @Option(help: "Log lines at or above this level: debug, info, notice, warning, error.")
+    var logLevel: String?
+
+    @Option(help: "Write the log to this file (appended), or '-' for standard error; a daemon logs to syslog otherwise.")
+    var logFile: String?
+
+    @Flag(help: "Detach from the terminal (npd6 does this unless -f; ndppd with -d).")
+    var daemon = false
+
+    @Flag(help: "Stay in the foreground (npd6's -f; the default with these long options).")
+    var foreground = false
+
+    @Option(help: "Write the process id to this file once running (ndppd's -p).")
+    var pidfile: String?
+
+    @Flag(help: "Print the version and exit.")
+    var version = false
+
+    /// Set by `main()` from the command line's dialect: npd6's detaches unless -f.
+    nonisolated(unsafe) static var detachByDefault = false
+    nonisolated(unsafe) static var personality = DaemonPersonality.ndpProxy
+
+    /// Descriptors open when the process started: inherited, closed when it detaches.
+    nonisolated(unsafe) static var inherited: [Int32] = []
+
+    static func main() {
+        inherited = Daemon.openDescriptors()
+        let argv = CommandLine.arguments
+        do {
+            let line = try DaemonCommandLine.interpret(Array(argv.dropFirst()), programName: argv.first ?? "ndp-proxy",
+                                                       fileExists: { FileManager.default.fileExists(atPath: $0) },
+                                                       formatOf: { (try? NDPProxyConfig.read($0))?.format })
+            detachByDefault = line.daemonize
+            personality = line.personality
+            main(line.arguments)
+        } catch {
+            FileHandle.standardError.write(Data("ndp-proxy: \(error)\n".utf8))
+            Glibc.exit(64)
         }
-        let data = FileManager.default.contents(atPath: config) ?? Data()
-        if checkConfig {
-            for r in rules {
-                print("\(r.interface): \(r.mode.rawValue) \(r.prefixes.map(\.description).joined(separator: " ")) auto \(r.autoPrefixes.map(\.description).joined(separator: " ")) "
-                      + "list \(r.listType.rawValue) (\(r.addresses.count) addresses)" + (r.leaseStore.map { " lease store \($0)" } ?? ""))
-            }
-            print("ndp-proxy: \(config) is valid")
+    }
+
+    func run() throws {
+        if version {
+            print(Self.personality == .ndpProxy ? "ndp-proxy (Sixgate) \(SixgateVersion.current)"
+                  : "ndp-proxy (Sixgate) \(SixgateVersion.current), running as \(Self.personality.rawValue)")
             return
         }
-        for (name, v) in [("--rate-limit", rateLimit), ("--rate-limit-per-source", rateLimitPerSource)] {
-            if let v, v <= 0 { throw ValidationError("ndp-proxy: \(name) must be a positive number of answers per second") }
+        LoggingSystem.bootstrap { SinkLogHandler(label: $0) }
+        var logger = Logger(label: "ndp-proxy")
+        let level = max(debug, debug2 ? 2 : 0)
+        if let logLevel {
+            guard let l = Logger.Level(rawValue: logLevel) else { throw ValidationError("ndp-proxy: --log-level \(logLevel) is not debug, info, notice, warning or error") }
+            logger.logLevel = l
+        } else {
+            logger.logLevel = level > 0 ? .debug : .info
+        }
+        if let logFile { LogRoute.shared.use(try sink(logFile == "-" ? .standardError : .file(logFile))) }
+        let account: Privileges.Account?
+        do { account = try Privileges.account(user) } catch { throw ValidationError("ndp-proxy: \(error)") }
+        if checkConfig {
+            let c: NDPProxyConfiguration
+            do { c = try NDPProxyConfig.read(config) } catch { throw ValidationError("ndp-proxy: \(error)") }
+            for line in c.summary { print(line) }
+            for w in c.warnings + c.missingInterfaceWarnings() { print(w) }
+            print("ndp-proxy: \(config) is valid (\(c.format.rawValue) format, \(c.rules.count) rule(s))")
+            return
+        }
+        for (name, v) in [("--rate-limit", rateLimit), ("--rate-limit-per-source", rateLimitPerSource), ("--trace-limit", traceLimit)] {
+            if let v, v <= 0 { throw ValidationError("ndp-proxy: \(name) must be a positive number per second") }
         }
         // npd6's init script reloads with SIGUSR1 and its npd6.conf documents SIGUSR2 as "dump";
         // ndppd reloads on SIGHUP. None of them may end the process.
-        let reloadOnUSR1 = NDPProxyConfig.isNPD6(String(decoding: data, as: UTF8.self), path: config)
         var signals = sigset_t()
         sigemptyset(&signals)
         for s in [SIGINT, SIGTERM, SIGUSR1, SIGUSR2, SIGHUP] { sigaddset(&signals, s) }
         pthread_sigmask(SIG_SETMASK, &signals, nil)   // exactly these: an inherited mask (real-time signals blocked by a parent) would keep the privilege drop from reaching the threads made from here on
-        var responders: [Responder] = []
-        var kernel: [KernelProxy] = []
-        var current = rules
+        var options = ProxyService.Options()
+        options.rateLimit = rateLimit
+        options.rateLimitPerSource = rateLimitPerSource
+        options.debugLevel = level
+        options.traceLimit = traceLimit
+        let log = logger
+        let service: ProxyService
         do {
-            for r in rules {
-                if r.mode == .kernel { kernel.append(try KernelProxy(rule: r)) } else { responders.append(try Responder(rule: r)) }
+            // Config and interfaces are checked before detaching, so a mistake reaches the
+            // terminal and the exit status (as with npd6 and ndppd).
+            service = try ProxyService(path: config, options: options) { level, line in
+                switch level {
+                case .debug: log.debug("\(line)")
+                case .info: log.info("\(line)")
+                case .notice: log.notice("\(line)")
+                case .warning: log.warning("\(line)")
+                case .error: log.error("\(line)")
+                }
             }
         } catch {
             logger.error("\(error)")
             throw ExitCode(1)
         }
-        func sync() {
-            for k in kernel {
-                do {
-                    let (added, removed) = try k.sync()
-                    if added + removed > 0 { logger.info("\(k.rule.interface): proxy entries +\(added) -\(removed), \(k.installed.count) kept") }
-                } catch {
-                    logger.error("\(error)")   // keeps serving what it has; tried again at the next sync
-                }
-            }
-        }
-        sync()
-        func begin(_ r: Responder) {
-            r.rateLimit = (rateLimit ?? r.rateLimit.overall, rateLimitPerSource ?? r.rateLimit.perSource)
-            let eventLogger = logger
-            r.log = { eventLogger.notice("\($0)") }
-            r.start()
-        }
-        for r in responders { begin(r) }
-        /// Re-reads the config file: a valid one replaces the rules (responders restarted, kernel
-        /// entries re-synced), an invalid one is logged with file:line:key and the old rules stay.
-        func reload(_ why: String) {
-            let next: [ProxyRule]
-            do { next = try NDPProxyConfig.load(config) } catch {
-                logger.error("reload (\(why)): \(error); keeping the running rules")
-                return
-            }
-            guard next != current else { logger.info("reload (\(why)): \(config) unchanged"); sync(); return }
-            var newResponders: [Responder] = [], newKernel: [KernelProxy] = []
+        if daemon || (Self.detachByDefault && !foreground) {
             do {
-                for r in next {
-                    if r.mode == .kernel { newKernel.append(try KernelProxy(rule: r)) } else { newResponders.append(try Responder(rule: r)) }
-                }
+                Daemon.closeInherited(Self.inherited)
+                try Daemon.detach()
+                if logFile == nil { LogRoute.shared.use(try sink(.syslog(identifier: Self.personality.rawValue))) }
             } catch {
-                for r in newResponders { r.stop() }
-                logger.error("reload (\(why)): \(error); keeping the running rules")
-                return
+                logger.error("\(error)")
+                throw ExitCode(1)
             }
-            // The old go, the new come: kernel entries are removed and put back within one sync.
-            for r in responders { r.stop() }
-            for k in kernel { k.removeAll() }
-            responders = newResponders; kernel = newKernel; current = next
-            sync()
-            for r in responders { begin(r) }
-            let summary = next.map { "\($0.interface) \($0.mode.rawValue) \($0.prefixes.map(\.description).joined(separator: " "))" }.joined(separator: "; ")
-            logger.info("reload (\(why)): \(next.count) rule(s): \(summary)")
         }
+        if let pidfile {
+            do { try Daemon.writePidFile(pidfile) } catch { logger.error("\(error)"); throw ExitCode(1) }
+        }
+        defer { if let pidfile { unlink(pidfile) } }
+        logger.info("ndp-proxy \(SixgateVersion.current): \(config) (\(service.configuration.format.rawValue) format)")
+        service.start()
         if !keepCapabilities {
-            let log = logger
             Privileges.settle(account: account, keepCapabilities: false, handOver: [],
                               info: { log.info("\($0)") }, warning: { log.warning("\($0)") })
         }
-        for r in responders { logger.info("answering on \(r.rule.interface) for \((r.rule.prefixes + r.rule.autoPrefixes).map(\.description).joined(separator: " "))") }
-        for k in kernel { logger.info("kernel proxy entries on \(k.rule.interface): \(k.installed.count)") }
+        let reloadOnUSR1 = service.configuration.format == .npd6
         var timeout = timespec(tv_sec: max(1, syncInterval), tv_nsec: 0)
         while true {
             let received = sigtimedwait(&signals, nil, &timeout)
-            if received < 0 { sync(); continue }
-            if received == SIGHUP { reload("SIGHUP"); continue }
+            if received < 0 { service.sync(); continue }
+            if received == SIGHUP { service.reload("SIGHUP"); continue }
             // npd6's reload signal; the counters are logged after it as they always were.
-            if received == SIGUSR1 && reloadOnUSR1 { reload("SIGUSR1") }
-            if received == SIGUSR2 {
-                // Dump: every rule and what it holds (npd6.conf: "SIGUSR2 dumps the targets").
-                for r in current { logger.info("rule: \(r.interface) \(r.mode.rawValue) prefixes \(r.prefixes.map(\.description).joined(separator: " ")) auto \(r.autoPrefixes.map(\.description).joined(separator: " ")) list \(r.listType.rawValue) \(r.addresses.sorted { $0.description < $1.description }.map(\.description).joined(separator: " "))") }
-                for k in kernel { logger.info("\(k.rule.interface): kernel proxy entries \(k.installed.sorted { $0.description < $1.description }.map(\.description).joined(separator: " "))") }
-            }
-            for r in responders { logger.info("\(r.rule.interface): \(r.statistics)") }
-            for k in kernel { logger.info("\(k.rule.interface): \(k.installed.count) kernel proxy entries") }
+            if received == SIGUSR1 && reloadOnUSR1 { service.reload("SIGUSR1") }
+            if received == SIGUSR2 { for line in service.dump { logger.info("\(line)") } }
+            for line in service.counters { logger.info("\(line)") }
             if received == SIGUSR1 || received == SIGUSR2 { continue }
             break
         }
-        for r in responders { r.stop() }
-        for k in kernel { k.removeAll() }
+        service.stop()
         logger.info("stopped")
+    }
+
+    func sink(_ d: Daemon.LogDestination) throws -> Daemon.LogSink {
+        do { return try Daemon.LogSink(d) } catch { throw ValidationError("ndp-proxy: \(error)") }
     }
 }
