@@ -51,6 +51,10 @@ let package = Package(
         // Config files: a small TOML reader whose errors name file:line:key, and the runner for the hook
         // scripts they name (Foundation only).
         .target(name: "SixgateConfig", dependencies: ["CPrivileges"]),
+        // The release and the git commit (stamped at build time by the BuildInfo plugin) for every
+        // executable's --version; a module of its own so a new commit relinks only the executables.
+        .target(name: "SixgateVersion", plugins: ["BuildInfo"]),
+        .plugin(name: "BuildInfo", capability: .buildTool()),
         // capget/capset and the bounding set (prctl), for dropping privileges after setup.
         .target(name: "CPrivileges", path: "Sources/CPrivileges"),
 
@@ -75,19 +79,19 @@ let package = Package(
 
         // Thin executables.
         .executableTarget(name: "gatewayd", dependencies: [
-            "TunnelGateway", "SixgateConfig", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log"),
+            "SixgateVersion", "TunnelGateway", "SixgateConfig", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log"),
         ], path: "Sources/CLI/gatewayd"),
         .executableTarget(name: "gatewayctl", dependencies: [
-            "TunnelGateway", "TunnelCore", "RouteKit", "Diagnostics", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "SixgateVersion", "TunnelGateway", "TunnelCore", "RouteKit", "Diagnostics", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "Sources/CLI/gatewayctl"),
         .executableTarget(name: "tunnel-client", dependencies: [
-            "TunnelClient", "SixgateConfig", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log"),
+            "SixgateVersion", "TunnelClient", "SixgateConfig", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log"),
         ], path: "Sources/CLI/tunnel-client"),
         .executableTarget(name: "ndp-proxy", dependencies: [
-            "NDPProxy", "SixgateConfig", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log"),
+            "SixgateVersion", "NDPProxy", "SixgateConfig", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log"),
         ], path: "Sources/CLI/ndp-proxy"),
         .executableTarget(name: "sixgate-wg", dependencies: [
-            "TunnelCore", "RouteKit", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "SixgateVersion", "TunnelCore", "RouteKit", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "Sources/CLI/sixgate-wg"),
 
         // Examples (built with the package so they never rot).

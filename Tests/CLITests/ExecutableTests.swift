@@ -143,3 +143,19 @@ struct NDPConfigExampleTests {
         #expect(bad.status == 1 && bad.stdout.contains("no proxy rules configured"))
     }
 }
+
+@Suite("--version")
+struct VersionTests {
+    /// Every executable says the release and the commit it was built from (issue 26).
+    @Test(arguments: ["gatewayd", "gatewayctl", "tunnel-client", "sixgate-wg", "ndp-proxy"])
+    func everyExecutableNamesTheReleaseAndTheCommit(_ name: String) throws {
+        let r = try run(["\(ExecutableTests.binDir)/\(name)", "--version"], check: true)
+        let head = try run(["git", "-C", repositoryDirectory, "rev-parse", "--short=12", "HEAD"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(r.stdout.hasPrefix("\(name) (Sixgate) 0.2.0 (commit "), "\(r.stdout)")
+        if head.count == 12 {
+            #expect(r.stdout.contains("(commit \(head)"), "built from this checkout: \(r.stdout)")
+        } else {
+            #expect(r.stdout.contains("(commit unknown)"), "\(r.stdout)")
+        }
+    }
+}

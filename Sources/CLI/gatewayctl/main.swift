@@ -6,6 +6,7 @@ import Diagnostics
 import Foundation
 import PacketKit
 import RouteKit
+import SixgateVersion
 import TunnelCore
 import TunnelGateway
 
@@ -37,6 +38,7 @@ struct GatewayCtl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gatewayctl",
         abstract: "Enrol Sixgate clients and look at the gateway.",
+        version: "gatewayctl (Sixgate) \(SixgateVersion.description)",
         subcommands: [Clients.self, Status.self, Leases.self, Doctor.self, Capture.self, Reload.self])
 }
 

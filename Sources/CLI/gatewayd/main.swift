@@ -5,6 +5,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import SixgateConfig
+import SixgateVersion
 import TunnelGateway
 #if canImport(Glibc)
 import Glibc
@@ -20,7 +21,8 @@ struct GatewayDaemon: ParsableCommand {
             added (routes, proxy entries, the NAT table, the interface) and keeps the lease store; \
             SIGHUP re-reads the clients folder without dropping sessions. Every 10 s it writes \
             metrics.prom (Prometheus text) in the state directory.
-            """)
+            """,
+        version: "gatewayd (Sixgate) \(SixgateVersion.description)")
 
     @Option(help: "The config file (TOML; see docs/gatewayd.toml.example).")
     var config = "/etc/sixgate/gatewayd.toml"

@@ -7,6 +7,7 @@ import Foundation
 import Logging
 import NDPProxy
 import SixgateConfig
+import SixgateVersion
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -134,8 +135,8 @@ struct NDPProxyCommand: ParsableCommand {
 
     func run() throws {
         if version {
-            print(Self.personality == .ndpProxy ? "ndp-proxy (Sixgate) \(SixgateVersion.current)"
-                  : "ndp-proxy (Sixgate) \(SixgateVersion.current), running as \(Self.personality.rawValue)")
+            print(Self.personality == .ndpProxy ? "ndp-proxy (Sixgate) \(SixgateVersion.description)"
+                  : "ndp-proxy (Sixgate) \(SixgateVersion.description), running as \(Self.personality.rawValue)")
             return
         }
         LoggingSystem.bootstrap { SinkLogHandler(label: $0) }

@@ -3,6 +3,7 @@
 // Thin executable: parses arguments and prints; the work lives in TunnelCore.
 import ArgumentParser
 import RouteKit
+import SixgateVersion
 import TunnelCore
 #if canImport(Glibc)
 import Glibc
@@ -13,7 +14,8 @@ struct SixgateWG: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sixgate-wg",
         abstract: "A userspace WireGuard device (TUN + UDP), configured with wg(8) over /var/run/wireguard/NAME.sock.",
-        discussion: "Runs in the foreground until SIGINT or SIGTERM, then removes the interface and the socket.")
+        discussion: "Runs in the foreground until SIGINT or SIGTERM, then removes the interface and the socket.",
+        version: "sixgate-wg (Sixgate) \(SixgateVersion.description)")
 
     @Argument(help: "The interface to create (1-15 characters; unique across network namespaces, as the UAPI directory is shared).")
     var interface: String

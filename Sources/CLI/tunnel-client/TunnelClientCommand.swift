@@ -5,6 +5,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import SixgateConfig
+import SixgateVersion
 import TunnelClient
 #if canImport(Glibc)
 import Glibc
@@ -15,6 +16,7 @@ struct TunnelClientCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tunnel-client",
         abstract: "The Sixgate client: tunnel to a gateway, addresses and routes from the gateway's lease, router mode.",
+        version: "tunnel-client (Sixgate) \(SixgateVersion.description)",
         subcommands: [Run.self, Status.self],
         defaultSubcommand: Run.self)
 }
