@@ -31,6 +31,17 @@ if ! scripts/fuzz.sh -t 5 -j 2 -s 1; then
     echo "test.sh: a fuzz target found something (see above; inputs under .build/fuzz/)" >&2
     status=1
 fi
+# The Debian package: built (release, Swift runtime linked in), installed into an overlay of this
+# machine in a private mount namespace, gatewayd started from its unit, purged (scripts/package-test.sh).
+if [ "$(id -u)" = 0 ]; then
+    if ! scripts/package-test.sh > .build/package-test.log 2>&1; then
+        tail -20 .build/package-test.log >&2
+        echo "test.sh: the package test failed (.build/package-test.log)" >&2
+        status=1
+    else
+        grep '^package-test:' .build/package-test.log
+    fi
+fi
 after=$(ip netns list 2>/dev/null | awk '{print $1}' | grep '^sg-' || true)
 leftover=$(comm -13 <(echo "$before" | sort) <(echo "$after" | sort) | grep . || true)
 if [ -n "$leftover" ]; then

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# The package, installed where it cannot touch this machine: builds it (scripts/package.sh), then in
+# a private mount namespace lays an overlay over / (writes go to a tmpfs that vanishes with the
+# namespace), chroots into it and, as an operator would:
+#   - installs the .deb with dpkg (its dependencies are on this machine already: setup.sh);
+#   - checks with ldd that no binary needs libswift* or a toolchain library, and --version;
+#   - checks the man pages, completions, units and conffiles are where the package says;
+#   - starts gatewayd with the packaged unit's ExecStart on the packaged config (its uplink made as
+#     a veth in a namespace of its own), waits for it to be up, stops it;
+#   - purges the package and checks nothing of it is left (files, /etc/sixgate, /var/lib/sixgate,
+#     the sixgate account).
+# Run as root. Prints "package-test: ok" and exits 0, or says what failed and exits 1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" = 0 ] || { echo "package-test: needs root (mount namespaces, chroot)"; exit 1; }
+# SIXGATE_DEB=path tests a package built already.
+deb=${SIXGATE_DEB:-$(scripts/package.sh "${1:-.build/package}" | tail -1)}
+[ -f "$deb" ] || { echo "package-test: no package built"; exit 1; }
+echo "package-test: $deb ($(du -h "$deb" | cut -f1))"
+id=$$-$RANDOM
+ns=sg-pkg-$id
+cleanup() { ip netns del "$ns" 2>/dev/null || true; }
+trap cleanup EXIT
+ip netns add "$ns"
+ip -n "$ns" link set lo up
+# The packaged config's uplink is eth0: made inside the namespace, so no clash with the host's.
+ip -n "$ns" link add eth0 type veth peer name sgpk0
+ip -n "$ns" link set eth0 up
+ip -n "$ns" link set sgpk0 up
+ip -n "$ns" -6 addr add 2001:db8::2/64 dev eth0 nodad
+
+export DEB="$deb" NS="$ns"
+unshare --mount --propagation private bash -euo pipefail -c '
+    top=$(mktemp -d /tmp/sg-pkg-root.XXXXXX)
+    mount -t tmpfs tmpfs "$top"
+    mkdir -p "$top/upper" "$top/work" "$top/root"
+    mount -t overlay overlay -o "lowerdir=/,upperdir=$top/upper,workdir=$top/work" "$top/root"
+    r=$top/root
+    mount -t proc proc "$r/proc"
+    mount --rbind /sys "$r/sys"
+    mount --rbind /dev "$r/dev"
+    mount -t tmpfs tmpfs "$r/tmp"
+    mount -t tmpfs tmpfs "$r/run"
+    mkdir -p "$r/run/netns" && mount --rbind /run/netns "$r/run/netns"
+    cp "$DEB" "$r/tmp/sixgate.deb"
+    inroot() { chroot "$r" "$@"; }
+    fail() { echo "package-test: $*"; exit 1; }
+
+    inroot dpkg -i /tmp/sixgate.deb >/dev/null || fail "dpkg -i failed"
+    files=$(dpkg-deb -c "$DEB" | awk '\''$1 !~ /^d/ {print $6}'\'' | sed "s|^\.||")
+    for b in /usr/sbin/gatewayd /usr/sbin/tunnel-client /usr/sbin/ndp-proxy /usr/sbin/sixgate-wg /usr/bin/gatewayctl; do
+        [ -x "$r$b" ] || fail "$b missing"
+        if inroot ldd "$b" | grep -E "libswift|libFoundation|libdispatch|libBlocksRuntime|/opt/|not found"; then fail "$b needs a library from outside Debian"; fi
+        inroot "$b" --version | grep -q "(Sixgate) " || fail "$b --version"
+        name=$(basename "$b")
+        [ -f "$r/usr/share/man/man8/$name.8.gz" ] || fail "man page of $name missing"
+        [ -s "$r/usr/share/bash-completion/completions/$name" ] || fail "bash completion of $name missing"
+        [ -s "$r/usr/share/zsh/vendor-completions/_$name" ] || fail "zsh completion of $name missing"
+    done
+    for p in gatewayd.toml tunnel-client.toml; do [ -f "$r/usr/share/man/man5/$p.5.gz" ] || fail "$p(5) missing"; done
+    inroot man -l /usr/share/man/man8/ndp-proxy.8.gz 2>/dev/null | grep -q -- "--check-config" || zcat "$r/usr/share/man/man8/ndp-proxy.8.gz" | grep -q "check\\\\-config\|check-config" || fail "ndp-proxy(8) lacks its options"
+    for u in gatewayd tunnel-client ndp-proxy; do [ -f "$r/lib/systemd/system/$u.service" ] || fail "$u.service missing"; done
+    grep -qx /etc/sixgate/gatewayd.toml "$r/var/lib/dpkg/info/sixgate.conffiles" || fail "gatewayd.toml is not a conffile"
+    inroot getent passwd sixgate >/dev/null || fail "no sixgate account"
+    [ "$(inroot stat -c %U:%a /var/lib/sixgate)" = "sixgate:700" ] || fail "/var/lib/sixgate is not sixgate 0700: $(inroot stat -c %U:%a /var/lib/sixgate)"
+
+    # The packaged unit, as systemd would run it (its ExecStartPre, then ExecStart) in the namespace.
+    pre=$(sed -n "s/^ExecStartPre=//p" "$r/lib/systemd/system/gatewayd.service")
+    start=$(sed -n "s/^ExecStart=//p" "$r/lib/systemd/system/gatewayd.service")
+    inroot ip netns exec "$NS" $pre >/dev/null || fail "the unit'\''s ExecStartPre failed: $pre"
+    chroot "$r" ip netns exec "$NS" $start > "$r/tmp/gatewayd.log" 2>&1 &
+    pid=$!   # chroot and ip netns exec both exec: this is gatewayd
+    trap "kill -KILL $pid 2>/dev/null || true" EXIT
+    up=0
+    for _ in $(seq 1 100); do
+        if grep -q "up: sixgate0" "$r/tmp/gatewayd.log" 2>/dev/null; then up=1; break; fi
+        kill -0 $pid 2>/dev/null || break
+        sleep 0.1
+    done
+    [ $up = 1 ] || { cat "$r/tmp/gatewayd.log"; fail "gatewayd from the unit did not come up"; }
+    kill -TERM $pid
+    for _ in $(seq 1 100); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
+    if kill -0 $pid 2>/dev/null; then kill -KILL $pid; fail "gatewayd did not stop within 10 s of SIGTERM"; fi
+    wait $pid || true
+    grep -q "stopping" "$r/tmp/gatewayd.log" || { cat "$r/tmp/gatewayd.log"; ps aux | grep [g]atewayd; fail "gatewayd did not stop cleanly"; }
+
+    inroot dpkg --purge sixgate >/dev/null || fail "dpkg --purge failed"
+    for f in $files; do
+        if [ -f "$r$f" ] || [ -L "$r$f" ]; then fail "$f left after purge"; fi
+    done
+    [ ! -e "$r/etc/sixgate" ] || fail "/etc/sixgate left after purge"
+    [ ! -e "$r/var/lib/sixgate" ] || fail "/var/lib/sixgate left after purge"
+    ! inroot getent passwd sixgate >/dev/null || fail "the sixgate account left after purge"
+    echo "package-test: installed, ran gatewayd from its unit, purged: ok"
+'
