@@ -97,7 +97,7 @@ public enum Daemon {
         /// files and terminals get the line as given.
         public func write(_ line: String, priority: Int32) {
             if fd < 0 {
-                withVaList([line]) { vsyslog(priority, "%s", $0) }
+                line.withCString { text in withVaList([text]) { vsyslog(priority, "%s", $0) } }
                 return
             }
             var bytes = Array(line.utf8)

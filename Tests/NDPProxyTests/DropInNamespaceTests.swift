@@ -102,6 +102,49 @@ struct DropInNamespaceTests {
         #expect(!FileManager.default.fileExists(atPath: pidfile), "the pid file is removed on the way out")
     }
 
+    /// Detached without -l, it logs to syslog as the daemon it replaces (here ndppd: `-d -p`): the
+    /// lines reach /dev/log, which the test owns in a mount namespace of its own.
+    @Test func detachedWithoutALogFileItLogsToSyslog() throws {
+        let bed = try ProxyTestbed()
+        defer { bed.destroy() }
+        let socketPath = bed.directory + "/log.sock", pidfile = bed.directory + "/ndppd.pid", config = bed.directory + "/ndppd.conf"
+        try "proxy \(bed.uplink) {\n    rule 2001:db8:5::/64 {\n        static\n    }\n}\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        #expect(fd >= 0)
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in _ = socketPath.utf8CString.withUnsafeBytes { raw.copyMemory(from: $0) } }
+        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        #expect(bound == 0)
+        var timeout = timeval(tv_sec: 0, tv_usec: 200_000)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        // A /dev of its own (tmpfs) with /dev/null and /dev/log bound in; the host's /dev is untouched.
+        let script = """
+            set -e
+            mkdir -p \(bed.directory)/dev
+            mount --bind /dev \(bed.directory)/dev
+            mount -t tmpfs tmpfs /dev
+            touch /dev/null /dev/log
+            mount --bind \(bed.directory)/dev/null /dev/null
+            mount --bind \(socketPath) /dev/log
+            exec ip netns exec \(bed.proxy) \(builtProductsDirectory)/ndp-proxy -c \(config) -d -p \(pidfile)
+            """
+        let start = try run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script], timeout: 20)
+        #expect(start.succeeded, "\(start)")
+        #expect(eventually(timeout: 10) { FileManager.default.fileExists(atPath: pidfile) })
+        let pid = Int32(((try? String(contentsOfFile: pidfile, encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines))
+        defer { if let pid { kill(pid, SIGTERM) } }
+        var received = ""
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        _ = eventually(timeout: 10) {
+            let n = recv(fd, &buffer, buffer.count, 0)
+            if n > 0 { received += String(decoding: buffer[0..<n], as: UTF8.self) + "\n" }
+            return received.contains("answering on \(bed.uplink)")
+        }
+        #expect(received.contains("ndppd[\(pid ?? 0)]: info: answering on \(bed.uplink)"), "syslog lines, with ndppd's name and the pid: \(received)")
+    }
+
     /// An `iface` rule follows its inner interface when it is deleted and made again, and says so.
     @Test func anIfaceRulesInnerInterfaceMadeAgainIsAskedAgain() throws {
         let bed = try ProxyTestbed()

@@ -135,7 +135,8 @@ struct FixtureDifferentialTests {
     @Test(arguments: ProxyFixture.all)
     func ndpProxyAndTheRealDaemonAgreeOrTheDifferenceIsTheDocumentedOne(_ fixture: ProxyFixture) throws {
         let npd6 = fixture.file.hasPrefix("npd6")
-        let ours = try Self.outcome(fixture) { npd6 ? ["\(builtProductsDirectory)/ndp-proxy", "-f", "-c", $0] : ["\(builtProductsDirectory)/ndp-proxy", "-c", $0] }
+        // The command lines the real daemons get, with the binary swapped (npd6's logs to standard error with -l -).
+        let ours = try Self.outcome(fixture) { npd6 ? ["\(builtProductsDirectory)/ndp-proxy", "-c", $0, "-l", "-", "-f"] : ["\(builtProductsDirectory)/ndp-proxy", "-c", $0] }
         let theirs = try Self.outcome(fixture) { npd6 ? ["npd6", "-f", "-l", "-", "-c", $0] : ["ndppd", "-c", $0] }
         #expect(ours.accepted == fixture.ours, "ndp-proxy on \(fixture.file): \(ours.output)")
         #expect(theirs.accepted == fixture.theirs, "\(npd6 ? "npd6" : "ndppd") on \(fixture.file): \(theirs.output)")
