@@ -5,8 +5,8 @@
 #   - installs the .deb with dpkg (its dependencies are on this machine already: setup.sh);
 #   - checks with ldd that no binary needs libswift* or a toolchain library, and --version;
 #   - checks the man pages, completions, units and conffiles are where the package says;
-#   - starts gatewayd with the packaged unit's ExecStart on the packaged config (its uplink made as
-#     a veth in a namespace of its own), waits for it to be up, stops it;
+#   - starts gatewayd and ndp-proxy with the packaged units' ExecStart on the packaged configs (the
+#     uplink, eth0, made as a veth in a namespace of its own), waits for each to be up, stops it;
 #   - purges the package and checks nothing of it is left (files, /etc/sixgate, /var/lib/sixgate,
 #     the sixgate account).
 # Run as root. Prints "package-test: ok" and exits 0, or says what failed and exits 1.
@@ -84,6 +84,25 @@ unshare --mount --propagation private bash -euo pipefail -c '
     wait $pid || true
     grep -q "stopping" "$r/tmp/gatewayd.log" || { cat "$r/tmp/gatewayd.log"; ps aux | grep [g]atewayd; fail "gatewayd did not stop cleanly"; }
 
+    # ndp-proxy from its unit too, on the packaged config (its NDP_PROXY_CONFIG default).
+    cfg=$(sed -n "s/^Environment=NDP_PROXY_CONFIG=//p" "$r/lib/systemd/system/ndp-proxy.service")
+    start=$(sed -n "s/^ExecStart=//p" "$r/lib/systemd/system/ndp-proxy.service" | sed "s|\${NDP_PROXY_CONFIG}|$cfg|")
+    [ -n "$cfg" ] && [ -n "$start" ] || fail "ndp-proxy.service names no config"
+    chroot "$r" ip netns exec "$NS" $start > "$r/tmp/ndp-proxy.log" 2>&1 &
+    pid=$!
+    trap "kill -KILL $pid 2>/dev/null || true" EXIT
+    up=0
+    for _ in $(seq 1 100); do
+        if grep -q "answering on eth0" "$r/tmp/ndp-proxy.log" 2>/dev/null; then up=1; break; fi
+        kill -0 $pid 2>/dev/null || break
+        sleep 0.1
+    done
+    [ $up = 1 ] || { cat "$r/tmp/ndp-proxy.log"; fail "ndp-proxy from the unit did not come up"; }
+    kill -TERM $pid
+    for _ in $(seq 1 100); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
+    if kill -0 $pid 2>/dev/null; then kill -KILL $pid; fail "ndp-proxy did not stop within 10 s of SIGTERM"; fi
+    grep -q "stopped" "$r/tmp/ndp-proxy.log" || { cat "$r/tmp/ndp-proxy.log"; fail "ndp-proxy did not stop cleanly"; }
+
     inroot dpkg --purge sixgate >/dev/null || fail "dpkg --purge failed"
     for f in $files; do
         if [ -f "$r$f" ] || [ -L "$r$f" ]; then fail "$f left after purge"; fi
@@ -91,5 +110,5 @@ unshare --mount --propagation private bash -euo pipefail -c '
     [ ! -e "$r/etc/sixgate" ] || fail "/etc/sixgate left after purge"
     [ ! -e "$r/var/lib/sixgate" ] || fail "/var/lib/sixgate left after purge"
     ! inroot getent passwd sixgate >/dev/null || fail "the sixgate account left after purge"
-    echo "package-test: installed, ran gatewayd from its unit, purged: ok"
+    echo "package-test: installed, ran gatewayd and ndp-proxy from their units, purged: ok"
 '
