@@ -64,44 +64,33 @@ unshare --mount --propagation private bash -euo pipefail -c '
     inroot getent passwd sixgate >/dev/null || fail "no sixgate account"
     [ "$(inroot stat -c %U:%a /var/lib/sixgate)" = "sixgate:700" ] || fail "/var/lib/sixgate is not sixgate 0700: $(inroot stat -c %U:%a /var/lib/sixgate)"
 
-    # The packaged unit, as systemd would run it (its ExecStartPre, then ExecStart) in the namespace.
-    pre=$(sed -n "s/^ExecStartPre=//p" "$r/lib/systemd/system/gatewayd.service")
-    start=$(sed -n "s/^ExecStart=//p" "$r/lib/systemd/system/gatewayd.service")
-    inroot ip netns exec "$NS" $pre >/dev/null || fail "the unit'\''s ExecStartPre failed: $pre"
-    chroot "$r" ip netns exec "$NS" $start > "$r/tmp/gatewayd.log" 2>&1 &
-    pid=$!   # chroot and ip netns exec both exec: this is gatewayd
-    trap "kill -KILL $pid 2>/dev/null || true" EXIT
-    up=0
-    for _ in $(seq 1 100); do
-        if grep -q "up: sixgate0" "$r/tmp/gatewayd.log" 2>/dev/null; then up=1; break; fi
-        kill -0 $pid 2>/dev/null || break
-        sleep 0.1
-    done
-    [ $up = 1 ] || { cat "$r/tmp/gatewayd.log"; fail "gatewayd from the unit did not come up"; }
-    kill -TERM $pid
-    for _ in $(seq 1 100); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
-    if kill -0 $pid 2>/dev/null; then kill -KILL $pid; fail "gatewayd did not stop within 10 s of SIGTERM"; fi
-    wait $pid || true
-    grep -q "stopping" "$r/tmp/gatewayd.log" || { cat "$r/tmp/gatewayd.log"; ps aux | grep [g]atewayd; fail "gatewayd did not stop cleanly"; }
-
-    # ndp-proxy from its unit too, on the packaged config (its NDP_PROXY_CONFIG default).
-    cfg=$(sed -n "s/^Environment=NDP_PROXY_CONFIG=//p" "$r/lib/systemd/system/ndp-proxy.service")
-    start=$(sed -n "s/^ExecStart=//p" "$r/lib/systemd/system/ndp-proxy.service" | sed "s|\${NDP_PROXY_CONFIG}|$cfg|")
-    [ -n "$cfg" ] && [ -n "$start" ] || fail "ndp-proxy.service names no config"
-    chroot "$r" ip netns exec "$NS" $start > "$r/tmp/ndp-proxy.log" 2>&1 &
-    pid=$!
-    trap "kill -KILL $pid 2>/dev/null || true" EXIT
-    up=0
-    for _ in $(seq 1 100); do
-        if grep -q "answering on eth0" "$r/tmp/ndp-proxy.log" 2>/dev/null; then up=1; break; fi
-        kill -0 $pid 2>/dev/null || break
-        sleep 0.1
-    done
-    [ $up = 1 ] || { cat "$r/tmp/ndp-proxy.log"; fail "ndp-proxy from the unit did not come up"; }
-    kill -TERM $pid
-    for _ in $(seq 1 100); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
-    if kill -0 $pid 2>/dev/null; then kill -KILL $pid; fail "ndp-proxy did not stop within 10 s of SIGTERM"; fi
-    grep -q "stopped" "$r/tmp/ndp-proxy.log" || { cat "$r/tmp/ndp-proxy.log"; fail "ndp-proxy did not stop cleanly"; }
+    # A packaged unit as systemd would run it, in the namespace: its Environment= defaults put into
+    # ${VAR}, its ExecStartPre, then its ExecStart until READY is logged; then SIGTERM, and STOPPED
+    # must be logged within 10 s.
+    unit_run() {   # NAME READY STOPPED
+        local unit="$r/lib/systemd/system/$1.service" expand="" pre start pid
+        for kv in $(sed -n "s/^Environment=//p" "$unit"); do expand="$expand -e s|\${${kv%%=*}}|${kv#*=}|g"; done
+        pre=$(sed -n "s/^ExecStartPre=//p" "$unit" | sed -e "s|^-||" $expand)
+        start=$(sed -n "s/^ExecStart=//p" "$unit" | sed -e "s|^-||" $expand)
+        [ -n "$start" ] || fail "$1.service has no ExecStart"
+        if [ -n "$pre" ]; then inroot ip netns exec "$NS" $pre >/dev/null || fail "$1: the unit'\''s ExecStartPre failed: $pre"; fi
+        chroot "$r" ip netns exec "$NS" $start > "$r/tmp/$1.log" 2>&1 &
+        pid=$!   # chroot and ip netns exec both exec: this is the daemon
+        trap "kill -KILL $pid 2>/dev/null || true" EXIT
+        for _ in $(seq 1 100); do
+            grep -q "$2" "$r/tmp/$1.log" 2>/dev/null && break
+            kill -0 $pid 2>/dev/null || break
+            sleep 0.1
+        done
+        grep -q "$2" "$r/tmp/$1.log" || { cat "$r/tmp/$1.log"; fail "$1 from its unit did not come up"; }
+        kill -TERM $pid
+        for _ in $(seq 1 100); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
+        if kill -0 $pid 2>/dev/null; then kill -KILL $pid; fail "$1 did not stop within 10 s of SIGTERM"; fi
+        wait $pid || true
+        grep -q "$3" "$r/tmp/$1.log" || { cat "$r/tmp/$1.log"; fail "$1 did not stop cleanly"; }
+    }
+    unit_run gatewayd "up: sixgate0" "stopping"
+    unit_run ndp-proxy "answering on eth0" "stopped"   # the package'\''s ndp-proxy.toml, NDP_PROXY_CONFIG'\''s default
 
     inroot dpkg --purge sixgate >/dev/null || fail "dpkg --purge failed"
     for f in $files; do

@@ -16,7 +16,7 @@ public struct NDPConfigWarning: Sendable, Equatable, CustomStringConvertible {
         self.file = file; self.line = line; self.key = key; self.message = message
     }
     public var description: String {
-        "\(file):\(line): " + (key.map { "\(clippedForMessage($0, limit: 40)): " } ?? "") + "warning: \(message)"
+        "\(file):\(line): " + (key.map { "\(escapedForLog($0, limit: 40)): " } ?? "") + "warning: \(message)"
     }
 }
 
@@ -157,30 +157,15 @@ public enum NDPProxyConfig {
     /// The rules of `text` (warnings dropped: use `interpret` to see them).
     public static func parse(_ text: String, path: String) throws(NDPConfigError) -> [ProxyRule] { try interpret(text, path: path).rules }
 
-    /// Whether `text` (at `path`) is read as npd6.conf: npd6's init script reloads it with SIGUSR1.
-    public static func isNPD6(_ text: String, path: String) -> Bool { format(of: text, path: path) == .npd6 }
 }
 
-/// `text` as an error message quotes it: in double quotes, control characters escaped, and cut
-/// short (with its length said) when it is long, so a multi-megabyte token cannot flood a log.
+/// `text` as an error message quotes it: in double quotes, control characters escaped and cut
+/// short (with its length said) when it is long (SixgateConfig's `escapedForLog`), so a
+/// multi-megabyte token cannot flood a log.
 func quotedForMessage(_ text: String, limit: Int = 64) -> String {
     let count = text.utf8.count
-    let shown = clippedForMessage(text, limit: limit)
+    let shown = escapedForLog(text, limit: limit)
     return count > limit ? "\"\(shown)\" (\(count) bytes)" : "\"\(shown)\""
-}
-
-/// `text` escaped for a message and cut to `limit` characters (marked with "…").
-func clippedForMessage(_ text: String, limit: Int) -> String {
-    var out = ""
-    for (n, scalar) in text.unicodeScalars.enumerated() {
-        if n >= limit { out += "…"; break }
-        if scalar.value < 0x20 || scalar.value == 0x7f || scalar == "\"" || scalar == "\\" {
-            out += scalar.value < 0x20 || scalar.value == 0x7f ? "\\u{\(String(scalar.value, radix: 16))}" : "\\\(scalar)"
-        } else {
-            out.unicodeScalars.append(scalar)
-        }
-    }
-    return out
 }
 
 /// `2001:db8::1/64` read as ndppd and npd6 read it: the host bits are cleared (`masked` says
