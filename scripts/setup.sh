@@ -9,6 +9,7 @@ SIXGATE_APT_PACKAGES=(
     wireguard-go wireguard-tools iperf3  # TunnelCore interop peers (wireguard-go, wg) and throughput
     npd6 ndppd radvdump radvd  # NDP peers: npd6/ndppd (NDPProxy), radvdump decodes tunnel-client's RAs, radvd for the doctor's ra-daemon check
     tayga  # Translator peer: the NAT64 side-by-side and the interop test
+    binutils adduser gzip man-db  # the package test: strip, the sixgate account, man pages (scripts/package.sh, package-test.sh)
 )
 missing=()
 for p in "${SIXGATE_APT_PACKAGES[@]}"; do
