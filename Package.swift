@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "TunnelGateway", targets: ["TunnelGateway"]),
         .library(name: "TunnelClient", targets: ["TunnelClient"]),
         .library(name: "SixgateConfig", targets: ["SixgateConfig"]),
+        .library(name: "SixgateMetrics", targets: ["SixgateMetrics"]),
         .executable(name: "gatewayd", targets: ["gatewayd"]),
         .executable(name: "gatewayctl", targets: ["gatewayctl"]),
         .executable(name: "tunnel-client", targets: ["tunnel-client"]),
@@ -31,6 +32,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.5.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
     ],
     targets: [
         // C shims (system libraries through pkg-config; Debian -dev packages).
@@ -55,13 +57,17 @@ let package = Package(
         // executable's --version; a module of its own so a new commit relinks only the executables.
         .target(name: "SixgateVersion", plugins: ["BuildInfo"]),
         .plugin(name: "BuildInfo", capability: .buildTool()),
+        // `metrics_listen`: /metrics over HTTP (libmicrohttpd, Debian libmicrohttpd-dev, through a C shim
+        // for its varargs options) in the exposition format of swift-prometheus.
+        .target(name: "CMetricsHTTP", path: "Sources/CMetricsHTTP", linkerSettings: [.linkedLibrary("microhttpd")]),
+        .target(name: "SixgateMetrics", dependencies: ["CMetricsHTTP", .product(name: "Prometheus", package: "swift-prometheus")]),
         // capget/capset and the bounding set (prctl), for dropping privileges after setup.
         .target(name: "CPrivileges", path: "Sources/CPrivileges"),
 
         // Capabilities.
         .target(name: "RouteKit", dependencies: ["PacketKit", "CNetlink"]),
         .target(name: "TunnelCore", dependencies: ["PacketKit", "RouteKit", "CTunnel"]),
-        .target(name: "NDPProxy", dependencies: ["PacketKit", "RouteKit", "AddressPool", "SixgateConfig", "CPacketSocket"]),
+        .target(name: "NDPProxy", dependencies: ["PacketKit", "RouteKit", "AddressPool", "SixgateConfig", "SixgateMetrics", "CPacketSocket"]),
         .target(name: "AddressPool", dependencies: [
             "PacketKit",
             .product(name: "GRDB", package: "GRDB.swift"),
@@ -73,13 +79,13 @@ let package = Package(
 
         // Roles.
         .target(name: "TunnelGateway", dependencies: [
-            "PacketKit", "RouteKit", "TunnelCore", "NDPProxy", "AddressPool", "Diagnostics", "SixgateConfig", "Translator",
+            "PacketKit", "RouteKit", "TunnelCore", "NDPProxy", "AddressPool", "Diagnostics", "SixgateConfig", "SixgateMetrics", "Translator",
         ]),
         .target(name: "TunnelClient", dependencies: ["PacketKit", "RouteKit", "TunnelCore", "NDPProxy", "SixgateConfig", "Translator"]),
 
         // Thin executables.
         .executableTarget(name: "gatewayd", dependencies: [
-            "SixgateVersion", "TunnelGateway", "SixgateConfig", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log"),
+            "SixgateVersion", "TunnelGateway", "SixgateConfig", "SixgateMetrics", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log"),
         ], path: "Sources/CLI/gatewayd"),
         .executableTarget(name: "gatewayctl", dependencies: [
             "SixgateVersion", "TunnelGateway", "TunnelCore", "RouteKit", "Diagnostics", .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -88,7 +94,7 @@ let package = Package(
             "SixgateVersion", "TunnelClient", "SixgateConfig", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log"),
         ], path: "Sources/CLI/tunnel-client"),
         .executableTarget(name: "ndp-proxy", dependencies: [
-            "SixgateVersion", "NDPProxy", "SixgateConfig", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log"),
+            "SixgateVersion", "NDPProxy", "SixgateConfig", "SixgateMetrics", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log"),
         ], path: "Sources/CLI/ndp-proxy"),
         .executableTarget(name: "sixgate-wg", dependencies: [
             "SixgateVersion", "TunnelCore", "RouteKit", .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -102,6 +108,7 @@ let package = Package(
         .executableTarget(name: "client-lease", dependencies: ["TunnelClient"], path: "Examples/client-lease"),
         .executableTarget(name: "howto-doctor", dependencies: ["Diagnostics", "PacketKit"], path: "Examples/howto-doctor"),
         .executableTarget(name: "nat64", dependencies: ["Translator", "PacketKit"], path: "Examples/nat64"),
+        .executableTarget(name: "metrics-endpoint", dependencies: ["SixgateMetrics"], path: "Examples/metrics-endpoint"),
         .executableTarget(name: "tunnel-pair", dependencies: ["PacketKit", "RouteKit", "TunnelCore"], path: "Examples/tunnel-pair"),
 
         // Tests: one target per module that has behaviour to test.
@@ -119,5 +126,6 @@ let package = Package(
         .testTarget(name: "NDPProxyTests", dependencies: ["NDPProxy", "AddressPool", "PacketKit", "RouteKit", "CPacketSocket", "SixgateTestSupport"]),
         .testTarget(name: "DiagnosticsTests", dependencies: ["Diagnostics", "PacketKit", "RouteKit", "SixgateTestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["SixgateTestSupport"]),
+        .testTarget(name: "SixgateMetricsTests", dependencies: ["SixgateMetrics", "SixgateTestSupport"]),
     ]
 )

@@ -69,7 +69,8 @@ unshare --mount --propagation private bash -euo pipefail -c '
     # must be logged within 10 s.
     unit_run() {   # NAME READY STOPPED
         local unit="$r/lib/systemd/system/$1.service" expand="" pre start pid
-        for kv in $(sed -n "s/^Environment=//p" "$unit"); do expand="$expand -e s|\${${kv%%=*}}|${kv#*=}|g"; done
+        # Environment= defaults, as systemd expands them: ${NAME} whole, $NAME split into words.
+        for kv in $(sed -n "s/^Environment=//p" "$unit"); do expand="$expand -e s|\${${kv%%=*}}|${kv#*=}|g -e s|\$${kv%%=*}\b|${kv#*=}|g"; done
         pre=$(sed -n "s/^ExecStartPre=//p" "$unit" | sed -e "s|^-||" $expand)
         start=$(sed -n "s/^ExecStart=//p" "$unit" | sed -e "s|^-||" $expand)
         [ -n "$start" ] || fail "$1.service has no ExecStart"

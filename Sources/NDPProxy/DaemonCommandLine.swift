@@ -8,6 +8,8 @@
 //  3. otherwise (only short options, or none): the command line of the daemon whose format the
 //     config file is in (`-c FILE`; by default /etc/npd6.conf, or /etc/ndppd.conf when only that
 //     one exists or `-p` is given).
+// `--metrics-listen ADDRESS` is ndp-proxy's own and is taken in every dialect without choosing
+// one, so an npd6 or ndppd command line (DAEMON_ARGS in /etc/default/npd6) can add metrics.
 
 /// Whose command line was given.
 public enum DaemonPersonality: String, Sendable, Equatable {
@@ -34,7 +36,26 @@ public struct DaemonCommandLine: Sendable, Equatable {
     /// Reads `arguments` (without the program name) given to the program called `programName`.
     /// `formatOf` tells the format of a config file (nil when it cannot be read); `fileExists`
     /// whether a path exists. Throws a message for the operator on an option the dialect lacks.
-    public static func interpret(_ arguments: [String], programName: String,
+    public static func interpret(_ given: [String], programName: String,
+                                 fileExists: (String) -> Bool,
+                                 formatOf: (String) -> NDPConfigFormat?) throws(NDPProxyError) -> DaemonCommandLine {
+        // Options of ndp-proxy's that every dialect takes as they are.
+        var arguments: [String] = [], extensions: [String] = []
+        var k = 0
+        while k < given.count {
+            if given[k] == "--metrics-listen" {
+                guard k + 1 < given.count else { throw NDPProxyError("--metrics-listen needs a value (IPV4:PORT or [IPV6]:PORT)") }
+                extensions += ["--metrics-listen", given[k + 1]]; k += 2; continue
+            }
+            if given[k].hasPrefix("--metrics-listen=") { extensions.append(given[k]) } else { arguments.append(given[k]) }
+            k += 1
+        }
+        var line = try interpretDialect(arguments, programName: programName, fileExists: fileExists, formatOf: formatOf)
+        line.arguments += extensions
+        return line
+    }
+
+    static func interpretDialect(_ arguments: [String], programName: String,
                                  fileExists: (String) -> Bool,
                                  formatOf: (String) -> NDPConfigFormat?) throws(NDPProxyError) -> DaemonCommandLine {
         let called = programName.split(separator: "/").last.map(String.init) ?? programName

@@ -3,6 +3,7 @@
 // request. The ndp-proxy executable is this plus signals and a command line.
 import Foundation
 import RouteKit
+import SixgateMetrics
 
 /// Every rule of one config file, running.
 public final class ProxyService: @unchecked Sendable {
@@ -24,8 +25,19 @@ public final class ProxyService: @unchecked Sendable {
     public let options: Options
     public let namespace: NetworkNamespace
     public private(set) var configuration: NDPProxyConfiguration
-    public private(set) var responders: [Responder] = []
-    public private(set) var kernel: [KernelProxy] = []
+    public private(set) var responders: [Responder] {
+        get { lock.withLock { running.responders } }
+        set { lock.withLock { running.responders = newValue } }
+    }
+    public private(set) var kernel: [KernelProxy] {
+        get { lock.withLock { running.kernel } }
+        set { lock.withLock { running.kernel = newValue } }
+    }
+    // The running parts, read by the metrics thread while a reload may replace them; and the
+    // counters of responders a reload retired, per interface, so totals never go back.
+    let lock = NSLock()
+    var running: (responders: [Responder], kernel: [KernelProxy]) = ([], [])
+    var retired: [String: ResponderStatistics] = [:]
     let log: @Sendable (Level, String) -> Void
 
     /// Reads `path` and opens what its rules need (sockets on the interfaces; it does not start
@@ -37,7 +49,7 @@ public final class ProxyService: @unchecked Sendable {
         self.namespace = namespace
         self.log = log
         configuration = try NDPProxyConfig.read(path)
-        (responders, kernel) = try Self.open(configuration.rules, namespace: namespace)
+        running = try Self.open(configuration.rules, namespace: namespace)
     }
 
     static func open(_ rules: [ProxyRule], namespace: NetworkNamespace) throws(NDPProxyError) -> ([Responder], [KernelProxy]) {
@@ -108,8 +120,9 @@ public final class ProxyService: @unchecked Sendable {
         }
         // The old go, the new come: kernel entries are removed and put back within one sync.
         for r in responders { r.stop() }
+        lock.withLock { for r in running.responders { retired[r.rule.interface, default: ResponderStatistics()].add(r.statistics) } }
         for k in kernel { k.removeAll() }
-        (responders, kernel) = opened
+        lock.withLock { running = opened }
         configuration = next
         for w in next.warnings { log(.warning, w.description) }
         sync()
@@ -130,6 +143,42 @@ public final class ProxyService: @unchecked Sendable {
     /// One line of counters per interface.
     public var counters: [String] {
         responders.map { "\($0.rule.interface): \($0.statistics)" } + kernel.map { "\($0.rule.interface): \($0.installed.count) kernel proxy entries" }
+    }
+
+    /// Every interface's counters since the daemon started (reloads included), as a Prometheus page.
+    public func metricsPage() -> MetricsPage {
+        var totals: [String: ResponderStatistics] = [:]
+        var entries: [String: Int] = [:]
+        lock.withLock {
+            totals = retired
+            for r in running.responders { totals[r.rule.interface, default: ResponderStatistics()].add(r.statistics) }
+            for k in running.kernel { entries[k.rule.interface, default: 0] += k.installed.count }
+        }
+        var page = MetricsPage()
+        for (interface, s) in totals.sorted(by: { $0.key < $1.key }) {
+            page.counter("sixgate_ndp_solicitations_total", help: "Neighbour solicitations received on the interface.",
+                         labels: [("interface", interface)], value: s.received)
+            page.counter("sixgate_ndp_advertisements_total", help: "Neighbour advertisements sent in answer.",
+                         labels: [("interface", interface)], value: s.answered)
+            let reasons: [(String, UInt64)] = [
+                ("invalid", s.invalid), ("malformed", s.malformed), ("outside_prefix", s.outsidePrefix), ("not_routed", s.notRouted),
+                ("excluded", s.excludedByList), ("inner_silent", s.innerSilent), ("local", s.local), ("rate_limited", s.rateLimited),
+                ("send_error", s.sendErrors),
+            ]
+            for (reason, n) in reasons {
+                page.counter("sixgate_ndp_unanswered_total", help: "Solicitations not answered, by reason (ndp-proxy --debug logs each).",
+                             labels: [("interface", interface), ("reason", reason)], value: n)
+            }
+            page.counter("sixgate_ndp_inner_solicitations_total", help: "Solicitations sent on an iface rule's inner interface.",
+                         labels: [("interface", interface)], value: s.innerSolicitations)
+            page.counter("sixgate_ndp_inner_advertisements_total", help: "Advertisements received back on an iface rule's inner interface.",
+                         labels: [("interface", interface)], value: s.innerAnswers)
+        }
+        for (interface, n) in entries.sorted(by: { $0.key < $1.key }) {
+            page.gauge("sixgate_ndp_kernel_proxy_entries", help: "Kernel proxy neighbour entries kept (mode = kernel).",
+                       labels: [("interface", interface)], value: Double(n))
+        }
+        return page
     }
 
     /// Stops the responders and removes the kernel entries this service added.

@@ -4,6 +4,7 @@ import AddressPool
 import Foundation
 import PacketKit
 import RouteKit
+import SixgateMetrics
 import TunnelCore
 
 public enum GatewayAdmin {
@@ -172,24 +173,32 @@ public enum GatewayAdmin {
 }
 
 extension Gateway {
-    /// Prometheus text exposition of the device's counters and per-client bytes.
-    public func prometheusText() throws(GatewayError) -> String {
+    /// The device's counters and each client's bytes, drops and last handshake, as one Prometheus page
+    /// (served at `metrics_listen` and written to metrics.prom).
+    public func metricsPage() throws(GatewayError) -> MetricsPage {
         let s = try status()
-        var out = "# HELP sixgate_device_events_total Device counters (packets, handshakes, drops by reason).\n# TYPE sixgate_device_events_total counter\n"
-        for (k, v) in s.counters.sorted(by: { $0.key < $1.key }) { out += "sixgate_device_events_total{interface=\"\(s.interface)\",counter=\"\(k)\"} \(v)\n" }
-        out += "# HELP sixgate_client_bytes_total Bytes to and from each client through the tunnel.\n# TYPE sixgate_client_bytes_total counter\n"
+        var page = MetricsPage()
+        for (k, v) in s.counters.sorted(by: { $0.key < $1.key }) {
+            page.counter("sixgate_device_events_total", help: "Device counters (packets, handshakes, drops by reason).",
+                         labels: [("interface", s.interface), ("counter", k)], value: v)
+        }
         for c in s.clients {
-            out += "sixgate_client_bytes_total{client=\"\(c.name)\",direction=\"rx\"} \(c.receivedBytes)\n"
-            out += "sixgate_client_bytes_total{client=\"\(c.name)\",direction=\"tx\"} \(c.sentBytes)\n"
+            for (direction, bytes) in [("rx", c.receivedBytes), ("tx", c.sentBytes)] {
+                page.counter("sixgate_client_bytes_total", help: "Bytes to and from each client through the tunnel.",
+                             labels: [("client", c.name), ("direction", direction)], value: bytes)
+            }
+            if let d = c.inboundDropped {
+                page.counter("sixgate_client_inbound_dropped_total", help: "New inbound connections' packets the firewall dropped toward each client.",
+                             labels: [("client", c.name)], value: d)
+            }
+            page.gauge("sixgate_client_last_handshake_seconds", help: "Time of each client's last handshake (0: never).",
+                       labels: [("client", c.name)], value: Double(c.lastHandshake))
         }
-        if s.clients.contains(where: { $0.inboundDropped != nil }) {
-            out += "# HELP sixgate_client_inbound_dropped_total New inbound connections' packets the firewall dropped toward each client.\n# TYPE sixgate_client_inbound_dropped_total counter\n"
-            for c in s.clients { if let d = c.inboundDropped { out += "sixgate_client_inbound_dropped_total{client=\"\(c.name)\"} \(d)\n" } }
-        }
-        out += "# HELP sixgate_client_last_handshake_seconds Time of each client's last handshake (0: never).\n# TYPE sixgate_client_last_handshake_seconds gauge\n"
-        for c in s.clients { out += "sixgate_client_last_handshake_seconds{client=\"\(c.name)\"} \(c.lastHandshake)\n" }
-        return out
+        return page
     }
+
+    /// The same page as text.
+    public func prometheusText() throws(GatewayError) -> String { try metricsPage().text }
 
     /// Writes `prometheusText()` to the state directory's metrics.prom atomically (for node_exporter's textfile collector).
     public func writeMetrics() {

@@ -3,6 +3,7 @@
 import PacketKit
 import RouteKit
 import SixgateConfig
+import SixgateMetrics
 import TunnelCore
 
 /// How client IPv6 space is handed out.
@@ -40,6 +41,9 @@ public struct GatewayConfiguration: Sendable, Equatable {
     /// Seconds between checks that gatewayd's routes, proxy entries and uplink settings are still
     /// in the kernel (what went missing is put back and logged); 0: no checks.
     public var watchInterval: UInt32 = 2
+    /// `metrics_listen`: where to serve /metrics over HTTP (`127.0.0.1:9469`, `[::1]:9469`); none by
+    /// default. The textfile (metrics.prom) is written either way.
+    public var metricsListen: MetricsListenAddress?
 
     public var uplink = "eth0"
 
@@ -130,7 +134,7 @@ public struct GatewayConfiguration: Sendable, Equatable {
 
     static let knownKeys: Set<String> = [
         "state_directory", "interface", "listen_port", "mtu", "endpoint", "client_keepalive", "watch_interval", "dns", "lease_lifetime",
-        "firewall", "isolate_clients", "inbound_echo", "gateway_open",
+        "metrics_listen", "firewall", "isolate_clients", "inbound_echo", "gateway_open",
         "uplink.interface",
         "ipv6.prefix", "ipv6.isp_router", "ipv6.uplink_address", "ipv6.gateway_address", "ipv6.allocation",
         "ipv6.delegated_length", "ipv6.client_prefix_length", "ipv6.ndp_proxy", "ipv6.reserved",
@@ -167,6 +171,9 @@ public struct GatewayConfiguration: Sendable, Equatable {
             }
         }
         if let v = try f.integer("lease_lifetime", in: 60...604800) { leaseLifetime = UInt32(v) }
+        if let v = try f.string("metrics_listen") {
+            do { metricsListen = try MetricsListenAddress(parsing: v) } catch { throw f.error("metrics_listen", error.reason) }
+        }
         if let v = try f.string("firewall") {
             guard v == "on" || v == "off" else { throw f.error("firewall", "\(v.debugDescription) is not \"on\" or \"off\"") }
             firewall = v == "on"

@@ -144,6 +144,22 @@ struct NDPConfigExampleTests {
     }
 }
 
+@Suite("The metrics-endpoint example", .enabled(if: which("curl") != nil, "needs curl"))
+struct MetricsEndpointExampleTests {
+    @Test func servesItsPageUntilSIGTERM() throws {
+        let p = try BackgroundProcess(["\(ExecutableTests.binDir)/metrics-endpoint", "127.0.0.1:0"], captureOutput: true)
+        defer { p.stop() }
+        #expect(eventually(timeout: 10) { p.output.contains("serving http://127.0.0.1:") }, "\(p.output)")
+        let url = try #require(p.output.split(separator: " ").last.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) })
+        let page = try run(["curl", "-sS", "--max-time", "5", url], check: true).stdout
+        #expect(page.contains("example_scrapes_total 1"), "\(page)")
+        #expect(page.contains("example_load_average{window=\"15m\"}"), "\(page)")
+        kill(p.process.processIdentifier, SIGTERM)
+        p.process.waitUntilExit()
+        #expect(p.process.terminationStatus == 0)
+    }
+}
+
 @Suite("--version")
 struct VersionTests {
     /// Every executable says the release and the commit it was built from (issue 26).

@@ -147,6 +147,16 @@ struct DaemonCommandLineTests {
         #expect(throws: NDPProxyError.self) { try interpret(["--config", "/x", "-d"]) }
     }
 
+    @Test func metricsListenIsTakenInEveryDialectWithoutChoosingOne() throws {
+        // Added to npd6's init-script arguments: still npd6's dialect (detaches, -l read as npd6's).
+        #expect(try interpret(["-l", "/var/log/npd6.log", "--metrics-listen", "127.0.0.1:9470"])
+            == DaemonCommandLine(personality: .npd6, arguments: ["--config", "/etc/npd6.conf", "--log-file", "/var/log/npd6.log", "--metrics-listen", "127.0.0.1:9470"], daemonize: true))
+        #expect(try interpret(["-d", "-p", "/run/ndppd.pid", "--metrics-listen=[::1]:9470"], existing: [DaemonCommandLine.ndppdConfig])
+            == DaemonCommandLine(personality: .ndppd, arguments: ["--config", "/etc/ndppd.conf", "--pidfile", "/run/ndppd.pid", "--metrics-listen=[::1]:9470"], daemonize: true))
+        #expect(try interpret(["--config", "/x", "--metrics-listen", "127.0.0.1:0"]).arguments == ["--config", "/x", "--metrics-listen", "127.0.0.1:0"])
+        #expect(throws: NDPProxyError.self) { try interpret(["-f", "--metrics-listen"]) }
+    }
+
     @Test func mistakesAreSaid() {
         #expect(throws: NDPProxyError.self) { try interpret(["-x"]) }
         #expect(throws: NDPProxyError.self) { try interpret(["-c"]) }

@@ -5,6 +5,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import SixgateConfig
+import SixgateMetrics
 import SixgateVersion
 import TunnelGateway
 #if canImport(Glibc)
@@ -20,7 +21,8 @@ struct GatewayDaemon: ParsableCommand {
             Runs in the foreground (systemd: dist/gatewayd.service). SIGTERM or SIGINT removes what it \
             added (routes, proxy entries, the NAT table, the interface) and keeps the lease store; \
             SIGHUP re-reads the clients folder without dropping sessions. Every 10 s it writes \
-            metrics.prom (Prometheus text) in the state directory.
+            metrics.prom (Prometheus text) in the state directory; with metrics_listen set, it also \
+            serves the same page at http://ADDRESS/metrics.
             """,
         version: "gatewayd (Sixgate) \(SixgateVersion.description)")
 
@@ -72,6 +74,18 @@ struct GatewayDaemon: ParsableCommand {
             logger.error("\(error)")
             throw ExitCode(1)
         }
+        var endpoint: MetricsEndpoint?
+        if let listen = configuration.metricsListen {
+            do {
+                let e = try MetricsEndpoint(address: listen) { try gateway.metricsPage().bytes }
+                logger.info("metrics: \(e.url)")
+                endpoint = e
+            } catch {
+                logger.error("\(config): \(error)")
+                gateway.stop()
+                throw ExitCode(1)
+            }
+        }
         if !keepCapabilities {
             let log = logger
             Privileges.settle(account: account, keepCapabilities: false, handOver: Privileges.withEntries(configuration.stateDirectory) + Privileges.withEntries(configuration.clientsDirectory),
@@ -87,6 +101,7 @@ struct GatewayDaemon: ParsableCommand {
                 do { _ = try gateway.reloadClients() } catch { logger.error("reload: \(error)") }
             } else if s == SIGINT || s == SIGTERM {
                 logger.info("signal \(s): stopping")
+                endpoint?.stop()
                 gateway.stop()
                 return
             }

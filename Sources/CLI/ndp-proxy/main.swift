@@ -7,6 +7,7 @@ import Foundation
 import Logging
 import NDPProxy
 import SixgateConfig
+import SixgateMetrics
 import SixgateVersion
 #if canImport(Glibc)
 import Glibc
@@ -107,6 +108,9 @@ struct NDPProxyCommand: ParsableCommand {
     @Option(help: "Write the process id to this file once running (ndppd's -p).")
     var pidfile: String?
 
+    @Option(help: "Serve Prometheus metrics at http://ADDRESS/metrics: IPV4:PORT or [IPV6]:PORT, e.g. 127.0.0.1:9470.")
+    var metricsListen: String?
+
     @Flag(help: "Print the version and exit.")
     var version = false
 
@@ -206,6 +210,19 @@ struct NDPProxyCommand: ParsableCommand {
         }
         defer { if let pidfile { unlink(pidfile) } }
         logger.info("ndp-proxy \(SixgateVersion.current): \(config) (\(service.configuration.format.rawValue) format)")
+        // After detaching: the server's thread would not survive the fork.
+        var endpoint: MetricsEndpoint?
+        if let metricsListen {
+            do {
+                let e = try MetricsEndpoint(listen: metricsListen) { service.metricsPage().bytes }
+                logger.info("metrics: \(e.url)")
+                endpoint = e
+            } catch {
+                logger.error("\(error)")
+                service.stop()
+                throw ExitCode(1)
+            }
+        }
         service.start()
         if !keepCapabilities {
             Privileges.settle(account: account, keepCapabilities: false, handOver: [],
@@ -224,6 +241,7 @@ struct NDPProxyCommand: ParsableCommand {
             if received == SIGUSR1 || received == SIGUSR2 { continue }
             break
         }
+        endpoint?.stop()
         service.stop()
         logger.info("stopped")
     }
