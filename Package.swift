@@ -58,8 +58,8 @@ let package = Package(
         .target(name: "SixgateVersion", plugins: ["BuildInfo"]),
         .plugin(name: "BuildInfo", capability: .buildTool()),
         // `metrics_listen`: /metrics over HTTP (libmicrohttpd, Debian libmicrohttpd-dev, through a C shim
-        // for its varargs options) in the exposition format of swift-prometheus.
-        .target(name: "CMetricsHTTP", path: "Sources/CMetricsHTTP", linkerSettings: [.linkedLibrary("microhttpd")]),
+        // for its varargs options, opened with dlopen on first use) in the exposition format of swift-prometheus.
+        .target(name: "CMetricsHTTP", path: "Sources/CMetricsHTTP"),
         .target(name: "SixgateMetrics", dependencies: ["CMetricsHTTP", .product(name: "Prometheus", package: "swift-prometheus")]),
         // capget/capset and the bounding set (prctl), for dropping privileges after setup.
         .target(name: "CPrivileges", path: "Sources/CPrivileges"),

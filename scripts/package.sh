@@ -11,14 +11,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=$(realpath -m "${1:-.build/package}")
-scratch=.build/release-static
+source scripts/release-build.sh
 version=$(sed -n 's/.*static let current = "\(.*\)".*/\1/p' Sources/SixgateVersion/Version.swift)
 arch=$(dpkg --print-architecture)
 sbin=(gatewayd tunnel-client ndp-proxy sixgate-wg)
 bin=(gatewayctl)
 
-for p in "${sbin[@]}" "${bin[@]}"; do swift build -c release --static-swift-stdlib --scratch-path "$scratch" --product "$p"; done
-built=$(swift build -c release --scratch-path "$scratch" --show-bin-path)
+release_build "${sbin[@]}" "${bin[@]}"
+built=$(release_bin_path)
 
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
@@ -38,15 +38,15 @@ install -m 0644 docs/gatewayd.toml.example "$root/etc/sixgate/gatewayd.toml"
 install -m 0644 docs/tunnel-client.toml.example "$root/etc/sixgate/tunnel-client.toml"
 install -m 0644 docs/ndp-proxy.toml.example "$root/etc/sixgate/ndp-proxy.toml"
 for f in docs/*.toml.example; do install -m 0644 "$f" "$root/usr/share/doc/sixgate/examples/"; done
-install -m 0644 README.md docs/ndp-proxy.md docs/security.md docs/limits.md docs/doctor.md "$root/usr/share/doc/sixgate/"
+install -m 0644 README.md docs/ndp-proxy.md docs/metrics.md docs/security.md docs/limits.md docs/doctor.md "$root/usr/share/doc/sixgate/"
 
 # Man pages from the argument parsers (swift-argument-parser's generate-manual reads each
 # executable's --experimental-dump-help), and the config files' pages from their examples.
-swift build -c release --scratch-path "$scratch" --product generate-manual >/dev/null 2>&1 || true
-manual=$(find "$scratch" -type f -perm -u+x \( -name generate-manual-tool -o -name generate-manual \) | head -1)
+swift build -c release --scratch-path "$release_scratch" --product generate-manual >/dev/null 2>&1 || true
+manual=$(find "$release_scratch" -type f -perm -u+x \( -name generate-manual-tool -o -name generate-manual \) | head -1)
 if [ -z "$manual" ]; then
-    swift package --scratch-path "$scratch" generate-manual --help >/dev/null 2>&1 || true
-    manual=$(find "$scratch" -type f -perm -u+x \( -name generate-manual-tool -o -name generate-manual \) | head -1)
+    swift package --scratch-path "$release_scratch" generate-manual --help >/dev/null 2>&1 || true
+    manual=$(find "$release_scratch" -type f -perm -u+x \( -name generate-manual-tool -o -name generate-manual \) | head -1)
 fi
 [ -n "$manual" ] || { echo "package.sh: cannot build swift-argument-parser's generate-manual" >&2; exit 1; }
 date=$(git log -1 --format=%cs 2>/dev/null || date +%F)
@@ -72,7 +72,8 @@ for p in "${sbin[@]}" "${bin[@]}"; do
     "$built/$p" --generate-completion-script fish > "$root/usr/share/fish/vendor_completions.d/$p.fish"
 done
 
-# Depends: the Debian packages holding the libraries the binaries link, and the tools they run.
+# Depends: the Debian packages holding the libraries the binaries link, the one they open when asked
+# (libmicrohttpd12, for metrics_listen), and the tools they run.
 libs=$(for f in "$root"/usr/sbin/* "$root"/usr/bin/*; do ldd "$f" | awk '/=> \//{print $3}'; done | sort -u)
 if echo "$libs" | grep -q libswift; then echo "package.sh: a binary still links the Swift runtime dynamically" >&2; exit 1; fi
 depends=$(for l in $libs; do dpkg -S "$(realpath "$l")" 2>/dev/null || dpkg -S "$l" 2>/dev/null; done | cut -d: -f1 | sort -u | tr '\n' ' ')
@@ -84,7 +85,7 @@ Version: $version
 Architecture: $arch
 Maintainer: Sixgate <sixgate@example.org>
 Installed-Size: $installed
-Depends: $depends, adduser, iproute2, nftables
+Depends: $depends, libc6 (>= 2.36), libmicrohttpd12, adduser, iproute2, nftables
 Recommends: wireguard-tools
 Suggests: tcpdump, ndisc6
 Section: net

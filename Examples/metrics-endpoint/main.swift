@@ -19,7 +19,8 @@ let scrapes = Atomic<UInt64>(0)
         defer { fclose(f) }
         var line = [CChar](repeating: 0, count: 128)
         if fgets(&line, Int32(line.count), f) != nil {
-            let fields = String(cString: line).split(separator: " ").prefix(3).compactMap { Double($0) }
+            let text = line.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+            let fields = text.split(separator: " ").prefix(3).compactMap { Double($0) }
             for (window, value) in zip(["1m", "5m", "15m"], fields) {
                 page.gauge("example_load_average", help: "The kernel's load average.", labels: [("window", window)], value: value)
             }

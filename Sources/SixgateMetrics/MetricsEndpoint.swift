@@ -1,6 +1,7 @@
 // `metrics_listen`: Prometheus scrapes /metrics over HTTP from a daemon. The HTTP server is
-// libmicrohttpd (Debian's libmicrohttpd12) on a thread of its own; the listening socket is made
-// here so that a bad address or a port in use is reported with the address and the errno.
+// libmicrohttpd (Debian's libmicrohttpd12, opened when the first endpoint starts) on a thread of its
+// own; the listening socket is made here so that a bad address or a port in use is reported with
+// the address and the errno.
 import CMetricsHTTP
 #if canImport(Glibc)
 import Glibc
@@ -78,6 +79,10 @@ public final class MetricsEndpoint: @unchecked Sendable {
     public init(address: MetricsListenAddress, render: @escaping @Sendable () throws -> [UInt8]) throws(MetricsEndpointError) {
         self.address = address
         self.render = render
+        if let why = sg_metrics_load() {
+            throw MetricsEndpointError(address: address.description,
+                                       reason: "libmicrohttpd cannot be loaded (\(String(cString: why))); on Debian: apt install libmicrohttpd12")
+        }
         let (fd, port) = try Self.listen(on: address)
         self.port = port
         let limit: UInt32 = 16, timeout: UInt32 = 10
@@ -114,14 +119,14 @@ public final class MetricsEndpoint: @unchecked Sendable {
             sa.sin6_family = sa_family_t(AF_INET6)
             sa.sin6_port = a.port.bigEndian
             _ = a.host.withCString { inet_pton(AF_INET6, $0, &sa.sin6_addr) }
-            withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: UnsafeRawBufferPointer(start: &sa, count: MemoryLayout<sockaddr_in6>.size)) }
+            withUnsafeMutableBytes(of: &storage) { s in withUnsafeBytes(of: sa) { s.copyMemory(from: $0) } }
             length = socklen_t(MemoryLayout<sockaddr_in6>.size)
         } else {
             var sa = sockaddr_in()
             sa.sin_family = sa_family_t(AF_INET)
             sa.sin_port = a.port.bigEndian
             _ = a.host.withCString { inet_pton(AF_INET, $0, &sa.sin_addr) }
-            withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: UnsafeRawBufferPointer(start: &sa, count: MemoryLayout<sockaddr_in>.size)) }
+            withUnsafeMutableBytes(of: &storage) { s in withUnsafeBytes(of: sa) { s.copyMemory(from: $0) } }
             length = socklen_t(MemoryLayout<sockaddr_in>.size)
         }
         let bound = withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }

@@ -20,12 +20,17 @@ public struct MetricsPage {
     /// A counter (a total that only grows while the daemon runs). Label values may hold any text:
     /// quotes, backslashes and newlines are escaped as the exposition format says.
     public mutating func counter(_ name: String, help: String, labels: [(String, String)] = [], value: UInt64) {
-        registry.makeCounter(name: name, labels: labels, help: help).increment(by: Int64(clamping: value))
+        registry.makeCounter(descriptor: Self.descriptor(name, help), labels: labels).increment(by: Int64(clamping: value))
     }
 
     /// A gauge (a value that goes up and down, or a time in seconds since the epoch).
     public mutating func gauge(_ name: String, help: String, labels: [(String, String)] = [], value: Double) {
-        registry.makeGauge(name: name, labels: labels, help: help).set(value)
+        registry.makeGauge(descriptor: Self.descriptor(name, help), labels: labels).set(value)
+    }
+
+    /// The whole name in `metricName` (an empty unit is left out of the name).
+    static func descriptor(_ name: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
     }
 
     /// The page as UTF-8 bytes.

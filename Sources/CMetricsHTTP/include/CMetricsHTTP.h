@@ -1,5 +1,6 @@
-// libmicrohttpd (Debian libmicrohttpd-dev) for the /metrics endpoint. MHD_start_daemon takes its
-// options as C varargs, which Swift cannot pass: sg_metrics_start passes them here.
+// libmicrohttpd (Debian libmicrohttpd12; its -dev package for the header) for the /metrics endpoint,
+// opened with dlopen on first use. MHD_start_daemon takes its options as C varargs, which Swift
+// cannot pass: sg_metrics_start passes them here.
 #ifndef SG_CMETRICSHTTP_H
 #define SG_CMETRICSHTTP_H
 #include <stddef.h>
@@ -11,6 +12,10 @@ typedef unsigned int (*sg_metrics_handler)(void *context, const char *method, co
                                            char **body, size_t *length, const char **content_type);
 
 struct sg_metrics_server;
+
+/// Opens libmicrohttpd (once; later calls return the first answer): NULL when it is there, else
+/// why not (dlerror's text).
+const char *sg_metrics_load(void);
 
 /// Serves HTTP on `listen_fd` (a bound, listening TCP socket; the server owns it from here) on a
 /// thread of its own. At most `connection_limit` connections at once, each closed after
