@@ -9,7 +9,8 @@ SIXGATE_APT_PACKAGES=(
     iproute2 tcpdump iputils-ping ndisc6 procps nftables util-linux bc ethtool traceroute  # tests and tools: real peers, decoders, nft, offload switches, hops through the firewall
     wireguard-go wireguard-tools iperf3  # TunnelCore interop peers (wireguard-go, wg) and throughput
     npd6 ndppd radvdump radvd  # NDP peers: npd6/ndppd (NDPProxy), radvdump decodes tunnel-client's RAs, radvd for the doctor's ra-daemon check
-    tayga  # Translator peer: the NAT64 side-by-side and the interop test
+    tayga  # Translator peer: the NAT64 side-by-side, the interop test and the differential test (TaygaDifferentialTests)
+    tshark  # an independent decoder: judges the translator's RFC 4884 and checksum cases (ConformanceTests)
     curl prometheus  # metrics peers: curl scrapes /metrics, promtool (Prometheus's parser) judges the page
     binutils adduser gzip man-db  # the package test: strip, the sixgate account, man pages (scripts/package.sh, package-test.sh)
 )

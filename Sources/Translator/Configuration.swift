@@ -5,10 +5,11 @@ import PacketKit
 
 /// A translator's settings. Validate with `validated()` (the `Translator` initialiser does).
 public struct TranslatorConfiguration: Sendable, Equatable {
-    /// The RFC 6052 prefix IPv4 addresses are embedded in (NAT64 / CLAT's PLAT-side prefix), e.g.
-    /// 64:ff9b::/96. With the Well-Known Prefix only global IPv4 addresses are translated (RFC 6052
-    /// §3.1); private and shared (100.64/10) ones need a network-specific prefix or an EAM entry.
-    public var prefix: IPv6Prefix
+    /// The RFC 6052 prefix IPv4 addresses are embedded in ("pool6": NAT64 / CLAT's PLAT-side
+    /// prefix), e.g. 64:ff9b::/96. With the Well-Known Prefix only global IPv4 addresses are
+    /// translated (RFC 6052 §3.1); private and shared (100.64/10) ones need a network-specific
+    /// prefix or an EAM entry. nil: explicit address mappings alone (an EAM-only SIIT, RFC 7757).
+    public var prefix: IPv6Prefix?
     /// Explicit address mappings for single hosts (RFC 7757), consulted before the prefix in both
     /// directions: a CLAT maps its client's private IPv4 address to the client's IPv6 address here.
     public var explicitMappings: [ExplicitMapping]
@@ -27,12 +28,25 @@ public struct TranslatorConfiguration: Sendable, Equatable {
     /// Source of the ICMPv6 errors the translator itself sends; nil: not sent.
     public var ipv6Address: IPv6Address?
     /// IPv4 UDP datagrams without a checksum (0): computed (RFC 7915 §4.5 allows it for unfragmented
-    /// ones) or dropped. Fragmented ones are always dropped and counted.
+    /// ones) or dropped with an ICMPv4 error. Fragmented ones are always dropped (and reported).
     public var computeZeroUDPChecksum: Bool
+    /// ICMP errors the translator itself sends, at most this many a second (one token bucket for
+    /// all its errors, RFC 4443 §2.4(f), RFC 1812 §4.3.2.8); 0: none are sent (RFC 7915 §4.4/§5.4:
+    /// "sent, rate-limited, or not sent" is the administrator's choice). Drops are counted either way.
+    public var errorsPerSecond: Int
+    /// RFC 6791: IPv4 sources for translated ICMPv6 errors whose source (a router on the IPv6 side)
+    /// has no IPv4 mapping; one address picked at random per error, as RFC 6791 §4 recommends
+    /// (network and broadcast addresses excluded below a /31). nil: `ipv4Address`; without either
+    /// such errors are dropped as unmappable.
+    public var rfc6791Pool: IPv4Prefix?
+    /// The same the other way (an EAM-only translator cannot map an IPv4 router's address): IPv6
+    /// sources for translated ICMPv4 errors. nil: `ipv6Address`.
+    public var rfc6791Pool6: IPv6Prefix?
 
-    public init(prefix: IPv6Prefix, explicitMappings: [ExplicitMapping] = [], ipv6MTU: Int = 1500, ipv4MTU: Int = 1500,
+    public init(prefix: IPv6Prefix?, explicitMappings: [ExplicitMapping] = [], ipv6MTU: Int = 1500, ipv4MTU: Int = 1500,
                 lowestIPv6MTU: Int = 1280, ipv4Address: IPv4Address? = nil, ipv6Address: IPv6Address? = nil,
-                computeZeroUDPChecksum: Bool = true) {
+                computeZeroUDPChecksum: Bool = true, errorsPerSecond: Int = 100,
+                rfc6791Pool: IPv4Prefix? = nil, rfc6791Pool6: IPv6Prefix? = nil) {
         self.prefix = prefix
         self.explicitMappings = explicitMappings
         self.ipv6MTU = ipv6MTU
@@ -41,6 +55,9 @@ public struct TranslatorConfiguration: Sendable, Equatable {
         self.ipv4Address = ipv4Address
         self.ipv6Address = ipv6Address
         self.computeZeroUDPChecksum = computeZeroUDPChecksum
+        self.errorsPerSecond = errorsPerSecond
+        self.rfc6791Pool = rfc6791Pool
+        self.rfc6791Pool6 = rfc6791Pool6
     }
 
     /// The Well-Known Prefix 64:ff9b::/96 (RFC 6052 §2.1).
@@ -48,11 +65,18 @@ public struct TranslatorConfiguration: Sendable, Equatable {
 
     /// Checks what the RFCs require of the settings; the error names the setting and why.
     public func validated() throws(TranslatorConfigurationError) -> TranslatorConfiguration {
-        guard IPv6Address.rfc6052PrefixLengths.contains(prefix.length) else {
-            throw TranslatorConfigurationError("prefix", "\(prefix): RFC 6052 allows prefix lengths 32, 40, 48, 56, 64 and 96 only")
+        if let prefix {
+            guard IPv6Address.rfc6052PrefixLengths.contains(prefix.length) else {
+                throw TranslatorConfigurationError("prefix", "\(prefix): RFC 6052 allows prefix lengths 32, 40, 48, 56, 64 and 96 only")
+            }
+            guard prefix.length == 96 || (prefix.network.rawValue >> 56) & 0xff == 0 else {
+                throw TranslatorConfigurationError("prefix", "\(prefix): bits 64-71 (the u octet) must be zero (RFC 6052 §2.2)")
+            }
+        } else if explicitMappings.isEmpty {
+            throw TranslatorConfigurationError("prefix", "neither a prefix nor explicit address mappings: nothing could be translated")
         }
-        guard prefix.length == 96 || (prefix.network.rawValue >> 56) & 0xff == 0 else {
-            throw TranslatorConfigurationError("prefix", "\(prefix): bits 64-71 (the u octet) must be zero (RFC 6052 §2.2)")
+        guard (0...1_000_000).contains(errorsPerSecond) else {
+            throw TranslatorConfigurationError("icmp_errors_per_second", "\(errorsPerSecond) is not within 0-1000000")
         }
         guard (1280...65535).contains(ipv6MTU) else { throw TranslatorConfigurationError("ipv6_mtu", "\(ipv6MTU) is not within 1280-65535") }
         guard (68...65535).contains(ipv4MTU) else { throw TranslatorConfigurationError("ipv4_mtu", "\(ipv4MTU) is not within 68-65535") }
@@ -63,7 +87,7 @@ public struct TranslatorConfiguration: Sendable, Equatable {
         for m in explicitMappings {
             guard seen4.insert(m.ipv4).inserted else { throw TranslatorConfigurationError("eam", "\(m.ipv4) is mapped twice") }
             guard seen6.insert(m.ipv6).inserted else { throw TranslatorConfigurationError("eam", "\(m.ipv6) is mapped twice") }
-            guard !prefix.contains(m.ipv6) else {
+            if let prefix, prefix.contains(m.ipv6) {
                 throw TranslatorConfigurationError("eam", "\(m.ipv6) is inside the translation prefix \(prefix); an explicit mapping must be outside it")
             }
         }
@@ -89,7 +113,7 @@ public struct TranslatorConfigurationError: Error, Sendable, Equatable, CustomSt
 
 /// Address mapping both ways (RFC 7915 §6 with RFC 6052 and RFC 7757), allocation-free per lookup.
 struct AddressMapper {
-    let prefix: IPv6Prefix
+    let prefix: IPv6Prefix?
     let wellKnown: Bool
     let to6: [IPv4Address: IPv6Address]
     let to4: [IPv6Address: IPv4Address]
@@ -106,14 +130,24 @@ struct AddressMapper {
     /// The IPv6 address for `v4`, or nil when it cannot be translated (the WKP and a non-global address).
     @inline(__always) func map(_ v4: IPv4Address) -> IPv6Address? {
         if !to6.isEmpty, let e = to6[v4] { return e }
+        return embed(v4)
+    }
+
+    /// `v4` in the prefix (RFC 6052) whether or not an explicit mapping exists: the source of a
+    /// hairpinned packet (RFC 7757 §4).
+    @inline(__always) func embed(_ v4: IPv4Address) -> IPv6Address? {
+        guard let prefix else { return nil }
         if wellKnown && !v4.isGloballyRoutable { return nil }
         return try? IPv6Address(embedding: v4, in: prefix)
     }
 
+    /// Whether `v4` is explicitly mapped: a host on the IPv6 side (a hairpin destination).
+    @inline(__always) func isExplicit(_ v4: IPv4Address) -> Bool { !to6.isEmpty && to6[v4] != nil }
+
     /// The IPv4 address for `v6`, or nil when it is neither explicitly mapped nor inside the prefix.
     @inline(__always) func map(_ v6: IPv6Address) -> IPv4Address? {
         if !to4.isEmpty, let e = to4[v6] { return e }
-        guard prefix.contains(v6), let v4 = try? v6.embeddedIPv4(prefixLength: prefix.length) else { return nil }
+        guard let prefix, prefix.contains(v6), let v4 = try? v6.embeddedIPv4(prefixLength: prefix.length) else { return nil }
         if wellKnown && !v4.isGloballyRoutable { return nil }
         return v4
     }

@@ -12,7 +12,7 @@ extension Translator {
         let m = ip.payload
         guard m.count >= 8 else { return .dropped(.malformed, errorSent: false) }
         let type = m[0], code = m[1]
-        let hop = ip.ttl - 1
+        let hop = hairpinStep ? ip.ttl : ip.ttl - 1
         if type == 8 || type == 0 {
             let total = 40 + m.count
             if ip.dontFragment && total > configuration.ipv6MTU {
@@ -55,21 +55,36 @@ extension Translator {
             t6 = 4; c6 = 0; rest = UInt32(pointer)
         default: return .dropped(.untranslatableICMP, errorSent: false)
         }
-        // The packet inside: an IPv4 header (perhaps cut short) and what followed it.
-        let inner = m.slice(8, m.count)
+        // The packet inside: an IPv4 header (perhaps cut short) and what followed it; after it perhaps
+        // an RFC 4884 extension structure (types 3, 11 and 12 say the original datagram's length).
+        var inner = m.slice(8, m.count)
+        let extensions = Self.extensionStructure(m, lengthAt: 5, unit: 4, applies: type == 3 || type == 11 || type == 12)
+        if let e = extensions { inner = inner.slice(0, inner.count - e.count) }
         guard inner.count >= 20, inner[0] >> 4 == 4 else { return .dropped(.malformed, errorSent: false) }
         let ihl = Int(inner[0] & 0x0f) * 4
         guard ihl >= 20, ihl <= inner.count,
               let innerSrc = mapper.map(IPv4Address(rawValue: inner.be32(12))),
               let innerDst = mapper.map(IPv4Address(rawValue: inner.be32(16))) else { return .dropped(.untranslatableICMP, errorSent: false) }
+        // With extensions the original datagram was zero-padded (to 32 bits, to 128 bytes): the
+        // packet is what its Total Length says.
+        if extensions != nil { inner = inner.slice(0, max(ihl, min(inner.count, Int(inner.be16(2))))) }
         let innerFragmented = inner.be16(6) & 0x3fff != 0
         let innerProto = inner[9]
         let innerHeader = innerFragmented ? 48 : 40
         let declaredPayload = max(0, Int(inner.be16(2)) - ihl)
-        // Output: IPv6 (40) + ICMPv6 (8) + inner IPv6 header + inner payload, at most 1280 bytes.
+        // Output: IPv6 (40) + ICMPv6 (8) + inner IPv6 header + inner payload [+ padding + extensions],
+        // at most 1280 bytes (RFC 4443 §2.4(c)). Extensions are kept whole after an original datagram
+        // of at least 128 bytes, or dropped when they cannot be (RFC 4884 §4.2, RFC 7915 §4.2); only
+        // ICMPv6 types 1 and 3 have a length attribute to carry them.
         let innerAt = 48
         let innerPayload = inner.slice(ihl, inner.count)
-        let kept = min(innerPayload.count, 1280 - innerAt - innerHeader)
+        var room = 1280 - innerAt
+        var keepExtensions = false
+        if let e = extensions, t6 == 1 || t6 == 3, room - e.count >= 128 {
+            keepExtensions = true
+            room = (room - e.count) & ~7
+        }
+        let kept = min(innerPayload.count, room - innerHeader)
         Self.writeIPv6Header(out.slice(innerAt, out.count), trafficClass: inner[1],
                              payloadLength: declaredPayload + (innerFragmented ? 8 : 0),
                              nextHeader: innerFragmented ? IPProtocol.fragment.rawValue : (innerProto == 1 ? 58 : innerProto),
@@ -99,13 +114,32 @@ extension Translator {
                                              new: Self.addressSum(innerSrc, innerDst))
             }
         }
-        let total = transportAt + kept
+        var total = transportAt + kept
+        if keepExtensions, let e = extensions {
+            // Padded to 64 bits and to 128 bytes; the length attribute counts 64-bit words (RFC 4884 §4.1).
+            let padded = max(128, (total - innerAt + 7) & ~7)
+            out.slice(total, innerAt + padded).initializeMemory(as: UInt8.self, repeating: 0)
+            out.copy(e, at: innerAt + padded)
+            total = innerAt + padded + e.count
+            rest = UInt32(padded / 8) << 24
+        }
         Self.writeIPv6Header(out, trafficClass: ip.tos, payloadLength: total - 40, nextHeader: IPProtocol.icmpv6.rawValue,
                              hopLimit: hop, source: src6, destination: dst6)
         Self.writeICMPv6(out, type: t6, code: c6, rest: rest, total: total, source: src6, destination: dst6)
         statistics.translated4to6 += 1
         emit(UnsafeRawBufferPointer(out.slice(0, total)))
         return .translated(packets: 1)
+    }
+
+    /// The RFC 4884 extension structure at the end of ICMP message `m`, if its length attribute (the
+    /// octet at `lengthAt`, in `unit`-byte words of original datagram) names one: it must fit, leave
+    /// room for the 4-byte extension header and begin with version 2. Otherwise there is none and
+    /// everything after the header is the original datagram, as before RFC 4884 (§5).
+    static func extensionStructure(_ m: UnsafeRawBufferPointer, lengthAt: Int, unit: Int, applies: Bool) -> UnsafeRawBufferPointer? {
+        guard applies, m.count > lengthAt, m[lengthAt] != 0 else { return nil }
+        let original = Int(m[lengthAt]) * unit
+        guard 8 + original + 4 <= m.count, m[8 + original] >> 4 == 2 else { return nil }
+        return m.slice(8 + original, m.count)
     }
 
     // MARK: ICMPv6 -> ICMPv4
@@ -121,7 +155,8 @@ extension Translator {
             if total > configuration.ipv4MTU {
                 return .dropped(.tooBig, errorSent: error6(for: ip, type: 2, code: 0, rest: UInt32(max(1280, configuration.ipv4MTU + 20)), out, emit))
             }
-            writeIPv4Header(out, tos: ip.trafficClass, totalLength: total, fragment: nil, ttl: hop, protocol: IPProtocol.icmp.rawValue,
+            // An atomic fragment's Identification is copied (RFC 7915 §5.1.1), as on the other paths.
+            writeIPv4Header(out, tos: ip.trafficClass, totalLength: total, fragment: ip.fragment, ttl: hop, protocol: IPProtocol.icmp.rawValue,
                             source: src4, destination: dst4)
             out.copy(m, at: 20)
             let newType: UInt8 = type == 128 ? 8 : 0
@@ -149,11 +184,16 @@ extension Translator {
         case (4, 1): t4 = 3; c4 = 2
         default: return .dropped(.untranslatableICMP, errorSent: false)
         }
-        // The packet inside: an IPv6 header and whatever of its extension headers and payload came back.
-        let inner = m.slice(8, m.count)
+        // The packet inside: an IPv6 header and whatever of its extension headers and payload came
+        // back; after it perhaps an RFC 4884 extension structure (types 1 and 3 carry the length).
+        var inner = m.slice(8, m.count)
+        let extensions = Self.extensionStructure(m, lengthAt: 4, unit: 8, applies: type == 1 || type == 3)
+        if let e = extensions { inner = inner.slice(0, inner.count - e.count) }
         guard inner.count >= 40, inner[0] >> 4 == 6,
               let innerSrc = mapper.map(IPv6Address(rawValue: inner.be128(8))),
               let innerDst = mapper.map(IPv6Address(rawValue: inner.be128(24))) else { return .dropped(.untranslatableICMP, errorSent: false) }
+        // With extensions the original datagram was zero-padded: the packet is what its length says.
+        if extensions != nil { inner = inner.slice(0, min(inner.count, 40 + Int(inner.be16(4)))) }
         var next = inner[6], at = 40
         var fragment: IPv6FragmentInfo?
         walk: while at + 8 <= inner.count {
@@ -171,8 +211,17 @@ extension Translator {
         }
         let declaredPayload = max(0, Int(inner.be16(4)) - (at - 40))
         let innerPayload = inner.slice(min(at, inner.count), inner.count)
+        // Output: IPv4 (20) + ICMP (8) + inner IPv4 header + inner payload [+ padding + extensions],
+        // at most 576 bytes (RFC 1812 §4.3.2.3). Extensions are kept whole after an original datagram
+        // of at least 128 bytes (RFC 4884 §4.2), or dropped; types 3 and 11 carry the length.
         let innerAt = 28
-        let kept = min(innerPayload.count, 576 - innerAt - 20)
+        var room = 576 - innerAt
+        var keepExtensions = false
+        if let e = extensions, t4 == 3 || t4 == 11, c4 != 4, room - e.count >= 128 {
+            keepExtensions = true
+            room = (room - e.count) & ~3
+        }
+        let kept = min(innerPayload.count, room - 20)
         writeIPv4Header(out.slice(innerAt, out.count), tos: UInt8(truncatingIfNeeded: inner.be16(0) >> 4), totalLength: 20 + declaredPayload,
                         fragment: fragment, ttl: inner[7], protocol: next, source: innerSrc, destination: innerDst, identify: false)
         let transportAt = innerAt + 20
@@ -191,8 +240,16 @@ extension Translator {
                 Self.adjustTransportChecksum(t, IPProtocol(next), old: Self.addressSum(oldSrc, oldDst), new: Self.addressSum(innerSrc, innerDst))
             }
         }
-        let total = transportAt + kept
-        writeIPv4Header(out, tos: ip.trafficClass, totalLength: total, fragment: nil, ttl: hop, protocol: IPProtocol.icmp.rawValue,
+        var total = transportAt + kept
+        if keepExtensions, let e = extensions {
+            // Padded to 32 bits and to 128 bytes; the length attribute counts 32-bit words (RFC 4884 §4.1).
+            let padded = max(128, (total - innerAt + 3) & ~3)
+            out.slice(total, innerAt + padded).initializeMemory(as: UInt8.self, repeating: 0)
+            out.copy(e, at: innerAt + padded)
+            total = innerAt + padded + e.count
+            rest |= UInt32(padded / 4) << 16
+        }
+        writeIPv4Header(out, tos: ip.trafficClass, totalLength: total, fragment: ip.fragment, ttl: hop, protocol: IPProtocol.icmp.rawValue,
                         source: src4, destination: dst4)
         out[20] = t4; out[21] = c4
         out.put16(0, at: 22)
@@ -244,14 +301,17 @@ extension Translator {
     }
 
     /// Sends an ICMPv4 error about `ip` to its source, from `configuration.ipv4Address`, holding as
-    /// much of it as fits in 576 bytes. Not about ICMP errors or non-first fragments (RFC 1812 §4.3.2.7).
+    /// much of it as fits in 576 bytes. Not about ICMP errors or non-first fragments (RFC 1812
+    /// §4.3.2.7), and at most `errorsPerSecond` a second with the translator's other errors.
     func error4(for ip: IPv4Packet, type: UInt8, code: UInt8, rest: UInt32, _ out: UnsafeMutableRawBufferPointer,
                 _ emit: (UnsafeRawBufferPointer) -> Void) -> Bool {
-        guard let from = configuration.ipv4Address, ip.fragmentOffset == 0, !ip.source.isMulticast, ip.source != .any else { return false }
+        guard let from = configuration.ipv4Address, ip.fragmentOffset == 0, !ip.source.isMulticast, ip.source != .any,
+              ip.source != .broadcast else { return false }
         if ip.protocolNumber == .icmp {
             let m = ip.payload
             guard m.count >= 1, m[0] == 0 || m[0] == 8 else { return false }
         }
+        guard allowError() else { return false }
         let kept = min(ip.bytes.count, 576 - 28)
         let total = 28 + kept
         writeIPv4Header(out, tos: 0, totalLength: total, fragment: nil, ttl: 64, protocol: IPProtocol.icmp.rawValue, source: from, destination: ip.source)
@@ -265,21 +325,36 @@ extension Translator {
     }
 
     /// Sends an ICMPv6 error about `ip` to its source, from `configuration.ipv6Address`, holding as
-    /// much of it as fits in 1280 bytes. Not about ICMPv6 errors or non-first fragments.
+    /// much of it as fits in 1280 bytes. Not about ICMPv6 errors or non-first fragments, and at most
+    /// `errorsPerSecond` a second with the translator's other errors.
     func error6(for ip: IPv6Packet, type: UInt8, code: UInt8, rest: UInt32, _ out: UnsafeMutableRawBufferPointer,
                 _ emit: (UnsafeRawBufferPointer) -> Void) -> Bool {
-        guard let from = configuration.ipv6Address, (ip.fragment?.offset ?? 0) == 0,
-              !ip.source.isMulticast, !ip.source.isUnspecified else { return false }
+        guard (ip.fragment?.offset ?? 0) == 0 else { return false }
         if ip.upperLayerProtocol == .icmpv6 {
             let m = ip.upperLayer
             guard m.count >= 1, m[0] >= 128 else { return false }
         }
-        let kept = min(ip.bytes.count, 1280 - 48)
+        return sendError6(about: ip.bytes, source: ip.source, type: type, code: code, rest: rest, out, emit)
+    }
+
+    /// The same about bytes PacketKit would not read (a Hop-by-Hop header after a Fragment header):
+    /// the chain never reached an upper layer, so it is not an ICMPv6 error; first fragments only.
+    func error6(about p: UnsafeRawBufferPointer, type: UInt8, code: UInt8, _ out: UnsafeMutableRawBufferPointer,
+                _ emit: (UnsafeRawBufferPointer) -> Void) -> Bool {
+        guard p.count >= 48 else { return false }
+        let end = min(p.count, 40 + Int(p.be16(4)))
+        return sendError6(about: p.slice(0, end), source: IPv6Address(rawValue: p.be128(8)), type: type, code: code, rest: 0, out, emit)
+    }
+
+    func sendError6(about bytes: UnsafeRawBufferPointer, source: IPv6Address, type: UInt8, code: UInt8, rest: UInt32,
+                    _ out: UnsafeMutableRawBufferPointer, _ emit: (UnsafeRawBufferPointer) -> Void) -> Bool {
+        guard let from = configuration.ipv6Address, !source.isMulticast, !source.isUnspecified, allowError() else { return false }
+        let kept = min(bytes.count, 1280 - 48)
         let total = 48 + kept
         Self.writeIPv6Header(out, trafficClass: 0, payloadLength: total - 40, nextHeader: IPProtocol.icmpv6.rawValue, hopLimit: 64,
-                             source: from, destination: ip.source)
-        out.copy(ip.bytes.slice(0, kept), at: 48)
-        Self.writeICMPv6(out, type: type, code: code, rest: rest, total: total, source: from, destination: ip.source)
+                             source: from, destination: source)
+        out.copy(bytes.slice(0, kept), at: 48)
+        Self.writeICMPv6(out, type: type, code: code, rest: rest, total: total, source: from, destination: source)
         emit(UnsafeRawBufferPointer(out.slice(0, total)))
         return true
     }

@@ -40,6 +40,10 @@ public enum TranslationDrop: Int, Sendable, CaseIterable, CustomStringConvertibl
     /// Multicast or broadcast: never translated (RFC 7915 translates unicast). Mostly the kernel's
     /// own link-local chatter on the translator's interface (MLD reports): counted, not reported.
     case multicast
+    /// IPv6 whose Fragment header is followed by another extension header (anything but ESP, AH
+    /// included): RFC 7915 §5.1.1 says drop it (translated, every later fragment's offset would be
+    /// wrong); an ICMPv6 1/1 goes back (§5.4).
+    case extensionHeaderAfterFragment
 
     public var description: String {
         switch self {
@@ -54,6 +58,7 @@ public enum TranslationDrop: Int, Sendable, CaseIterable, CustomStringConvertibl
         case .udpZeroChecksum: "udp-zero-checksum"
         case .extensionHeaderProtocol: "extension-header-protocol"
         case .multicast: "multicast"
+        case .extensionHeaderAfterFragment: "extension-header-after-fragment"
         }
     }
 }
@@ -67,7 +72,7 @@ public enum TranslationResult: Sendable, Equatable {
 }
 
 /// Counters of a translator. Every packet given to `translate` lands in exactly one of
-/// `translated4to6`, `translated6to4` or `dropped`.
+/// `translated4to6`, `translated6to4`, `hairpinned` or `dropped`.
 public struct TranslatorStatistics: Sendable, Equatable, CustomStringConvertible {
     public var translated4to6: UInt64 = 0
     public var translated6to4: UInt64 = 0
@@ -77,6 +82,9 @@ public struct TranslatorStatistics: Sendable, Equatable, CustomStringConvertible
     public var errorsSent: UInt64 = 0
     /// TCP super-packets (segmentation offload) among those translated, each counted once.
     public var superPackets: UInt64 = 0
+    /// IPv6 packets from one explicitly mapped host to another's pool6 address, translated to IPv4
+    /// and back (RFC 7757 §4); counted here, not in the two directions.
+    public var hairpinned: UInt64 = 0
     /// Drops by `TranslationDrop.rawValue`.
     public var dropped = DropCounters()
     /// The most recent drop other than multicast, with the packet's addresses (for the operator's log: which packet,
@@ -92,7 +100,7 @@ public struct TranslatorStatistics: Sendable, Equatable, CustomStringConvertible
 
     public struct DropCounters: Sendable, Equatable {
         // One slot per TranslationDrop case (checked when the type is first used).
-        var counts = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+        var counts = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
         public subscript(_ reason: TranslationDrop) -> UInt64 {
             get { withUnsafeBytes(of: counts) { $0.load(fromByteOffset: reason.rawValue * 8, as: UInt64.self) } }
             set { withUnsafeMutableBytes(of: &counts) { $0.storeBytes(of: newValue, toByteOffset: reason.rawValue * 8, as: UInt64.self) } }
@@ -104,12 +112,13 @@ public struct TranslatorStatistics: Sendable, Equatable, CustomStringConvertible
     public mutating func add(_ o: TranslatorStatistics) {
         translated4to6 += o.translated4to6; translated6to4 += o.translated6to4
         fragmentsCreated += o.fragmentsCreated; errorsSent += o.errorsSent; superPackets += o.superPackets
+        hairpinned += o.hairpinned
         for r in TranslationDrop.allCases { dropped[r] += o.dropped[r] }
         if let d = o.lastDrop { lastDrop = d }
     }
 
     public var description: String {
-        "4to6 \(translated4to6) 6to4 \(translated6to4) super-packets \(superPackets) fragments \(fragmentsCreated) errors-sent \(errorsSent) dropped "
+        "4to6 \(translated4to6) 6to4 \(translated6to4) hairpinned \(hairpinned) super-packets \(superPackets) fragments \(fragmentsCreated) errors-sent \(errorsSent) dropped "
             + TranslationDrop.allCases.map { "\($0) \(dropped[$0])" }.joined(separator: " ")
     }
 }
@@ -120,29 +129,46 @@ public final class Translator: @unchecked Sendable {
     public internal(set) var statistics = TranslatorStatistics()
     let mapper: AddressMapper
     var identification: UInt16 = 0
-    /// Errors for unmappable destinations: a token bucket of `errorLimit` a second (RFC 4443 §2.4(f)).
-    var errorTokens = Double(Translator.errorLimit)
+    /// The translator's own ICMP errors: a token bucket of `configuration.errorsPerSecond` a second
+    /// (RFC 4443 §2.4(f), RFC 1812 §4.3.2.8), shared by every error path.
+    var errorTokens = 0.0
     var errorRefilledAt = 0.0
+    /// The default of `TranslatorConfiguration.errorsPerSecond`.
     public static let errorLimit = 100
+    /// Set while the second half of a hairpin (RFC 7757 §4) runs: no second hop-limit decrement,
+    /// the source from pool6.
+    var hairpinStep = false
+    /// RFC 6791 picks: xorshift state (random enough to spread traceroute hops over a pool).
+    var poolState: UInt64 = 0x9e37_79b9_7f4a_7c15
 
-    /// Takes a token for one error, refilled at `errorLimit` a second; only read on error paths.
+    /// Takes a token for one error, refilled at `errorsPerSecond` a second; only read on error paths.
     func allowError() -> Bool {
+        let rate = Double(configuration.errorsPerSecond)
+        guard rate > 0 else { return false }
         var t = timespec()
         clock_gettime(CLOCK_MONOTONIC, &t)
         let now = Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
-        errorTokens = min(Double(Self.errorLimit), errorTokens + (now - errorRefilledAt) * Double(Self.errorLimit))
+        errorTokens = min(rate, errorTokens + (now - errorRefilledAt) * rate)
         errorRefilledAt = now
         guard errorTokens >= 1 else { return false }
         errorTokens -= 1
         return true
     }
 
-    /// The scratch buffer `translate` needs at least: two maximum-size packets.
-    public static let scratchSize = 2 * 65_664
+    /// One packet's room in the scratch buffer (the largest IPv6 packet with a Fragment header added).
+    static let region = 65_664
+    /// The scratch buffer `translate` needs at least: three maximum-size packets (a translation,
+    /// its fragments, and the second translation of a hairpinned packet).
+    public static let scratchSize = 3 * region
 
     public init(_ configuration: TranslatorConfiguration) throws(TranslatorConfigurationError) {
         self.configuration = try configuration.validated()
         mapper = AddressMapper(configuration)
+        errorTokens = Double(configuration.errorsPerSecond)
+        var t = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &t)
+        errorRefilledAt = Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
+        poolState ^= UInt64(truncatingIfNeeded: t.tv_nsec) &* 0x2545_f491_4f6c_dd1d | 1
     }
 
     /// Translates one IPv4 or IPv6 packet. Every packet this produces, the translation (or its
@@ -224,16 +250,36 @@ public final class Translator: @unchecked Sendable {
         guard ip.isHeaderChecksumValid else { return .dropped(.badHeaderChecksum, errorSent: false) }
         let src4 = ip.source, dst4 = ip.destination
         guard !dst4.isMulticast, dst4 != .broadcast, !src4.isMulticast else { return .dropped(.multicast, errorSent: false) }
-        guard let src6 = mapper.map(src4), let dst6 = mapper.map(dst4) else { return .dropped(.unmappable, errorSent: false) }
-        if ip.ttl <= 1 {
+        let proto = ip.protocolNumber
+        // Discarded packets get an ICMPv4 error (RFC 7915 §4.4: 3/13 unless said otherwise), rate-limited.
+        guard let dst6 = mapper.map(dst4) else {
+            // Host Unreachable: ICMPv6 Address Unreachable's counterpart (§4.2), what the sender can act on.
+            return .dropped(.unmappable, errorSent: error4(for: ip, type: 3, code: 1, rest: 0, out) { emit($0, 0) })
+        }
+        let src6: IPv6Address
+        if hairpinStep {
+            // RFC 7757 §4: the hairpinned packet's source is the pool6 address, so replies come back
+            // through the translator.
+            guard let e = mapper.embed(src4) else { return .dropped(.unmappable, errorSent: false) }
+            src6 = e
+        } else if let m = mapper.map(src4) {
+            src6 = m
+        } else if proto == .icmp, !ip.isFragment, Self.isICMPv4Error(ip.payload), let pooled = rfc6791Source6() {
+            // An IPv4 router's error with no mapping for the router: a source from the RFC 6791 pool.
+            src6 = pooled
+        } else {
+            return .dropped(.unmappable, errorSent: error4(for: ip, type: 3, code: 13, rest: 0, out) { emit($0, 0) })
+        }
+        // A hairpinned packet's hop limit went down once already, on the way in.
+        if !hairpinStep, ip.ttl <= 1 {
             return .dropped(.hopLimit, errorSent: error4(for: ip, type: 11, code: 0, rest: 0, out) { emit($0, 0) })
         }
         if ip.headerLength > 20, Self.unexpiredSourceRoute(ip.options) {
             return .dropped(.sourceRoute, errorSent: error4(for: ip, type: 3, code: 5, rest: 0, out) { emit($0, 0) })
         }
-        let proto = ip.protocolNumber
         if proto.isGenericExtensionHeader || proto == .fragment || proto == .ah {
-            return .dropped(.extensionHeaderProtocol, errorSent: false)
+            // Protocol Unreachable: the protocol cannot be carried (see `TranslationDrop.extensionHeaderProtocol`).
+            return .dropped(.extensionHeaderProtocol, errorSent: error4(for: ip, type: 3, code: 2, rest: 0, out) { emit($0, 0) })
         }
         let payload = ip.payload
         let fragmented = ip.isFragment
@@ -247,7 +293,7 @@ public final class Translator: @unchecked Sendable {
             sized = min(sized, 40 + Int(payload[12] >> 4) * 4 + segment)
         }
         if proto == .icmp {
-            guard !fragmented else { return .dropped(.fragmentedICMP, errorSent: false) }
+            guard !fragmented else { return .dropped(.fragmentedICMP, errorSent: error4(for: ip, type: 3, code: 13, rest: 0, out) { emit($0, 0) }) }
             return icmp4to6(ip, src6: src6, dst6: dst6, out) { emit($0, 0) }
         }
         if ip.dontFragment && sized > configuration.ipv6MTU {
@@ -258,7 +304,7 @@ public final class Translator: @unchecked Sendable {
             segment -= sized - configuration.lowestIPv6MTU
         }
         Self.writeIPv6Header(out, trafficClass: ip.tos, payloadLength: total - 40, nextHeader: fragmented ? IPProtocol.fragment.rawValue : proto.rawValue,
-                             hopLimit: ip.ttl - 1, source: src6, destination: dst6)
+                             hopLimit: hairpinStep ? ip.ttl : ip.ttl - 1, source: src6, destination: dst6)
         if fragmented {
             out[40] = proto.rawValue
             out[41] = 0
@@ -272,7 +318,10 @@ public final class Translator: @unchecked Sendable {
             if segment > 0 {
                 Self.adjustPartialChecksum(transport, at: 16, old: old, new: new)
             } else if proto == .udp, payload.count >= 8, payload.be16(6) == 0 {
-                guard !fragmented, configuration.computeZeroUDPChecksum else { return .dropped(.udpZeroChecksum, errorSent: false) }
+                // RFC 7915 §4.5: dropped (fragmented, or amending switched off) with an error and counted.
+                guard !fragmented, configuration.computeZeroUDPChecksum else {
+                    return .dropped(.udpZeroChecksum, errorSent: error4(for: ip, type: 3, code: 13, rest: 0, out) { emit($0, 0) })
+                }
                 var c = InternetChecksum.pseudoHeader(source: src6, destination: dst6, length: transport.count, nextHeader: .udp)
                 c.add(UnsafeRawBufferPointer(transport))
                 transport.put16(c.value == 0 ? 0xffff : c.value, at: 6)
@@ -298,7 +347,7 @@ public final class Translator: @unchecked Sendable {
                    identification: UInt32, _ emit: (UnsafeRawBufferPointer) -> Void) -> Int {
         let data = UnsafeRawBufferPointer(out.slice(headerLength, total))
         let piece = (configuration.lowestIPv6MTU - 48) & ~7
-        let frag = out.slice(Self.scratchSize / 2, out.count)
+        let frag = out.slice(Self.region, out.count)
         var start = 0, count = 0
         while start < data.count {
             let end = min(start + piece, data.count)
@@ -322,16 +371,40 @@ public final class Translator: @unchecked Sendable {
 
     func from6(_ p: UnsafeRawBufferPointer, _ out: UnsafeMutableRawBufferPointer, segment: Int,
                _ emit: (UnsafeRawBufferPointer, Int) -> Void) -> TranslationResult {
-        guard let ip = try? IPv6Packet(p) else { return .dropped(.malformed, errorSent: false) }
+        guard let ip = try? IPv6Packet(p) else {
+            // PacketKit refuses a Hop-by-Hop header anywhere but first; after a Fragment header that
+            // is RFC 7915 §5.1.1's case, which gets its error.
+            if Self.hopByHopAfterFragment(p) {
+                return .dropped(.extensionHeaderAfterFragment, errorSent: error6(about: p, type: 1, code: 1, out) { emit($0, 0) })
+            }
+            return .dropped(.malformed, errorSent: false)
+        }
         let src6 = ip.source, dst6 = ip.destination
         guard !dst6.isMulticast else { return .dropped(.multicast, errorSent: false) }
-        guard let src4 = mapper.map(src6) else { return .dropped(.unmappable, errorSent: false) }
+        if let f = ip.fragment, Self.isExtensionHeader(ip.bytes[f.headerOffset]) {
+            return .dropped(.extensionHeaderAfterFragment, errorSent: error6(for: ip, type: 1, code: 1, rest: 0, out) { emit($0, 0) })
+        }
         guard let dst4 = mapper.map(dst6) else {
             // A sender we translate for, toward an address we cannot: tell it (Destination
-            // Unreachable, Address Unreachable, RFC 4443 §3.1), at most `errorLimit` a second, so
-            // the failure reaches the host instead of a silent timeout (a non-global IPv4 address
-            // behind the Well-Known Prefix, RFC 6052 §3.1, is the common case).
-            return .dropped(.unmappable, errorSent: allowError() && error6(for: ip, type: 1, code: 3, rest: 0, out) { emit($0, 0) })
+            // Unreachable, Address Unreachable, RFC 4443 §3.1), so the failure reaches the host
+            // instead of a silent timeout (a non-global IPv4 address behind the Well-Known Prefix,
+            // RFC 6052 §3.1, is the common case).
+            return .dropped(.unmappable, errorSent: error6(for: ip, type: 1, code: 3, rest: 0, out) { emit($0, 0) })
+        }
+        let src4: IPv4Address
+        if let m = mapper.map(src6) {
+            src4 = m
+        } else if ip.upperLayerProtocol == .icmpv6, ip.fragment?.isAtomic ?? true, ip.upperLayer.count >= 1, ip.upperLayer[0] < 128,
+                  let pooled = rfc6791Source4() {
+            // An IPv6 router's error with no mapping for the router (RFC 6791): a pool address.
+            src4 = pooled
+        } else {
+            return .dropped(.unmappable, errorSent: error6(for: ip, type: 1, code: 1, rest: 0, out) { emit($0, 0) })
+        }
+        // RFC 7757 §4: toward the pool6 address of a host that is itself explicitly mapped (on the
+        // IPv6 side): translated to IPv4, then back to IPv6 at once.
+        if !hairpinStep, mapper.isExplicit(dst4), mapper.map(dst4) != dst6 {
+            return hairpin(ip, out, segment: segment, emit)
         }
         if ip.hopLimit <= 1 {
             return .dropped(.hopLimit, errorSent: error6(for: ip, type: 3, code: 0, rest: 0, out) { emit($0, 0) })
@@ -352,7 +425,9 @@ public final class Translator: @unchecked Sendable {
             sized = min(total, 20 + Int(payload[12] >> 4) * 4 + segment)
         }
         if proto == .icmpv6 {
-            guard fragment == nil || fragment!.isAtomic else { return .dropped(.fragmentedICMP, errorSent: false) }
+            guard fragment == nil || fragment!.isAtomic else {
+                return .dropped(.fragmentedICMP, errorSent: error6(for: ip, type: 1, code: 1, rest: 0, out) { emit($0, 0) })
+            }
             return icmp6to4(ip, src4: src4, dst4: dst4, out) { emit($0, 0) }
         }
         if sized > configuration.ipv4MTU {
@@ -368,7 +443,10 @@ public final class Translator: @unchecked Sendable {
             if segment > 0 {
                 Self.adjustPartialChecksum(transport, at: 16, old: old, new: new)
             } else {
-                if proto == .udp, payload.count >= 8, payload.be16(6) == 0 { return .dropped(.udpZeroChecksum, errorSent: false) }
+                if proto == .udp, payload.count >= 8, payload.be16(6) == 0 {
+                    // Not a valid IPv6 datagram (RFC 8200 §8.1); dropped with §5.4's error.
+                    return .dropped(.udpZeroChecksum, errorSent: error6(for: ip, type: 1, code: 1, rest: 0, out) { emit($0, 0) })
+                }
                 Self.adjustTransportChecksum(transport, proto, old: old, new: new)
             }
         }
@@ -376,6 +454,90 @@ public final class Translator: @unchecked Sendable {
         if segment > 0 { statistics.superPackets += 1 }
         emit(UnsafeRawBufferPointer(out.slice(0, total)), segment)
         return .translated(packets: 1)
+    }
+
+    // MARK: Hairpinning (RFC 7757 §4) and the RFC 6791 pools
+
+    /// Translates `ip` to IPv4 into the first region of `out`, then that back to IPv6 into the
+    /// others: source the pool6 form of the sender's IPv4 address, destination the receiver's
+    /// explicit mapping, the hop limit down by one in all. Errors the first step sends go to the
+    /// sender as they are.
+    func hairpin(_ ip: IPv6Packet, _ out: UnsafeMutableRawBufferPointer, segment: Int,
+                 _ emit: (UnsafeRawBufferPointer, Int) -> Void) -> TranslationResult {
+        var second: TranslationResult?
+        hairpinStep = true
+        defer { hairpinStep = false }
+        let first = from6(ip.bytes, out, segment: segment) { packet, size in
+            guard packet.first.map({ $0 >> 4 }) == 4 else { emit(packet, size); return }
+            second = from4(packet, out.slice(Self.region, out.count), segment: size, emit)
+        }
+        guard case .translated = first, let second else { return first }
+        statistics.translated6to4 -= 1
+        if case .translated = second {
+            statistics.translated4to6 -= 1
+            statistics.hairpinned += 1
+        }
+        return second
+    }
+
+    /// An address from the RFC 6791 pool (at random), else the translator's own; nil without either.
+    func rfc6791Source4() -> IPv4Address? {
+        guard let pool = configuration.rfc6791Pool else { return configuration.ipv4Address }
+        let hosts = UInt64(1) << (32 - pool.length)
+        let r = nextRandom()
+        let offset = hosts >= 4 ? 1 + r % (hosts - 2) : r % hosts
+        return IPv4Address(rawValue: pool.network.rawValue | UInt32(truncatingIfNeeded: offset))
+    }
+
+    /// The same for IPv6 (the prefix's Subnet-Router anycast address, all zeros, excluded).
+    func rfc6791Source6() -> IPv6Address? {
+        guard let pool = configuration.rfc6791Pool6 else { return configuration.ipv6Address }
+        guard pool.length < 128 else { return pool.network }
+        let bits = 128 - pool.length
+        let random = UInt128(nextRandom()) << 64 | UInt128(nextRandom())
+        var offset = bits >= 128 ? random : random & ((UInt128(1) << bits) - 1)
+        if offset == 0 { offset = 1 }
+        return IPv6Address(rawValue: pool.network.rawValue | offset)
+    }
+
+    /// xorshift64*: the pools' picks (not for secrets).
+    func nextRandom() -> UInt64 {
+        poolState ^= poolState >> 12
+        poolState ^= poolState << 25
+        poolState ^= poolState >> 27
+        return poolState &* 0x2545_f491_4f6c_dd1d
+    }
+
+    /// ICMPv4 Destination Unreachable, Time Exceeded or Parameter Problem.
+    @inline(__always) static func isICMPv4Error(_ m: UnsafeRawBufferPointer) -> Bool {
+        m.count >= 1 && (m[0] == 3 || m[0] == 11 || m[0] == 12)
+    }
+
+    /// RFC 7915 §5.1.1: "an extension header (except ESP, but including the Authentication Header)".
+    @inline(__always) static func isExtensionHeader(_ next: UInt8) -> Bool {
+        let p = IPProtocol(next)
+        return p.isGenericExtensionHeader || p == .fragment || p == .ah
+    }
+
+    /// Whether the chain of `p` reaches a Hop-by-Hop header right after a Fragment header (walked
+    /// here because PacketKit refuses such a packet).
+    static func hopByHopAfterFragment(_ p: UnsafeRawBufferPointer) -> Bool {
+        guard p.count >= 40, p[0] >> 4 == 6 else { return false }
+        var next = p[6], at = 40, afterFragment = false
+        for _ in 0..<IPv6Packet.maximumExtensionHeaders {
+            if next == IPProtocol.hopByHop.rawValue && afterFragment { return true }
+            if next == IPProtocol.fragment.rawValue {
+                guard at + 8 <= p.count else { return false }
+                next = p[at]; at += 8; afterFragment = true
+            } else if IPProtocol(next).isGenericExtensionHeader {
+                guard at + 8 <= p.count else { return false }
+                let length = (Int(p[at + 1]) + 1) * 8
+                next = p[at]; at += length; afterFragment = false
+            } else {
+                return false
+            }
+        }
+        return false
     }
 
     // MARK: Headers and checksums

@@ -63,12 +63,13 @@ extension Gateway {
         case .tooBig: return "too big for the next hop (Packet Too Big / Fragmentation Needed went back)"
         case .sourceRoute: return "a source route (an ICMP error went back)"
         case .untranslatableICMP: return "an ICMP message with no equivalent in the other family (RFC 7915 drops it)"
-        case .fragmentedICMP: return "a fragmented ICMP message (its checksum cannot be translated)"
-        case .udpZeroChecksum: return "UDP without a checksum (RFC 7915 §4.5)"
-        case .extensionHeaderProtocol: return "IPv4 carrying an IPv6 extension-header protocol number"
+        case .fragmentedICMP: return "a fragmented ICMP message (its checksum cannot be translated; an ICMP error went back)"
+        case .udpZeroChecksum: return "UDP without a checksum (RFC 7915 §4.5; an ICMP error went back)"
+        case .extensionHeaderProtocol: return "IPv4 carrying an IPv6 extension-header protocol number (a Protocol Unreachable went back)"
         case .malformed: return "not a packet the translator can read"
         case .badHeaderChecksum: return "an IPv4 header checksum is wrong"
         case .multicast: return "multicast or broadcast (never translated)"
+        case .extensionHeaderAfterFragment: return "IPv6 with an extension header after its Fragment header (RFC 7915 §5.1.1; an ICMPv6 error went back)"
         }
     }
 }

@@ -614,7 +614,8 @@ public final class Gateway: @unchecked Sendable {
         }
         // Toward clients the tunnel's MTU; toward IPv4 the uplink's Ethernet.
         return TranslatorConfiguration(prefix: n.prefix, explicitMappings: mappings, ipv6MTU: Int(config.mtu), ipv4MTU: 1500,
-                                       ipv4Address: n.translatorAddress, ipv6Address: config.effectiveGatewayAddress)
+                                       lowestIPv6MTU: n.lowestIPv6MTU ?? Int(config.mtu), ipv4Address: n.translatorAddress, ipv6Address: config.effectiveGatewayAddress,
+                                       computeZeroUDPChecksum: n.amendZeroUDPChecksum, errorsPerSecond: n.errorsPerSecond)
     }
 
     /// Creates the translator's TUN, routes the prefix and the NAT64 pool into it, starts it.

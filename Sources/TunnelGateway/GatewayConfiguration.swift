@@ -139,7 +139,7 @@ public struct GatewayConfiguration: Sendable, Equatable {
         "ipv6.prefix", "ipv6.isp_router", "ipv6.uplink_address", "ipv6.gateway_address", "ipv6.allocation",
         "ipv6.delegated_length", "ipv6.client_prefix_length", "ipv6.ndp_proxy", "ipv6.reserved",
         "ipv4.enabled", "ipv4.pool", "ipv4.gateway_address", "ipv4.nat44",
-        "nat64.enabled", "nat64.prefix", "nat64.pool", "nat64.interface", "nat64.clat",
+        "nat64.enabled", "nat64.prefix", "nat64.pool", "nat64.interface", "nat64.clat", "nat64.icmp_errors_per_second", "nat64.amend_zero_udp_checksum", "nat64.lowest_ipv6_mtu",
         "hooks.up", "hooks.down", "hooks.client-connect", "hooks.client-disconnect",
     ]
 
@@ -227,9 +227,15 @@ public struct GatewayConfiguration: Sendable, Equatable {
                 n.interface = v
             }
             if let v = try f.boolean("nat64.clat") { n.clat = v }
+            if let v = try f.integer("nat64.icmp_errors_per_second", in: 0...1_000_000) { n.errorsPerSecond = v }
+            if let v = try f.boolean("nat64.amend_zero_udp_checksum") { n.amendZeroUDPChecksum = v }
+            if let v = try f.integer("nat64.lowest_ipv6_mtu", in: 1280...65535) {
+                guard v <= Int(mtu) else { throw f.error("nat64.lowest_ipv6_mtu", "\(v) is more than the tunnel's mtu (\(mtu)), the IPv6 path's own") }
+                n.lowestIPv6MTU = v
+            }
             nat64 = n
         } else {
-            for key in ["nat64.prefix", "nat64.pool", "nat64.interface", "nat64.clat"] where f.has(key) {
+            for key in ["nat64.prefix", "nat64.pool", "nat64.interface", "nat64.clat", "nat64.icmp_errors_per_second", "nat64.amend_zero_udp_checksum", "nat64.lowest_ipv6_mtu"] where f.has(key) {
                 throw f.error(key, "set, but nat64.enabled is not true")
             }
         }
@@ -285,6 +291,14 @@ public struct NAT64Settings: Sendable, Equatable {
     /// also gets a second host address for its CLAT, told in the lease, mapped to a second
     /// address of `pool`. Off by default: it takes two pool addresses per client.
     public var clat = false
+    /// The translator's own ICMP errors (for what it drops), at most this many a second; 0: none
+    /// (RFC 7915 §4.4/§5.4: sent, rate-limited or not sent, the operator's choice).
+    public var errorsPerSecond = 100
+    /// IPv4 UDP without a checksum: computed (true) or dropped with an error (RFC 7915 §4.5).
+    public var amendZeroUDPChecksum = true
+    /// RFC 7915 §4.1 "lowest-ipv6-mtu": DF=0 IPv4 packets that translate to more are sent as IPv6
+    /// fragments. nil: the tunnel's MTU, which is the whole IPv6 path to a client.
+    public var lowestIPv6MTU: Int?
 
     /// The defaults: the Well-Known Prefix 64:ff9b::/96 and pool 100.64.1.0/24.
     public init(interface: String) { self.interface = interface }

@@ -24,6 +24,7 @@ let package = Package(
         target("fuzz-packets", ["PacketKit"]),
         target("fuzz-pcap", ["PacketKit"]),
         target("fuzz-translator", ["PacketKit", "Translator"]),
+        target("fuzz-icmp-extensions", ["PacketKit", "Translator"]),
         target("fuzz-ndp", ["PacketKit", "NDPProxy"]),
         target("fuzz-wireguard", ["PacketKit", "TunnelCore"]),
         target("fuzz-lease", ["PacketKit"]),

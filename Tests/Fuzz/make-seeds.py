@@ -128,7 +128,22 @@ seeds = {
 }
 for name, p in seeds.items():
     write("fuzz-translator", name, b"\x00\x05\x78" + p)
+    write("fuzz-translator", name + "-eam", b"\x08\x05\x78" + p)       # pool6 + EAM + RFC 6791 pools (hairpins)
+    write("fuzz-translator", name + "-eam-only", b"\x18\x05\x78" + p)  # EAM alone
     if "tcp" in name: write("fuzz-translator", name + "-segmented", b"\x02\x05\x78" + p)
+
+# ---- ICMP extensions (RFC 4884): [mode][type choice][length][inner length u16][inner][extension]
+def ext_structure(labels):
+    obj = struct.pack("!HBB", 4 + 4 * labels, 1, 1) + b"".join(struct.pack("!I", (16 + i) << 12 | (1 if i == labels - 1 else 0) << 8 | 64) for i in range(labels))
+    body = b"\x20\x00\x00\x00" + obj
+    return body[:2] + struct.pack("!H", csum(body)) + body[4:]
+inner4 = ipv4(v4("192.0.0.2"), v4("198.51.100.1"), 17, udp(5000, 53, b"q" * 92), csum_at=6)
+inner6 = ipv6(v6("2001:db8:64::c633:6401"), v6("2001:db8:1::5"), 17, udp(53, 5000, b"a" * 92), csum_at=6)
+for name, mode, choice, inner, ext in [("4to6-port-unreachable", 0, 2, inner4, ext_structure(3)), ("4to6-time-exceeded", 0, 5, inner4[:60], ext_structure(1)),
+                                       ("4to6-frag-needed", 0, 3, inner4, ext_structure(2)), ("6to4-port-unreachable", 1, 3, inner6, ext_structure(3)),
+                                       ("6to4-time-exceeded", 1, 5, inner6[:70], ext_structure(1)), ("6to4-too-big", 1, 4, inner6, ext_structure(1)),
+                                       ("4to6-big-extension", 0, 0, inner4, ext_structure(290))]:
+    write("fuzz-icmp-extensions", name, bytes([mode, choice, 0]) + struct.pack("!H", len(inner)) + inner + ext)
 
 # ---- NDP handler: [fix checksum][kind 0 outer / 1 inner / 2 expire][length u16][frame]...
 def step(kind, frame): return bytes([kind]) + struct.pack("!H", len(frame)) + frame

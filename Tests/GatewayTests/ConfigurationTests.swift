@@ -83,6 +83,15 @@ struct ConfigurationTests {
         #expect(error("[nat64]\nprefix = \"64:ff9b::/96\"\n")?.description == "/etc/sixgate/gatewayd.toml:2: nat64.prefix: set, but nat64.enabled is not true")
         #expect(error("[nat64]\nenabled = true\npool = \"100.64.0.0/23\"\n")?.description == "/etc/sixgate/gatewayd.toml:3: nat64.pool: 100.64.0.0/23 overlaps ipv4.pool 100.64.0.0/24")
         #expect(error("[nat64]\nenabled = true\npool = \"100.64.1.0/31\"\n")?.key == "nat64.pool")
+        // RFC 7915 §4.4/§5.4 and §4.5's knobs.
+        #expect(d?.errorsPerSecond == 100 && d?.amendZeroUDPChecksum == true)
+        let k = try parse("[nat64]\nenabled = true\nicmp_errors_per_second = 0\namend_zero_udp_checksum = false\n").nat64
+        #expect(k?.errorsPerSecond == 0 && k?.amendZeroUDPChecksum == false)
+        #expect(error("[nat64]\nenabled = true\nicmp_errors_per_second = -1\n")?.key == "nat64.icmp_errors_per_second")
+        let lowest = try parse("[nat64]\nenabled = true\nlowest_ipv6_mtu = 1300\n").nat64?.lowestIPv6MTU
+        #expect(d?.lowestIPv6MTU == nil && lowest == 1300)
+        #expect(error("[nat64]\nenabled = true\nlowest_ipv6_mtu = 1500\n")?.description == "/etc/sixgate/gatewayd.toml:3: nat64.lowest_ipv6_mtu: 1500 is more than the tunnel's mtu (1420), the IPv6 path's own")
+        #expect(error("[nat64]\nicmp_errors_per_second = 5\n")?.description == "/etc/sixgate/gatewayd.toml:2: nat64.icmp_errors_per_second: set, but nat64.enabled is not true")
         #expect(error("[nat64]\nenabled = true\nprefix = \"2001:db8::/32\"\n")?.key == "nat64.prefix", "overlaps ipv6.prefix")
         #expect(error("[ipv6]\nallocation = \"prefixes\"\nprefix = \"2001:db8::/48\"\n[nat64]\nenabled = true\n")?.key == "nat64.enabled")
         #expect(error("[nat64]\nenabled = true\ninterface = \"sixgate0\"\n")?.key == "nat64.interface")

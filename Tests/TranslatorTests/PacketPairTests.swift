@@ -58,9 +58,12 @@ final class TranslationLog: @unchecked Sendable {
         // an extension header (a finding of the fuzz-translator target): dropped and counted.
         let t = try Translator(testConfiguration())
         let extensionTypes: [UInt8] = [0, 43, 44, 51, 60, 135, 139, 140, 253, 254]
-        for proto in extensionTypes {
-            let (r, out) = run(t, try v4(server4, client4, .other(IPProtocol(proto), Array(repeating: 0xff, count: 30))))
-            #expect(r == .dropped(.extensionHeaderProtocol, errorSent: false) && out.isEmpty, "protocol \(proto)")
+        for (i, proto) in extensionTypes.enumerated() {
+            // Dropped with Protocol Unreachable (RFC 7915 §4.4: the sender hears of a discard).
+            let packet = try v4(server4, client4, .other(IPProtocol(proto), Array(repeating: 0xff, count: 30)))
+            let (r, out) = run(t, packet)
+            #expect(r == .dropped(.extensionHeaderProtocol, errorSent: true), "protocol \(proto)")
+            #expect(out == [try v4(own4, server4, id: UInt16(i + 1), .icmpv4(.destinationUnreachable(code: 2, nextHopMTU: 0), data: packet))], "protocol \(proto)")
         }
         // Other protocols without a transport the translator knows are still carried unchanged.
         let (r, out) = run(t, try v4(server4, client4, .other(IPProtocol(47), [0, 0, 0x08, 0])))
@@ -96,13 +99,16 @@ final class TranslationLog: @unchecked Sendable {
         var zero = try v4(server4, client4, .udp(udp, payload: payload))
         zero[20 + 6] = 0; zero[20 + 7] = 0
         #expect(run(t, zero).1 == [try v6(server6, client6, hop: 63, .udp(udp, payload: payload))], "RFC 7915 §4.5: computed")
-        // Switched off: dropped and counted. IPv6 UDP with checksum 0 is invalid: dropped.
+        // Switched off: dropped and counted, with 3/13 (RFC 7915 §4.5 option 1, §4.4's error). IPv6
+        // UDP with checksum 0 is invalid: dropped, with §5.4's 1/1.
         var off = testConfiguration(); off.computeZeroUDPChecksum = false
         let t2 = try Translator(off)
-        #expect(run(t2, zero).0 == .dropped(.udpZeroChecksum, errorSent: false))
+        #expect(run(t2, zero) == (.dropped(.udpZeroChecksum, errorSent: true),
+                                  [try v4(own4, server4, id: 1, .icmpv4(.destinationUnreachable(code: 13, nextHopMTU: 0), data: zero))]))
         var zero6 = try v6(client6, server6, .udp(udp, payload: payload))
         zero6[40 + 6] = 0; zero6[40 + 7] = 0
-        #expect(run(t2, zero6).0 == .dropped(.udpZeroChecksum, errorSent: false))
+        #expect(run(t2, zero6) == (.dropped(.udpZeroChecksum, errorSent: true),
+                                   [try v6(own6, client6, .icmpv6(.destinationUnreachable(code: 1, invokingPacket: zero6)))]))
         #expect(t2.statistics.dropped[.udpZeroChecksum] == 2)
     }
 
@@ -290,16 +296,29 @@ final class TranslationLog: @unchecked Sendable {
         #expect(r == .dropped(.unmappable, errorSent: true))
         #expect(out == [try v6(own6, client6, .icmpv6(.destinationUnreachable(code: 3, invokingPacket: toNowhere)))])
         #expect(t.statistics.lastDrop == TranslatorStatistics.DropSample(reason: .unmappable, source: .v6(client6), destination: .v6(IPv6Address("2001:db8:99::1")!)))
-        #expect(run(t, try v6(IPv6Address("2001:db8:2::1")!, server6, .udp(udp, payload: payload))).0 == .dropped(.unmappable, errorSent: false))
+        // A source it cannot map: RFC 7915 §5.4's error, Destination Unreachable code 1.
+        let fromNowhere = try v6(IPv6Address("2001:db8:2::1")!, server6, .udp(udp, payload: payload))
+        #expect(run(t, fromNowhere).1 == [try v6(own6, IPv6Address("2001:db8:2::1")!, .icmpv6(.destinationUnreachable(code: 1, invokingPacket: fromNowhere)))])
         // Multicast and broadcast are never translated: counted apart (the kernel's MLD reports on
         // the translator's own interface are the usual ones), no error.
         #expect(run(t, try v4(server4, IPv4Address("255.255.255.255")!, .udp(udp, payload: payload))).0 == .dropped(.multicast, errorSent: false))
         #expect(run(t, try v6(IPv6Address("fe80::1")!, IPv6Address("ff02::16")!, .udp(udp, payload: payload))).0 == .dropped(.multicast, errorSent: false))
         #expect(t.statistics.dropped[.multicast] == 2)
-        #expect(t.statistics.dropped[.unmappable] == 2 && t.statistics.errorsSent == 1)
-        // Those errors are rate-limited (RFC 4443 §2.4(f)): a burst of 300 gets at most the bucket.
+        #expect(t.statistics.dropped[.unmappable] == 2 && t.statistics.errorsSent == 2)
+        // Those errors are rate-limited (RFC 4443 §2.4(f)), all of the translator's errors in one
+        // bucket: a burst of 300 gets at most what is left of it.
         let burst = (0..<300).filter { _ in run(t, toNowhere).0 == .dropped(.unmappable, errorSent: true) }.count
-        #expect(burst >= Translator.errorLimit - 1 && burst <= Translator.errorLimit + 5, "\(burst)")
+        #expect(burst >= Translator.errorLimit - 3 && burst <= Translator.errorLimit + 5, "\(burst)")
+        // And the IPv4 way: an unmappable destination gets Host Unreachable (§4.2's pair of Address
+        // Unreachable), an unmappable source 3/13 (§4.4), from a translator whose bucket is full.
+        var wellKnown = testConfiguration(); wellKnown.prefix = TranslatorConfiguration.wellKnownPrefix
+        let fresh = try Translator(wellKnown)
+        let toNowhere4 = try v4(server4, IPv4Address("10.1.2.3")!, .udp(udp, payload: payload))
+        #expect(run(fresh, toNowhere4).1 == [try v4(own4, server4, id: 1, .icmpv4(.destinationUnreachable(code: 1, nextHopMTU: 0), data: toNowhere4))])
+        let fromNowhere4 = try v4(IPv4Address("10.9.9.9")!, client4, .udp(udp, payload: payload))
+        #expect(run(fresh, fromNowhere4).1 == [try v4(own4, IPv4Address("10.9.9.9")!, id: 2, .icmpv4(.destinationUnreachable(code: 13, nextHopMTU: 0), data: fromNowhere4))])
+        var noErrors = wellKnown; noErrors.errorsPerSecond = 0
+        #expect(run(try Translator(noErrors), toNowhere4) == (.dropped(.unmappable, errorSent: false), []), "errors switched off (RFC 7915 §4.4's knob)")
         // The Well-Known Prefix carries only global IPv4 addresses (RFC 6052 §3.1).
         let wkp = try Translator(TranslatorConfiguration(prefix: TranslatorConfiguration.wellKnownPrefix))
         let private6 = try IPv6Address(embedding: IPv4Address("10.1.2.3")!, in: TranslatorConfiguration.wellKnownPrefix)

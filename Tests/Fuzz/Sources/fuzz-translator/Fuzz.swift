@@ -1,7 +1,9 @@
 // The translator (RFC 7915) on arbitrary packets, both entry points: whole packets and TCP
 // super-packets with a segment size, under two configurations (the Well-Known Prefix with an
 // explicit mapping, as a CLAT; a /40 network-specific prefix with small MTUs, to reach the
-// fragmentation and too-big paths). Everything it emits must be a well-formed IP packet of the
+// fragmentation and too-big paths); mode bit 3 picks one of two more (pool6 with two explicitly
+// mapped hosts and RFC 6791 pools, for hairpinning and unmappable routers; and EAM alone, without
+// pool6, by bit 4). Everything it emits must be a well-formed IP packet of the
 // other family (or an ICMP error back), within the scratch buffer. Mode bit 2 fixes up the IPv4
 // header checksum, so mutations get past it.
 import FuzzSupport
@@ -15,6 +17,15 @@ nonisolated(unsafe) let translators: [Translator] = [
     try! Translator(TranslatorConfiguration(prefix: IPv6Prefix("2001:db8:6400::/40")!,
                                             explicitMappings: [ExplicitMapping(ipv4: IPv4Address("198.51.100.7")!, ipv6: IPv6Address("2001:db8:1::7")!)],
                                             ipv6MTU: 1280, ipv4MTU: 576, lowestIPv6MTU: 1280, ipv4Address: IPv4Address("198.51.100.1")!)),
+    try! Translator(TranslatorConfiguration(prefix: IPv6Prefix("64:ff9b::/96")!,
+                                            explicitMappings: [ExplicitMapping(ipv4: IPv4Address("192.0.0.2")!, ipv6: IPv6Address("2001:db8:1::5")!),
+                                                               ExplicitMapping(ipv4: IPv4Address("198.51.100.1")!, ipv6: IPv6Address("2001:db8:1::6")!)],
+                                            ipv4Address: IPv4Address("192.0.0.1")!, ipv6Address: IPv6Address("2001:db8:1::1")!,
+                                            rfc6791Pool: IPv4Prefix("203.0.113.0/29")!, rfc6791Pool6: IPv6Prefix("2001:db8:6791::/64")!)),
+    try! Translator(TranslatorConfiguration(prefix: nil,
+                                            explicitMappings: [ExplicitMapping(ipv4: IPv4Address("192.0.0.2")!, ipv6: IPv6Address("2001:db8:1::5")!),
+                                                               ExplicitMapping(ipv4: IPv4Address("198.51.100.1")!, ipv6: IPv6Address("64:ff9b::c633:6401")!)],
+                                            ipv4Address: IPv4Address("192.0.0.1")!, ipv6Address: IPv6Address("2001:db8:1::1")!)),
 ]
 nonisolated(unsafe) let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: Translator.scratchSize, alignment: 16)
 
@@ -27,7 +38,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     let segment = Int(input.u16())
     var packet = input.rest()
     if mode & 4 != 0 { fixIPv4HeaderChecksum(&packet) }
-    let translator = translators[Int(mode & 1)]
+    let translator = translators[mode & 8 == 0 ? Int(mode & 1) : 2 + Int(mode >> 4 & 1)]
     packet.withUnsafeBytes { p in
         if mode & 2 == 0 {
             translator.translate(p, scratch: scratch) { out in check(out) }
