@@ -117,7 +117,7 @@ let package = Package(
         .testTarget(
             name: "PacketKitTests", dependencies: ["PacketKit", "SixgateTestSupport"],
             resources: [.copy("Fixtures")]),
-        .testTarget(name: "TranslatorTests", dependencies: ["Translator", "PacketKit", "RouteKit", "TunnelCore", "SixgateTestSupport"]),
+        .testTarget(name: "TranslatorTests", dependencies: ["Translator", "PacketKit", "RouteKit", "TunnelCore", "SixgateTestSupport", "CTestSupport"]),
         .testTarget(name: "RouteKitTests", dependencies: ["RouteKit", "PacketKit", "SixgateTestSupport"]),
         .testTarget(name: "TunnelCoreTests", dependencies: ["TunnelCore", "PacketKit", "RouteKit", "SixgateTestSupport"]),
         .testTarget(name: "AddressPoolTests", dependencies: ["AddressPool", "PacketKit", "SixgateTestSupport"]),

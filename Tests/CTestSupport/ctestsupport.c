@@ -3,7 +3,15 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <errno.h>
+#include <arpa/inet.h>
+#include <linux/if_packet.h>
+#include <sys/socket.h>
 #include "ctestsupport.h"
+
+long sixgate_test_packet_send(int fd, int ifindex, unsigned short protocol, const void *bytes, unsigned long length) {
+    struct sockaddr_ll sll = { .sll_family = AF_PACKET, .sll_protocol = htons(protocol), .sll_ifindex = ifindex };
+    return sendto(fd, bytes, length, 0, (struct sockaddr *)&sll, sizeof(sll));
+}
 
 int sixgate_test_drop_effective_capability(int cap) {
     if (cap < 0 || cap >= 64) { errno = EINVAL; return -1; }
