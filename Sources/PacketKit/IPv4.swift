@@ -66,9 +66,32 @@ public struct IPv4Packet {
         c.add(bytes.slice(0, headerLength))
         return c.verifies
     }
+    /// The final destination of an unexpired loose or strict source route (RFC 791 §3.1: the last
+    /// address of the option while its pointer is within it); nil without one.
+    @inlinable public var sourceRouteFinalDestination: IPv4Address? {
+        guard headerLength > 20 else { return nil }
+        var o = 20
+        let end = headerLength
+        while o < end {
+            let type = bytes[o]
+            if type == 0 { return nil }
+            if type == 1 { o &+= 1; continue }
+            let len = Int(bytes[o &+ 1])
+            if (type == 131 || type == 137), len >= 7, Int(bytes[o &+ 2]) <= len {
+                return IPv4Address(rawValue: bytes.be32(o &+ len &- 4))
+            }
+            o &+= len
+        }
+        return nil
+    }
+    /// The addresses TCP and UDP checksums cover: the source, and the final destination of a source
+    /// route where there is one (RFC 9293 §3.1, RFC 768), as tshark and Zeek compute them.
+    @inlinable public var transportPseudoHeader: PseudoHeader {
+        .ipv4(source: source, destination: sourceRouteFinalDestination ?? destination)
+    }
     /// The pseudo-header sum for TCP/UDP checksums over this packet's payload.
     @inlinable public func pseudoHeader() -> InternetChecksum {
-        InternetChecksum.pseudoHeader(source: source, destination: destination, length: payload.count, protocol: protocolNumber)
+        InternetChecksum.pseudoHeader(source: source, destination: sourceRouteFinalDestination ?? destination, length: payload.count, protocol: protocolNumber)
     }
 }
 

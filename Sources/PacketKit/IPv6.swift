@@ -38,6 +38,7 @@ public struct IPv6Packet {
     @usableFromInline let upperOffset: Int32
     @usableFromInline let fragmentHeaderOffset: Int32      // -1: none
     @usableFromInline let finalDestinationOffset: Int32    // -1: none
+    @usableFromInline let homeAddressOffset: Int32         // -1: none
     /// The Next Header value that ends the chain (TCP, UDP, ICMPv6, ESP, No Next Header, unknown...).
     public let upperLayerProtocol: IPProtocol
     @usableFromInline let headerCount: UInt8
@@ -55,6 +56,7 @@ public struct IPv6Packet {
         var count = 0
         var frag: Int32 = -1
         var finalDst: Int32 = -1
+        var home: Int32 = -1
         // All offsets stay below 65,576, so the arithmetic below cannot overflow.
         walk: while true {
             if next.isGenericExtensionHeader {
@@ -64,6 +66,9 @@ public struct IPv6Packet {
                 guard off &+ len <= end else { throw PacketError(.ipv6ExtensionHeader, .badHeaderLength, at: off &+ 1) }
                 if next == .hopByHop || next == .destinationOptions {
                     try Self.checkOptions(b, from: off &+ 2, to: off &+ len)
+                    if next == .destinationOptions, let h = Self.homeAddressOption(b, from: off &+ 2, to: off &+ len) {
+                        home = Int32(truncatingIfNeeded: h)
+                    }
                 } else if next == .routing, let d = Self.finalDestination(b, off, len) {
                     finalDst = Int32(truncatingIfNeeded: d)
                 }
@@ -96,6 +101,7 @@ public struct IPv6Packet {
         upperOffset = Int32(truncatingIfNeeded: off)
         fragmentHeaderOffset = frag
         finalDestinationOffset = finalDst
+        homeAddressOffset = home
         headerCount = UInt8(truncatingIfNeeded: count)
     }
 
@@ -114,6 +120,29 @@ public struct IPv6Packet {
     /// RH2's home address, SRH's Segment List[0]): what upper-layer checksums use (RFC 8200 §8.1).
     @inlinable public var routingFinalDestination: IPv6Address? {
         finalDestinationOffset >= 0 ? IPv6Address(rawValue: bytes.be128(Int(finalDestinationOffset))) : nil
+    }
+
+    /// The home address a Destination Options header's Home Address option carries (RFC 6275 §6.3,
+    /// Mobile IPv6): what upper-layer checksums use as the source.
+    @inlinable public var homeAddress: IPv6Address? {
+        homeAddressOffset >= 0 ? IPv6Address(rawValue: bytes.be128(Int(homeAddressOffset))) : nil
+    }
+    /// The addresses upper-layer checksums cover (RFC 8200 §8.1): the home address for the source
+    /// when there is one (RFC 6275 §6.3), the final destination of a Routing header.
+    @inlinable public var transportPseudoHeader: PseudoHeader {
+        .ipv6(source: homeAddress ?? source, destination: routingFinalDestination ?? destination)
+    }
+
+    /// The offset of the address in a Home Address option (type 201, 16 bytes) among options.
+    @inlinable static func homeAddressOption(_ b: UnsafeRawBufferPointer, from: Int, to: Int) -> Int? {
+        var o = from
+        while o < to {
+            if b[o] == 0 { o &+= 1; continue }
+            let length = Int(b[o &+ 1])
+            if b[o] == 201, length == 16 { return o &+ 2 }
+            o &+= 2 &+ length
+        }
+        return nil
     }
 
     /// Checks the TLV options of a Hop-by-Hop or Destination Options header (RFC 8200 §4.2).
@@ -158,9 +187,10 @@ public struct IPv6Packet {
     /// Whether the upper layer can be parsed (not a non-first fragment).
     @inlinable public var hasUpperLayerHeader: Bool { fragment.map { $0.offset == 0 } ?? true }
 
-    /// The pseudo-header sum for the upper layer's checksum, using the final destination.
+    /// The pseudo-header sum for the upper layer's checksum: the home address and the final
+    /// destination where the packet names them (`transportPseudoHeader`).
     @inlinable public func pseudoHeader() -> InternetChecksum {
-        InternetChecksum.pseudoHeader(source: source, destination: routingFinalDestination ?? destination,
+        InternetChecksum.pseudoHeader(source: homeAddress ?? source, destination: routingFinalDestination ?? destination,
                                       length: bytes.count - upperLayerOffset, nextHeader: upperLayerProtocol)
     }
 

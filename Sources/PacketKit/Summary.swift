@@ -50,7 +50,7 @@ public enum PacketSummary {
             case .v4(let p):
                 let head = "IP \(p.source) > \(p.destination):"
                 if p.fragmentOffset != 0 { return "\(head) fragment offset \(Int(p.fragmentOffset) * 8), proto \(p.protocolNumber)" }
-                return head + " " + describeUpper(p.protocolNumber, p.payload, .ipv4(source: p.source, destination: p.destination), v6: nil)
+                return head + " " + describeUpper(p.protocolNumber, p.payload, p.transportPseudoHeader, v6: nil)
             case .v6(let p):
                 var head = "IP6 \(p.source) > \(p.destination):"
                 if p.extensionHeaderCount > 0 {
@@ -58,7 +58,7 @@ public enum PacketSummary {
                 }
                 guard p.hasUpperLayerHeader else { return "\(head) fragment offset \(Int(p.fragment!.offset) * 8)" }
                 return head + " " + describeUpper(p.upperLayerProtocol, p.upperLayer,
-                                                  .ipv6(source: p.source, destination: p.routingFinalDestination ?? p.destination), v6: p)
+                                                  p.transportPseudoHeader, v6: p)
             }
         } catch {
             return "malformed: \(error)"

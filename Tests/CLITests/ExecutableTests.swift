@@ -144,6 +144,53 @@ struct NDPConfigExampleTests {
     }
 }
 
+@Suite("gatewayctl pcap decode")
+struct PcapDecodeTests {
+    /// A pcap file of raw IPv4: a UDP datagram, a record whose microseconds are out of range, an
+    /// ICMP error with the datagram inside.
+    func file() throws -> String {
+        let udp: [UInt8] = [0x45, 0, 0, 33, 0, 1, 0, 0, 64, 17, 0, 0, 192, 0, 2, 1, 198, 51, 100, 2,
+                            0x13, 0x88, 0, 53, 0, 13, 0, 0, 0x68, 0x65, 0x6c, 0x6c, 0x6f]
+        var ip = udp
+        let sum = stride(from: 0, to: 20, by: 2).reduce(UInt32(0)) { $0 + (UInt32(ip[$1]) << 8 | UInt32(ip[$1 + 1])) }
+        let folded = ~UInt16(truncatingIfNeeded: (sum & 0xffff) + (sum >> 16))
+        ip[10] = UInt8(folded >> 8); ip[11] = UInt8(folded & 0xff)
+        func record(_ p: [UInt8], micro: UInt32) -> [UInt8] {
+            var r: [UInt8] = []
+            for v in [UInt32(1_800_000_000), micro, UInt32(p.count), UInt32(p.count)] { r += withUnsafeBytes(of: v.littleEndian, Array.init) }
+            return r + p
+        }
+        var bytes: [UInt8] = []
+        for v: UInt32 in [0xa1b2_c3d4] { bytes += withUnsafeBytes(of: v.littleEndian, Array.init) }
+        bytes += [2, 0, 4, 0] + Array(repeating: 0, count: 8) + withUnsafeBytes(of: UInt32(65535).littleEndian, Array.init) + withUnsafeBytes(of: UInt32(101).littleEndian, Array.init)
+        bytes += record(ip, micro: 5) + record(ip, micro: 2_000_000) + record(ip, micro: 7)
+        let path = NSTemporaryDirectory() + "sg-decode-\(uniqueSuffix()).pcap"
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        return path
+    }
+
+    @Test func printsEveryLayerAndSkipsABadRecordSayingSo() throws {
+        let path = try file()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let r = try run(["\(ExecutableTests.binDir)/gatewayctl", "pcap", "decode", path])
+        #expect(r.succeeded, "\(r.stderr)")
+        #expect(r.stdout.contains("1 1800000000.000005000 33 bytes (33 captured)"), "\(r.stdout)")
+        #expect(r.stdout.contains("  ip: ip.hdr_len=20 ip.dsfield=0x00 ip.len=33 ip.id=0x0001"), "\(r.stdout)")
+        #expect(r.stdout.contains("ip.checksum.status=1") && r.stdout.contains("ip.src=192.0.2.1 ip.dst=198.51.100.2"))
+        #expect(r.stdout.contains("  udp: udp.srcport=5000 udp.dstport=53 udp.length=13"), "\(r.stdout)")
+        #expect(r.stdout.contains("2 1800000000.000007000"), "the record after the bad one is read")
+        #expect(r.stderr.contains("a record skipped") && r.stderr.contains("timestamp"), "\(r.stderr)")
+        let j = try run(["\(ExecutableTests.binDir)/gatewayctl", "pcap", "decode", "--json", path], check: true)
+        let packets = try #require(try JSONSerialization.jsonObject(with: Data(j.stdout.utf8)) as? [[String: Any]])
+        #expect(packets.count == 2)
+        let layers = packets.first?["layers"] as? [[String: Any]]
+        #expect(layers?.map { $0["name"] as? String } == ["ip", "udp", "data"])
+        #expect(((layers?[1]["fields"] as? [[String: String]])?.first { $0["name"] == "udp.dstport" })?["value"] == "53")
+        let missing = try run(["\(ExecutableTests.binDir)/gatewayctl", "pcap", "decode", "/nonexistent.pcap"])
+        #expect(missing.status == 1 && missing.stderr.contains("/nonexistent.pcap"), "\(missing.stderr)")
+    }
+}
+
 @Suite("The metrics-endpoint example", .enabled(if: which("curl") != nil, "needs curl"))
 struct MetricsEndpointExampleTests {
     @Test func servesItsPageUntilSIGTERM() throws {

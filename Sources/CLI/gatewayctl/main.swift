@@ -39,7 +39,7 @@ struct GatewayCtl: ParsableCommand {
         commandName: "gatewayctl",
         abstract: "Enrol Sixgate clients and look at the gateway.",
         version: "gatewayctl (Sixgate) \(SixgateVersion.description)",
-        subcommands: [Clients.self, Status.self, Leases.self, Doctor.self, Capture.self, Reload.self])
+        subcommands: [Clients.self, Status.self, Leases.self, Doctor.self, Capture.self, Pcap.self, Reload.self])
 }
 
 struct Clients: ParsableCommand {
@@ -326,5 +326,65 @@ struct Capture: ParsableCommand {
         if let st = capture.statistics, st.droppedByKernel > 0 { summary += ", \(st.droppedByKernel) dropped by the kernel (capture too slow)" }
         if let write { summary += ", written to \(write)" }
         FileHandle.standardError.write(Data((summary + "\n").utf8))
+    }
+}
+
+struct Pcap: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Read pcap files without a gateway.",
+        subcommands: [Decode.self])
+
+    struct Decode: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print every packet of a pcap file with its layers and fields, named as tshark names them.",
+            discussion: """
+                Fields are tshark's (ip.ttl, ipv6.hlim, udp.checksum.status...), with the values \
+                `tshark -T fields -e FIELD` prints, so a capture can be held against tshark line by line; \
+                packets inside ICMP errors are decoded too (marked "inner"). A record the file cannot \
+                hold (a timestamp out of range) is reported and skipped; a file cut short ends the \
+                listing with an error.
+                """)
+        @Argument(help: "The pcap file (Ethernet, Linux cooked, or raw IP).") var file: String
+        @Flag(help: "One JSON array: each packet's number, time, lengths and layers.") var json = false
+
+        struct Packet: Encodable {
+            let number: Int
+            let time: String
+            let length: Int
+            let captured: Int
+            let layers: [DissectedLayer]
+        }
+
+        func run() throws {
+            let reader: PcapReader
+            do { reader = try PcapReader(path: file) } catch { throw fail(error) }
+            var iterator = reader.makeIterator()
+            var number = 0, skippedSeen = 0
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            if json { print("[", terminator: "") }
+            while let record = iterator.next() {
+                number += 1
+                while skippedSeen < iterator.skipped.count {
+                    FileHandle.standardError.write(Data("gatewayctl: \(file): a record skipped: \(iterator.skipped[skippedSeen])\n".utf8))
+                    skippedSeen += 1
+                }
+                let layers = record.data.withUnsafeBytes { PacketDissector.dissect($0, linkType: reader.linkType) }
+                let time = "\(record.seconds).\(String(format: "%09u", record.nanoseconds))"
+                if json {
+                    let packet = Packet(number: number, time: time, length: record.originalLength, captured: record.data.count, layers: layers)
+                    let text = (try? encoder.encode(packet)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+                    print((number > 1 ? ",\n" : "\n") + text, terminator: "")
+                } else {
+                    print("\(number) \(time) \(record.originalLength) bytes (\(record.data.count) captured)")
+                    for layer in layers {
+                        let fields = layer.fields.map { "\($0.name)=\($0.value)" }.joined(separator: " ")
+                        print("  \(layer.inner ? "inner " : "")\(layer.name): \(fields)\(layer.error.map { " [malformed: \($0)]" } ?? "")")
+                    }
+                }
+            }
+            if json { print("\n]") }
+            if let error = iterator.error { throw fail("\(file): stopped at a malformed record: \(error)") }
+        }
     }
 }
