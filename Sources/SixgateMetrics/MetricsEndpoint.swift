@@ -110,25 +110,12 @@ public final class MetricsEndpoint: @unchecked Sendable {
         guard fd >= 0 else { throw failure("socket") }
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        var storage = sockaddr_storage()
-        var length: socklen_t
         if a.isIPv6 {
             // [::] means IPv6 only here; a scraper on IPv4 names 0.0.0.0 in a second daemon option.
             setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &one, socklen_t(MemoryLayout<Int32>.size))
-            var sa = sockaddr_in6()
-            sa.sin6_family = sa_family_t(AF_INET6)
-            sa.sin6_port = a.port.bigEndian
-            _ = a.host.withCString { inet_pton(AF_INET6, $0, &sa.sin6_addr) }
-            withUnsafeMutableBytes(of: &storage) { s in withUnsafeBytes(of: sa) { s.copyMemory(from: $0) } }
-            length = socklen_t(MemoryLayout<sockaddr_in6>.size)
-        } else {
-            var sa = sockaddr_in()
-            sa.sin_family = sa_family_t(AF_INET)
-            sa.sin_port = a.port.bigEndian
-            _ = a.host.withCString { inet_pton(AF_INET, $0, &sa.sin_addr) }
-            withUnsafeMutableBytes(of: &storage) { s in withUnsafeBytes(of: sa) { s.copyMemory(from: $0) } }
-            length = socklen_t(MemoryLayout<sockaddr_in>.size)
         }
+        var storage = sockaddr_storage()
+        let length = Self.socketAddress(a, into: &storage)
         let bound = withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
         guard bound == 0 else { let e = failure("bind"); close(fd); throw e }
         guard Glibc.listen(fd, 16) == 0 else { let e = failure("listen"); close(fd); throw e }
@@ -140,6 +127,26 @@ public final class MetricsEndpoint: @unchecked Sendable {
             UInt16(raw[2]) << 8 | UInt16(raw[3])
         }
         return (fd, port)
+    }
+
+    /// `a` as a sockaddr_in or sockaddr_in6 in `storage`; returns its length.
+    static func socketAddress(_ a: MetricsListenAddress, into storage: inout sockaddr_storage) -> socklen_t {
+        func put<T>(_ value: T) -> socklen_t {
+            withUnsafeMutableBytes(of: &storage) { s in withUnsafeBytes(of: value) { s.copyMemory(from: $0) } }
+            return socklen_t(MemoryLayout<T>.size)
+        }
+        if a.isIPv6 {
+            var sa = sockaddr_in6()
+            sa.sin6_family = sa_family_t(AF_INET6)
+            sa.sin6_port = a.port.bigEndian
+            _ = a.host.withCString { inet_pton(AF_INET6, $0, &sa.sin6_addr) }
+            return put(sa)
+        }
+        var sa = sockaddr_in()
+        sa.sin_family = sa_family_t(AF_INET)
+        sa.sin_port = a.port.bigEndian
+        _ = a.host.withCString { inet_pton(AF_INET, $0, &sa.sin_addr) }
+        return put(sa)
     }
 
     func answer(method: String, path: String) -> (status: UInt32, body: [UInt8], type: StaticString) {

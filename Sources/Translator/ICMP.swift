@@ -116,12 +116,8 @@ extension Translator {
         }
         var total = transportAt + kept
         if keepExtensions, let e = extensions {
-            // Padded to 64 bits and to 128 bytes; the length attribute counts 64-bit words (RFC 4884 §4.1).
-            let padded = max(128, (total - innerAt + 7) & ~7)
-            out.slice(total, innerAt + padded).initializeMemory(as: UInt8.self, repeating: 0)
-            out.copy(e, at: innerAt + padded)
-            total = innerAt + padded + e.count
-            rest = UInt32(padded / 8) << 24
+            let words = Self.appendExtensions(e, out, innerAt: innerAt, total: &total, unit: 8)
+            rest = UInt32(words) << 24
         }
         Self.writeIPv6Header(out, trafficClass: ip.tos, payloadLength: total - 40, nextHeader: IPProtocol.icmpv6.rawValue,
                              hopLimit: hop, source: src6, destination: dst6)
@@ -129,6 +125,18 @@ extension Translator {
         statistics.translated4to6 += 1
         emit(UnsafeRawBufferPointer(out.slice(0, total)))
         return .translated(packets: 1)
+    }
+
+    /// Pads the original datagram written at `innerAt..<total` with zeros to a multiple of `unit`
+    /// bytes and to at least 128, and writes extension structure `e` after it (RFC 4884 §4.1: 64-bit
+    /// words for ICMPv6, 32-bit for ICMPv4). Returns the length attribute, in words; `total` moves
+    /// to the end of the extension.
+    static func appendExtensions(_ e: UnsafeRawBufferPointer, _ out: UnsafeMutableRawBufferPointer, innerAt: Int, total: inout Int, unit: Int) -> Int {
+        let padded = max(128, (total - innerAt + unit - 1) / unit * unit)
+        out.slice(total, innerAt + padded).initializeMemory(as: UInt8.self, repeating: 0)
+        out.copy(e, at: innerAt + padded)
+        total = innerAt + padded + e.count
+        return padded / unit
     }
 
     /// The RFC 4884 extension structure at the end of ICMP message `m`, if its length attribute (the
@@ -242,12 +250,8 @@ extension Translator {
         }
         var total = transportAt + kept
         if keepExtensions, let e = extensions {
-            // Padded to 32 bits and to 128 bytes; the length attribute counts 32-bit words (RFC 4884 §4.1).
-            let padded = max(128, (total - innerAt + 3) & ~3)
-            out.slice(total, innerAt + padded).initializeMemory(as: UInt8.self, repeating: 0)
-            out.copy(e, at: innerAt + padded)
-            total = innerAt + padded + e.count
-            rest |= UInt32(padded / 4) << 16
+            let words = Self.appendExtensions(e, out, innerAt: innerAt, total: &total, unit: 4)
+            rest |= UInt32(words) << 16
         }
         writeIPv4Header(out, tos: ip.trafficClass, totalLength: total, fragment: ip.fragment, ttl: hop, protocol: IPProtocol.icmp.rawValue,
                         source: src4, destination: dst4)
