@@ -18,6 +18,7 @@ let package = Package(
         .library(name: "TunnelClient", targets: ["TunnelClient"]),
         .library(name: "SixgateConfig", targets: ["SixgateConfig"]),
         .library(name: "SixgateMetrics", targets: ["SixgateMetrics"]),
+        .library(name: "SixgateSystem", targets: ["SixgateSystem"]),
         .executable(name: "gatewayd", targets: ["gatewayd"]),
         .executable(name: "gatewayctl", targets: ["gatewayctl"]),
         .executable(name: "tunnel-client", targets: ["tunnel-client"]),
@@ -47,6 +48,8 @@ let package = Package(
             name: "CPcap", path: "Sources/CPcap", pkgConfig: "libpcap",
             providers: [.apt(["libpcap-dev"])]),
 
+        // Process primitives (one lock, the clocks, named threads): Glibc only; below everything.
+        .target(name: "SixgateSystem"),
         // Foundation: imports nothing of ours and nothing else.
         .target(name: "PacketKit", swiftSettings: [.enableUpcomingFeature("ExistentialAny")]),
 
@@ -66,22 +69,22 @@ let package = Package(
 
         // Capabilities.
         .target(name: "RouteKit", dependencies: ["PacketKit", "CNetlink"]),
-        .target(name: "TunnelCore", dependencies: ["PacketKit", "RouteKit", "CTunnel"]),
-        .target(name: "NDPProxy", dependencies: ["PacketKit", "RouteKit", "AddressPool", "SixgateConfig", "SixgateMetrics", "CPacketSocket"]),
+        .target(name: "TunnelCore", dependencies: ["PacketKit", "RouteKit", "CTunnel", "SixgateSystem"]),
+        .target(name: "NDPProxy", dependencies: ["PacketKit", "RouteKit", "AddressPool", "SixgateConfig", "SixgateMetrics", "SixgateSystem", "CPacketSocket"]),
         .target(name: "AddressPool", dependencies: [
-            "PacketKit",
+            "PacketKit", "SixgateSystem",
             .product(name: "GRDB", package: "GRDB.swift"),
             .product(name: "HeapModule", package: "swift-collections"),
             .product(name: "DequeModule", package: "swift-collections"),
         ]),
         .target(name: "Diagnostics", dependencies: ["PacketKit", "RouteKit", "CPcap"]),
-        .target(name: "Translator", dependencies: ["PacketKit", "RouteKit", "TunnelCore"]),
+        .target(name: "Translator", dependencies: ["PacketKit", "RouteKit", "TunnelCore", "SixgateSystem"]),
 
         // Roles.
         .target(name: "TunnelGateway", dependencies: [
             "PacketKit", "RouteKit", "TunnelCore", "NDPProxy", "AddressPool", "Diagnostics", "SixgateConfig", "SixgateMetrics", "Translator",
         ]),
-        .target(name: "TunnelClient", dependencies: ["PacketKit", "RouteKit", "TunnelCore", "NDPProxy", "SixgateConfig", "Translator"]),
+        .target(name: "TunnelClient", dependencies: ["PacketKit", "RouteKit", "TunnelCore", "NDPProxy", "SixgateConfig", "Translator", "SixgateSystem"]),
 
         // Thin executables.
         .executableTarget(name: "gatewayd", dependencies: [
@@ -119,7 +122,7 @@ let package = Package(
             resources: [.copy("Fixtures")]),
         .testTarget(name: "TranslatorTests", dependencies: ["Translator", "PacketKit", "RouteKit", "TunnelCore", "SixgateTestSupport", "CTestSupport"]),
         .testTarget(name: "RouteKitTests", dependencies: ["RouteKit", "PacketKit", "SixgateTestSupport"]),
-        .testTarget(name: "TunnelCoreTests", dependencies: ["TunnelCore", "PacketKit", "RouteKit", "SixgateTestSupport"]),
+        .testTarget(name: "TunnelCoreTests", dependencies: ["TunnelCore", "PacketKit", "RouteKit", "SixgateSystem", "SixgateTestSupport"]),
         .testTarget(name: "AddressPoolTests", dependencies: ["AddressPool", "PacketKit", "SixgateTestSupport"]),
         .testTarget(name: "GatewayTests", dependencies: ["TunnelGateway", "TunnelCore", "RouteKit", "AddressPool", "PacketKit", "SixgateConfig", "SixgateTestSupport"]),
         .testTarget(name: "ClientTests", dependencies: ["TunnelClient", "TunnelCore", "RouteKit", "PacketKit", "SixgateConfig", "SixgateTestSupport"]),
@@ -127,5 +130,6 @@ let package = Package(
         .testTarget(name: "DiagnosticsTests", dependencies: ["Diagnostics", "PacketKit", "RouteKit", "SixgateTestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["SixgateTestSupport"]),
         .testTarget(name: "SixgateMetricsTests", dependencies: ["SixgateMetrics", "SixgateTestSupport"]),
+        .testTarget(name: "SixgateSystemTests", dependencies: ["SixgateSystem"]),
     ]
 )

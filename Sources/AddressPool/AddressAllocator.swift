@@ -4,6 +4,7 @@ import HeapModule
 import PacketKit
 #if canImport(Glibc)
 import Glibc
+import SixgateSystem
 #endif
 
 /// A lease as the allocator reports it (an active record).
@@ -54,7 +55,7 @@ public final class AddressAllocator: @unchecked Sendable {
     public private(set) var orphaned: [LeaseRecord] = []
 
     private let now: @Sendable () -> Double
-    private let lock = SimpleLock()
+    private let lock = SystemLock()
     private var states: [String: PoolState] = [:]
     private var clientNames: [String] = []
     private var clientIndex: [String: Int32] = [:]

@@ -1,6 +1,7 @@
 // The lease store: where allocations become durable. A protocol, so that the SQLite store (one
 // gateway) and a shared database (several gateways) are adapters behind the same allocator.
 import PacketKit
+import SixgateSystem
 
 /// One row of the store: a slot of a pool and the client that holds it or last held it.
 public struct LeaseRecord: Hashable, Sendable {
@@ -39,7 +40,7 @@ public protocol LeaseStore: AnyObject, Sendable {
 /// A store in memory, for tests and for programs that need no persistence.
 public final class MemoryLeaseStore: LeaseStore, @unchecked Sendable {
     private var rows: [String: LeaseRecord] = [:]
-    private let lock = SimpleLock()
+    private let lock = SystemLock()
     /// When set, `commit` throws this error instead of storing (fault injection for tests).
     public var failNextCommit: AddressPoolError?
 

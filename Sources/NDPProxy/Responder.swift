@@ -6,6 +6,7 @@ import PacketKit
 import RouteKit
 #if canImport(Glibc)
 import Glibc
+import SixgateSystem
 #endif
 
 /// What a responder has seen and done.
@@ -78,7 +79,7 @@ public final class Responder: @unchecked Sendable {
     /// The interface is gone: the socket is closed and the thread waits for it to come back.
     var interfaceGone = false
     var interfaceCheckedAt = 0.0
-    let lock = SimpleMutex()
+    let lock = SystemLock()
     var stats = ResponderStatistics()
     var running = false
     var thread: pthread_t?
@@ -173,14 +174,7 @@ public final class Responder: @unchecked Sendable {
 
     public func start() {
         lock.withLock { running = true }
-        var t = pthread_t()
-        let box = Unmanaged.passRetained(self)
-        pthread_create(&t, nil, { arg in
-            let r = Unmanaged<Responder>.fromOpaque(arg!).takeRetainedValue()
-            r.loop()
-            return nil
-        }, box.toOpaque())
-        thread = t
+        thread = SystemThread.start(name: "sg-ndp-" + rule.interface) { [self] in self.loop() }
     }
 
     public func stop() {
@@ -190,7 +184,7 @@ public final class Responder: @unchecked Sendable {
 
     /// The interface's own addresses (for ignore-local) and its link-local (the answers' source).
     func refreshLocal(force: Bool = false) throws(NDPProxyError) {
-        let now = monotonic()
+        let now = MonotonicClock.seconds()
         guard force || now - localRefreshedAt > 2 else { return }
         localRefreshedAt = now
         do {
@@ -219,7 +213,7 @@ public final class Responder: @unchecked Sendable {
                 $0.withMemoryRebound(to: pollfd.self, capacity: 2) { poll($0, inner == nil ? 1 : 2, inner == nil ? 100 : 50) }
             }
             // Every 2 s, and at once when the socket reports an error: is the interface still the one we opened?
-            let now = monotonic()
+            let now = MonotonicClock.seconds()
             let failed = Int16(POLLERR | POLLHUP | POLLNVAL)
             if interfaceGone || innerGone || p.0.revents & failed != 0 || p.1.revents & failed != 0 || now - interfaceCheckedAt >= 2 {
                 interfaceCheckedAt = now
@@ -305,7 +299,7 @@ public final class Responder: @unchecked Sendable {
 
     /// Per batch, not per packet: the clock, the local addresses, the rule's current address list.
     func beginBatch() {
-        now = monotonic()
+        now = MonotonicClock.seconds()
         try? refreshLocal()
         let list = lock.withLock { listAddresses }
         if list != activeRule.addresses { activeRule.addresses = list }
@@ -380,7 +374,7 @@ public final class Responder: @unchecked Sendable {
     /// One trace line, within `traceLimit` lines a second.
     func note(_ line: @autoclosure () -> String) {
         guard let trace else { return }
-        let t = monotonic()
+        let t = MonotonicClock.seconds()
         if t - traceWindow.start >= 1 {
             if traceWindow.suppressed > 0 { trace("\(rule.interface): \(traceWindow.suppressed) more solicitation lines in the last second not logged (limit \(traceLimit)/s)") }
             traceWindow = (t, 0, 0)
@@ -460,7 +454,7 @@ public final class Responder: @unchecked Sendable {
             if trace != nil { note("solicitation for \(target) from \(owed.source): not answered: iface rule, and the inner interface \(rule.innerInterface ?? "") is gone") }
             return
         }
-        let now = monotonic()
+        let now = MonotonicClock.seconds()
         if let entry = innerCache[target], entry.expires > now {
             switch entry.state {
             case .present:
@@ -513,7 +507,7 @@ public final class Responder: @unchecked Sendable {
     /// Targets whose inner host did not answer within the timeout are absent for the cache TTL.
     func expireInner() {
         guard !innerWaiting.isEmpty else { return }
-        let now = monotonic()
+        let now = MonotonicClock.seconds()
         for target in innerWaiting {
             guard let entry = innerCache[target] else { innerWaiting.remove(target); continue }
             if case .waiting(let owed) = entry.state, entry.expires <= now {
@@ -547,23 +541,6 @@ public final class Responder: @unchecked Sendable {
     }
 }
 
-func monotonic() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-}
-
-/// A pthread mutex.
-final class SimpleMutex: @unchecked Sendable {
-    private let m = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-    init() { pthread_mutex_init(m, nil) }
-    deinit { pthread_mutex_destroy(m); m.deallocate() }
-    @inline(__always) func withLock<T>(_ body: () throws -> T) rethrows -> T {
-        pthread_mutex_lock(m); defer { pthread_mutex_unlock(m) }
-        return try body()
-    }
-}
-
 /// Opens a socket with `open` inside `namespace`; the error names `what` and the errno, with the
 /// capability hint for EPERM.
 func openSocket(in namespace: NetworkNamespace, _ what: String, _ open: () -> Int32) throws(NDPProxyError) -> Int32 {
@@ -583,15 +560,3 @@ func openSocket(in namespace: NetworkNamespace, _ what: String, _ open: () -> In
     return opened.0
 }
 
-/// Starts an OS thread running `body` (the blocking socket loops want threads of their own).
-func startThread(name: String, _ body: @escaping @Sendable () -> Void) -> pthread_t {
-    final class Box { let body: @Sendable () -> Void; init(_ b: @escaping @Sendable () -> Void) { body = b } }
-    var t = pthread_t()
-    let rc = pthread_create(&t, nil, { arg in
-        let b = Unmanaged<Box>.fromOpaque(arg!).takeRetainedValue()
-        b.body()
-        return nil
-    }, Unmanaged.passRetained(Box(body)).toOpaque())
-    precondition(rc == 0, "pthread_create failed: \(rc)")
-    return t
-}

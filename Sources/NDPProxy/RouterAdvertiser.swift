@@ -8,6 +8,7 @@ import PacketKit
 import RouteKit
 #if canImport(Glibc)
 import Glibc
+import SixgateSystem
 #endif
 
 /// What to advertise and how often. Defaults are RFC 4861 §6.2.1's and radvd's.
@@ -57,7 +58,7 @@ public final class RouterAdvertiser: @unchecked Sendable {
     public var log: (@Sendable (String) -> Void)?
 
     let fd: Int32
-    let lock = SimpleMutex()
+    let lock = SystemLock()
     var stats = AdvertiserStatistics()
     var running = false
     var thread: pthread_t?
@@ -120,7 +121,7 @@ public final class RouterAdvertiser: @unchecked Sendable {
     /// MaxRtrAdvInterval seconds, and an answer to each valid solicitation.
     public func start() {
         lock.withLock { running = true }
-        thread = startThread(name: "sg-radv") { [unowned self] in self.loop() }
+        thread = SystemThread.start(name: "sg-radv") { [unowned self] in self.loop() }
     }
 
     /// Sends the final advertisements (router lifetime 0) and stops the thread.
@@ -136,13 +137,13 @@ public final class RouterAdvertiser: @unchecked Sendable {
 
     func loop() {
         var sent = 0
-        var next = monotonic()
+        var next = MonotonicClock.seconds()
         var pendingReply: Double?
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: 1500, alignment: 8)
         defer { buffer.deallocate() }
         var source = [UInt8](repeating: 0, count: 16)
         while lock.withLock({ running }) {
-            let now = monotonic()
+            let now = MonotonicClock.seconds()
             if now >= next || (pendingReply.map { now >= $0 } ?? false) {
                 send(advertisement(), to: Self.allNodes)
                 lastMulticast = now
@@ -152,7 +153,7 @@ public final class RouterAdvertiser: @unchecked Sendable {
                 if sent <= Self.initialCount { interval = min(interval, Self.initialInterval) }
                 next = now + interval
             }
-            let wait = min(next, pendingReply ?? next) - monotonic()
+            let wait = min(next, pendingReply ?? next) - MonotonicClock.seconds()
             var hopLimit: Int32 = -1
             let n = source.withUnsafeMutableBufferPointer { sixgate_icmp6_receive(fd, buffer, 1500, $0.baseAddress, &hopLimit, Int32(max(1, min(200, wait * 1000)))) }
             guard n > 0 else { continue }
@@ -165,7 +166,7 @@ public final class RouterAdvertiser: @unchecked Sendable {
             // RFC 4861 §6.2.6: answer after a random delay up to MAX_RA_DELAY_TIME, by multicast,
             // no sooner than MIN_DELAY_BETWEEN_RAS after the last multicast advertisement.
             if pendingReply == nil {
-                let at = monotonic() + Double.random(in: 0...Self.maximumDelay)
+                let at = MonotonicClock.seconds() + Double.random(in: 0...Self.maximumDelay)
                 pendingReply = max(at, lastMulticast + Self.minimumDelay)
             }
         }

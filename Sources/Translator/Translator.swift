@@ -5,6 +5,7 @@
 // own ICMP errors (time exceeded, fragmentation needed, packet too big, parameter problem).
 // Per packet nothing is allocated.
 import PacketKit
+import SixgateSystem
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -145,9 +146,7 @@ public final class Translator: @unchecked Sendable {
     func allowError() -> Bool {
         let rate = Double(configuration.errorsPerSecond)
         guard rate > 0 else { return false }
-        var t = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &t)
-        let now = Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
+        let now = MonotonicClock.seconds()
         errorTokens = min(rate, errorTokens + (now - errorRefilledAt) * rate)
         errorRefilledAt = now
         guard errorTokens >= 1 else { return false }
@@ -165,10 +164,8 @@ public final class Translator: @unchecked Sendable {
         self.configuration = try configuration.validated()
         mapper = AddressMapper(configuration)
         errorTokens = Double(configuration.errorsPerSecond)
-        var t = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &t)
-        errorRefilledAt = Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
-        poolState ^= UInt64(truncatingIfNeeded: t.tv_nsec) &* 0x2545_f491_4f6c_dd1d | 1
+        errorRefilledAt = MonotonicClock.seconds()
+        poolState ^= MonotonicClock.nanoseconds() &* 0x2545_f491_4f6c_dd1d | 1
     }
 
     /// Translates one IPv4 or IPv6 packet. Every packet this produces, the translation (or its

@@ -9,6 +9,7 @@
 // per-packet system-call cost that bounds a TUN translator is paid once per super-packet.
 import PacketKit
 import RouteKit
+import SixgateSystem
 import Synchronization
 import TunnelCore
 #if canImport(Glibc)
@@ -62,12 +63,7 @@ public final class TranslatorDevice: @unchecked Sendable {
 
     public func start() {
         shared.withLock { $0.running = true }
-        var t = pthread_t()
-        pthread_create(&t, nil, { arg in
-            Unmanaged<TranslatorDevice>.fromOpaque(arg!).takeRetainedValue().loop()
-            return nil
-        }, Unmanaged.passRetained(self).toOpaque())
-        thread = t
+        thread = SystemThread.start(name: "sg-xlat-" + tun.name) { [self] in self.loop() }
     }
 
     /// Stops the thread (within 100 ms) and waits for it.

@@ -5,6 +5,7 @@
 import Foundation
 import PacketKit
 import RouteKit
+import SixgateSystem
 
 extension SixgateClient {
     var lanFilterTable: FilterTable {
@@ -41,7 +42,7 @@ extension SixgateClient {
     /// New inbound connections' packets dropped toward the LAN (lock held); nil without a filter.
     func lanDrops() -> UInt64? {
         guard lanFilter != nil else { return nil }
-        let now = monotonic()
+        let now = MonotonicClock.seconds()
         if now - lanDropCount.readAt >= 10 {
             lanDropCount = ((try? lanFilterTable.counters())?[ProtectedHost(name: "lan", prefixes: []).counterName]?.packets, now)
         }

@@ -10,6 +10,7 @@ import RouteKit
 import SixgateConfig
 import Translator
 import TunnelCore
+import SixgateSystem
 
 public struct ClientError: Error, Sendable, CustomStringConvertible {
     public var description: String
@@ -228,7 +229,7 @@ public final class SixgateClient: @unchecked Sendable {
 
     func resolveEndpoint() throws(ClientError) -> Endpoint {
         guard let name = EndpointName(config.endpoint) else { throw ClientError("endpoint \(config.endpoint.debugDescription) is not host:port") }
-        endpointResolvedAt = monotonic()
+        endpointResolvedAt = MonotonicClock.seconds()
         if let e = Endpoint(config.endpoint) { return e }
         var hints = addrinfo()
         hints.ai_socktype = Int32(SOCK_DGRAM.rawValue)
@@ -543,7 +544,7 @@ public final class SixgateClient: @unchecked Sendable {
             wakeUp.unlock()
             lock.lock()
             guard running else { lock.unlock(); return }
-            let now = monotonic()
+            let now = MonotonicClock.seconds()
             if case .lease = config.addresses {
                 let reply: LeaseMessage? = exchange.withLock { let r = pendingReply; pendingReply = nil; return r }
                 if let reply {
@@ -737,5 +738,3 @@ extension LeaseMessage {
     }
 }
 
-/// Seconds on a monotonic clock (CLOCK_MONOTONIC through Foundation).
-func monotonic() -> Double { ProcessInfo.processInfo.systemUptime }

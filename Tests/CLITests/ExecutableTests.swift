@@ -146,8 +146,8 @@ struct NDPConfigExampleTests {
 
 @Suite("gatewayctl pcap decode")
 struct PcapDecodeTests {
-    /// A pcap file of raw IPv4: a UDP datagram, a record whose microseconds are out of range, an
-    /// ICMP error with the datagram inside.
+    /// A pcap file of raw IPv4: a UDP datagram, a record whose microseconds are out of range, the
+    /// datagram again.
     func file() throws -> String {
         let udp: [UInt8] = [0x45, 0, 0, 33, 0, 1, 0, 0, 64, 17, 0, 0, 192, 0, 2, 1, 198, 51, 100, 2,
                             0x13, 0x88, 0, 53, 0, 13, 0, 0, 0x68, 0x65, 0x6c, 0x6c, 0x6f]

@@ -26,7 +26,7 @@ let package = Package(
         target("fuzz-translator", ["PacketKit", "Translator"]),
         target("fuzz-icmp-extensions", ["PacketKit", "Translator"]),
         target("fuzz-ndp", ["PacketKit", "NDPProxy"]),
-        target("fuzz-wireguard", ["PacketKit", "TunnelCore"]),
+        target("fuzz-wireguard", ["PacketKit", "TunnelCore", "SixgateSystem"]),
         target("fuzz-lease", ["PacketKit"]),
         target("fuzz-uapi", ["PacketKit", "TunnelCore"]),
         target("fuzz-config-toml", ["SixgateConfig", "TunnelGateway", "TunnelClient", "NDPProxy"]),

@@ -38,6 +38,11 @@ struct MetricsEndpointGatewayTests {
         #expect(eventually(timeout: 15) {
             ((try? String(contentsOfFile: bed.stateDirectory + "/metrics.prom", encoding: .utf8)) ?? "").contains(#"sixgate_client_bytes_total{client="alice",direction="rx"}"#)
         })
+        // Issue 27: its threads carry their names (top -H, /proc/PID/task/*/comm).
+        if let pid = bed.gateway?.pid {
+            let names = threadNames(pid)
+            #expect(["sg-tun", "sg-udp", "sg-timers", "sg-uapi"].allSatisfy(names.contains), "\(names)")
+        }
         bed.stopGateway()
         #expect(try bed.exec(bed.gw, ["curl", "-sS", "--max-time", "2", "http://[::1]:9469/metrics"], check: false).status != 0, "the port is closed after stop")
     }
@@ -50,4 +55,10 @@ struct MetricsEndpointGatewayTests {
         #expect(check.status != 0)
         #expect(check.stderr.contains("\(bed.configPath):2: metrics_listen: expected [IPV6]:PORT, e.g. [::1]:9469"), "\(check.stderr)")
     }
+}
+
+/// The names of process `pid`'s threads, as the kernel shows them.
+func threadNames(_ pid: Int32) -> Set<String> {
+    let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+    return Set(tasks.compactMap { try? String(contentsOfFile: "/proc/\(pid)/task/\($0)/comm", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines) })
 }

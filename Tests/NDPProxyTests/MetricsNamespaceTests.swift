@@ -28,6 +28,10 @@ struct MetricsNamespaceTests {
         defer { p.stop() }
         #expect(eventually(timeout: 10) { p.output.contains("answering on \(bed.uplink)") }, "\(p.output)")
         #expect(p.output.contains("metrics: http://127.0.0.1:9470/metrics"), "\(p.output)")
+        // Issue 27: the responder's thread carries its name (top -H, /proc/PID/task/*/comm).
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(p.pid)/task")) ?? []
+        let names = tasks.compactMap { try? String(contentsOfFile: "/proc/\(p.pid)/task/\($0)/comm", encoding: .utf8) }
+        #expect(names.contains { $0.hasPrefix("sg-ndp-") }, "\(names)")
         func scrape() throws -> String { try bed.exec(bed.proxy, ["curl", "-sS", "--max-time", "5", "http://127.0.0.1:9470/metrics"]).stdout }
 
         let ispIndex = try RouteSocket(namespace: .named(bed.isp)).interfaceIndex(bed.ispLink)

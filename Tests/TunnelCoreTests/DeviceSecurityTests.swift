@@ -3,6 +3,7 @@ import PacketKit
 import RouteKit
 import SixgateTestSupport
 import Testing
+import SixgateSystem
 @testable import TunnelCore
 
 /// A WireGuard peer played by the test with the library's message functions over its own UDP
@@ -38,7 +39,7 @@ final class ScriptedPeer {
 
     func initiation(index: UInt32) throws -> (message: [UInt8], state: NoiseIKpsk2.InitiatorState) {
         let (m, state, mac1) = try Handshake.createInitiation(local: identity, peerPublicKey: devicePublicKey, senderIndex: index,
-                                                             timestamp: TAI64N.now(), cookie: cookies.current(now: Time.monotonic()), aead: aead)
+                                                             timestamp: TAI64N.now(), cookie: cookies.current(now: MonotonicClock.seconds()), aead: aead)
         cookies.lastMAC1 = mac1
         return (m, state)
     }
@@ -50,7 +51,7 @@ final class ScriptedPeer {
             socket.send(m, to: target)
             guard let reply = receive(timeout: 2) else { return false }
             if reply.first == 3 {
-                guard cookies.consume(reply: reply, peerPublicKey: devicePublicKey, now: Time.monotonic(), aead: aead) else { return false }
+                guard cookies.consume(reply: reply, peerPublicKey: devicePublicKey, now: MonotonicClock.seconds(), aead: aead) else { return false }
                 usleep(25_000)   // the device accepts one initiation per 20 ms per peer
                 continue
             }

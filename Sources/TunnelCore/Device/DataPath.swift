@@ -2,6 +2,7 @@
 import PacketKit
 #if canImport(Glibc)
 import Glibc
+import SixgateSystem
 #endif
 
 extension TunnelDevice {
@@ -39,7 +40,7 @@ extension TunnelDevice {
     func sendFromTUN(buffer: UnsafeMutableRawPointer, length n: Int) -> Outbound? {
         let p = UnsafeRawPointer(buffer + 16)
         let version = p.load(as: UInt8.self) >> 4
-        let now = Time.monotonic()
+        let now = MonotonicClock.seconds()
         lock.lock()
         let peer: Peer?
         if version == 4, n >= 20 {
@@ -102,7 +103,7 @@ extension TunnelDevice {
     func receiveTransport(_ data: UnsafeMutableRawPointer, length: Int, from source: Endpoint, aead: ChaChaPoly) {
         let index = loadLE32(data, 4)
         let counter = loadLE64(data, 8)
-        let now = Time.monotonic()
+        let now = MonotonicClock.seconds()
         lock.lock()
         guard case .keypair(let kp)? = indices[index], now - kp.created < timers.rejectAfterTime else {
             stats.droppedUnknownIndex += 1; lock.unlock(); return
@@ -169,7 +170,7 @@ extension TunnelDevice {
     }
 
     func receiveHandshake(_ type: MessageType, _ message: [UInt8], from source: Endpoint, items: inout [(Outbound, [UInt8])]) {
-        let now = Time.monotonic()
+        let now = MonotonicClock.seconds()
         guard let identity else { stats.droppedHandshakes += 1; return }
         if type == .cookieReply {
             let receiver = readLE32(message, 4)
@@ -242,7 +243,7 @@ extension TunnelDevice {
         while isRunning {
             usleep(UInt32(timers.tick * 1_000_000))
             var items: [(Outbound, [UInt8])] = []
-            lock.withLock { tickLocked(now: Time.monotonic(), items: &items) }
+            lock.withLock { tickLocked(now: MonotonicClock.seconds(), items: &items) }
             sendCollected(items, aead: aead, scratch: scratch)
             flushEvents()
         }

@@ -5,6 +5,7 @@ import PacketKit
 import RouteKit
 #if canImport(Glibc)
 import Glibc
+import SixgateSystem
 #endif
 
 /// The protocol's timer constants (paper §6.1). Tests shorten them to watch a rekey happen.
@@ -94,13 +95,13 @@ public final class TunnelDevice: @unchecked Sendable {
     /// the receive thread; it may call `send(packet:to:)`. Costs one byte compare per packet when set.
     public var controlHandler: (@Sendable (UnsafeRawBufferPointer, Bytes32) -> Void)?
 
-    let lock = DeviceLock()
+    let lock = SystemLock()
     var identity: StaticIdentity?
     var peers: [Bytes32: Peer] = [:]
     var allowed = AllowedIPs<Peer>()
     enum IndexEntry { case handshake(Peer), keypair(Keypair) }
     var indices: [UInt32: IndexEntry] = [:]
-    var cookieChecker = CookieChecker(now: Time.monotonic())
+    var cookieChecker = CookieChecker(now: MonotonicClock.seconds())
     var stats = DeviceStatistics()
     var loadWindowStart = 0.0
     var loadWindowCount = 0
@@ -216,7 +217,7 @@ public final class TunnelDevice: @unchecked Sendable {
     @discardableResult
     public func send(packet: [UInt8], to publicKey: Bytes32) -> Bool {
         guard !packet.isEmpty, packet.count <= 65535 else { return false }
-        let now = Time.monotonic()
+        let now = MonotonicClock.seconds()
         lock.lock()
         guard let peer = peers[publicKey], peer.config.endpoint != nil else { lock.unlock(); return false }
         guard let out = reserve(peer, now: now, bytes: packet.count, isData: true) else {
@@ -243,7 +244,7 @@ public final class TunnelDevice: @unchecked Sendable {
     public func initiateHandshake(with publicKey: Bytes32) -> Bool {
         lock.lock(); defer { lock.unlock() }
         guard let peer = peers[publicKey], peer.config.endpoint != nil else { return false }
-        startHandshake(peer, now: Time.monotonic())
+        startHandshake(peer, now: MonotonicClock.seconds())
         return true
     }
 
@@ -258,9 +259,9 @@ public final class TunnelDevice: @unchecked Sendable {
         guard !running else { lock.unlock(); return }
         running = true
         lock.unlock()
-        threads.append(startThread(name: "sg-tun") { [unowned self] in self.tunLoop() })
-        threads.append(startThread(name: "sg-udp") { [unowned self] in self.udpLoop() })
-        threads.append(startThread(name: "sg-timers") { [unowned self] in self.timerLoop() })
+        threads.append(SystemThread.start(name: "sg-tun") { [unowned self] in self.tunLoop() })
+        threads.append(SystemThread.start(name: "sg-udp") { [unowned self] in self.udpLoop() })
+        threads.append(SystemThread.start(name: "sg-timers") { [unowned self] in self.timerLoop() })
     }
 
     /// Stops the threads (within one poll interval) and waits for them.
@@ -330,7 +331,7 @@ public final class TunnelDevice: @unchecked Sendable {
             if let old = peer.next { indices[old.localIndex] = nil }
             peer.next = kp
         }
-        peer.lastHandshakeWall = Time.wall()
+        peer.lastHandshakeWall = WallClock.now()
         peer.handshakes += 1
         stats.handshakesCompleted += 1
         pendingEvents.append(.handshakeCompleted(peer.config.publicKey))

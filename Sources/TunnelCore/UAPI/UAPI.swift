@@ -4,6 +4,7 @@ import CTunnel
 import PacketKit
 #if canImport(Glibc)
 import Glibc
+import SixgateSystem
 #endif
 
 extension TunnelDevice {
@@ -149,7 +150,7 @@ public final class UAPIServer: @unchecked Sendable {
     let fd: Int32
     weak var device: TunnelDevice?
     var thread: pthread_t?
-    let stopLock = DeviceLock()
+    let stopLock = SystemLock()
     var stopping = false
 
     /// Creates the socket (mode 0600 in a 0755 directory) for `device`. The directory is shared by
@@ -181,7 +182,7 @@ public final class UAPIServer: @unchecked Sendable {
     deinit { stop() }
 
     public func start() {
-        thread = startThread(name: "sg-uapi") { [unowned self] in self.serve() }
+        thread = SystemThread.start(name: "sg-uapi") { [unowned self] in self.serve() }
     }
 
     /// Stops serving and removes the socket file.

@@ -7,6 +7,7 @@
 // script starts from the same state.
 import FuzzSupport
 import PacketKit
+import SixgateSystem
 @testable import TunnelCore
 #if canImport(Glibc)
 import Glibc
@@ -84,7 +85,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
             p.lastTimestamp = nil
             p.lastInitiationConsumedAt = -1e9
         }
-        d.loadWindowStart = Time.monotonic()
+        d.loadWindowStart = MonotonicClock.seconds()
         d.loadWindowCount = underLoad ? 1_000_000 : 0
     }
     _ = sent()

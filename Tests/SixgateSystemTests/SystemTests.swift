@@ -1,0 +1,49 @@
+import SixgateSystem
+import Synchronization
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite struct SystemThreadTests {
+    /// Threads are named as the kernel shows them (top -H, /proc/PID/task/TID/comm).
+    @Test func threadsCarryTheirNameIntoTheKernel() throws {
+        let seen = Mutex<(String, String)>(("", ""))
+        let t = SystemThread.start(name: "sg-test-named") {
+            let comm = (try? String(contentsOfProcFile: "/proc/thread-self/comm")) ?? ""
+            seen.withLock { $0 = (SystemThread.currentName, comm) }
+        }
+        pthread_join(t, nil)
+        #expect(seen.withLock { $0 } == ("sg-test-named", "sg-test-named\n"))
+        // Linux keeps 15 bytes: a longer name is cut, not refused.
+        let long = Mutex("")
+        pthread_join(SystemThread.start(name: "sg-a-very-long-thread-name") { long.withLock { $0 = SystemThread.currentName } }, nil)
+        #expect(long.withLock { $0 } == "sg-a-very-long-")
+    }
+
+    @Test func theLockSerialisesAndTheClockGoesForward() {
+        let lock = SystemLock()
+        nonisolated(unsafe) var count = 0
+        let threads = (0..<4).map { i in SystemThread.start(name: "sg-lock-\(i)") { for _ in 0..<10_000 { lock.withLock { count += 1 } } } }
+        for t in threads { pthread_join(t, nil) }
+        #expect(lock.withLock { count } == 40_000)
+        let a = MonotonicClock.nanoseconds(), s = MonotonicClock.seconds()
+        usleep(2_000)
+        #expect(MonotonicClock.nanoseconds() >= a + 2_000_000 && MonotonicClock.seconds() > s)
+        #expect(WallClock.now().seconds > 1_700_000_000)
+    }
+}
+
+extension String {
+    /// A /proc file's text (they report size 0, so read until end).
+    init(contentsOfProcFile path: String) throws {
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { throw SystemTestError() }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 256)
+        let n = read(fd, &buffer, buffer.count)
+        guard n >= 0 else { throw SystemTestError() }
+        self = String(decoding: buffer[..<n], as: UTF8.self)
+    }
+}
+struct SystemTestError: Error {}
