@@ -35,6 +35,21 @@ public protocol LeaseStore: AnyObject, Sendable {
     func commit(_ records: [LeaseRecord]) throws(AddressPoolError)
     /// Where the store lives, for messages.
     var location: String { get }
+    /// A value that differs after any commit that may have changed the records, from this process or
+    /// another (a reader polls it cheaply and loads again only when it moved); nil when the store
+    /// cannot tell, and a reader loads every time.
+    var changeStamp: LeaseChangeStamp? { get }
+}
+
+extension LeaseStore {
+    public var changeStamp: LeaseChangeStamp? { nil }
+}
+
+/// What a store's `changeStamp` compares: for a file, its and its journal's modification times and
+/// sizes; in memory, a commit counter.
+public struct LeaseChangeStamp: Hashable, Sendable {
+    public let parts: [Int64]
+    public init(_ parts: [Int64]) { self.parts = parts }
 }
 
 /// A store in memory, for tests and for programs that need no persistence.
@@ -50,10 +65,14 @@ public final class MemoryLeaseStore: LeaseStore, @unchecked Sendable {
 
     public func loadAll() throws(AddressPoolError) -> [LeaseRecord] { lock.withLock { Array(rows.values) } }
 
+    private var commits: Int64 = 0
+    public var changeStamp: LeaseChangeStamp? { lock.withLock { LeaseChangeStamp([commits]) } }
+
     public func commit(_ records: [LeaseRecord]) throws(AddressPoolError) {
         let failure: AddressPoolError? = lock.withLock {
             if let f = failNextCommit { failNextCommit = nil; return f }
             for r in records { rows[Self.key(r)] = r }
+            commits += 1
             return nil
         }
         if let failure { throw failure }

@@ -146,6 +146,22 @@ public final class SQLiteLeaseStore: LeaseStore, @unchecked Sendable {
         }
     }
 
+    /// The database file's and its write-ahead log's modification times and sizes: a commit by any
+    /// process changes the log (and a checkpoint the file), so a reader that sees the same stamp
+    /// has nothing new to load.
+    public var changeStamp: LeaseChangeStamp? {
+        var parts: [Int64] = []
+        for p in [path, path + "-wal"] {
+            var st = stat()
+            if stat(p, &st) == 0 {
+                parts += [Int64(st.st_mtim.tv_sec), Int64(st.st_mtim.tv_nsec), Int64(st.st_size), Int64(bitPattern: UInt64(st.st_ino))]
+            } else {
+                parts += [-1, -1, -1, -1]
+            }
+        }
+        return LeaseChangeStamp(parts)
+    }
+
     /// SQLite's own consistency check (`PRAGMA integrity_check`); "ok" when sound.
     public func integrityCheck() throws(AddressPoolError) -> String {
         do {

@@ -1,11 +1,15 @@
 // Kernel mode: instead of answering solicitations itself, keep the kernel's proxy neighbour
 // entries (`ip -6 neigh add proxy ADDR dev IF`) equal to a list, or to the active leases of an
 // AddressPool store, and turn proxy_ndp on; the kernel then answers. Entries inside the rule's
-// prefixes that are not wanted are removed; entries outside them are never touched.
+// prefixes that are not wanted are removed; entries outside them are never touched. The leases
+// are read through AddressPool's `LeaseStore` (SQLite by default, whatever a caller opens
+// otherwise), again only when its `changeStamp` moved.
 import AddressPool
-import Foundation
 import PacketKit
 import RouteKit
+#if canImport(Glibc)
+import Glibc
+#endif
 
 public final class KernelProxy: @unchecked Sendable {
     public let rule: ProxyRule
@@ -15,12 +19,19 @@ public final class KernelProxy: @unchecked Sendable {
     let namespace: NetworkNamespace
     /// The entries this object put in place (removed by `removeAll`).
     public private(set) var installed: Set<IPv6Address> = []
-    var storeStamp: [Double] = []
+    /// Opens the rule's `leaseStore` (read-only): SQLite unless the caller says otherwise.
+    public typealias StoreOpener = @Sendable (String) throws(AddressPoolError) -> any LeaseStore
+    public static let sqliteStore: StoreOpener = { path throws(AddressPoolError) in try SQLiteLeaseStore(path: path, readOnly: true) }
+    let openStore: StoreOpener
+    var store: (any LeaseStore)?
+    var storeStamp: LeaseChangeStamp?
+    var storeLoaded = false
     var storeAddresses: Set<IPv6Address> = []
 
-    public init(rule: ProxyRule, namespace: NetworkNamespace = .current) throws(NDPProxyError) {
+    public init(rule: ProxyRule, namespace: NetworkNamespace = .current, openStore: @escaping StoreOpener = KernelProxy.sqliteStore) throws(NDPProxyError) {
         self.rule = rule
         self.namespace = namespace
+        self.openStore = openStore
         do {
             rk = try RouteSocket(namespace: namespace)
             interfaceIndex = try rk.interfaceIndex(rule.interface)
@@ -31,26 +42,30 @@ public final class KernelProxy: @unchecked Sendable {
 
     /// The addresses that should have entries now: the list (white list semantics) plus the
     /// store's active host leases, inside the rule's prefixes. The store is read again only when
-    /// its files changed.
+    /// its `changeStamp` moved.
     public func desired() throws(NDPProxyError) -> Set<IPv6Address> {
         var out = rule.addresses.filter { a in rule.prefixes.contains { $0.contains(a) } }
         if let path = rule.leaseStore {
-            let stamp = [path, path + "-wal"].map { p -> Double in
-                ((try? FileManager.default.attributesOfItem(atPath: p))?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
+            // Opened on the first sync that finds it (gatewayd may create it after we start).
+            if store == nil {
+                guard access(path, F_OK) == 0 else { throw NDPProxyError("lease store \(path): no such file") }
+                do { store = try openStore(path) } catch { throw NDPProxyError("lease store \(path): \(error)") }
             }
-            if stamp != storeStamp {
-                guard FileManager.default.fileExists(atPath: path) else { throw NDPProxyError("lease store \(path): no such file") }
-                do {
-                    let records = try SQLiteLeaseStore(path: path, readOnly: true).loadAll()
-                    var fresh: Set<IPv6Address> = []
-                    for r in records where r.releasedAt == nil {
-                        guard case .v6(let p) = r.prefix, p.length == 128, rule.prefixes.contains(where: { $0.contains(p.network) }) else { continue }
-                        fresh.insert(p.network)
+            if let store {
+                let stamp = store.changeStamp
+                if !storeLoaded || stamp == nil || stamp != storeStamp {
+                    do {
+                        var fresh: Set<IPv6Address> = []
+                        for r in try store.loadAll() where r.isActive {
+                            guard case .v6(let p) = r.prefix, p.length == 128, rule.prefixes.contains(where: { $0.contains(p.network) }) else { continue }
+                            fresh.insert(p.network)
+                        }
+                        storeAddresses = fresh
+                        storeStamp = stamp
+                        storeLoaded = true
+                    } catch {
+                        throw NDPProxyError("lease store \(store.location): \(error)")
                     }
-                    storeAddresses = fresh
-                    storeStamp = stamp
-                } catch {
-                    throw NDPProxyError("lease store \(path): \(error)")
                 }
             }
             out.formUnion(storeAddresses)

@@ -39,24 +39,28 @@ public final class ProxyService: @unchecked Sendable {
     var running: (responders: [Responder], kernel: [KernelProxy]) = ([], [])
     var retired: [String: ResponderStatistics] = [:]
     let log: @Sendable (Level, String) -> Void
+    let openStore: KernelProxy.StoreOpener
 
     /// Reads `path` and opens what its rules need (sockets on the interfaces; it does not start
     /// answering yet: see `start`). Throws the config error or the first interface's.
+    /// `openStore` opens a kernel-mode rule's `lease_store` (read-only SQLite unless given).
     public init(path: String, options: Options = Options(), namespace: NetworkNamespace = .current,
+                openStore: @escaping KernelProxy.StoreOpener = KernelProxy.sqliteStore,
                 log: @escaping @Sendable (Level, String) -> Void) throws {
         self.path = path
         self.options = options
         self.namespace = namespace
+        self.openStore = openStore
         self.log = log
         configuration = try NDPProxyConfig.read(path)
-        running = try Self.open(configuration.rules, namespace: namespace)
+        running = try Self.open(configuration.rules, namespace: namespace, openStore: openStore)
     }
 
-    static func open(_ rules: [ProxyRule], namespace: NetworkNamespace) throws(NDPProxyError) -> ([Responder], [KernelProxy]) {
+    static func open(_ rules: [ProxyRule], namespace: NetworkNamespace, openStore: @escaping KernelProxy.StoreOpener) throws(NDPProxyError) -> ([Responder], [KernelProxy]) {
         var responders: [Responder] = [], kernel: [KernelProxy] = []
         do {
             for r in rules {
-                if r.mode == .kernel { kernel.append(try KernelProxy(rule: r)) } else { responders.append(try Responder(rule: r, namespace: namespace)) }
+                if r.mode == .kernel { kernel.append(try KernelProxy(rule: r, namespace: namespace, openStore: openStore)) } else { responders.append(try Responder(rule: r, namespace: namespace)) }
             }
         } catch {
             for r in responders { r.stop() }
@@ -114,7 +118,7 @@ public final class ProxyService: @unchecked Sendable {
             return false
         }
         let opened: ([Responder], [KernelProxy])
-        do { opened = try Self.open(next.rules, namespace: namespace) } catch {
+        do { opened = try Self.open(next.rules, namespace: namespace, openStore: openStore) } catch {
             log(.error, "reload (\(why)): \(error); keeping the running rules")
             return false
         }

@@ -59,6 +59,26 @@ struct SQLiteStoreTests {
         #expect(throws: AddressPoolError.self) { try reader.commit([]) }
     }
 
+    /// The seam readers poll (NDPProxy's kernel mode, issue 25): the stamp moves with every commit
+    /// of another process's writer, and stays put without one, so a reader loads only when needed.
+    @Test func theChangeStampMovesWithEveryCommitAndOnlyThen() throws {
+        let dir = try StoreDirectory()
+        let writer = try AddressAllocator(pools: [howtoV6()], store: try SQLiteLeaseStore(path: dir.database))
+        let reader = try SQLiteLeaseStore(path: dir.database, readOnly: true)
+        var last = try #require(reader.changeStamp)
+        #expect(reader.changeStamp == last, "no commit, no change")
+        for i in 0..<5 {
+            _ = try writer.allocate(client: "s\(i)", in: "v6")
+            let now = try #require(reader.changeStamp)
+            #expect(now != last, "commit \(i) did not move the stamp")
+            last = now
+        }
+        let memory = MemoryLeaseStore()
+        let before = memory.changeStamp
+        try memory.commit([])
+        #expect(memory.changeStamp != before && memory.changeStamp != nil)
+    }
+
     @Test func aReaderOfAStoreNotYetSetUpSeesItEmptyThenSeesTheWritersLeases() throws {
         let dir = try StoreDirectory()
         // What a reader finds if the writer was killed before its first migration committed.
