@@ -7,6 +7,7 @@
 #   - checks the man pages, completions, units and conffiles are where the package says;
 #   - starts gatewayd and ndp-proxy with the packaged units' ExecStart on the packaged configs (the
 #     uplink, eth0, made as a veth in a namespace of its own), waits for each to be up, stops it;
+#   - starts ndp-proxy with --metrics-listen and scrapes it (libmicrohttpd12, opened at run time);
 #   - purges the package and checks nothing of it is left (files, /etc/sixgate, /var/lib/sixgate,
 #     the sixgate account).
 # Run as root. Prints "package-test: ok" and exits 0, or says what failed and exits 1.
@@ -92,6 +93,14 @@ unshare --mount --propagation private bash -euo pipefail -c '
     }
     unit_run gatewayd "up: sixgate0" "stopping"
     unit_run ndp-proxy "answering on eth0" "stopped"   # the package'\''s ndp-proxy.toml, NDP_PROXY_CONFIG'\''s default
+    # metrics_listen: the packaged binary opens libmicrohttpd12 (a Depends) when asked, and serves.
+    chroot "$r" ip netns exec "$NS" /usr/sbin/ndp-proxy --config /etc/sixgate/ndp-proxy.toml --metrics-listen 127.0.0.1:9470 > "$r/tmp/metrics.log" 2>&1 &
+    pid=$!
+    trap "kill -KILL $pid 2>/dev/null || true" EXIT
+    for _ in $(seq 1 100); do grep -q "metrics: http" "$r/tmp/metrics.log" 2>/dev/null && break; kill -0 $pid 2>/dev/null || break; sleep 0.1; done
+    inroot ip netns exec "$NS" curl -sf --max-time 5 http://127.0.0.1:9470/metrics | grep -q "^sixgate_ndp_solicitations_total" \
+        || { cat "$r/tmp/metrics.log"; fail "the packaged ndp-proxy does not serve /metrics"; }
+    kill -TERM $pid; wait $pid || true
 
     inroot dpkg --purge sixgate >/dev/null || fail "dpkg --purge failed"
     for f in $files; do
