@@ -88,19 +88,19 @@ let package = Package(
 
         // Thin executables.
         .executableTarget(name: "gatewayd", dependencies: [
-            "SixgateVersion", "TunnelGateway", "SixgateConfig", "SixgateMetrics", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log"),
+            "SixgateVersion", "SixgateSystem", "TunnelGateway", "SixgateConfig", "SixgateMetrics", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log"),
         ], path: "Sources/CLI/gatewayd"),
         .executableTarget(name: "gatewayctl", dependencies: [
             "SixgateVersion", "TunnelGateway", "TunnelCore", "RouteKit", "Diagnostics", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "Sources/CLI/gatewayctl"),
         .executableTarget(name: "tunnel-client", dependencies: [
-            "SixgateVersion", "TunnelClient", "SixgateConfig", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log"),
+            "SixgateVersion", "SixgateSystem", "TunnelClient", "SixgateConfig", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log"),
         ], path: "Sources/CLI/tunnel-client"),
         .executableTarget(name: "ndp-proxy", dependencies: [
-            "SixgateVersion", "NDPProxy", "SixgateConfig", "SixgateMetrics", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log"),
+            "SixgateVersion", "SixgateSystem", "NDPProxy", "SixgateConfig", "SixgateMetrics", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log"),
         ], path: "Sources/CLI/ndp-proxy"),
         .executableTarget(name: "sixgate-wg", dependencies: [
-            "SixgateVersion", "TunnelCore", "RouteKit", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "SixgateVersion", "SixgateSystem", "TunnelCore", "RouteKit", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "Sources/CLI/sixgate-wg"),
 
         // Examples (built with the package so they never rot).

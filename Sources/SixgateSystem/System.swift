@@ -103,3 +103,54 @@ public enum SystemThread {
 extension String {
     func trimmingSuffix(_ suffix: String) -> String { hasSuffix(suffix) ? String(dropLast(suffix.count)) : self }
 }
+
+/// The signals a daemon handles, taken synchronously (issue 27: the one sequence every daemon main
+/// repeated). `block` must run before any thread starts: threads inherit the mask, so the
+/// signals reach only the waiting thread, and setting the mask to exactly these also clears one
+/// inherited from a parent (real-time signals blocked there would keep glibc's setuid broadcast,
+/// the privilege drop, from reaching the threads made afterwards).
+///
+/// ```swift
+/// let signals = DaemonSignals.block([SIGINT, SIGTERM, SIGHUP])
+/// while true {
+///     switch signals.wait(seconds: 10) {
+///     case SIGHUP?: reload()
+///     case nil: periodicWork()
+///     default: return   // SIGINT, SIGTERM
+///     }
+/// }
+/// ```
+public struct DaemonSignals: Sendable {
+    public let signals: [Int32]
+
+    /// Blocks exactly `signals` in the calling thread (and so in every thread it starts later).
+    public static func block(_ signals: [Int32]) -> DaemonSignals {
+        var set = sigset_t()
+        sigemptyset(&set)
+        for s in signals { sigaddset(&set, s) }
+        pthread_sigmask(SIG_SETMASK, &set, nil)
+        return DaemonSignals(signals: signals)
+    }
+
+    /// Waits for one of the signals, at most `seconds` (nil: as long as it takes); nil when the
+    /// time ran out first. An interruption by anything else is waited through.
+    public func wait(seconds: Double? = nil) -> Int32? {
+        var set = sigset_t()
+        sigemptyset(&set)
+        for s in signals { sigaddset(&set, s) }
+        let deadline = seconds.map { MonotonicClock.seconds() + $0 }
+        while true {
+            let received: Int32
+            if let deadline {
+                let left = max(0, deadline - MonotonicClock.seconds())
+                var timeout = timespec(tv_sec: Int(left), tv_nsec: Int((left - left.rounded(.down)) * 1e9))
+                received = sigtimedwait(&set, nil, &timeout)
+            } else {
+                received = sigwaitinfo(&set, nil)
+            }
+            if received > 0 { return received }
+            if errno == EAGAIN { return nil }
+            if errno != EINTR { return nil }
+        }
+    }
+}

@@ -47,3 +47,23 @@ extension String {
     }
 }
 struct SystemTestError: Error {}
+
+@Suite(.serialized) struct DaemonSignalsTests {
+    @Test func aBlockedSignalIsTakenByWaitAndATimeoutIsNil() {
+        // In a thread of its own: the mask is per thread, and the test runner's threads keep theirs.
+        let result = Mutex<(Int32?, Int32?, Double)>((0, 0, 0))
+        let t = SystemThread.start(name: "sg-sigtest") {
+            let signals = DaemonSignals.block([SIGUSR2])
+            let start = MonotonicClock.seconds()
+            let none = signals.wait(seconds: 0.05)
+            let waited = MonotonicClock.seconds() - start
+            pthread_kill(pthread_self(), SIGUSR2)
+            let got = signals.wait(seconds: 5)
+            result.withLock { $0 = (none, got, waited) }
+        }
+        pthread_join(t, nil)
+        let (none, got, waited) = result.withLock { $0 }
+        #expect(none == nil && waited >= 0.045)
+        #expect(got == SIGUSR2)
+    }
+}

@@ -6,6 +6,7 @@ import Foundation
 import Logging
 import SixgateConfig
 import SixgateMetrics
+import SixgateSystem
 import SixgateVersion
 import TunnelGateway
 #if canImport(Glibc)
@@ -58,10 +59,7 @@ struct GatewayDaemon: ParsableCommand {
 
         let account: Privileges.Account?
         do { account = try Privileges.account(user) } catch { throw ValidationError("gatewayd: \(error)") }
-        var signals = sigset_t()
-        sigemptyset(&signals)
-        for s in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&signals, s) }
-        pthread_sigmask(SIG_SETMASK, &signals, nil)   // exactly these: an inherited mask (real-time signals blocked by a parent) would keep the privilege drop from reaching the threads made from here on
+        let signals = DaemonSignals.block([SIGINT, SIGTERM, SIGHUP])   // before any thread starts
 
         let gateway: Gateway
         do {
@@ -91,16 +89,15 @@ struct GatewayDaemon: ParsableCommand {
             Privileges.settle(account: account, keepCapabilities: false, handOver: Privileges.withEntries(configuration.stateDirectory) + Privileges.withEntries(configuration.clientsDirectory),
                               info: { log.info("\($0)") }, warning: { log.warning("\($0)") })
         }
-        var timeout = timespec(tv_sec: 10, tv_nsec: 0)
         while true {
             gateway.writeMetrics()
             gateway.reportDrops()
             gateway.saveEndpoints()
-            let s = sigtimedwait(&signals, nil, &timeout)
+            let s = signals.wait(seconds: 10)
             if s == SIGHUP {
                 do { _ = try gateway.reloadClients() } catch { logger.error("reload: \(error)") }
             } else if s == SIGINT || s == SIGTERM {
-                logger.info("signal \(s): stopping")
+                logger.info("signal \(s ?? 0): stopping")
                 endpoint?.stop()
                 gateway.stop()
                 return

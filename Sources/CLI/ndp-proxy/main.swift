@@ -8,6 +8,7 @@ import Logging
 import NDPProxy
 import SixgateConfig
 import SixgateMetrics
+import SixgateSystem
 import SixgateVersion
 #if canImport(Glibc)
 import Glibc
@@ -168,10 +169,7 @@ struct NDPProxyCommand: ParsableCommand {
         }
         // npd6's init script reloads with SIGUSR1 and its npd6.conf documents SIGUSR2 as "dump";
         // ndppd reloads on SIGHUP. None of them may end the process.
-        var signals = sigset_t()
-        sigemptyset(&signals)
-        for s in [SIGINT, SIGTERM, SIGUSR1, SIGUSR2, SIGHUP] { sigaddset(&signals, s) }
-        pthread_sigmask(SIG_SETMASK, &signals, nil)   // exactly these: an inherited mask (real-time signals blocked by a parent) would keep the privilege drop from reaching the threads made from here on
+        let signals = DaemonSignals.block([SIGINT, SIGTERM, SIGUSR1, SIGUSR2, SIGHUP])   // before any thread starts
         var options = ProxyService.Options()
         options.rateLimit = rateLimit
         options.rateLimitPerSource = rateLimitPerSource
@@ -229,10 +227,8 @@ struct NDPProxyCommand: ParsableCommand {
                               info: { log.info("\($0)") }, warning: { log.warning("\($0)") })
         }
         let reloadOnUSR1 = service.configuration.format == .npd6
-        var timeout = timespec(tv_sec: max(1, syncInterval), tv_nsec: 0)
         while true {
-            let received = sigtimedwait(&signals, nil, &timeout)
-            if received < 0 { service.sync(); continue }
+            guard let received = signals.wait(seconds: Double(max(1, syncInterval))) else { service.sync(); continue }
             if received == SIGHUP { service.reload("SIGHUP"); continue }
             // npd6's reload signal; the counters are logged after it as they always were.
             if received == SIGUSR1 && reloadOnUSR1 { service.reload("SIGUSR1") }

@@ -3,6 +3,7 @@
 // Thin executable: parses arguments and prints; the work lives in TunnelCore.
 import ArgumentParser
 import RouteKit
+import SixgateSystem
 import SixgateVersion
 import TunnelCore
 #if canImport(Glibc)
@@ -45,9 +46,7 @@ struct SixgateWG: ParsableCommand {
 
     func run() throws {
         // Block the stop signals before any thread starts, then wait for one here.
-        var signals = sigset_t()
-        sigemptyset(&signals); sigaddset(&signals, SIGINT); sigaddset(&signals, SIGTERM)
-        pthread_sigmask(SIG_SETMASK, &signals, nil)   // exactly these: an inherited mask (real-time signals blocked by a parent) would keep the privilege drop from reaching the threads made from here on
+        let signals = DaemonSignals.block([SIGINT, SIGTERM])
 
         var timers = TunnelTimers()
         timers.rekeyAfterTime = rekeyAfterTime
@@ -66,8 +65,7 @@ struct SixgateWG: ParsableCommand {
         uapi.start()
         print("sixgate-wg: \(device.name) up (UDP port \(device.listenPort), UAPI \(uapi.path))")
         fflush(nil)
-        var received: Int32 = 0
-        sigwait(&signals, &received)
+        _ = signals.wait()
         uapi.stop()
         device.stop()
         if statsOnExit { print(device.statistics) }

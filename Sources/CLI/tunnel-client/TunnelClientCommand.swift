@@ -5,6 +5,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import SixgateConfig
+import SixgateSystem
 import SixgateVersion
 import TunnelClient
 #if canImport(Glibc)
@@ -68,10 +69,7 @@ struct Run: ParsableCommand {
 
         let account: Privileges.Account?
         do { account = try Privileges.account(user) } catch { throw ValidationError("tunnel-client: \(error)") }
-        var signals = sigset_t()
-        sigemptyset(&signals)
-        for s in [SIGINT, SIGTERM] { sigaddset(&signals, s) }
-        pthread_sigmask(SIG_SETMASK, &signals, nil)   // exactly these: an inherited mask (real-time signals blocked by a parent) would keep the privilege drop from reaching the threads made from here on
+        let signals = DaemonSignals.block([SIGINT, SIGTERM])   // before any thread starts
 
         let client: SixgateClient
         do {
@@ -101,7 +99,6 @@ struct Run: ParsableCommand {
                               info: { log.info("\($0)") }, warning: { log.warning("\($0)") })
         }
         var written: ClientState?
-        var timeout = timespec(tv_sec: 1, tv_nsec: 0)
         while true {
             let state = client.currentState
             if state != written, let data = try? JSONEncoder.sorted.encode(state) {
@@ -115,8 +112,7 @@ struct Run: ParsableCommand {
                 }
                 written = state
             }
-            let s = sigtimedwait(&signals, nil, &timeout)
-            if s == SIGINT || s == SIGTERM {
+            if let s = signals.wait(seconds: 1) {
                 logger.info("signal \(s): stopping")
                 client.stop()
                 unlink(path)
