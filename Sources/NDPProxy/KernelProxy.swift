@@ -82,21 +82,9 @@ public final class KernelProxy: @unchecked Sendable {
             let index = try rk.interfaceIndex(rule.interface)
             if index != interfaceIndex { interfaceIndex = index; installed = [] }
             try Sysctl.write(try .proxyNDP(.interface(rule.interface)), 1, in: namespace)
-            let existing = Set(try rk.neighbours(ipv6: true, proxy: true).compactMap { n -> IPv6Address? in
-                guard n.interfaceIndex == interfaceIndex, case .v6(let a) = n.address else { return nil }
-                return a
-            })
-            var removed = 0, added = 0
-            for a in existing where !want.contains(a) && rule.prefixes.contains(where: { $0.contains(a) }) {
-                try rk.removeProxyNeighbour(a, interfaceIndex: interfaceIndex)
-                removed += 1
-            }
-            for a in want where !existing.contains(a) {
-                try rk.ensureProxyNeighbour(a, interfaceIndex: interfaceIndex)
-                added += 1
-            }
+            let (added, removed) = try ProxyEntries.reconcile(want, on: interfaceIndex, inside: { a in rule.prefixes.contains { $0.contains(a) } }, with: rk)
             installed = want
-            return (added, removed)
+            return (added.count, removed.count)
         } catch {
             throw NDPProxyError("proxy entries on \(rule.interface): \(error)")
         }

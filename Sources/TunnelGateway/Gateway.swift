@@ -331,11 +331,8 @@ public final class Gateway: @unchecked Sendable {
                     try Sysctl.write(key, 1)
                     log("restored proxy_ndp = 1 on \(config.uplink)")
                 }
-                let present = Set(try rk.neighbours(ipv6: true, proxy: true).filter { $0.interfaceIndex == uplinkIndex }.compactMap { n -> IPv6Address? in
-                    if case .v6(let a) = n.address { return a } else { return nil }
-                })
-                let missing = proxies.subtracting(present)
-                for a in missing { try rk.ensureProxyNeighbour(a, interfaceIndex: uplinkIndex) }
+                // Only what is missing: entries of others in the prefix are the start's business, not the watcher's.
+                let missing = try ProxyEntries.reconcile(proxies, on: uplinkIndex, inside: { _ in false }, removingOthers: false, with: rk).added
                 if !missing.isEmpty { log("restored \(missing.count) proxy entr\(missing.count == 1 ? "y" : "ies") on \(config.uplink) (flushed, e.g. when the link went down)") }
             }
             // The ISP host route rides on the uplink and follows its index; the others (the tunnel's,
@@ -357,13 +354,9 @@ public final class Gateway: @unchecked Sendable {
         // In responder or off mode no kernel entry of ours should remain (e.g. after a mode change).
         let desired = config.ndpProxy == .kernel ? desired : []
         do {
-            let existing = try rk.neighbours(ipv6: true, proxy: true).filter { $0.interfaceIndex == uplinkIndex }
-            for n in existing {
-                guard case .v6(let a) = n.address, config.ipv6Prefix.contains(a), !desired.contains(a) else { continue }
-                try rk.removeProxyNeighbour(a, interfaceIndex: uplinkIndex)
-                log("reconcile: removed stale proxy entry \(a)")
-            }
-            for a in desired { try rk.ensureProxyNeighbour(a, interfaceIndex: uplinkIndex) }
+            let prefix = config.ipv6Prefix
+            let (_, removed) = try ProxyEntries.reconcile(desired, on: uplinkIndex, inside: { prefix.contains($0) }, with: rk)
+            for a in removed { log("reconcile: removed stale proxy entry \(a)") }
             proxies = desired
         } catch {
             throw .setup("proxy NDP on \(config.uplink): \(error)")
