@@ -44,7 +44,7 @@ public struct DaemonCommandLine: Sendable, Equatable {
         var k = 0
         while k < given.count {
             if given[k] == "--metrics-listen" {
-                guard k + 1 < given.count else { throw NDPProxyError("--metrics-listen needs a value (IPV4:PORT or [IPV6]:PORT)") }
+                guard k + 1 < given.count else { throw NDPProxyError(.commandLine, "--metrics-listen needs a value (IPV4:PORT or [IPV6]:PORT)") }
                 extensions += ["--metrics-listen", given[k + 1]]; k += 2; continue
             }
             if given[k].hasPrefix("--metrics-listen=") { extensions.append(given[k]) } else { arguments.append(given[k]) }
@@ -80,7 +80,7 @@ public struct DaemonCommandLine: Sendable, Equatable {
                 case "-h": out.append("--help")
                 case "--daemon": daemonize = true
                 case "-d", "-v", "-D", "-f", "-l", "-p":
-                    throw NDPProxyError("\(a) is npd6's or ndppd's option; with ndp-proxy's long options say --debug, --daemon, --version, --foreground, --log-file or --pidfile")
+                    throw NDPProxyError(.commandLine, "\(a) is npd6's or ndppd's option; with ndp-proxy's long options say --debug, --daemon, --version, --foreground, --log-file or --pidfile")
                 default: out.append(npd6LongOptions[longName(a)].map { n in a.contains("=") ? n + a.drop(while: { $0 != "=" }) : n } ?? a)
                 }
                 i += 1
@@ -95,15 +95,15 @@ public struct DaemonCommandLine: Sendable, Equatable {
         while i < arguments.count {
             let a = arguments[i]
             if isLong(a) {
-                guard let n = npd6LongOptions[longName(a)] else { throw NDPProxyError("unknown option \(a)") }
+                guard let n = npd6LongOptions[longName(a)] else { throw NDPProxyError(.commandLine, "unknown option \(a)") }
                 if ["--config", "--log-file"].contains(n) && !a.contains("=") {
-                    guard i + 1 < arguments.count else { throw NDPProxyError("\(a) needs a value") }
+                    guard i + 1 < arguments.count else { throw NDPProxyError(.commandLine, "\(a) needs a value") }
                     longs += [n, arguments[i + 1]]; i += 2; continue
                 }
                 longs.append(a.contains("=") ? n + a.drop(while: { $0 != "=" }) : n)
                 i += 1; continue
             }
-            guard a.hasPrefix("-"), a.count >= 2 else { throw NDPProxyError("unexpected argument \(a) (npd6 and ndppd take options only)") }
+            guard a.hasPrefix("-"), a.count >= 2 else { throw NDPProxyError(.commandLine, "unexpected argument \(a) (npd6 and ndppd take options only)") }
             var chars = Array(a.dropFirst())
             while let c = chars.first {
                 chars.removeFirst()
@@ -111,12 +111,12 @@ public struct DaemonCommandLine: Sendable, Equatable {
                     var value = String(chars)
                     chars = []
                     if value.isEmpty {
-                        guard i + 1 < arguments.count else { throw NDPProxyError("-\(c) needs a value") }
+                        guard i + 1 < arguments.count else { throw NDPProxyError(.commandLine, "-\(c) needs a value") }
                         i += 1; value = arguments[i]
                     }
                     letters.append((c, value))
                 } else {
-                    guard "dDfvh".contains(c) else { throw NDPProxyError("unknown option -\(c)") }
+                    guard "dDfvh".contains(c) else { throw NDPProxyError(.commandLine, "unknown option -\(c)") }
                     letters.append((c, nil))
                 }
             }
@@ -147,7 +147,7 @@ public struct DaemonCommandLine: Sendable, Equatable {
             case (.ndppd, "d"): daemonize = true
             case (.ndppd, "v"): debug = min(2, debug + 1)
             case (.ndppd, "p"): out += ["--pidfile", value ?? ""]
-            default: throw NDPProxyError("-\(flag) is not one of \(personality!.rawValue)'s options")
+            default: throw NDPProxyError(.commandLine, "-\(flag) is not one of \(personality!.rawValue)'s options")
             }
         }
         var j = 0

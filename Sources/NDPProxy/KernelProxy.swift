@@ -36,7 +36,7 @@ public final class KernelProxy: @unchecked Sendable {
             rk = try RouteSocket(namespace: namespace)
             interfaceIndex = try rk.interfaceIndex(rule.interface)
         } catch {
-            throw NDPProxyError("interface \(rule.interface): \(error)")
+            throw NDPProxyError(.interface(rule.interface), error)
         }
     }
 
@@ -48,8 +48,8 @@ public final class KernelProxy: @unchecked Sendable {
         if let path = rule.leaseStore {
             // Opened on the first sync that finds it (gatewayd may create it after we start).
             if store == nil {
-                guard access(path, F_OK) == 0 else { throw NDPProxyError("lease store \(path): no such file") }
-                do { store = try openStore(path) } catch { throw NDPProxyError("lease store \(path): \(error)") }
+                guard access(path, F_OK) == 0 else { throw NDPProxyError(.leaseStore(path), "no such file", errno: ENOENT) }
+                do { store = try openStore(path) } catch { throw NDPProxyError(.leaseStore(path), error) }
             }
             if let store {
                 let stamp = store.changeStamp
@@ -64,7 +64,7 @@ public final class KernelProxy: @unchecked Sendable {
                         storeStamp = stamp
                         storeLoaded = true
                     } catch {
-                        throw NDPProxyError("lease store \(store.location): \(error)")
+                        throw NDPProxyError(.leaseStore(store.location), error)
                     }
                 }
             }
@@ -86,7 +86,7 @@ public final class KernelProxy: @unchecked Sendable {
             installed = want
             return (added.count, removed.count)
         } catch {
-            throw NDPProxyError("proxy entries on \(rule.interface): \(error)")
+            throw NDPProxyError(.proxyEntries(interface: rule.interface), error)
         }
     }
 

@@ -45,9 +45,53 @@ public struct ResponderStatistics: Sendable, Equatable, CustomStringConvertible 
     }
 }
 
+/// Why the NDP proxy could not do something: what it is about (`subject`), the reason in words,
+/// and the error underneath kept typed (RouteKit's, AddressPool's) or the errno, up to the message
+/// the executable prints (issue 27).
 public struct NDPProxyError: Error, CustomStringConvertible, Sendable {
-    public var description: String
-    init(_ d: String) { description = d }
+    public enum Subject: Sendable, Equatable {
+        /// A command line in one of the three dialects.
+        case commandLine
+        case interface(String)
+        /// An `iface` rule's inner interface.
+        case innerInterface(String)
+        /// The addresses the interface holds (for `ignore_local`).
+        case addresses(interface: String)
+        /// A kernel-mode rule's lease store.
+        case leaseStore(String)
+        /// The kernel's proxy neighbour entries on an interface.
+        case proxyEntries(interface: String)
+        case routerAdvertisements(interface: String)
+        /// A socket, named by what it is for.
+        case socket(String)
+    }
+    public let subject: Subject
+    /// What went wrong, as the operator reads it.
+    public let reason: String
+    /// The error underneath, when another module's (a RouteKitError, an AddressPoolError).
+    public let underlying: (any Error & Sendable)?
+    /// The errno of the system call that failed, when one did.
+    public let errno: Int32?
+
+    init(_ subject: Subject, _ reason: String, underlying: (any Error & Sendable)? = nil, errno: Int32? = nil) {
+        self.subject = subject; self.reason = reason; self.underlying = underlying; self.errno = errno
+    }
+    init(_ subject: Subject, _ underlying: any Error & Sendable) {
+        self.init(subject, "\(underlying)", underlying: underlying)
+    }
+
+    public var description: String {
+        switch subject {
+        case .commandLine: reason
+        case .interface(let n): "interface \(n): \(reason)"
+        case .innerInterface(let n): "inner interface \(n): \(reason)"
+        case .addresses(let n): "addresses of \(n): \(reason)"
+        case .leaseStore(let p): "lease store \(p): \(reason)"
+        case .proxyEntries(let n): "proxy entries on \(n): \(reason)"
+        case .routerAdvertisements(let n): "router advertisements on \(n): \(reason)"
+        case .socket(let what): "\(what): \(reason)"
+        }
+    }
 }
 
 /// Answers solicitations on one interface according to one rule, on a thread of its own.
@@ -134,21 +178,22 @@ public final class Responder: @unchecked Sendable {
             routes = try RouteSocket(namespace: namespace)
             interfaceIndex = try routes.interfaceIndex(rule.interface)
         } catch {
-            throw NDPProxyError("interface \(rule.interface): \(error)")
+            throw NDPProxyError(.interface(rule.interface), error)
         }
         let index = interfaceIndex
         fd = try openSocket(in: namespace, "packet socket on \(rule.interface)") { sixgate_ns_socket(index) }
         var bytes = [UInt8](repeating: 0, count: 6)
         guard sixgate_interface_mac(index, &bytes) == 0 else {
             close(fd)
-            throw NDPProxyError("interface \(rule.interface): cannot read its MAC address (\(String(cString: strerror(errno))))")
+            let e = errno
+            throw NDPProxyError(.interface(rule.interface), "cannot read its MAC address (\(String(cString: strerror(e))))", errno: e)
         }
         mac = bytes.withUnsafeBytes { MACAddress(bytes: $0) }
         // From here self is whole: a throw runs deinit, which closes fd (so it is not closed here).
         try refreshLocal(force: true)
         if let name = rule.innerInterface {
             let innerIndex: Int32
-            do { innerIndex = try routes.interfaceIndex(name) } catch { throw NDPProxyError("inner interface \(name): \(error)") }
+            do { innerIndex = try routes.interfaceIndex(name) } catch { throw NDPProxyError(.innerInterface(name), error) }
             inner = try openInner(name, index: innerIndex)
         }
     }
@@ -159,7 +204,7 @@ public final class Responder: @unchecked Sendable {
         var innerMAC = [UInt8](repeating: 0, count: 6)
         guard sixgate_interface_mac(index, &innerMAC) == 0 else {
             close(innerFD)
-            throw NDPProxyError("interface \(name): cannot read its MAC address")
+            throw NDPProxyError(.interface(name), "cannot read its MAC address")
         }
         return (innerFD, index, innerMAC.withUnsafeBytes { MACAddress(bytes: $0) })
     }
@@ -194,7 +239,7 @@ public final class Responder: @unchecked Sendable {
             localAddresses = set
             linkLocal = ll
         } catch {
-            throw NDPProxyError("addresses of \(rule.interface): \(error)")
+            throw NDPProxyError(.addresses(interface: rule.interface), error)
         }
     }
 
@@ -551,11 +596,11 @@ func openSocket(in namespace: NetworkNamespace, _ what: String, _ open: () -> In
             return (fd, fd < 0 ? errno : 0)
         }
     } catch {
-        throw NDPProxyError("\(what): namespace \(namespace): \(error)")
+        throw NDPProxyError(.socket(what), "namespace \(namespace): \(error)", underlying: error)
     }
     guard opened.0 >= 0 else {
         let hint = opened.1 == EPERM ? " (needs CAP_NET_RAW: run as root)" : ""
-        throw NDPProxyError("\(what): \(String(cString: strerror(opened.1)))\(hint)")
+        throw NDPProxyError(.socket(what), "\(String(cString: strerror(opened.1)))\(hint)", errno: opened.1)
     }
     return opened.0
 }

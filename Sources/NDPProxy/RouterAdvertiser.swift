@@ -72,7 +72,7 @@ public final class RouterAdvertiser: @unchecked Sendable {
     public init(_ configuration: AdvertisementConfiguration, namespace: NetworkNamespace = .current) throws(NDPProxyError) {
         self.configuration = configuration
         guard (4...1800).contains(configuration.maximumInterval) else {
-            throw NDPProxyError("router advertisements on \(configuration.interface): the interval must be 4 to 1800 seconds (RFC 4861 §6.2.1)")
+            throw NDPProxyError(.routerAdvertisements(interface: configuration.interface), "the interval must be 4 to 1800 seconds (RFC 4861 §6.2.1)")
         }
         do {
             let rk = try RouteSocket(namespace: namespace)
@@ -80,7 +80,7 @@ public final class RouterAdvertiser: @unchecked Sendable {
             interfaceIndex = link.index
             mac = link.mac
         } catch {
-            throw NDPProxyError("interface \(configuration.interface): \(error)")
+            throw NDPProxyError(.interface(configuration.interface), error)
         }
         let index = interfaceIndex
         fd = try openSocket(in: namespace, "router socket on \(configuration.interface)") { sixgate_router_socket(index) }

@@ -1,6 +1,7 @@
 import Foundation
 @testable import NDPProxy
 import PacketKit
+import RouteKit
 import SixgateTestSupport
 import Testing
 #if canImport(Glibc)
@@ -163,5 +164,27 @@ struct DaemonCommandLineTests {
         #expect(throws: NDPProxyError.self) { try interpret(["-p", "/run/x.pid"], as: "npd6") }
         #expect(throws: NDPProxyError.self) { try interpret(["-f"], as: "ndppd") }
         #expect(throws: NDPProxyError.self) { try interpret(["stray"]) }
+    }
+}
+
+/// Issue 27: errors say what they are about and keep the error underneath, typed, up to the
+/// message ndp-proxy prints.
+struct TypedErrorTests {
+    @Test func aMissingInterfaceIsNamedAndRouteKitsErrorKept() {
+        let name = "sgnx\(uniqueSuffix())"
+        do {
+            _ = try Responder(rule: ProxyRule(interface: name, prefixes: [IPv6Prefix("2001:db8::/64")!]))
+            Issue.record("a responder opened on an interface that does not exist")
+        } catch {
+            #expect(error.subject == .interface(name))
+            #expect(error.underlying is RouteKitError, "\(String(describing: error.underlying))")
+            #expect(error.description.hasPrefix("interface \(name): "), "\(error)")
+        }
+        do {
+            _ = try DaemonCommandLine.interpret(["-x"], programName: "npd6", fileExists: { _ in false }, formatOf: { _ in nil })
+            Issue.record("-x taken")
+        } catch {
+            #expect(error.subject == .commandLine && error.description == "unknown option -x")
+        }
     }
 }
