@@ -31,7 +31,7 @@ extension SixgateClient {
             // when the table is ours already, else the whole table.
             if lanFilter != nil { try lanFilterTable.update(policy) } else { try lanFilterTable.apply(policy) }
         } catch {
-            throw ClientError("router mode: LAN firewall: \(error)")
+            throw ClientError(.lanFirewall, error)
         }
         lanFilter = policy
         let open = PortOpening.normalized(settings.open)

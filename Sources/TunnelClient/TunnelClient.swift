@@ -12,11 +12,52 @@ import Translator
 import TunnelCore
 import SixgateSystem
 
+/// Why the client could not do something: what it is about, the reason, the error underneath kept
+/// typed (RouteKit's, TunnelCore's...), and whether retrying can help (issue 27).
 public struct ClientError: Error, Sendable, CustomStringConvertible {
-    public var description: String
+    public enum Subject: Sendable, Equatable {
+        case netlink
+        /// The gateway's endpoint as configured (host:port).
+        case endpoint(String)
+        /// The route toward the gateway's endpoint, outside the tunnel.
+        case endpointRoute(String)
+        /// Putting a lease's addresses and routes in place.
+        case lease
+        /// The routing table of one family.
+        case routes(ipv6: Bool)
+        /// A default route another interface holds.
+        case defaultRoute(ipv6: Bool)
+        case routerMode
+        case lanFirewall
+        case clat(interface: String)
+        /// A step of start-up, named.
+        case step(String)
+    }
+    public let subject: Subject
+    public let reason: String
+    public let underlying: (any Error & Sendable)?
     /// A conflict retrying cannot solve (the config must change): the client gives up.
     public var isFatal = false
-    public init(_ d: String, fatal: Bool = false) { description = d; isFatal = fatal }
+
+    public init(_ subject: Subject, _ reason: String, underlying: (any Error & Sendable)? = nil, fatal: Bool = false) {
+        self.subject = subject; self.reason = reason; self.underlying = underlying; isFatal = fatal
+    }
+    init(_ subject: Subject, _ underlying: any Error & Sendable) { self.init(subject, "\(underlying)", underlying: underlying) }
+
+    public var description: String {
+        switch subject {
+        case .netlink: "netlink: \(reason)"
+        case .endpoint(let e): "endpoint \(e): \(reason)"
+        case .endpointRoute: reason
+        case .lease: "installing the lease: \(reason)"
+        case .routes(let v6): "reading the \(v6 ? "IPv6" : "IPv4") routes: \(reason)"
+        case .defaultRoute: reason
+        case .routerMode: "router mode: \(reason)"
+        case .lanFirewall: "router mode: LAN firewall: \(reason)"
+        case .clat(let i): "clat \(i): \(reason)"
+        case .step(let what): "\(what): \(reason)"
+        }
+    }
 }
 
 /// What the client has put in place, for status output and tests.
@@ -104,7 +145,7 @@ public final class SixgateClient: @unchecked Sendable {
     public init(config: ClientConfiguration) throws(ClientError) {
         self.config = config
         state = ClientState(interface: config.interface)
-        do { rk = try RouteSocket() } catch { throw ClientError("netlink: \(error)") }
+        do { rk = try RouteSocket() } catch { throw ClientError(.netlink, error) }
     }
 
     // MARK: Start and stop
@@ -113,7 +154,7 @@ public final class SixgateClient: @unchecked Sendable {
         lock.lock(); defer { lock.unlock() }
         guard !running else { return }
         func step<T>(_ what: String, _ body: () throws -> T) throws(ClientError) -> T {
-            do { return try body() } catch let e as ClientError { throw e } catch { throw ClientError("\(what): \(error)") }
+            do { return try body() } catch let e as ClientError { throw e } catch { throw ClientError(.step(what), "\(error)", underlying: error) }
         }
         runShell("preup")
         let ep = try resolveEndpoint()
@@ -228,7 +269,7 @@ public final class SixgateClient: @unchecked Sendable {
     // MARK: Endpoint
 
     func resolveEndpoint() throws(ClientError) -> Endpoint {
-        guard let name = EndpointName(config.endpoint) else { throw ClientError("endpoint \(config.endpoint.debugDescription) is not host:port") }
+        guard let name = EndpointName(config.endpoint) else { throw ClientError(.endpoint(config.endpoint.debugDescription), "is not host:port") }
         endpointResolvedAt = MonotonicClock.seconds()
         if let e = Endpoint(config.endpoint) { return e }
         var hints = addrinfo()
@@ -236,7 +277,7 @@ public final class SixgateClient: @unchecked Sendable {
         var result: UnsafeMutablePointer<addrinfo>?
         let rc = getaddrinfo(name.host, String(name.port), &hints, &result)
         guard rc == 0, let first = result else {
-            throw ClientError("endpoint \(name.host): cannot resolve (\(String(cString: gai_strerror(rc))))")
+            throw ClientError(.endpoint(name.host), "cannot resolve (\(String(cString: gai_strerror(rc))))")
         }
         defer { freeaddrinfo(result) }
         var text = [CChar](repeating: 0, count: 64)
@@ -249,7 +290,7 @@ public final class SixgateClient: @unchecked Sendable {
             }
             p = ai.pointee.ai_next
         }
-        throw ClientError("endpoint \(name.host): no IPv4 or IPv6 address")
+        throw ClientError(.endpoint(name.host), "no IPv4 or IPv6 address")
     }
 
     // MARK: Installing a lease
@@ -314,7 +355,7 @@ public final class SixgateClient: @unchecked Sendable {
             for b in bypass { try rk.ensureRoute(b) }
             for r in routes { try rk.ensureRoute(r) }
         } catch {
-            throw ClientError("installing the lease: \(error)")
+            throw ClientError(.lease, error)
         }
         if let mtu = lease.mtu, config.mtu == nil, mtu >= 1280 { try? rk.setMTU(config.interface, UInt32(mtu)) }
         for b in bypassRoutes where !bypass.contains(b) { try? rk.removeRoute(b) }
@@ -342,7 +383,7 @@ public final class SixgateClient: @unchecked Sendable {
                         a.start()
                         advertiser = a
                     } catch {
-                        throw ClientError("router mode: \(error)")
+                        throw ClientError(.routerMode, error)
                     }
                 }
             }
@@ -388,12 +429,12 @@ public final class SixgateClient: @unchecked Sendable {
         do {
             others = try rk.routes(ipv6: v6, table: 254).filter { $0.destination.length == 0 && $0.type == 1 && !isOurs($0.interfaceIndex) }
         } catch {
-            throw ClientError("reading the \(v6 ? "IPv6" : "IPv4") routes: \(error)")
+            throw ClientError(.routes(ipv6: v6), error)
         }
         if !others.isEmpty {
             // IPv6: re6stnet's rule, refuse unless told. IPv4: the carrier's default route is the
             // normal case (the tunnel rides on it), and "default" in the config is the instruction.
-            guard config.replaceDefaultRoute || !v6 else { throw ClientError(refusal(v6: v6, held: others), fatal: true) }
+            guard config.replaceDefaultRoute || !v6 else { throw ClientError(.defaultRoute(ipv6: v6), refusal(v6: v6, held: others), fatal: true) }
             // Shadow it with two half-space routes: the original stays, and is in force again the
             // moment ours go (on exit, or with the TUN device if the client dies).
             wanted = v6 ? [.v6(IPv6Prefix("::/1")!), .v6(IPv6Prefix("8000::/1")!)] : [.v4(IPv4Prefix("0.0.0.0/1")!), .v4(IPv4Prefix("128.0.0.0/1")!)]
@@ -427,10 +468,10 @@ public final class SixgateClient: @unchecked Sendable {
             }
             found = try rk.lookupRoute(to: address)
         } catch {
-            throw ClientError("no route to the gateway's endpoint \(address): \(error)")
+            throw ClientError(.endpointRoute("\(address)"), "no route to the gateway's endpoint \(address): \(error)", underlying: error)
         }
         guard let index = found.interfaceIndex, !isOurs(index) else {
-            throw ClientError("the route to the gateway's endpoint \(address) leads into the tunnel itself; give it a route through the physical interface")
+            throw ClientError(.endpointRoute("\(address)"), "the route to the gateway's endpoint \(address) leads into the tunnel itself; give it a route through the physical interface")
         }
         return Route(destination: host, interfaceIndex: index, gateway: found.gateway)
     }
@@ -679,7 +720,7 @@ public final class SixgateClient: @unchecked Sendable {
             try Sysctl.write(try .ipv6Forwarding(.all), 1)
         } catch {
             stopCLAT()
-            throw ClientError("clat \(settings.interface): \(error)")
+            throw ClientError(.clat(interface: settings.interface), error)
         }
         warnAboutAcceptRA()
         state.clat = "\(settings.ipv4) <-> \(ipv6) via \(prefix) on \(settings.interface)"
