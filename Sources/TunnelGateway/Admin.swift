@@ -82,7 +82,7 @@ public enum GatewayAdmin {
             return try SQLiteLeaseStore(path: config.leaseStorePath, readOnly: true).loadAll()
                 .sorted { ($0.pool, $0.prefix.description) < ($1.pool, $1.prefix.description) }
         } catch {
-            throw .setup("\(error)")
+            throw .setup("", error)
         }
     }
 

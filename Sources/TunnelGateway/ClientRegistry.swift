@@ -27,7 +27,8 @@ public enum GatewayError: Error, Sendable, CustomStringConvertible, Equatable {
     case unknownClient(String)
     case config(ConfigError)
     case io(path: String, detail: String)
-    case setup(String)
+    /// Setting up or changing the gateway failed: on what, why, and the error underneath.
+    case setup(SetupFailure)
     case control(String)
     /// A firewall setting that cannot be used (a bad `--open` value): nothing was changed.
     case firewall(FilterSpecError)
@@ -41,11 +42,30 @@ public enum GatewayError: Error, Sendable, CustomStringConvertible, Equatable {
         case .unknownClient(let n): return "no client named \(n)"
         case .config(let e): return e.description
         case .io(let path, let detail): return "\(path): \(detail)"
-        case .setup(let s): return s
+        case .setup(let f): return f.description
         case .control(let s): return s
         case .firewall(let e): return "firewall: \(e)"
         }
     }
+}
+
+/// What a setup step failed on (issue 27: RouteKit's, TunnelCore's and the Translator's typed errors
+/// are kept, not folded into text): the object ("netlink", "proxy NDP on eth0", "client alice",
+/// "NAT64 sixgate0-nat64", "firewall"), the reason as the operator reads it, and the error itself.
+public struct SetupFailure: Sendable, Equatable, CustomStringConvertible {
+    public let object: String
+    public let reason: String
+    public let underlying: (any Error & Sendable)?
+    public init(_ object: String, _ reason: String, underlying: (any Error & Sendable)? = nil) {
+        self.object = object; self.reason = reason; self.underlying = underlying
+    }
+    public var description: String { object.isEmpty ? reason : "\(object): \(reason)" }
+    public static func == (a: SetupFailure, b: SetupFailure) -> Bool { a.object == b.object && a.reason == b.reason }
+}
+
+extension GatewayError {
+    /// `object` failed with `error`, kept.
+    static func setup(_ object: String, _ error: any Error & Sendable) -> GatewayError { .setup(SetupFailure(object, "\(error)", underlying: error)) }
 }
 
 /// The clients/ folder.

@@ -125,11 +125,11 @@ public final class Gateway: @unchecked Sendable {
         do {
             allocator = try AddressAllocator(pools: Self.pools(config), store: try SQLiteLeaseStore(path: config.leaseStorePath))
         } catch {
-            throw .setup("lease store: \(error)")
+            throw .setup("lease store", error)
         }
         // SQLite makes its files 0644 (and the WAL and SHM files after the database's mode).
         for suffix in ["", "-wal", "-shm", ".lock"] { chmod(config.leaseStorePath + suffix, 0o600) }
-        do { rk = try RouteSocket() } catch { throw .setup("netlink: \(error)") }
+        do { rk = try RouteSocket() } catch { throw .setup("netlink", error) }
     }
 
     static func pools(_ c: GatewayConfiguration) -> [PoolConfiguration] {
@@ -187,7 +187,7 @@ public final class Gateway: @unchecked Sendable {
     public func start() throws(GatewayError) {
         lock.lock(); defer { lock.unlock() }
         func step<T>(_ what: String, _ body: () throws -> T) throws(GatewayError) -> T {
-            do { return try body() } catch { throw .setup("\(what): \(error)") }
+            do { return try body() } catch { throw .setup(what, error) }
         }
         for n in notes { log(n) }
         notes = []
@@ -359,7 +359,7 @@ public final class Gateway: @unchecked Sendable {
             for a in removed { log("reconcile: removed stale proxy entry \(a)") }
             proxies = desired
         } catch {
-            throw .setup("proxy NDP on \(config.uplink): \(error)")
+            throw .setup("proxy NDP on \(config.uplink)", error)
         }
     }
 
@@ -402,7 +402,7 @@ public final class Gateway: @unchecked Sendable {
             if config.nat64?.clat == true { leases += try allocator.allocate(client: Self.clatKey(c.name), inPools: [Self.v6Pool, Self.nat64Pool]) }
             return leases
         } catch {
-            throw .setup("client \(c.name): \(error)")
+            throw .setup("client \(c.name)", error)
         }
     }
 
@@ -422,7 +422,7 @@ public final class Gateway: @unchecked Sendable {
         guard let device, let key = Bytes32(base64: c.publicKey) else { return }
         // A NAT64 address is the translator's, never the client's to send from.
         let allowed = leases.filter { $0.pool != Self.nat64Pool }.map(\.prefix)
-        do { try device.setPeer(PeerConfiguration(publicKey: key, endpoint: endpoint, allowedIPs: allowed)) } catch { throw .setup("peer \(c.name): \(error)") }
+        do { try device.setPeer(PeerConfiguration(publicKey: key, endpoint: endpoint, allowedIPs: allowed)) } catch { throw .setup("peer \(c.name)", error) }
         peersByName[c.name] = c
     }
 
@@ -487,7 +487,7 @@ public final class Gateway: @unchecked Sendable {
         let leases = leases(of: name)
         if let device, let key = Bytes32(base64: record.publicKey) { device.removePeer(key) }
         uninstall(leases)
-        do { try release(name) } catch { throw .setup("release \(name): \(error)") }
+        do { try release(name) } catch { throw .setup("release \(name)", error) }
         try registry.remove(name)
         peersByName[name] = nil
         updateTranslator()
@@ -614,7 +614,7 @@ public final class Gateway: @unchecked Sendable {
     /// Creates the translator's TUN, routes the prefix and the NAT64 pool into it, starts it.
     func startTranslator(_ n: NAT64Settings) throws(GatewayError) {
         let t: TranslatorDevice
-        do { t = try TranslatorDevice(name: n.interface, configuration: translatorConfiguration(n)) } catch { throw .setup("NAT64 \(n.interface): \(error)") }
+        do { t = try TranslatorDevice(name: n.interface, configuration: translatorConfiguration(n)) } catch { throw .setup("NAT64 \(n.interface)", error) }
         do {
             try rk.setLink(n.interface, up: true)
             let index = try rk.interfaceIndex(n.interface)
@@ -623,7 +623,7 @@ public final class Gateway: @unchecked Sendable {
                 routes.insert(r)
             }
         } catch {
-            throw .setup("NAT64 \(n.interface): \(error)")
+            throw .setup("NAT64 \(n.interface)", error)
         }
         t.start()
         translator = t

@@ -35,7 +35,7 @@ extension Gateway {
             log("WARNING: firewall = \"off\": nothing of Sixgate's filters inbound traffic to clients; their addresses are reachable from everywhere unless your own firewall filters them")
             return
         }
-        do { try applyFirewall() } catch { throw .setup("firewall: \(error)") }
+        do { try applyFirewall() } catch { throw .setup("firewall", error) }
         let local = config.effectiveGatewayOpen
         log("firewall: new inbound connections to clients dropped except what they opened (table inet \(filterTable.name); isolate_clients \(config.isolateClients ? "on" : "off"), inbound echo \(config.inboundEcho ? "on" : "off")); clients reach this host only for \(local.isEmpty ? "replies, ICMP and echo" : "replies, ICMP, echo and " + local.map(\.description).joined(separator: " ")); no redirects into the tunnel")
     }
@@ -112,7 +112,7 @@ extension Gateway {
             do { try updateFirewallOrThrow() } catch {
                 try? registry.write(old)
                 peersByName[name] = old
-                throw .setup("firewall for \(name): \(error) (nothing changed)")
+                throw .setup(SetupFailure("firewall for \(name)", "\(error) (nothing changed)", underlying: error))
             }
         }
         log("client \(name): open \(record.open.isEmpty ? "nothing" : record.open.map(\.description).joined(separator: " ")), \(record.isolated ? "isolated" : "not isolated")")

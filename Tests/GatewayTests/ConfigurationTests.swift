@@ -1,3 +1,4 @@
+import AddressPool
 import Foundation
 import SixgateConfig
 import PacketKit
@@ -208,4 +209,25 @@ struct FirewallConfigurationTests {
     c.mtu = 1420
     #expect(c.mtuWarning(uplinkMTU: 1500) == nil)
     #expect(c.mtuWarning(uplinkMTU: 1300)?.contains("raise its MTU to 1340") == true)
+}
+
+/// Issue 27: a setup error keeps what failed underneath (here AddressPool's, for a lease store that
+/// is not a database) and says on what, in the message the CLI prints.
+@Test func aSetupErrorKeepsTheErrorUnderneath() throws {
+    let dir = NSTemporaryDirectory() + "sg-setup-\(uniqueSuffix())"
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    var config = GatewayConfiguration()
+    config.stateDirectory = dir
+    try Data("this is not an SQLite database, it is text".utf8).write(to: URL(fileURLWithPath: config.leaseStorePath))
+    do {
+        _ = try GatewayAdmin.leases(config)
+        Issue.record("a text file read as a lease store")
+    } catch {
+        guard case .setup(let failure) = error else { Issue.record("not a setup error: \(error)"); return }
+        #expect(failure.underlying is AddressPoolError, "\(String(describing: failure.underlying))")
+        #expect(error.description.contains(config.leaseStorePath), "\(error)")
+    }
+    #expect(GatewayError.setup(SetupFailure("netlink", "x")) == GatewayError.setup(SetupFailure("netlink", "x")))
+    #expect(GatewayError.setup(SetupFailure("netlink", "x")).description == "netlink: x")
 }
