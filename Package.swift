@@ -82,7 +82,7 @@ let package = Package(
 
         // Roles.
         .target(name: "TunnelGateway", dependencies: [
-            "PacketKit", "RouteKit", "TunnelCore", "NDPProxy", "AddressPool", "Diagnostics", "SixgateConfig", "SixgateMetrics", "Translator",
+            "PacketKit", "RouteKit", "TunnelCore", "NDPProxy", "AddressPool", "Diagnostics", "SixgateConfig", "SixgateMetrics", "SixgateSystem", "Translator",
         ]),
         .target(name: "TunnelClient", dependencies: ["PacketKit", "RouteKit", "TunnelCore", "NDPProxy", "SixgateConfig", "Translator", "SixgateSystem"]),
 

@@ -2,9 +2,9 @@
 import DequeModule
 import HeapModule
 import PacketKit
+import SixgateSystem
 #if canImport(Glibc)
 import Glibc
-import SixgateSystem
 #endif
 
 /// A lease as the allocator reports it (an active record).

@@ -4,9 +4,9 @@
 import CPacketSocket
 import PacketKit
 import RouteKit
+import SixgateSystem
 #if canImport(Glibc)
 import Glibc
-import SixgateSystem
 #endif
 
 /// What a responder has seen and done.

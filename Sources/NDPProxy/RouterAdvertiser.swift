@@ -6,9 +6,9 @@
 import CPacketSocket
 import PacketKit
 import RouteKit
+import SixgateSystem
 #if canImport(Glibc)
 import Glibc
-import SixgateSystem
 #endif
 
 /// What to advertise and how often. Defaults are RFC 4861 §6.2.1's and radvd's.

@@ -3,6 +3,7 @@
 // state directory with mode 0600, so only root (the owner) can use it.
 import Foundation
 import RouteKit
+import SixgateSystem
 import TunnelCore
 
 /// What gatewayctl asks.
@@ -32,56 +33,26 @@ public struct ControlReply: Codable, Sendable, Equatable {
 
 final class ControlServer: @unchecked Sendable {
     let path: String
-    let fd: Int32
     weak var gateway: Gateway?
-    private var thread: Thread?
-    private let stopped = NSLock()
-    private var isStopped = false
+    private var server: LocalSocketServer?
 
+    /// The socket, mode 0600. A second gatewayd on the same state directory is refused rather than
+    /// taking the socket over; a stale one (after kill -9) is replaced.
     init(path: String, gateway: Gateway) throws(GatewayError) {
         self.path = path
         self.gateway = gateway
-        unlink(path)
-        let s = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard s >= 0 else { throw .io(path: path, detail: "socket: \(String(cString: strerror(errno)))") }
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        guard path.utf8.count < MemoryLayout.size(ofValue: addr.sun_path) else { close(s); throw .io(path: path, detail: "path too long for a unix socket") }
-        withUnsafeMutableBytes(of: &addr.sun_path) { b in path.utf8CString.withUnsafeBytes { b.copyMemory(from: $0) } }
-        let old = umask(0o177)
-        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
-        umask(old)
-        guard rc == 0, listen(s, 16) == 0 else { let e = String(cString: strerror(errno)); close(s); throw .io(path: path, detail: "bind: \(e)") }
-        fd = s
-    }
-
-    func start() {
-        let t = Thread { [self] in self.serve() }
-        t.name = "sg-control"
-        thread = t
-        t.start()
-    }
-
-    func stop() {
-        stopped.withLock { isStopped = true }
-        shutdown(fd, Int32(SHUT_RDWR))
-        close(fd)
-        unlink(path)
-    }
-
-    private func serve() {
-        while !stopped.withLock({ isStopped }) {
-            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            guard poll(&p, 1, 200) > 0 else { continue }
-            let c = accept(fd, nil, nil)
-            if c < 0 { continue }
-            handle(c)
-            close(c)
+        do {
+            server = try LocalSocketServer(path: path, mode: 0o600, threadName: "sg-control") { [weak self] c in self?.handle(c) }
+        } catch {
+            throw .io(path: path, detail: error.errno == EADDRINUSE ? "another gatewayd serves this control socket" : "\(error.call): \(error.detail ?? String(cString: strerror(error.errno)))")
         }
     }
 
+    func start() { server?.start() }
+
+    func stop() { server?.stop() }
+
     private func handle(_ c: Int32) {
-        LocalStream.applyTimeouts(c)
         var data = Data()
         var buffer = [UInt8](repeating: 0, count: 4096)
         while data.count < 65536, !data.contains(10) {

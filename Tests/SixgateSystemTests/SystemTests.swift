@@ -67,3 +67,55 @@ struct SystemTestError: Error {}
         #expect(got == SIGUSR2)
     }
 }
+
+@Suite struct LocalSocketServerTests {
+    func connect(_ path: String) -> Int32 {
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &addr.sun_path) { b in for (i, c) in path.utf8.enumerated() { b[i] = c } }
+        let s = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(s, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        if rc != 0 { close(s); return -1 }
+        return s
+    }
+
+    /// Issue 27: the one local-socket server. It answers on its named thread, refuses to take over a
+    /// live socket, replaces a stale one, makes the file 0600, and removes it on stop.
+    @Test func servesRefusesALiveSocketReplacesAStaleOneAndCleansUp() throws {
+        let path = "/tmp/sg-lss-\(getpid())-\(MonotonicClock.nanoseconds() % 1_000_000).sock"
+        defer { unlink(path) }
+        let server = try LocalSocketServer(path: path, threadName: "sg-lss-test") { c in
+            let name = SystemThread.currentName
+            _ = Array("hello from \(name)\n".utf8).withUnsafeBytes { LocalStream.sendAll(c, $0) }
+        }
+        server.start()
+        var st = stat()
+        #expect(stat(path, &st) == 0 && st.st_mode & 0o777 == 0o600)
+        let c = connect(path)
+        #expect(c >= 0)
+        var buffer = [UInt8](repeating: 0, count: 64)
+        let n = read(c, &buffer, buffer.count)
+        close(c)
+        #expect(String(decoding: buffer[..<max(0, n)], as: UTF8.self) == "hello from sg-lss-test\n")
+        // A second server on the live socket is refused, naming why.
+        do {
+            _ = try LocalSocketServer(path: path, threadName: "sg-lss-2") { _ in }
+            Issue.record("a live socket was taken over")
+        } catch {
+            #expect(error.errno == EADDRINUSE && error.description.contains("another process serves this socket"))
+        }
+        server.stop()
+        server.stop()
+        #expect(access(path, F_OK) != 0, "the socket file is removed")
+        // A stale socket file (a daemon killed with -9 leaves one) is replaced.
+        let stale = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &addr.sun_path) { b in for (i, ch) in path.utf8.enumerated() { b[i] = ch } }
+        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(stale, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        close(stale)
+        #expect(access(path, F_OK) == 0)
+        let again = try LocalSocketServer(path: path, threadName: "sg-lss-3") { _ in }
+        again.stop()
+    }
+}

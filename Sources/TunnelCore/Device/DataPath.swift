@@ -1,8 +1,8 @@
 // The three threads: TUN → seal → UDP, UDP → open → TUN (and handshakes), and the timers.
 import PacketKit
+import SixgateSystem
 #if canImport(Glibc)
 import Glibc
-import SixgateSystem
 #endif
 
 extension TunnelDevice {

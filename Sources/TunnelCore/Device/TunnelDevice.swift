@@ -3,9 +3,9 @@
 import CTunnel
 import PacketKit
 import RouteKit
+import SixgateSystem
 #if canImport(Glibc)
 import Glibc
-import SixgateSystem
 #endif
 
 /// The protocol's timer constants (paper §6.1). Tests shorten them to watch a rekey happen.

@@ -2,9 +2,9 @@
 // unix socket /var/run/wireguard/NAME.sock, so the stock `wg` tool shows and sets the device.
 import CTunnel
 import PacketKit
+import SixgateSystem
 #if canImport(Glibc)
 import Glibc
-import SixgateSystem
 #endif
 
 extension TunnelDevice {
@@ -147,70 +147,33 @@ public struct UAPISetRequest: Sendable {
 /// Serves the UAPI on /var/run/wireguard/NAME.sock for a device (one thread, one client at a time).
 public final class UAPIServer: @unchecked Sendable {
     public let path: String
-    let fd: Int32
     weak var device: TunnelDevice?
-    var thread: pthread_t?
-    let stopLock = SystemLock()
-    var stopping = false
+    var server: LocalSocketServer?
 
     /// Creates the socket (mode 0600 in a 0755 directory) for `device`. The directory is shared by
-    /// every network namespace, so interface names must differ between namespaces.
+    /// every network namespace, so interface names must differ between namespaces: a live socket of
+    /// another device is refused, a stale one (a crashed daemon's) replaced.
     public init(device: TunnelDevice, directory: String = "/var/run/wireguard") throws(TunnelError) {
         self.device = device
         path = "\(directory)/\(device.name).sock"
         mkdir(directory, 0o755)
-        let s = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard s >= 0 else { throw .syscall("socket(AF_UNIX)", object: path) }
-        // A socket nobody answers is stale (a crashed daemon); a live one means the name is taken.
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { close(s); throw TunnelError(operation: "bind", object: path, detail: "path too long") }
-        withUnsafeMutableBytes(of: &addr.sun_path) { for (i, b) in bytes.enumerated() { $0[i] = b } }
-        let probe = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        let live = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(probe, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } } == 0
-        close(probe)
-        if live { close(s); throw TunnelError(operation: "bind", object: path, detail: "another device already serves this name") }
-        unlink(path)
-        let old = umask(0o077)
-        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
-        umask(old)
-        guard rc == 0, listen(s, 16) == 0 else { let e = TunnelError.syscall("bind", object: path); close(s); throw e }
-        fd = s
+        do {
+            server = try LocalSocketServer(path: path, mode: 0o600, threadName: "sg-uapi") { [weak self] c in self?.handle(c) }
+        } catch {
+            throw TunnelError(operation: error.call, object: path,
+                              detail: error.errno == EADDRINUSE ? "another device already serves this name" : error.description, errno: error.errno)
+        }
     }
 
     deinit { stop() }
 
-    public func start() {
-        thread = SystemThread.start(name: "sg-uapi") { [unowned self] in self.serve() }
-    }
+    public func start() { server?.start() }
 
     /// Stops serving and removes the socket file.
-    public func stop() {
-        stopLock.lock()
-        let already = stopping
-        stopping = true
-        stopLock.unlock()
-        if already { return }
-        if let t = thread { pthread_join(t, nil) }
-        close(fd)
-        unlink(path)
-    }
-
-    func serve() {
-        while !stopLock.withLock({ stopping }) {
-            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            guard poll(&p, 1, 100) > 0 else { continue }
-            let c = accept(fd, nil, nil)
-            guard c >= 0 else { continue }
-            handle(c)
-            close(c)
-        }
-    }
+    public func stop() { server?.stop() }
 
     /// Reads requests until the client closes; each ends with a blank line.
     func handle(_ c: Int32) {
-        LocalStream.applyTimeouts(c)
         var pending = [UInt8]()
         var chunk = [UInt8](repeating: 0, count: 4096)
         while true {
