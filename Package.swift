@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "TunnelGateway", targets: ["TunnelGateway"]),
         .library(name: "TunnelClient", targets: ["TunnelClient"]),
         .library(name: "SixgateConfig", targets: ["SixgateConfig"]),
+        .library(name: "SixgateDaemon", targets: ["SixgateDaemon"]),
         .library(name: "SixgateMetrics", targets: ["SixgateMetrics"]),
         .library(name: "SixgateSystem", targets: ["SixgateSystem"]),
         .executable(name: "gatewayd", targets: ["gatewayd"]),
@@ -53,9 +54,11 @@ let package = Package(
         // Foundation: imports nothing of ours and nothing else.
         .target(name: "PacketKit", swiftSettings: [.enableUpcomingFeature("ExistentialAny")]),
 
-        // Config files: a small TOML reader whose errors name file:line:key, and the runner for the hook
-        // scripts they name (Foundation only).
-        .target(name: "SixgateConfig", dependencies: ["CPrivileges"]),
+        // Config files: a small TOML reader whose errors name file:line:key (Foundation only).
+        .target(name: "SixgateConfig"),
+        // What a daemon does as a process (issue 27: apart from config reading): detaching, pid files,
+        // log sinks (file, stderr, syslog), the log limiter, hook scripts, the privilege drop.
+        .target(name: "SixgateDaemon", dependencies: ["CPrivileges", "SixgateSystem"]),
         // The release and the git commit (stamped at build time by the BuildInfo plugin) for every
         // executable's --version; a module of its own so a new commit relinks only the executables.
         .target(name: "SixgateVersion", plugins: ["BuildInfo"]),
@@ -82,22 +85,22 @@ let package = Package(
 
         // Roles.
         .target(name: "TunnelGateway", dependencies: [
-            "PacketKit", "RouteKit", "TunnelCore", "NDPProxy", "AddressPool", "Diagnostics", "SixgateConfig", "SixgateMetrics", "SixgateSystem", "Translator",
+            "PacketKit", "RouteKit", "TunnelCore", "NDPProxy", "AddressPool", "Diagnostics", "SixgateConfig", "SixgateDaemon", "SixgateMetrics", "SixgateSystem", "Translator",
         ]),
-        .target(name: "TunnelClient", dependencies: ["PacketKit", "RouteKit", "TunnelCore", "NDPProxy", "SixgateConfig", "Translator", "SixgateSystem"]),
+        .target(name: "TunnelClient", dependencies: ["PacketKit", "RouteKit", "TunnelCore", "NDPProxy", "SixgateConfig", "SixgateDaemon", "Translator", "SixgateSystem"]),
 
         // Thin executables.
         .executableTarget(name: "gatewayd", dependencies: [
-            "SixgateVersion", "SixgateSystem", "TunnelGateway", "SixgateConfig", "SixgateMetrics", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log"),
+            "SixgateVersion", "SixgateSystem", "SixgateDaemon", "TunnelGateway", "SixgateConfig", "SixgateMetrics", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log"),
         ], path: "Sources/CLI/gatewayd"),
         .executableTarget(name: "gatewayctl", dependencies: [
             "SixgateVersion", "TunnelGateway", "TunnelCore", "RouteKit", "Diagnostics", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "Sources/CLI/gatewayctl"),
         .executableTarget(name: "tunnel-client", dependencies: [
-            "SixgateVersion", "SixgateSystem", "TunnelClient", "SixgateConfig", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log"),
+            "SixgateVersion", "SixgateSystem", "SixgateDaemon", "TunnelClient", "SixgateConfig", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log"),
         ], path: "Sources/CLI/tunnel-client"),
         .executableTarget(name: "ndp-proxy", dependencies: [
-            "SixgateVersion", "SixgateSystem", "NDPProxy", "SixgateConfig", "SixgateMetrics", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log"),
+            "SixgateVersion", "SixgateSystem", "SixgateDaemon", "NDPProxy", "SixgateConfig", "SixgateMetrics", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log"),
         ], path: "Sources/CLI/ndp-proxy"),
         .executableTarget(name: "sixgate-wg", dependencies: [
             "SixgateVersion", "SixgateSystem", "TunnelCore", "RouteKit", .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -125,7 +128,7 @@ let package = Package(
         .testTarget(name: "TunnelCoreTests", dependencies: ["TunnelCore", "PacketKit", "RouteKit", "SixgateSystem", "SixgateTestSupport"]),
         .testTarget(name: "AddressPoolTests", dependencies: ["AddressPool", "PacketKit", "SixgateTestSupport"]),
         .testTarget(name: "GatewayTests", dependencies: ["TunnelGateway", "TunnelCore", "RouteKit", "AddressPool", "PacketKit", "SixgateConfig", "SixgateTestSupport"]),
-        .testTarget(name: "ClientTests", dependencies: ["TunnelClient", "TunnelCore", "RouteKit", "PacketKit", "SixgateConfig", "SixgateTestSupport"]),
+        .testTarget(name: "ClientTests", dependencies: ["TunnelClient", "TunnelCore", "RouteKit", "PacketKit", "SixgateConfig", "SixgateDaemon", "SixgateTestSupport"]),
         .testTarget(name: "NDPProxyTests", dependencies: ["NDPProxy", "AddressPool", "PacketKit", "RouteKit", "CPacketSocket", "SixgateTestSupport"]),
         .testTarget(name: "DiagnosticsTests", dependencies: ["Diagnostics", "PacketKit", "RouteKit", "SixgateTestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["SixgateTestSupport"]),

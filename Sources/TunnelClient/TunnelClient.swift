@@ -8,6 +8,7 @@ import NDPProxy
 import PacketKit
 import RouteKit
 import SixgateConfig
+import SixgateDaemon
 import Translator
 import TunnelCore
 import SixgateSystem

@@ -1,5 +1,6 @@
 import Foundation
 import SixgateConfig
+import SixgateDaemon
 import Testing
 
 /// The daemons' log budget: bursts pass up to `burst`, then `perSecond` lines a second; what is

@@ -7,6 +7,7 @@ import Foundation
 import Logging
 import NDPProxy
 import SixgateConfig
+import SixgateDaemon
 import SixgateMetrics
 import SixgateSystem
 import SixgateVersion

@@ -5,6 +5,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import SixgateConfig
+import SixgateDaemon
 import SixgateSystem
 import SixgateVersion
 import TunnelClient
