@@ -6,19 +6,8 @@ import PacketKit
 import RouteKit
 import SixgateConfig
 
-/// Something in a config file that is accepted but worth the operator's attention.
-public struct NDPConfigWarning: Sendable, Equatable, CustomStringConvertible {
-    public var file: String
-    public var line: Int
-    public var key: String?
-    public var message: String
-    public init(file: String, line: Int, key: String?, message: String) {
-        self.file = file; self.line = line; self.key = key; self.message = message
-    }
-    public var description: String {
-        "\(file):\(line): " + (key.map { "\(escapedForLog($0, limit: 40)): " } ?? "") + "warning: \(message)"
-    }
-}
+/// Something in an NDP proxy config file that is accepted but worth the operator's attention.
+public typealias NDPConfigWarning = ConfigWarning
 
 /// The three formats ndp-proxy reads.
 public enum NDPConfigFormat: String, Sendable, Equatable {

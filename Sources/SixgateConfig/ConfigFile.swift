@@ -14,6 +14,21 @@ public struct ConfigValue: Sendable, Equatable {
     public var line: Int
 }
 
+/// Something in a config file that is accepted but worth the operator's attention, named like an
+/// error (file:line:key) and said as a warning.
+public struct ConfigWarning: Sendable, Equatable, CustomStringConvertible {
+    public var file: String
+    public var line: Int
+    public var key: String?
+    public var message: String
+    public init(file: String, line: Int, key: String?, message: String) {
+        self.file = file; self.line = line; self.key = key; self.message = message
+    }
+    public var description: String {
+        "\(file):\(line): " + (key.map { "\(escapedForLog($0, limit: 40)): " } ?? "") + "warning: \(message)"
+    }
+}
+
 /// Errors in config files: always the file, the line and (when there is one) the key.
 public struct ConfigError: Error, Sendable, Equatable, CustomStringConvertible {
     public var file: String
