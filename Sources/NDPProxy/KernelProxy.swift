@@ -16,6 +16,7 @@ public final class KernelProxy: @unchecked Sendable {
     /// The interface's index at the last sync (it changes when the interface is made again).
     public private(set) var interfaceIndex: Int32
     let rk: RouteSocket
+    let reconciler: KernelReconciler
     let namespace: NetworkNamespace
     /// The entries this object put in place (removed by `removeAll`).
     public private(set) var installed: Set<IPv6Address> = []
@@ -35,6 +36,7 @@ public final class KernelProxy: @unchecked Sendable {
         do {
             rk = try RouteSocket(namespace: namespace)
             interfaceIndex = try rk.interfaceIndex(rule.interface)
+            reconciler = KernelReconciler(rk)
         } catch {
             throw NDPProxyError(.interface(rule.interface), error)
         }
@@ -81,10 +83,11 @@ public final class KernelProxy: @unchecked Sendable {
             // The interface deleted and made again under the same name: a new index, no entries.
             let index = try rk.interfaceIndex(rule.interface)
             if index != interfaceIndex { interfaceIndex = index; installed = [] }
-            try Sysctl.write(try .proxyNDP(.interface(rule.interface)), 1, in: namespace)
-            let (added, removed) = try ProxyEntries.reconcile(want, on: interfaceIndex, inside: { a in rule.prefixes.contains { $0.contains(a) } }, with: rk)
+            let state = KernelState(proxyEntries: Set(want.map { ProxyEntry($0, interfaceIndex: index) }),
+                                    sysctls: [try .proxyNDP(.interface(rule.interface)): 1])
+            let report = try reconciler.converge(to: state, owning: KernelOwnership(proxyInterfaces: [index], proxyPrefixes: rule.prefixes))
             installed = want
-            return (added.count, removed.count)
+            return (report.addedProxyEntries.count, report.removedProxyEntries.count)
         } catch {
             throw NDPProxyError(.proxyEntries(interface: rule.interface), error)
         }
@@ -92,7 +95,7 @@ public final class KernelProxy: @unchecked Sendable {
 
     /// Removes the entries it keeps (on stop), leaving others alone.
     public func removeAll() {
-        for a in installed { try? rk.removeProxyNeighbour(a, interfaceIndex: interfaceIndex) }
+        reconciler.removeAll()
         installed = []
     }
 }

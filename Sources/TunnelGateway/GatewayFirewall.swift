@@ -11,22 +11,6 @@ import RouteKit
 extension Gateway {
     var filterTable: FilterTable { FilterTable(name: config.natTableName) }
 
-    /// The policy for the clients gatewayd runs now: each client's own leases and its CLAT's
-    /// (never its NAT64 address, which is the translator's), with its openings.
-    func firewallPolicy() -> ForwardPolicy {
-        var hosts: [ProtectedHost] = []
-        for (name, record) in peersByName.sorted(by: { $0.key < $1.key }) {
-            let prefixes = leases(of: name).filter { $0.pool != Self.nat64Pool }.map(\.prefix)
-            hosts.append(ProtectedHost(name: name, prefixes: prefixes, openings: record.open, isolated: record.isolated))
-        }
-        var policy = ForwardPolicy(interface: config.interface, inboundEcho: config.inboundEcho, isolateHosts: config.isolateClients, hosts: hosts)
-        // The gateway host itself is closed to its clients but for what they need (issue 30), and
-        // it never sends them redirects.
-        policy.localOpenings = config.effectiveGatewayOpen
-        policy.dropRedirects = true
-        return policy
-    }
-
     /// At start (lock held): the whole table, or, with `firewall = "off"`, none (a table left by an
     /// earlier run with the firewall on is removed) and a loud line in the log.
     func startFirewall() throws(GatewayError) {
@@ -41,7 +25,7 @@ extension Gateway {
     }
 
     func applyFirewall() throws(RouteKitError) {
-        let policy = firewallPolicy()
+        guard let policy = plan.firewall else { return }
         try filterTable.apply(policy)
         filterApplied = true
         filterHosts = Set(policy.hosts.map(\.name))
@@ -55,8 +39,7 @@ extension Gateway {
     }
 
     func updateFirewallOrThrow() throws(RouteKitError) {
-        guard filterApplied else { return }
-        let policy = firewallPolicy()
+        guard filterApplied, let policy = plan.firewall else { return }
         let names = Set(policy.hosts.map(\.name))
         try filterTable.update(policy, removing: filterHosts.subtracting(names))
         filterHosts = names
@@ -109,9 +92,11 @@ extension Gateway {
         try registry.write(record)
         if peersByName[name] != nil {
             peersByName[name] = record
+            plan = currentPlan()
             do { try updateFirewallOrThrow() } catch {
                 try? registry.write(old)
                 peersByName[name] = old
+                plan = currentPlan()
                 throw .setup(SetupFailure("firewall for \(name)", "\(error) (nothing changed)", underlying: error))
             }
         }

@@ -1,0 +1,157 @@
+// The gateway's planner (issue 27): a pure function from the configuration, the enrolled clients
+// and their leases (plus the few facts only the kernel knows, such as interface indices) to
+// everything that should exist: addresses, routes, proxy entries, sysctls, NAT44 rules, the
+// firewall policy, the WireGuard peers, the translator's mappings and the responder's list.
+// It touches nothing; `Gateway` hands `kernel` to RouteKit's `KernelReconciler` and the rest to
+// the devices. Unit-tested without root (Tests/TunnelGatewayTests/GatewayPlannerTests.swift).
+import AddressPool
+import PacketKit
+import RouteKit
+import Translator
+import TunnelCore
+
+/// What should exist for one configuration and set of clients.
+public struct GatewayPlan: Sendable, Equatable {
+    /// Addresses, routes, proxy entries and sysctls, for `KernelReconciler`.
+    public var kernel = KernelState()
+    /// One peer per client: its own leases and its CLAT's as allowed IPs (never a NAT64 address,
+    /// which is the translator's to send from). No endpoint: the device learns it.
+    public var peers: [String: PeerConfiguration] = [:]
+    /// Every client host address (/128): what the NDP responder answers for, in responder mode.
+    public var hostAddresses: Set<IPv6Address> = []
+    /// NAT44 (`nat44 = true`): the IPv4 pool and the NAT64 pool masqueraded on the uplink.
+    public var masquerade: [MasqueradeRule] = []
+    /// The forward filter (`firewall = "on"`), nil when off.
+    public var firewall: ForwardPolicy?
+    /// NAT64: each client's host address to its NAT64 address, and its CLAT's.
+    public var translatorMappings: [ExplicitMapping] = []
+}
+
+/// Plans a gateway. The facts are read by the caller (from the kernel) before planning.
+public struct GatewayPlanner: Sendable {
+    public var config: GatewayConfiguration
+    /// The TUN device's and the uplink's interface indices.
+    public var tunnelIndex: Int32
+    public var uplinkIndex: Int32
+    /// The NAT64 translator's interface index, once it exists.
+    public var translatorIndex: Int32?
+    /// The ISP router is not on-link on the uplink (hosts mode): a host route to it is needed.
+    public var ispRouteNeeded = false
+
+    public init(config: GatewayConfiguration, tunnelIndex: Int32, uplinkIndex: Int32, translatorIndex: Int32? = nil, ispRouteNeeded: Bool = false) {
+        self.config = config
+        self.tunnelIndex = tunnelIndex
+        self.uplinkIndex = uplinkIndex
+        self.translatorIndex = translatorIndex
+        self.ispRouteNeeded = ispRouteNeeded
+    }
+
+    public static let v6Pool = "ipv6", v4Pool = "ipv4", nat64Pool = "nat64"
+
+    /// The lease key of a client's CLAT address and its NAT64 address ('#' is not allowed in names).
+    public static func clatKey(_ name: String) -> String { name + "#clat" }
+
+    /// The route to the ISP router through the uplink.
+    public var ispRoute: Route { Route(destination: .v6(IPv6Prefix(containing: config.effectiveISPRouter, length: 128)), interfaceIndex: uplinkIndex) }
+
+    /// The plan for `clients`, with `leases(name)` giving a lease key's active leases (a client's
+    /// name, or `clatKey(name)`).
+    public func plan(clients: [ClientRecord], leases: (String) -> [Lease]) -> GatewayPlan {
+        var plan = GatewayPlan()
+        var k = KernelState()
+        // The gateway's own addresses on the TUN (the IPv4 pool's connected route comes with its address).
+        k.addresses.insert(InterfaceAddress(interfaceIndex: tunnelIndex, address: .v6(config.effectiveGatewayAddress), prefixLength: 128, flags: InterfaceAddress.noDAD))
+        if let gw = config.effectiveIPv4Gateway, let pool = config.ipv4Pool {
+            k.addresses.insert(InterfaceAddress(interfaceIndex: tunnelIndex, address: .v4(gw), prefixLength: pool.length))
+        }
+        if let key = try? SysctlKey.ipv6Forwarding(.all) { k.sysctls[key] = 1 }
+        if config.ipv4Pool != nil || config.nat64 != nil { k.sysctls[.ipv4Forwarding] = 1 }
+        if config.ndpProxy == .kernel, let key = try? SysctlKey.proxyNDP(.interface(config.uplink)) { k.sysctls[key] = 1 }
+        if ispRouteNeeded { k.routes.insert(ispRoute) }
+        if let n = config.nat64, let index = translatorIndex {
+            k.routes.insert(Route(destination: .v6(n.prefix), interfaceIndex: index))
+            k.routes.insert(Route(destination: .v4(n.pool), interfaceIndex: index))
+        }
+        if config.nat44 {
+            plan.masquerade = [config.ipv4Pool, config.nat64?.pool].compactMap { $0 }.map { MasqueradeRule(source: $0, outInterface: config.uplink) }
+        }
+        var hosts: [ProtectedHost] = []
+        for c in clients.sorted(by: { $0.name < $1.name }) {
+            let own = leases(c.name), clat = config.nat64?.clat == true ? leases(Self.clatKey(c.name)) : []
+            let routed = (own + clat).filter { $0.pool != Self.nat64Pool }
+            if let key = Bytes32(base64: c.publicKey) {
+                plan.peers[c.name] = PeerConfiguration(publicKey: key, allowedIPs: routed.map(\.prefix))
+            }
+            for l in routed {
+                guard case .v6(let p) = l.prefix else { continue }
+                k.routes.insert(Route(destination: .v6(p), interfaceIndex: tunnelIndex))
+                // A CLAT address is reached through the translator only: no proxy entry, not a host.
+                guard p.length == 128, l.client == c.name else { continue }
+                plan.hostAddresses.insert(p.network)
+                if config.ndpProxy == .kernel { k.proxyEntries.insert(ProxyEntry(p.network, interfaceIndex: uplinkIndex)) }
+            }
+            hosts.append(ProtectedHost(name: c.name, prefixes: routed.map(\.prefix), openings: c.open, isolated: c.isolated))
+            if config.nat64 != nil {
+                for set in [own, clat] { if let m = Self.mapping(set) { plan.translatorMappings.append(m) } }
+            }
+        }
+        if config.firewall {
+            var policy = ForwardPolicy(interface: config.interface, inboundEcho: config.inboundEcho, isolateHosts: config.isolateClients, hosts: hosts)
+            // The gateway host itself is closed to its clients but for what they need (issue 30),
+            // and it never sends them redirects.
+            policy.localOpenings = config.effectiveGatewayOpen
+            policy.dropRedirects = true
+            plan.firewall = policy
+        }
+        plan.kernel = k
+        return plan
+    }
+
+    /// A lease key's host address and NAT64 address as one explicit mapping, when it has both.
+    static func mapping(_ leases: [Lease]) -> ExplicitMapping? {
+        var v6: IPv6Address?, v4: IPv4Address?
+        for l in leases {
+            switch l.prefix {
+            case .v6(let p) where l.pool == v6Pool && p.length == 128: v6 = p.network
+            case .v4(let p) where l.pool == nat64Pool: v4 = p.network
+            default: break
+            }
+        }
+        guard let v6, let v4 else { return nil }
+        return ExplicitMapping(ipv4: v4, ipv6: v6)
+    }
+
+    /// The translator's settings for `mappings`: toward clients the tunnel's MTU, toward IPv4 the
+    /// uplink's Ethernet.
+    public func translatorConfiguration(_ n: NAT64Settings, mappings: [ExplicitMapping]) -> TranslatorConfiguration {
+        TranslatorConfiguration(prefix: n.prefix, explicitMappings: mappings, ipv6MTU: Int(config.mtu), ipv4MTU: 1500,
+                                lowestIPv6MTU: n.lowestIPv6MTU ?? Int(config.mtu), ipv4Address: n.translatorAddress, ipv6Address: config.effectiveGatewayAddress,
+                                computeZeroUDPChecksum: n.amendZeroUDPChecksum, errorsPerSecond: n.errorsPerSecond)
+    }
+
+    /// The address pools: the clients' IPv6 (hosts or prefixes), IPv4 and NAT64 pools, with the
+    /// gateway's, the ISP router's and the uplink's addresses and `reserved` kept out.
+    public static func pools(_ c: GatewayConfiguration) -> [PoolConfiguration] {
+        var reserved: [IPPrefix] = [.v6(IPv6Prefix(containing: c.effectiveGatewayAddress, length: 128))]
+        if c.allocation == .hosts {
+            reserved += [c.effectiveISPRouter, c.effectiveUplinkAddress].map { .v6(IPv6Prefix(containing: $0, length: 128)) }
+        }
+        reserved += c.reservedIPv6.map { .v6($0) }
+        let inside = reserved.filter { if case .v6(let q) = $0 { c.ipv6Prefix.contains(q) } else { false } }
+        var pools = [PoolConfiguration(name: v6Pool, prefix: .v6(c.ipv6Prefix),
+                                       kind: c.allocation == .hosts ? .ipv6Hosts : .ipv6Prefixes(length: c.delegatedLength), reserved: inside)]
+        if let pool = c.ipv4Pool, let gw = c.effectiveIPv4Gateway {
+            pools.append(PoolConfiguration(name: v4Pool, prefix: .v4(pool), kind: .ipv4Hosts, reserved: [.v4(IPv4Prefix(containing: gw, length: 32))]))
+        }
+        if let n = c.nat64 {
+            pools.append(PoolConfiguration(name: nat64Pool, prefix: .v4(n.pool), kind: .ipv4Hosts,
+                                           reserved: [.v4(IPv4Prefix(containing: n.translatorAddress, length: 32))]))
+        }
+        return pools
+    }
+
+    /// The pools a client's own leases come from.
+    public static func poolNames(_ c: GatewayConfiguration) -> [String] {
+        [v6Pool] + (c.ipv4Pool == nil ? [] : [v4Pool]) + (c.nat64 == nil ? [] : [nat64Pool])
+    }
+}

@@ -1,0 +1,119 @@
+// The gateway's planner without root: configuration + clients + leases → what should exist.
+// Leases come from a real AddressAllocator over an in-memory store, as gatewayd makes them.
+import AddressPool
+import PacketKit
+import RouteKit
+import Testing
+import Translator
+@testable import TunnelGateway
+
+@Suite struct GatewayPlannerTests {
+    static let keyA = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA="
+    static let keyB = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8="
+
+    /// Plans `clients` (enrolled in order) for `config`, with the TUN at index 7, the uplink at 2
+    /// and the translator at 9.
+    func plan(_ config: GatewayConfiguration, _ clients: [ClientRecord], ispRouteNeeded: Bool = false, planningOrder: [ClientRecord]? = nil) throws -> GatewayPlan {
+        let allocator = try AddressAllocator(pools: GatewayPlanner.pools(config), store: MemoryLeaseStore())
+        for c in clients {
+            _ = try allocator.allocate(client: c.name, inPools: GatewayPlanner.poolNames(config))
+            if config.nat64?.clat == true { _ = try allocator.allocate(client: GatewayPlanner.clatKey(c.name), inPools: [GatewayPlanner.v6Pool, GatewayPlanner.nat64Pool]) }
+        }
+        let planner = GatewayPlanner(config: config, tunnelIndex: 7, uplinkIndex: 2, translatorIndex: config.nat64 == nil ? nil : 9, ispRouteNeeded: ispRouteNeeded)
+        return planner.plan(clients: planningOrder ?? clients, leases: { allocator.leases(of: $0) })
+    }
+
+    var clients: [ClientRecord] {
+        [ClientRecord(name: "alice", publicKey: Self.keyA, open: [PortOpening(.tcp, ports: 22...22)]),
+         ClientRecord(name: "bob", publicKey: Self.keyB, isolated: false)]
+    }
+
+    func v6(_ s: String) -> IPv6Address { IPv6Address(s)! }
+    func route(_ p: String, _ index: Int32) -> Route { Route(destination: IPPrefix(p)!, interfaceIndex: index) }
+
+    @Test func hostsModeWithKernelProxy() throws {
+        var config = GatewayConfiguration()
+        config.ipv6Prefix = IPv6Prefix("2001:db8:1::/64")!
+        let p = try plan(config, clients, ispRouteNeeded: true)
+        // ::1 router, ::2 uplink, ::3 gateway are reserved: the clients get ::4 and ::5.
+        #expect(p.hostAddresses == [v6("2001:db8:1::4"), v6("2001:db8:1::5")])
+        #expect(p.kernel.routes == [route("2001:db8:1::4/128", 7), route("2001:db8:1::5/128", 7), route("2001:db8:1::1/128", 2)])
+        #expect(p.kernel.proxyEntries == [ProxyEntry(v6("2001:db8:1::4"), interfaceIndex: 2), ProxyEntry(v6("2001:db8:1::5"), interfaceIndex: 2)])
+        #expect(p.kernel.addresses == [InterfaceAddress(interfaceIndex: 7, address: .v6(v6("2001:db8:1::3")), prefixLength: 128, flags: InterfaceAddress.noDAD),
+                                       InterfaceAddress(interfaceIndex: 7, address: .v4(IPv4Address("100.64.0.1")!), prefixLength: 24)])
+        #expect(p.kernel.sysctls == [try SysctlKey.ipv6Forwarding(.all): 1, .ipv4Forwarding: 1, try SysctlKey.proxyNDP(.interface("eth0")): 1])
+        #expect(p.masquerade == [MasqueradeRule(source: IPv4Prefix("100.64.0.0/24")!, outInterface: "eth0")])
+        #expect(p.peers["alice"]?.allowedIPs == [IPPrefix("2001:db8:1::4/128")!, IPPrefix("100.64.0.2/32")!])
+        #expect(p.peers["alice"]?.endpoint == nil)
+        #expect(p.translatorMappings.isEmpty)
+        let fw = try #require(p.firewall)
+        #expect(fw.hosts.map(\.name) == ["alice", "bob"])
+        #expect(fw.hosts[0].openings == [PortOpening(.tcp, ports: 22...22)] && fw.hosts[0].isolated && !fw.hosts[1].isolated)
+        #expect(fw.dropRedirects)
+    }
+
+    @Test func responderModeHasNoKernelProxyEntries() throws {
+        var config = GatewayConfiguration()
+        config.ndpProxy = .responder
+        let p = try plan(config, clients)
+        #expect(p.kernel.proxyEntries.isEmpty)
+        #expect(p.hostAddresses.count == 2, "the responder answers for every client host address")
+        #expect(!p.kernel.sysctls.keys.contains(try SysctlKey.proxyNDP(.interface("eth0"))))
+        #expect(!p.kernel.routes.contains(route("2001:db8::1/128", 2)), "no ISP route unless the router is off-link")
+    }
+
+    @Test func prefixesModeRoutesPrefixesWithoutProxyEntries() throws {
+        var config = GatewayConfiguration()
+        config.allocation = .prefixes
+        config.ipv6Prefix = IPv6Prefix("2001:db8:100::/48")!
+        config.delegatedLength = 64
+        config.ndpProxy = .off
+        config.ipv4Pool = nil
+        let p = try plan(config, clients)
+        #expect(p.hostAddresses.isEmpty && p.kernel.proxyEntries.isEmpty)
+        let clientRoutes = p.kernel.routes.filter { $0.interfaceIndex == 7 }
+        #expect(clientRoutes.count == 2 && clientRoutes.allSatisfy { $0.destination.length == 64 })
+        #expect(p.peers["bob"]?.allowedIPs.count == 1)
+        #expect(!p.kernel.sysctls.keys.contains(.ipv4Forwarding), "no IPv4 pool, no NAT64: IPv4 forwarding is not asked for")
+        #expect(p.masquerade.isEmpty)
+    }
+
+    @Test func nat64WithCLAT() throws {
+        var config = GatewayConfiguration()
+        var n = NAT64Settings(interface: "nat64x")
+        n.clat = true
+        config.nat64 = n
+        let p = try plan(config, clients)
+        // The translator's routes: the prefix and the NAT64 pool into its TUN.
+        #expect(p.kernel.routes.contains(route("64:ff9b::/96", 9)) && p.kernel.routes.contains(route("100.64.1.0/24", 9)))
+        // alice: ::4 (own), CLAT ::5; bob ::6, CLAT ::7. Each own and each CLAT address maps to a NAT64 address.
+        #expect(p.translatorMappings.count == 4)
+        #expect(Set(p.translatorMappings.map(\.ipv6)) == Set(["2001:db8::4", "2001:db8::5", "2001:db8::6", "2001:db8::7"].map(v6)))
+        // A CLAT address is routed into the tunnel and allowed for the peer, but has no proxy entry
+        // and is not a host the responder answers for.
+        #expect(p.kernel.routes.contains(route("2001:db8::5/128", 7)))
+        #expect(p.hostAddresses == [v6("2001:db8::4"), v6("2001:db8::6")])
+        #expect(p.kernel.proxyEntries.count == 2)
+        // Never a NAT64 address among a peer's allowed IPs.
+        let allowed = try #require(p.peers["alice"]?.allowedIPs)
+        #expect(!allowed.contains { if case .v4(let q) = $0 { n.pool.contains(q.network) } else { false } })
+        #expect(allowed.contains(IPPrefix("2001:db8::5/128")!))
+        #expect(p.masquerade.count == 2, "the IPv4 pool and the NAT64 pool")
+    }
+
+    @Test func firewallOffAndNoClients() throws {
+        var config = GatewayConfiguration()
+        config.firewall = false
+        config.nat44 = false
+        let p = try plan(config, [])
+        #expect(p.firewall == nil && p.masquerade.isEmpty && p.peers.isEmpty)
+        #expect(p.kernel.routes.isEmpty && p.kernel.proxyEntries.isEmpty)
+        #expect(p.kernel.addresses.count == 2, "the gateway's own addresses do not depend on clients")
+    }
+
+    @Test func planIsDeterministic() throws {
+        var config = GatewayConfiguration()
+        config.nat64 = NAT64Settings(interface: "nat64y")
+        #expect(try plan(config, clients) == plan(config, clients, planningOrder: clients.reversed()))
+    }
+}
