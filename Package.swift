@@ -71,7 +71,7 @@ let package = Package(
         .target(name: "CPrivileges", path: "Sources/CPrivileges"),
 
         // Capabilities.
-        .target(name: "RouteKit", dependencies: ["PacketKit", "CNetlink"]),
+        .target(name: "RouteKit", dependencies: ["PacketKit", "CNetlink", "SixgateSystem"]),
         .target(name: "TunnelCore", dependencies: ["PacketKit", "RouteKit", "CTunnel", "SixgateSystem"]),
         .target(name: "NDPProxy", dependencies: ["PacketKit", "RouteKit", "AddressPool", "SixgateConfig", "SixgateMetrics", "SixgateSystem", "CPacketSocket"]),
         .target(name: "AddressPool", dependencies: [
@@ -80,7 +80,7 @@ let package = Package(
             .product(name: "HeapModule", package: "swift-collections"),
             .product(name: "DequeModule", package: "swift-collections"),
         ]),
-        .target(name: "Diagnostics", dependencies: ["PacketKit", "RouteKit", "CPcap"]),
+        .target(name: "Diagnostics", dependencies: ["PacketKit", "RouteKit", "CPcap", "SixgateSystem"]),
         .target(name: "Translator", dependencies: ["PacketKit", "RouteKit", "TunnelCore", "SixgateSystem"]),
 
         // Roles.

@@ -1,6 +1,7 @@
 // Capture on libpcap: live capture on an interface (a TUN device gives raw IP, a veth or Ethernet
 // link Ethernet frames) with a BPF filter, offline reading of pcap files, and pcap writing that
 // tcpdump and Wireshark read. Errors name the interface, file or filter and say why.
+import SixgateSystem
 import CPcap
 import Foundation
 import PacketKit
@@ -58,7 +59,7 @@ public final class LiveCapture: @unchecked Sendable {
     public let linkType: PcapLinkType
     public let snapLength: Int
     let handle: OpaquePointer
-    private let lock = NSLock()
+    private let lock = SystemLock()
     private var stopped = false
 
     /// Opens `interface` for capture (immediate delivery, not promiscuous unless asked) and applies

@@ -1,6 +1,7 @@
 // The running proxy: one responder or kernel-entry keeper per rule of a config file, reloaded
 // in place (an invalid new file leaves the running rules as they are), dumped and counted on
 // request. The ndp-proxy executable is this plus signals and a command line.
+import SixgateSystem
 import Foundation
 import RouteKit
 import SixgateMetrics
@@ -35,7 +36,7 @@ public final class ProxyService: @unchecked Sendable {
     }
     // The running parts, read by the metrics thread while a reload may replace them; and the
     // counters of responders a reload retired, per interface, so totals never go back.
-    let lock = NSLock()
+    let lock = SystemLock()
     var running: (responders: [Responder], kernel: [KernelProxy]) = ([], [])
     var retired: [String: ResponderStatistics] = [:]
     let log: @Sendable (Level, String) -> Void

@@ -224,6 +224,12 @@ public final class KernelReconciler: @unchecked Sendable {
         return report
     }
 
+    /// Says that a wanted object is no longer in the kernel (its owner took it out, e.g. for a
+    /// route lookup without it): the next `update` or `restore` puts it back.
+    public func noteMissing(_ o: KernelObject) {
+        if desired.objects.contains(o) { pending.insert(o) }
+    }
+
     /// Takes away every wanted route, proxy entry and address (sysctls stay); errors ignored.
     public func removeAll() {
         var report = ReconcileReport()

@@ -1,6 +1,7 @@
 // The change monitor: link, address, route and neighbour events as an AsyncSequence, like
 // `ip monitor`. A socket subscribed to the rtnetlink multicast groups is read on a thread of its
 // own (poll with a timeout, so `stop()` takes effect within a quarter second).
+import SixgateSystem
 import CNetlink
 import Foundation
 import PacketKit
@@ -16,10 +17,9 @@ public enum RouteEvent: Sendable, Equatable {
 /// Streams routing-state changes of one namespace until stopped.
 public final class RouteMonitor: @unchecked Sendable {
     private let socket: RouteSocket
-    private let lock = NSLock()
+    private let lock = SystemLock()
     private var running = true
-    private var thread: Thread?
-    /// The events, in the order the kernel sent them. Ends after `stop()`.
+        /// The events, in the order the kernel sent them. Ends after `stop()`.
     public let events: AsyncStream<RouteEvent>
     private let continuation: AsyncStream<RouteEvent>.Continuation
     /// Messages the kernel dropped because the reader fell behind (ENOBUFS): resynchronise with a dump.
@@ -34,10 +34,7 @@ public final class RouteMonitor: @unchecked Sendable {
             if rc < 0 { throw RouteKitError(libnl: rc, operation: "subscribe to", object: "rtnetlink group \(group.rawValue)") }
         }
         (events, continuation) = AsyncStream.makeStream(of: RouteEvent.self, bufferingPolicy: .bufferingNewest(65_536))
-        let t = Thread { [self] in self.readLoop() }
-        t.name = "RouteMonitor"
-        thread = t
-        t.start()
+        SystemThread.start(name: "sg-rt-monitor") { [self] in self.readLoop() }
     }
 
     /// Stops reading and finishes the stream.

@@ -2,6 +2,7 @@
 // outside can cause (handshakes, lease requests, proxy answers) must not let them fill the disk or
 // drown the lines that matter. Lines past the budget are counted, and the count is logged once
 // lines flow again.
+import SixgateSystem
 import Foundation
 
 /// A token bucket in front of a log sink: `perSecond` lines a second on average, bursts of up to
@@ -14,7 +15,7 @@ public final class LogLimiter: @unchecked Sendable {
     public let burst: Double
     let sink: @Sendable (String) -> Void
     let clock: @Sendable () -> Double
-    let lock = NSLock()
+    let lock = SystemLock()
     var tokens: Double
     var last: Double
     var suppressed: UInt64 = 0
@@ -22,7 +23,7 @@ public final class LogLimiter: @unchecked Sendable {
     public private(set) var suppressedTotal: UInt64 = 0
 
     public init(perSecond: Double = LogLimiter.defaultPerSecond, burst: Double = LogLimiter.defaultBurst,
-                clock: @escaping @Sendable () -> Double = { ProcessInfo.processInfo.systemUptime },
+                clock: @escaping @Sendable () -> Double = { MonotonicClock.seconds() },
                 sink: @escaping @Sendable (String) -> Void) {
         self.perSecond = perSecond; self.burst = burst; self.sink = sink; self.clock = clock
         tokens = burst

@@ -33,6 +33,53 @@ public final class SystemLock: @unchecked Sendable {
     }
 }
 
+/// A mutex with a condition variable whose timed waits run on CLOCK_MONOTONIC (a wall-clock jump
+/// neither wakes nor stalls them): for worker threads that sleep until work or a deadline.
+///
+/// ```swift
+/// let c = SystemCondition()
+/// c.lock(); while queue.isEmpty { c.wait() }; c.unlock()     // consumer
+/// c.lock(); queue.append(x); c.signal(); c.unlock()          // producer
+/// ```
+public final class SystemCondition: @unchecked Sendable {
+    let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    let cond: UnsafeMutablePointer<pthread_cond_t>
+    public init() {
+        mutex = .allocate(capacity: 1)
+        cond = .allocate(capacity: 1)
+        pthread_mutex_init(mutex, nil)
+        var attr = pthread_condattr_t()
+        pthread_condattr_init(&attr)
+        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC)
+        pthread_cond_init(cond, &attr)
+        pthread_condattr_destroy(&attr)
+    }
+    deinit {
+        pthread_cond_destroy(cond)
+        pthread_mutex_destroy(mutex)
+        cond.deallocate()
+        mutex.deallocate()
+    }
+    public func lock() { pthread_mutex_lock(mutex) }
+    public func unlock() { pthread_mutex_unlock(mutex) }
+    public func withLock<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return try body()
+    }
+    /// Waits (lock held) until signalled.
+    public func wait() { pthread_cond_wait(cond, mutex) }
+    /// Waits (lock held) until signalled or `seconds` have passed; false on timeout.
+    @discardableResult
+    public func wait(seconds: Double) -> Bool {
+        let deadline = MonotonicClock.nanoseconds() &+ UInt64(max(0, seconds) * 1e9)
+        var t = timespec(tv_sec: Int(deadline / 1_000_000_000), tv_nsec: Int(deadline % 1_000_000_000))
+        return pthread_cond_timedwait(cond, mutex, &t) == 0
+    }
+    public func signal() { pthread_cond_signal(cond) }
+    public func broadcast() { pthread_cond_broadcast(cond) }
+}
+
 /// CLOCK_MONOTONIC: for timers, rate limits and ages (never goes back, stops in suspend).
 public enum MonotonicClock {
     /// Seconds since an arbitrary start.

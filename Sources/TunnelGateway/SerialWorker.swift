@@ -1,11 +1,11 @@
 // A named thread that runs submitted work one item at a time, in order.
-import Foundation
+import SixgateSystem
 
 final class SerialWorker: @unchecked Sendable {
-    private let condition = NSCondition()
+    private let condition = SystemCondition()
     private var items: [() -> Void] = []
     private var busy = false
-    private var thread: Thread?
+    private var started = false
     private let name: String
 
     init(name: String) { self.name = name }
@@ -14,11 +14,9 @@ final class SerialWorker: @unchecked Sendable {
     func submit(_ work: @escaping () -> Void) {
         condition.lock()
         items.append(work)
-        if thread == nil {
-            let t = Thread { [weak self] in self?.loop() }
-            t.name = name
-            thread = t
-            t.start()
+        if !started {
+            started = true
+            SystemThread.start(name: name) { [weak self] in self?.loop() }
         }
         condition.signal()
         condition.unlock()

@@ -32,6 +32,28 @@ import Glibc
         #expect(MonotonicClock.nanoseconds() >= a + 2_000_000 && MonotonicClock.seconds() > s)
         #expect(WallClock.now().seconds > 1_700_000_000)
     }
+
+    @Test func theConditionWakesAWaiterAndATimedWaitTimesOut() {
+        let c = SystemCondition()
+        nonisolated(unsafe) var queue: [Int] = []
+        nonisolated(unsafe) var got: [Int] = []
+        let consumer = SystemThread.start(name: "sg-cond") {
+            c.lock()
+            while got.count < 3 {
+                while queue.isEmpty { c.wait() }
+                got.append(queue.removeFirst())
+            }
+            c.unlock()
+        }
+        for i in 1...3 { c.withLock { queue.append(i); c.signal() } }
+        pthread_join(consumer, nil)
+        #expect(got == [1, 2, 3])
+        // Nobody signals: the wait ends by its deadline, on the monotonic clock, and says so.
+        let start = MonotonicClock.seconds()
+        let signalled = c.withLock { c.wait(seconds: 0.05) }
+        #expect(!signalled)
+        #expect(MonotonicClock.seconds() - start >= 0.04)
+    }
 }
 
 extension String {

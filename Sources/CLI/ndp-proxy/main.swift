@@ -18,7 +18,7 @@ import Glibc
 /// Where log lines go: the terminal until the process detaches, then syslog or the --log-file.
 final class LogRoute: @unchecked Sendable {
     static let shared = LogRoute()
-    private let lock = NSLock()
+    private let lock = SystemLock()
     private var sink = try! Daemon.LogSink(.standardOutput)
     var current: Daemon.LogSink { lock.withLock { sink } }
     func use(_ s: Daemon.LogSink) { lock.withLock { sink = s } }

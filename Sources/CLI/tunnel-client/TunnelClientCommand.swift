@@ -160,7 +160,7 @@ struct Status: ParsableCommand {
 
 /// Set when the client gave up (see SixgateClient.onFatal): exit 1 after cleaning up.
 final class StopFlag: @unchecked Sendable {
-    private let lock = NSLock()
+    private let lock = SystemLock()
     private var value = false
     func store(_ v: Bool) { lock.withLock { value = v } }
     func load() -> Bool { lock.withLock { value } }

@@ -1,0 +1,194 @@
+// The lease exchange inside the tunnel (docs/lease-protocol.md) and the client's own thread:
+// requests with backoff, renewals, replies (vetted, then installed), and the periodic check that
+// the physical path to the endpoint and the endpoint's name have not moved.
+import Foundation
+import NDPProxy
+import PacketKit
+import RouteKit
+import SixgateConfig
+import SixgateDaemon
+import SixgateSystem
+import Translator
+import TunnelCore
+
+extension SixgateClient {
+    // MARK: The lease exchange
+
+    var clientLinkLocal: IPv6Address {
+        X25519.publicKey(config.privateKey).withUnsafeBytes { LeaseMessage.clientLinkLocal(publicKey: $0) }
+    }
+
+    func sendRequest() {
+        guard let device else { return }
+        let request = LeaseMessage(kind: .request, transaction: exchange.withLock { transaction })
+        guard let payload = try? request.encode(),
+              let packet = try? PacketRepr.ipv6(source: clientLinkLocal, destination: LeaseMessage.gatewayLinkLocal, hopLimit: 255,
+                                                .udp(UDPRepr(sourcePort: LeaseMessage.port, destinationPort: LeaseMessage.port), payload: payload)).emit()
+        else { return }
+        state.leaseRequests += 1
+        device.send(packet: packet, to: config.gatewayPublicKey)
+    }
+
+    /// Tells the gateway what was left out of its lease (one notice per change, no answer).
+    func sendNotice(_ refused: [String]) {
+        guard let device else { return }
+        var notice = LeaseMessage(kind: .notice, transaction: exchange.withLock { transaction })
+        var text = refused.joined(separator: "; ")
+        while text.utf8.count > 200 { text.removeLast() }
+        notice.message = text
+        guard let payload = try? notice.encode(),
+              let packet = try? PacketRepr.ipv6(source: clientLinkLocal, destination: LeaseMessage.gatewayLinkLocal, hopLimit: 255,
+                                                .udp(UDPRepr(sourcePort: LeaseMessage.port, destinationPort: LeaseMessage.port), payload: payload)).emit()
+        else { return }
+        device.send(packet: packet, to: config.gatewayPublicKey)
+    }
+
+    /// What the vetting needs to know about this host (lock held): its connected networks and
+    /// other routes (not the tunnel's, the CLAT's or our own), the endpoint, who holds defaults.
+    func hostFacts() -> HostFacts {
+        var facts = HostFacts(endpoint: endpoint?.address)
+        for v6 in [true, false] {
+            for r in (try? rk.routes(ipv6: v6, table: 254)) ?? [] where !isOurs(r.interfaceIndex) && r.protocolNumber != RouteSocket.sixgateProtocol {
+                if r.destination.length == 0 {
+                    if r.type == 1 { facts.defaultHeldElsewhere.insert(v6) }
+                    continue
+                }
+                if case .v6(let p) = r.destination, p.network.isLinkLocal || p.network.isMulticast { continue }
+                // Connected: the kernel's own prefix routes (proto kernel, or link scope).
+                if r.protocolNumber == 2 || r.scope == 253 { facts.connected.append(r.destination) } else { facts.routed.append(r.destination) }
+            }
+        }
+        return facts
+    }
+
+    /// A link-local packet from the gateway (receive thread): a lease reply is handed to the maintenance thread.
+    func receiveControl(_ packet: UnsafeRawBufferPointer) {
+        guard let ip = try? IPv6Packet(packet), ip.upperLayerProtocol == .udp, ip.destination == clientLinkLocal,
+              let udp = try? UDPDatagram(ip.upperLayer), udp.sourcePort == LeaseMessage.port,
+              udp.isChecksumValid(.ipv6(source: ip.source, destination: ip.destination)),
+              let message = try? LeaseMessage(parsing: udp.payload), message.kind != .request else { return }
+        exchange.withLock {
+            guard message.transaction == transaction else { return }
+            pendingReply = message
+            leaseReplies += 1
+        }
+        wakeUp.broadcast()
+    }
+
+    func handle(_ event: PeerEvent) {
+        switch event {
+        case .handshakeCompleted:
+            // A new session (first, after a gateway restart, or a rekey): ask again if the last
+            // answer is old, so a gateway that lost or changed our lease is noticed at once.
+            exchange.withLock { if case .lease = config.addresses, renewAt.isFinite { nextRequestAt = 0 } }
+            wakeUp.broadcast()
+        default: break
+        }
+    }
+
+    /// The client's own thread: lease requests with backoff, renewals, replies, and a check every
+    /// few seconds that the bypass route still matches the physical path and the endpoint's name.
+    func maintain() {
+        while lock.withLock({ running }) {
+            wakeUp.lock()
+            wakeUp.wait(seconds: 0.25)
+            wakeUp.unlock()
+            lock.lock()
+            guard running else { lock.unlock(); return }
+            let now = MonotonicClock.seconds()
+            if case .lease = config.addresses {
+                let reply: LeaseMessage? = exchange.withLock { let r = pendingReply; pendingReply = nil; return r }
+                if let reply {
+                    if reply.kind == .refusal {
+                        log("the gateway refused a lease: \(escapedForLog(reply.message ?? "no reason given")); asking again in 30 s")
+                        exchange.withLock { nextRequestAt = now + 30 }
+                    } else if reply.kind == .reply {
+                        do {
+                            let vetted = config.vet(reply, host: hostFacts())
+                            if !vetted.refused.isEmpty, vetted.refused != lastRefused {
+                                for r in vetted.refused { log("lease: left out \(escapedForLog(r))") }
+                                sendNotice(vetted.refused)
+                            }
+                            lastRefused = vetted.refused
+                            try apply(vetted.lease)
+                            let life = Double(vetted.lease.lifetime ?? 3600)
+                            state.leaseTransaction = reply.transaction
+                            exchange.withLock {
+                                renewAt = now + life / 2
+                                nextRequestAt = renewAt
+                                requestBackoff = 1
+                                transaction = UInt32.random(in: 1...UInt32.max)
+                            }
+                        } catch {
+                            if error.isFatal, let onFatal {
+                                log("lease from the gateway not installed: \(error)")
+                                exchange.withLock { nextRequestAt = .infinity }
+                                lock.unlock()
+                                onFatal(error)
+                                lock.lock()
+                            } else {
+                                log("lease from the gateway not installed: \(error); asking again in 10 s")
+                                exchange.withLock { nextRequestAt = now + 10 }
+                            }
+                        }
+                    }
+                }
+                let due: Bool = exchange.withLock {
+                    guard now >= nextRequestAt else { return false }
+                    nextRequestAt = now + requestBackoff
+                    requestBackoff = min(requestBackoff * 2, 16)
+                    return true
+                }
+                if due { sendRequest() }
+            }
+            if now - lastRouteCheck >= 3 {
+                lastRouteCheck = now
+                recheckPath(now: now)
+            }
+            lock.unlock()
+        }
+    }
+
+    /// Network changes: the physical path to the endpoint moved (new default gateway, interface
+    /// replaced) or the endpoint's name points elsewhere after handshakes stopped. Lock held.
+    func recheckPath(now: Double) {
+        guard let device, var ep = endpoint else { return }
+        let peer = device.peerStatuses().first
+        let sinceHandshake = Double(Int64(Date().timeIntervalSince1970) - (peer?.lastHandshake.seconds ?? 0))
+        if Endpoint(config.endpoint) == nil, sinceHandshake > 135, now - endpointResolvedAt > 30 {
+            if let fresh = try? resolveEndpoint(), fresh != ep {
+                log("endpoint \(config.endpoint) now resolves to \(fresh) (was \(ep))")
+                ep = fresh
+                endpoint = fresh
+                state.endpoint = fresh.description
+                try? device.setPeer(PeerConfiguration(publicKey: config.gatewayPublicKey, presharedKey: config.presharedKey, endpoint: fresh,
+                                                      allowedIPs: config.allowedIPs, persistentKeepalive: config.keepalive))
+                if let lease = current { current = nil; try? apply(lease) }
+                return
+            }
+        }
+        // Is the bypass route still the path the kernel would take without it?
+        for old in bypassRoutes {
+            let others = (try? rk.routes(ipv6: ep.address.isV6, table: 254))?.filter {
+                $0.destination.length == 0 && !isOurs($0.interfaceIndex) && $0.type == 1
+            } ?? []
+            guard let best = others.min(by: { $0.metric < $1.metric }) else { continue }
+            // Only default-route changes are followed; a more specific physical route is used as found at start.
+            let stillValid = (try? rk.links())?.contains { $0.index == old.interfaceIndex && $0.isUp } ?? true
+            if !stillValid || (best.interfaceIndex != old.interfaceIndex || best.gateway != old.gateway) && old.gateway != nil {
+                let fresh = Route(destination: old.destination, interfaceIndex: best.interfaceIndex, gateway: best.gateway)
+                guard fresh != old else { continue }
+                var kernel = reconciler.desired
+                kernel.routes.remove(old)
+                kernel.routes.insert(fresh)
+                if let failure = reconciler.update(to: kernel).failures.first {
+                    log("the physical path changed but the endpoint route could not follow: \(failure)")
+                } else {
+                    bypassRoutes = bypassRoutes.map { $0 == old ? fresh : $0 }
+                    state.bypassRoutes = bypassRoutes.map(describe)
+                    log("the physical path changed: endpoint route now \(describe(fresh))")
+                }
+            }
+        }
+    }
+}
