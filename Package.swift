@@ -56,9 +56,10 @@ let package = Package(
 
         // Config files: a small TOML reader whose errors name file:line:key (Foundation only).
         .target(name: "SixgateConfig"),
-        // What a daemon does as a process (issue 27: apart from config reading): detaching, pid files,
-        // log sinks (file, stderr, syslog), the log limiter, hook scripts, the privilege drop.
-        .target(name: "SixgateDaemon", dependencies: ["CPrivileges", "SixgateSystem"]),
+        // What a daemon does as a process (issue 27: apart from config reading): its life (options,
+        // signals, privilege drop, systemd readiness, the signal loop), detaching, pid files, log
+        // sinks (file, stderr, syslog), the log limiter, hook scripts.
+        .target(name: "SixgateDaemon", dependencies: ["CPrivileges", "SixgateSystem", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         // The release and the git commit (stamped at build time by the BuildInfo plugin) for every
         // executable's --version; a module of its own so a new commit relinks only the executables.
         .target(name: "SixgateVersion", plugins: ["BuildInfo"]),

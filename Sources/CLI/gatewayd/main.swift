@@ -31,14 +31,7 @@ struct GatewayDaemon: ParsableCommand {
     @Option(help: "The config file (TOML; see docs/gatewayd.toml.example).")
     var config = "/etc/sixgate/gatewayd.toml"
 
-    @Flag(help: "Check the config file and exit.")
-    var checkConfig = false
-
-    @Flag(help: "Keep every capability after setup (by default only CAP_NET_ADMIN and CAP_NET_RAW stay, for gatewayd, its hooks and the tools it runs).")
-    var keepCapabilities = false
-
-    @Option(help: "The user to run as after setup, keeping CAP_NET_ADMIN and CAP_NET_RAW (default: sixgate when that account exists; root: stay uid 0).")
-    var user: String?
+    @OptionGroup var daemon: DaemonOptions
 
     func run() throws {
         LoggingSystem.bootstrap { StreamLogHandler.standardOutput(label: $0) }
@@ -48,7 +41,7 @@ struct GatewayDaemon: ParsableCommand {
         do { configuration = try GatewayAdmin.loadConfiguration(config) } catch {
             throw ValidationError("gatewayd: \(error)")
         }
-        if checkConfig {
+        if daemon.checkConfig {
             // What can be checked against this host without touching it: the uplink's MTU.
             if let text = try? String(contentsOfFile: "/sys/class/net/\(configuration.uplink)/mtu", encoding: .utf8),
                let mtu = UInt32(text.trimmingCharacters(in: .whitespacesAndNewlines)), let w = configuration.mtuWarning(uplinkMTU: mtu) {
@@ -58,9 +51,8 @@ struct GatewayDaemon: ParsableCommand {
             return
         }
 
-        let account: Privileges.Account?
-        do { account = try Privileges.account(user) } catch { throw ValidationError("gatewayd: \(error)") }
-        let signals = DaemonSignals.block([SIGINT, SIGTERM, SIGHUP])   // before any thread starts
+        let life: DaemonLife
+        do { life = try DaemonLife(options: daemon, signals: [SIGHUP]) } catch { throw ValidationError("gatewayd: \(error)") }   // before any thread starts
 
         let gateway: Gateway
         do {
@@ -85,24 +77,18 @@ struct GatewayDaemon: ParsableCommand {
                 throw ExitCode(1)
             }
         }
-        if !keepCapabilities {
-            let log = logger
-            Privileges.settle(account: account, keepCapabilities: false, handOver: Privileges.withEntries(configuration.stateDirectory) + Privileges.withEntries(configuration.clientsDirectory),
-                              info: { log.info("\($0)") }, warning: { log.warning("\($0)") })
-        }
-        while true {
+        let log = logger
+        life.ready(handOver: Privileges.withEntries(configuration.stateDirectory) + Privileges.withEntries(configuration.clientsDirectory),
+                   info: { log.info("\($0)") }, warning: { log.warning("\($0)") })
+        let stopping = life.run(every: 10, tick: {
             gateway.writeMetrics()
             gateway.reportDrops()
             gateway.saveEndpoints()
-            let s = signals.wait(seconds: 10)
-            if s == SIGHUP {
-                do { _ = try gateway.reloadClients() } catch { logger.error("reload: \(error)") }
-            } else if s == SIGINT || s == SIGTERM {
-                logger.info("signal \(s ?? 0): stopping")
-                endpoint?.stop()
-                gateway.stop()
-                return
-            }
-        }
+        }, other: { _ in   // SIGHUP
+            do { _ = try gateway.reloadClients() } catch { log.error("reload: \(error)") }
+        })
+        logger.info("signal \(stopping): stopping")
+        endpoint?.stop()
+        gateway.stop()
     }
 }

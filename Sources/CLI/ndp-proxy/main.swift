@@ -68,14 +68,7 @@ struct NDPProxyCommand: ParsableCommand {
     @Option(name: [.customShort("c"), .long], help: "The config file: npd6.conf, ndppd.conf or ndp-proxy TOML (docs/ndp-proxy.toml.example), told apart by its contents.")
     var config = NDPProxyCommand.defaultConfig
 
-    @Flag(help: "Validate the config file, print its rules and warnings (overlaps, interfaces that do not exist yet), and exit.")
-    var checkConfig = false
-
-    @Flag(help: "Keep every capability after setup (by default only CAP_NET_ADMIN and CAP_NET_RAW stay, for the daemon, its hooks and the tools it runs).")
-    var keepCapabilities = false
-
-    @Option(help: "The user to run as after setup, keeping CAP_NET_ADMIN and CAP_NET_RAW (default: sixgate when that account exists; root: stay uid 0).")
-    var user: String?
+    @OptionGroup var common: DaemonOptions
 
     @Option(help: "Seconds between syncs of kernel-mode proxy entries with their list or lease store.")
     var syncInterval = 5
@@ -155,9 +148,7 @@ struct NDPProxyCommand: ParsableCommand {
             logger.logLevel = level > 0 ? .debug : .info
         }
         if let logFile { LogRoute.shared.use(try sink(logFile == "-" ? .standardError : .file(logFile))) }
-        let account: Privileges.Account?
-        do { account = try Privileges.account(user) } catch { throw ValidationError("ndp-proxy: \(error)") }
-        if checkConfig {
+        if common.checkConfig {
             let c: NDPProxyConfiguration
             do { c = try NDPProxyConfig.read(config) } catch { throw ValidationError("ndp-proxy: \(error)") }
             for line in c.summary { print(line) }
@@ -170,7 +161,8 @@ struct NDPProxyCommand: ParsableCommand {
         }
         // npd6's init script reloads with SIGUSR1 and its npd6.conf documents SIGUSR2 as "dump";
         // ndppd reloads on SIGHUP. None of them may end the process.
-        let signals = DaemonSignals.block([SIGINT, SIGTERM, SIGUSR1, SIGUSR2, SIGHUP])   // before any thread starts
+        let life: DaemonLife
+        do { life = try DaemonLife(options: common, signals: [SIGUSR1, SIGUSR2, SIGHUP]) } catch { throw ValidationError("ndp-proxy: \(error)") }   // before any thread starts
         var options = ProxyService.Options()
         options.rateLimit = rateLimit
         options.rateLimitPerSource = rateLimitPerSource
@@ -223,21 +215,16 @@ struct NDPProxyCommand: ParsableCommand {
             }
         }
         service.start()
-        if !keepCapabilities {
-            Privileges.settle(account: account, keepCapabilities: false, handOver: [],
-                              info: { log.info("\($0)") }, warning: { log.warning("\($0)") })
-        }
+        life.ready(handOver: [], info: { log.info("\($0)") }, warning: { log.warning("\($0)") })
         let reloadOnUSR1 = service.configuration.format == .npd6
-        while true {
-            guard let received = signals.wait(seconds: Double(max(1, syncInterval))) else { service.sync(); continue }
-            if received == SIGHUP { service.reload("SIGHUP"); continue }
+        life.run(every: Double(max(1, syncInterval)), tick: { service.sync() }, other: { received in
+            if received == SIGHUP { service.reload("SIGHUP"); return }
             // npd6's reload signal; the counters are logged after it as they always were.
             if received == SIGUSR1 && reloadOnUSR1 { service.reload("SIGUSR1") }
-            if received == SIGUSR2 { for line in service.dump { logger.info("\(line)") } }
-            for line in service.counters { logger.info("\(line)") }
-            if received == SIGUSR1 || received == SIGUSR2 { continue }
-            break
-        }
+            if received == SIGUSR2 { for line in service.dump { log.info("\(line)") } }
+            for line in service.counters { log.info("\(line)") }
+        })
+        for line in service.counters { logger.info("\(line)") }
         endpoint?.stop()
         service.stop()
         logger.info("stopped")

@@ -51,14 +51,7 @@ struct Run: ParsableCommand {
 
     @OptionGroup var options: Options
 
-    @Flag(help: "Check the config file and exit.")
-    var checkConfig = false
-
-    @Flag(help: "Keep every capability after setup (by default only CAP_NET_ADMIN and CAP_NET_RAW stay, for the daemon, its hooks and the tools it runs).")
-    var keepCapabilities = false
-
-    @Option(help: "The user to run as after setup, keeping CAP_NET_ADMIN and CAP_NET_RAW (default: sixgate when that account exists; root: stay uid 0).")
-    var user: String?
+    @OptionGroup var daemon: DaemonOptions
 
     func run() throws {
         LoggingSystem.bootstrap { StreamLogHandler.standardOutput(label: $0) }
@@ -66,11 +59,10 @@ struct Run: ParsableCommand {
         logger.logLevel = .info
         let configuration = try options.load()
         for w in configuration.warnings { FileHandle.standardError.write(Data("tunnel-client: warning: \(w)\n".utf8)) }
-        if checkConfig { print("tunnel-client: \(options.config) is valid"); return }
+        if daemon.checkConfig { print("tunnel-client: \(options.config) is valid"); return }
 
-        let account: Privileges.Account?
-        do { account = try Privileges.account(user) } catch { throw ValidationError("tunnel-client: \(error)") }
-        let signals = DaemonSignals.block([SIGINT, SIGTERM])   // before any thread starts
+        let life: DaemonLife
+        do { life = try DaemonLife(options: daemon) } catch { throw ValidationError("tunnel-client: \(error)") }   // before any thread starts
 
         let client: SixgateClient
         do {
@@ -94,33 +86,26 @@ struct Run: ParsableCommand {
         let folder = (path as NSString).deletingLastPathComponent
         try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o644])
-        if !keepCapabilities {
-            let log = logger
-            Privileges.settle(account: account, keepCapabilities: false, handOver: (folder == "/run/sixgate" ? [folder] : []) + [path],
-                              info: { log.info("\($0)") }, warning: { log.warning("\($0)") })
-        }
+        let log = logger
+        life.ready(handOver: (folder == "/run/sixgate" ? [folder] : []) + [path], info: { log.info("\($0)") }, warning: { log.warning("\($0)") })
         var written: ClientState?
-        while true {
+        let stopping = life.run(every: 1, tick: {
             let state = client.currentState
-            if state != written, let data = try? JSONEncoder.sorted.encode(state) {
-                // Atomically where the folder is writable; in place where it is not (another
-                // user's folder, after the switch of user).
-                let fd = FileManager.default.createFile(atPath: path, contents: data, attributes: [.posixPermissions: 0o644]) ? -1
-                    : open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-                if fd >= 0 {
-                    _ = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-                    close(fd)
-                }
-                written = state
+            guard state != written, let data = try? JSONEncoder.sorted.encode(state) else { return }
+            // Atomically where the folder is writable; in place where it is not (another user's
+            // folder, after the switch of user).
+            let fd = FileManager.default.createFile(atPath: path, contents: data, attributes: [.posixPermissions: 0o644]) ? -1
+                : open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+            if fd >= 0 {
+                _ = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+                close(fd)
             }
-            if let s = signals.wait(seconds: 1) {
-                logger.info("signal \(s): stopping")
-                client.stop()
-                unlink(path)
-                if fatalStop.load() { throw ExitCode(1) }
-                return
-            }
-        }
+            written = state
+        })
+        logger.info("signal \(stopping): stopping")
+        client.stop()
+        unlink(path)
+        if fatalStop.load() { throw ExitCode(1) }
     }
 }
 
