@@ -104,7 +104,7 @@ let package = Package(
             "SixgateVersion", "SixgateSystem", "SixgateDaemon", "NDPProxy", "SixgateConfig", "SixgateMetrics", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log"),
         ], path: "Sources/CLI/ndp-proxy"),
         .executableTarget(name: "sixgate-wg", dependencies: [
-            "SixgateVersion", "SixgateSystem", "TunnelCore", "RouteKit", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "SixgateVersion", "SixgateSystem", "SixgateDaemon", "TunnelCore", "RouteKit", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "Sources/CLI/sixgate-wg"),
 
         // Examples (built with the package so they never rot).

@@ -71,7 +71,7 @@ for r in $(seq 1 "$rounds"); do
     measure ndppd 3 ndppd -c "$dir/ndppd.conf"
     measure ndp-proxy 3 "$bin/ndp-proxy" --config "$dir/npd6.conf" --user root
     measure wireguard-go 3 env WG_PROCESS_FOREGROUND=1 wireguard-go -f sgfpwg0
-    measure sixgate-wg 3 "$bin/sixgate-wg" sgfpwg0
+    measure sixgate-wg 3 "$bin/sixgate-wg" -f sgfpwg0
     measure gatewayd 4 "$bin/gatewayd" --config "$dir/gatewayd.toml" --user root
     measure tunnel-client 3 "$bin/tunnel-client" --config "$dir/tunnel-client.toml" --user root
     measure swift-floor 2 "$dir/swift-floor"

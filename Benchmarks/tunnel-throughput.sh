@@ -33,8 +33,8 @@ cpu_seconds() { # utime+stime of a pid, in seconds
 run_pair() { # $1 = sixgate | wireguard-go ; prints "Mbit/s cpu-seconds"
     local kind=$1 a=tpa$ID b=tpb$ID
     if [ "$kind" = sixgate ]; then
-        ip netns exec $L "$BIN" $a >/dev/null 2>&1 & PA=$!
-        ip netns exec $R "$BIN" $b >/dev/null 2>&1 & PB=$!
+        ip netns exec $L "$BIN" -f $a >/dev/null 2>&1 & PA=$!
+        ip netns exec $R "$BIN" -f $b >/dev/null 2>&1 & PB=$!
     else
         ip netns exec $L env WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1 wireguard-go -f $a >/dev/null 2>&1 & PA=$!
         ip netns exec $R env WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1 wireguard-go -f $b >/dev/null 2>&1 & PB=$!

@@ -53,7 +53,7 @@ final class WireGuardTestbed: @unchecked Sendable {
         let p: BackgroundProcess
         switch kind {
         case .sixgate:
-            p = try BackgroundProcess(["ip", "netns", "exec", ns, "\(builtProductsDirectory)/sixgate-wg", name, "--stats-on-exit"] + extra, captureOutput: true)
+            p = try BackgroundProcess(["ip", "netns", "exec", ns, "\(builtProductsDirectory)/sixgate-wg", "-f", name, "--stats-on-exit"] + extra, captureOutput: true)
         case .wireguardGo:
             p = try BackgroundProcess(["ip", "netns", "exec", ns, "wireguard-go", "-f", name] + extra,
                                       environment: ["WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD": "1", "LOG_LEVEL": "error"], captureOutput: true)

@@ -3,6 +3,7 @@
 // Thin executable: parses arguments and prints; the work lives in TunnelCore.
 import ArgumentParser
 import RouteKit
+import SixgateDaemon
 import SixgateSystem
 import SixgateVersion
 import TunnelCore
@@ -15,8 +16,18 @@ struct SixgateWG: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sixgate-wg",
         abstract: "A userspace WireGuard device (TUN + UDP), configured with wg(8) over /var/run/wireguard/NAME.sock.",
-        discussion: "Runs in the foreground until SIGINT or SIGTERM, then removes the interface and the socket.",
+        discussion: """
+            As wireguard-go does: once the interface and its UAPI socket exist, it goes to the \
+            background and returns 0 (or prints why not and returns 1), so that \
+            WG_QUICK_USERSPACE_IMPLEMENTATION=sixgate-wg wg-quick up wg0 works; -f (or \
+            WG_PROCESS_FOREGROUND=1 in the environment) keeps it in front. It stops on SIGINT or \
+            SIGTERM, or when the interface is deleted (wg-quick down: ip link delete), and then \
+            removes the interface and the socket.
+            """,
         version: "sixgate-wg (Sixgate) \(SixgateVersion.description)")
+
+    @Flag(name: [.customShort("f"), .long], help: "Stay in the foreground (wireguard-go's -f).")
+    var foreground = false
 
     @Argument(help: "The interface to create (1-15 characters; unique across network namespaces, as the UAPI directory is shared).")
     var interface: String
@@ -45,6 +56,10 @@ struct SixgateWG: ParsableCommand {
     }
 
     func run() throws {
+        // Into the background first, before any thread exists (fork copies only the calling
+        // thread); the parent waits until the child has its interface and socket, then exits.
+        let inFront = foreground || getenv("WG_PROCESS_FOREGROUND").map { String(cString: $0) } == "1"
+        let readiness = inFront ? nil : try Background.split()
         // Block the stop signals before any thread starts, then wait for one here.
         let signals = DaemonSignals.block([SIGINT, SIGTERM])
 
@@ -59,15 +74,82 @@ struct SixgateWG: ParsableCommand {
             try RouteSocket().setMTU(device.name, mtu)
             uapi = try UAPIServer(device: device)
         } catch {
+            readiness?.fail("sixgate-wg: \(error)")
             throw ValidationError("sixgate-wg: \(error)")
         }
         device.start()
         uapi.start()
-        print("sixgate-wg: \(device.name) up (UDP port \(device.listenPort), UAPI \(uapi.path))")
-        fflush(nil)
-        _ = signals.wait()
+        let line = "sixgate-wg: \(device.name) up (UDP port \(device.listenPort), UAPI \(uapi.path))"
+        if let readiness { readiness.succeed(line) } else { print(line); fflush(nil) }
+        // Until a stop signal, or until the interface is deleted under us (wg-quick down).
+        let index = if_nametoindex(device.name)
+        while signals.wait(seconds: 1) == nil {
+            if if_nametoindex(device.name) != index { break }
+        }
         uapi.stop()
         device.stop()
         if statsOnExit { print(device.statistics) }
+    }
+}
+
+/// wireguard-go's way into the background, without its re-exec: fork before any thread, the
+/// child goes on (new session, standard streams on /dev/null once ready) and reports through a
+/// pipe; the parent prints what it says and exits 0 (ready) or 1 (failed, or the child died).
+struct Background {
+    let pipe: Int32
+
+    /// Returns in the child; the parent never returns.
+    static func split() throws -> Background {
+        // What whoever started us handed down (a supervisor's status pipe, Foundation's process
+        // monitor socket, a shell's descriptors): the background half must not keep them open,
+        // or the starter waits for their end forever.
+        let inherited = Daemon.openDescriptors()
+        var fds: [Int32] = [0, 0]
+        guard Glibc.pipe(&fds) == 0 else { throw ValidationError("sixgate-wg: pipe: \(String(cString: strerror(errno)))") }
+        let pid = fork()
+        guard pid >= 0 else { throw ValidationError("sixgate-wg: fork: \(String(cString: strerror(errno)))") }
+        if pid > 0 {
+            close(fds[1])
+            var report = [UInt8]()
+            var chunk = [UInt8](repeating: 0, count: 512)
+            while true {
+                let n = read(fds[0], &chunk, chunk.count)
+                if n > 0 { report += chunk[..<n]; continue }
+                if n < 0 && errno == EINTR { continue }
+                break
+            }
+            let text = String(decoding: report, as: UTF8.self)
+            if text.hasPrefix("ok ") {
+                print(text.dropFirst(3)); fflush(nil)
+                _exit(0)
+            }
+            let message = text.hasPrefix("error ") ? String(text.dropFirst(6)) : "sixgate-wg: the background process ended before it was ready"
+            let bytes = Array((message + "\n").utf8)
+            _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+            _exit(1)
+        }
+        close(fds[0])
+        Daemon.closeInherited(inherited)
+        _ = setsid()
+        return Background(pipe: fds[1])
+    }
+
+    func succeed(_ line: String) {
+        // The caller (wg-quick, a script reading our output) must see end of file once the parent
+        // exits: nothing of ours may hold its pipes.
+        let null = open("/dev/null", O_RDWR)
+        if null >= 0 {
+            for fd: Int32 in [0, 1, 2] { dup2(null, fd) }
+            if null > 2 { close(null) }
+        }
+        send("ok " + line)
+    }
+
+    func fail(_ message: String) { send("error " + message) }
+
+    private func send(_ text: String) {
+        let bytes = Array(text.utf8)
+        _ = bytes.withUnsafeBytes { write(pipe, $0.baseAddress, $0.count) }
+        close(pipe)
     }
 }

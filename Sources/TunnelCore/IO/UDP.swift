@@ -135,6 +135,9 @@ public final class DatagramBatch: @unchecked Sendable {
 public final class UDPSocket: @unchecked Sendable {
     public let fd: Int32
     public private(set) var port: UInt16
+    /// The firewall mark its datagrams carry (SO_MARK; 0: none), as `wg set IF fwmark N` asks:
+    /// wg-quick's policy routing sends marked packets by the main table, the rest into the tunnel.
+    public private(set) var mark: UInt32 = 0
     let namespace: NetworkNamespace
 
     /// Binds [::]:`port` (0 picks a free port) in `namespace`, dual-stack. The corresponding C
@@ -173,12 +176,23 @@ public final class UDPSocket: @unchecked Sendable {
 
     deinit { close(fd) }
 
-    /// Binds a new port behind the same descriptor.
+    /// Binds a new port behind the same descriptor (the mark stays).
     public func rebind(port newPort: UInt16) throws(TunnelError) {
         let (nfd, bound) = try Self.make(port: newPort, namespace: namespace)
         dup2(nfd, fd)
         close(nfd)
         port = bound
+        if mark != 0 { try setMark(mark) }
+    }
+
+    /// Marks every datagram sent from now on with `mark` (0 removes it). Needs CAP_NET_ADMIN.
+    /// The corresponding C call is `setsockopt(SO_MARK)`.
+    public func setMark(_ newMark: UInt32) throws(TunnelError) {
+        var m = newMark
+        guard setsockopt(fd, SOL_SOCKET, SO_MARK, &m, 4) == 0 else {
+            throw .syscall("setsockopt(SO_MARK)", object: "UDP port \(port)", hint: Glibc.errno == EPERM ? "needs CAP_NET_ADMIN" : nil)
+        }
+        mark = newMark
     }
 
     /// Receives up to `batch.capacity` datagrams without blocking; returns how many.

@@ -14,6 +14,7 @@ extension TunnelDevice {
         lock.lock()
         if let identity { out += "private_key=\(identity.privateKey.hex)\n" }
         out += "listen_port=\(socket.port)\n"
+        if socket.mark != 0 { out += "fwmark=\(socket.mark)\n" }
         let list = peers.values.sorted { $0.config.publicKey.hex < $1.config.publicKey.hex }
         for p in list {
             out += "public_key=\(p.config.publicKey.hex)\n"
@@ -39,6 +40,7 @@ extension TunnelDevice {
             if request.privateKey != nil || request.listenPort != nil {
                 try configure(privateKey: request.privateKey ?? self.privateKey, listenPort: request.listenPort)
             }
+            if let mark = request.firewallMark, mark != socket.mark { try socket.setMark(mark) }
             if request.replacePeers {
                 let kept = Set(request.peers.map(\.config.publicKey))
                 for k in existing.keys where !kept.contains(k) { removePeer(k) }
@@ -61,6 +63,8 @@ public struct UAPISetRequest: Sendable {
     /// `private_key`: nil when absent, .some(nil) to remove the key (all zeros).
     public var privateKey: Bytes32?? = nil
     public var listenPort: UInt16?
+    /// `fwmark`: the mark for the device's datagrams (0: none).
+    public var firewallMark: UInt32?
     public var replacePeers = false
     public struct PeerChange: Sendable {
         /// The peer's configuration after the change (starting from `existing`'s when it is there).
@@ -101,8 +105,8 @@ public struct UAPISetRequest: Sendable {
                     guard let p = UInt16(value) else { throw bad("expected a port 0-65535") }
                     listenPort = p; continue
                 case "fwmark":
-                    guard UInt32(value) != nil else { throw bad("expected a number") }
-                    continue   // accepted; marks are not applied by this device
+                    guard let m = UInt32(value) else { throw bad("expected a number 0-4294967295") }
+                    firewallMark = m; continue
                 case "replace_peers":
                     guard value == "true" else { throw bad("only \"true\" is allowed") }
                     replacePeers = true; continue
