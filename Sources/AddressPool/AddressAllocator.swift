@@ -48,11 +48,16 @@ public struct PoolStatistics: Hashable, Sendable {
 /// let lease = try allocator.allocate(client: publicKeyBase64, in: "v6")   // 2001:db8:1::2/128
 /// ```
 public final class AddressAllocator: @unchecked Sendable {
-    public let pools: [PoolConfiguration]
+    public private(set) var pools: [PoolConfiguration]
     public let store: any LeaseStore
     /// Records the store held that fit no configured pool (a pool renamed, narrowed or removed).
     /// They are kept in the store untouched, never silently dropped; `gatewayctl` shows them.
     public private(set) var orphaned: [LeaseRecord] = []
+    /// Records whose pool's prefix changed since they were written (a renumbering): each moved to
+    /// the same position in the new prefix (`new`), committed at load in place of `old`.
+    public private(set) var renumbered: [(old: LeaseRecord, new: LeaseRecord)] = []
+    /// Records written before positions were kept, given theirs at load (the store migrated).
+    public private(set) var positionsFilled = 0
 
     private let now: @Sendable () -> Double
     private let lock = SystemLock()
@@ -149,6 +154,50 @@ public final class AddressAllocator: @unchecked Sendable {
             let r = set(s, offset, e, &t)
             if let at = e.releasedAt { s.quiet.append((offset, at)) }
             return r
+        }
+    }
+
+    /// Moves pool `newConfig.name` to `newConfig.prefix` while running (the ISP renumbered): every
+    /// record, active or released, keeps its position, in memory and in the store (new rows written,
+    /// old ones deleted, one transaction). Refused, with nothing changed, when the new pool is of
+    /// another kind or slot size, overlaps another pool, or has no free place for a record (its
+    /// position beyond the new prefix, or reserved there). Returns what moved.
+    @discardableResult
+    public func renumber(to newConfig: PoolConfiguration) throws(AddressPoolError) -> [(old: LeaseRecord, new: LeaseRecord)] {
+        try lock.withLock { () throws(AddressPoolError) -> [(old: LeaseRecord, new: LeaseRecord)] in
+            guard let s = states[newConfig.name], let index = pools.firstIndex(where: { $0.name == newConfig.name }) else { throw .unknownPool(newConfig.name) }
+            let g = try PoolGeometry(newConfig)
+            guard newConfig.kind == s.config.kind, g.slotLength == s.geometry.slotLength else {
+                throw .invalidConfiguration(pool: newConfig.name, reason: "a new prefix keeps the pool's kind (\(s.config.kind)); \(newConfig.prefix) would make it \(newConfig.kind)")
+            }
+            for other in pools where other.name != newConfig.name && Self.overlap(newConfig.prefix, other.prefix) { throw .overlappingPools(other.name, newConfig.name) }
+            var reserved: [ClosedRange<UInt128>] = []
+            for r in newConfig.reserved {
+                guard let range = g.range(of: r) else { throw .invalidConfiguration(pool: newConfig.name, reason: "reserved \(r) lies outside \(newConfig.prefix)") }
+                reserved.append(range)
+            }
+            reserved.sort { $0.lowerBound < $1.lowerBound }
+            let probe = PoolState(config: newConfig, geometry: g)
+            probe.reserved = reserved
+            var moved: [(old: LeaseRecord, new: LeaseRecord)] = []
+            for (o, e) in s.slots.sorted(by: { $0.key < $1.key }) {
+                guard o < g.count, !probe.isReserved(o) else {
+                    throw .invalidConfiguration(pool: newConfig.name, reason: "the lease of \(clientNames[Int(e.client)]) at position \(o) (\(s.geometry.prefix(at: o))) has no place in \(newConfig.prefix) (\(o < g.count ? "reserved there" : "beyond its \(g.sizeDescription) places")); keeping \(s.config.prefix)")
+                }
+                let old = record(s, o, e)
+                var new = old
+                new.prefix = g.prefix(at: o)
+                moved.append((old, new))
+            }
+            guard newConfig.prefix != s.config.prefix else { return [] }
+            try store.commit(moved.map(\.new), removing: moved.map(\.old))
+            s.config = newConfig
+            s.geometry = g
+            s.reserved = reserved
+            // Never-used places below the cursor that the new pool reserves are skipped when the
+            // cursor passes them again; a larger pool simply has more room above it.
+            pools[index] = newConfig
+            return moved
         }
     }
 
@@ -249,7 +298,7 @@ public final class AddressAllocator: @unchecked Sendable {
 
     private func record(_ s: PoolState, _ o: UInt128, _ e: SlotEntry) -> LeaseRecord {
         LeaseRecord(pool: s.config.name, prefix: s.geometry.prefix(at: o), client: clientNames[Int(e.client)],
-                    isStatic: e.isStatic, allocatedAt: e.allocatedAt, releasedAt: e.releasedAt)
+                    isStatic: e.isStatic, allocatedAt: e.allocatedAt, releasedAt: e.releasedAt, position: o)
     }
 
     private func allocateLocked(_ client: String, _ s: PoolState, _ t: inout Transaction) throws(AddressPoolError) -> Lease {
@@ -331,9 +380,52 @@ public final class AddressAllocator: @unchecked Sendable {
         clientNames.reserveCapacity(records.count)
         for s in states.values { s.slots.reserveCapacity(records.count); s.byClient.reserveCapacity(records.count) }
         var lastName = "", last: PoolState?
+        var filled: [LeaseRecord] = []
+        var moving: [(PoolState, UInt128, LeaseRecord)] = []
         for r in records {
             if r.pool != lastName { lastName = r.pool; last = states[r.pool] }
-            guard let s = last, let o = s.geometry.offset(ofSlot: r.prefix) else { orphaned.append(r); continue }
+            guard let s = last, let o = s.geometry.offset(ofSlot: r.prefix) else {
+                // Outside its pool: the pool's prefix changed (same kind, same slot length) and the
+                // record knows its place; or it is an orphan.
+                if let s = last, let p = r.position, p < s.geometry.count, r.prefix.length == s.geometry.slotLength,
+                   r.prefix.isIPv6Family == s.geometry.isIPv6 {
+                    moving.append((s, p, r))
+                } else {
+                    orphaned.append(r)
+                }
+                continue
+            }
+            if r.position != o { var f = r; f.position = o; filled.append(f) }
+            place(r, in: s, at: o, &released)
+        }
+        // A renumbered record takes its old place in the new prefix unless a record of the new
+        // prefix holds it, or the new pool reserves it (the gateway's own address...): then it is
+        // kept as an orphan, said by `gatewayctl`, never dropped.
+        var moved: [(old: LeaseRecord, new: LeaseRecord)] = []
+        for (s, p, r) in moving {
+            guard s.slots[p] == nil, !s.isReserved(p) else { orphaned.append(r); continue }
+            var n = r
+            n.prefix = s.geometry.prefix(at: p)
+            moved.append((r, n))
+            place(n, in: s, at: p, &released)
+        }
+        if !filled.isEmpty || !moved.isEmpty {
+            // One transaction: the store now says what the allocator holds. A store opened
+            // read-only (a reader's) keeps its rows; the mapping is the same at every load.
+            do { try store.commit(filled + moved.map(\.new), removing: moved.map(\.old)) } catch {
+                if !store.isReadOnly { throw error }
+            }
+        }
+        renumbered = moved
+        positionsFilled = filled.count
+        released.sort { $0.2 < $1.2 }
+        for (s, o, rel) in released {
+            if at - rel >= s.config.quietPeriod { s.reusable.insert(o) } else { s.quiet.append((o, rel)) }
+        }
+    }
+
+    /// Puts one loaded record in its pool's slot `o`.
+    private func place(_ r: LeaseRecord, in s: PoolState, at o: UInt128, _ released: inout [(PoolState, UInt128, Double)]) {
             let c = intern(r.client)
             s.slots[o] = SlotEntry(client: c, isStatic: r.isStatic, allocatedAt: r.allocatedAt, releasedAt: r.releasedAt)
             // The client's slot: the active one, else the latest released.
@@ -344,11 +436,6 @@ public final class AddressAllocator: @unchecked Sendable {
                 s.byClient[c] = o
             }
             if let rel = r.releasedAt, !r.isStatic { released.append((s, o, rel)) }
-        }
-        released.sort { $0.2 < $1.2 }
-        for (s, o, rel) in released {
-            if at - rel >= s.config.quietPeriod { s.reusable.insert(o) } else { s.quiet.append((o, rel)) }
-        }
     }
 }
 
@@ -367,8 +454,8 @@ struct SlotEntry: Sendable {
 }
 
 final class PoolState: @unchecked Sendable {
-    let config: PoolConfiguration
-    let geometry: PoolGeometry
+    var config: PoolConfiguration
+    var geometry: PoolGeometry
     var reserved: [ClosedRange<UInt128>] = []
     var slots: [UInt128: SlotEntry] = [:]
     var byClient: [Int32: UInt128] = [:]
@@ -414,4 +501,8 @@ struct Transaction {
     }
     var undo: [Undo] = []
     var records: [LeaseRecord] = []
+}
+
+extension IPPrefix {
+    var isIPv6Family: Bool { if case .v6 = self { true } else { false } }
 }

@@ -15,10 +15,15 @@ public struct LeaseRecord: Hashable, Sendable {
     public var allocatedAt: Double
     /// Set when the client released the slot; the row is kept so the client gets the slot back.
     public var releasedAt: Double?
+    /// The slot's place in its pool: the host's offset from the pool's start (for a /64, its
+    /// interface identifier) or the delegated prefix's index. What a client keeps when the pool's
+    /// prefix changes (an ISP renumbering): the same place in the new prefix. nil in a record
+    /// written before positions were kept; the allocator fills it in at load.
+    public var position: UInt128?
 
-    public init(pool: String, prefix: IPPrefix, client: String, isStatic: Bool, allocatedAt: Double, releasedAt: Double? = nil) {
+    public init(pool: String, prefix: IPPrefix, client: String, isStatic: Bool, allocatedAt: Double, releasedAt: Double? = nil, position: UInt128? = nil) {
         self.pool = pool; self.prefix = prefix; self.client = client; self.isStatic = isStatic
-        self.allocatedAt = allocatedAt; self.releasedAt = releasedAt
+        self.allocatedAt = allocatedAt; self.releasedAt = releasedAt; self.position = position
     }
 
     public var isActive: Bool { releasedAt == nil }
@@ -31,10 +36,13 @@ public struct LeaseRecord: Hashable, Sendable {
 public protocol LeaseStore: AnyObject, Sendable {
     /// Every record, active and released.
     func loadAll() throws(AddressPoolError) -> [LeaseRecord]
-    /// Writes `records` in one transaction (all or none), durably.
-    func commit(_ records: [LeaseRecord]) throws(AddressPoolError)
+    /// Writes `records` and deletes the records keyed like `removing`, in one transaction (all or
+    /// none), durably.
+    func commit(_ records: [LeaseRecord], removing: [LeaseRecord]) throws(AddressPoolError)
     /// Where the store lives, for messages.
     var location: String { get }
+    /// Opened for reading only (a reader beside the writer): commits fail.
+    var isReadOnly: Bool { get }
     /// A value that differs after any commit that may have changed the records, from this process or
     /// another (a reader polls it cheaply and loads again only when it moved); nil when the store
     /// cannot tell, and a reader loads every time.
@@ -43,6 +51,9 @@ public protocol LeaseStore: AnyObject, Sendable {
 
 extension LeaseStore {
     public var changeStamp: LeaseChangeStamp? { nil }
+    public var isReadOnly: Bool { false }
+    /// Writes `records` in one transaction (all or none), durably.
+    public func commit(_ records: [LeaseRecord]) throws(AddressPoolError) { try commit(records, removing: []) }
 }
 
 /// What a store's `changeStamp` compares: for a file, its and its journal's modification times and
@@ -68,9 +79,10 @@ public final class MemoryLeaseStore: LeaseStore, @unchecked Sendable {
     private var commits: Int64 = 0
     public var changeStamp: LeaseChangeStamp? { lock.withLock { LeaseChangeStamp([commits]) } }
 
-    public func commit(_ records: [LeaseRecord]) throws(AddressPoolError) {
+    public func commit(_ records: [LeaseRecord], removing: [LeaseRecord]) throws(AddressPoolError) {
         let failure: AddressPoolError? = lock.withLock {
             if let f = failNextCommit { failNextCommit = nil; return f }
+            for r in removing { rows[Self.key(r)] = nil }
             for r in records { rows[Self.key(r)] = r }
             commits += 1
             return nil

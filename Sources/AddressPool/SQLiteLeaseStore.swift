@@ -12,6 +12,8 @@ import Glibc
 /// Schema (migration "v1"): `leases(pool, prefix, client, static, allocated_at, released_at)`,
 /// keyed by (pool, prefix), indexed by client; times are seconds since 1970; `prefix` is text as
 /// PacketKit prints it ("2001:db8::4/128"), so `sqlite3 leases.db 'select * from leases'` reads well.
+/// Migration "v2" adds `position` (decimal text, the slot's place in its pool; NULL in rows written
+/// before it, which the allocator fills in when it next opens the store).
 public final class SQLiteLeaseStore: LeaseStore, @unchecked Sendable {
     /// How hard a commit pushes to disk.
     public enum Durability: Sendable {
@@ -27,6 +29,7 @@ public final class SQLiteLeaseStore: LeaseStore, @unchecked Sendable {
     private let database: DatabasePool
     private var lockDescriptor: Int32 = -1
     private var isUnmigratedEmpty = false
+    private var hasPositions = true
 
     /// Opens (creating if needed, for a writer) the store at `path` and runs pending migrations.
     /// A writer takes `path + ".lock"`; a second writer gets an error naming the holder's PID.
@@ -66,11 +69,12 @@ public final class SQLiteLeaseStore: LeaseStore, @unchecked Sendable {
         }
         do {
             if readOnly {
-                let (migrated, hasTable) = try database.read { db in (try Self.migrator.hasCompletedMigrations(db), try db.tableExists("leases")) }
+                let (applied, hasTable) = try database.read { db in (try Self.migrator.appliedIdentifiers(db), try db.tableExists("leases")) }
                 // A store the writer has not set up yet (created a moment ago, or a writer killed
                 // before its first migration committed) holds no leases: read it as empty.
-                if !migrated && !hasTable { isUnmigratedEmpty = true }
-                guard migrated || isUnmigratedEmpty else { throw fail("open read-only", "the schema is older than this program; open it once for writing to migrate") }
+                if !applied.contains("v1") && !hasTable { isUnmigratedEmpty = true }
+                guard applied.contains("v1") || isUnmigratedEmpty else { throw fail("open read-only", "the schema is older than this program; open it once for writing to migrate") }
+                hasPositions = applied.contains("v2")
             } else {
                 try Self.migrator.migrate(database)
             }
@@ -99,6 +103,9 @@ public final class SQLiteLeaseStore: LeaseStore, @unchecked Sendable {
                 CREATE INDEX leases_by_client ON leases(client);
                 """)
         }
+        m.registerMigration("v2") { db in
+            try db.execute(sql: "ALTER TABLE leases ADD COLUMN position TEXT")
+        }
         return m
     }
 
@@ -112,14 +119,18 @@ public final class SQLiteLeaseStore: LeaseStore, @unchecked Sendable {
                 var out: [LeaseRecord] = []
                 let count = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM leases") ?? 0
                 out.reserveCapacity(count)
-                let rows = try Row.fetchCursor(db, sql: "SELECT pool, prefix, client, static, allocated_at, released_at FROM leases")
+                // A reader beside a writer of the version before positions (v1) reads them as nil;
+                // the writer may migrate while the reader runs.
+                let positions = try hasPositions || db.columns(in: "leases").contains { $0.name == "position" }
+                let rows = try Row.fetchCursor(db, sql: "SELECT pool, prefix, client, static, allocated_at, released_at, \(positions ? "position" : "NULL") FROM leases")
                 while let row = try rows.next() {
                     let text: String = row[1]
                     guard let prefix = IPPrefix(text) else {
                         throw AddressPoolError.store(operation: "load", path: path, detail: "row with pool \(row[0] as String) has an unreadable prefix \(text.debugDescription)")
                     }
+                    let position: String? = row[6]
                     out.append(LeaseRecord(pool: row[0], prefix: prefix, client: row[2], isStatic: row[3] as Int != 0,
-                                           allocatedAt: row[4], releasedAt: row[5]))
+                                           allocatedAt: row[4], releasedAt: row[5], position: position.flatMap { UInt128($0) }))
                 }
                 return out
             }
@@ -130,15 +141,20 @@ public final class SQLiteLeaseStore: LeaseStore, @unchecked Sendable {
         }
     }
 
-    public func commit(_ records: [LeaseRecord]) throws(AddressPoolError) {
+    public func commit(_ records: [LeaseRecord], removing: [LeaseRecord]) throws(AddressPoolError) {
         guard !isReadOnly else { throw .store(operation: "commit", path: path, detail: "opened read-only") }
         do {
             try database.write { db in
+                if !removing.isEmpty {
+                    let delete = try db.cachedStatement(sql: "DELETE FROM leases WHERE pool = ? AND prefix = ?")
+                    for r in removing { try delete.execute(arguments: [r.pool, r.prefix.description]) }
+                }
                 let statement = try db.cachedStatement(sql: """
-                    INSERT OR REPLACE INTO leases (pool, prefix, client, static, allocated_at, released_at) VALUES (?, ?, ?, ?, ?, ?)
+                    INSERT OR REPLACE INTO leases (pool, prefix, client, static, allocated_at, released_at, position) VALUES (?, ?, ?, ?, ?, ?, ?)
                     """)
                 for r in records {
-                    try statement.execute(arguments: [r.pool, r.prefix.description, r.client, r.isStatic ? 1 : 0, r.allocatedAt, r.releasedAt])
+                    try statement.execute(arguments: [r.pool, r.prefix.description, r.client, r.isStatic ? 1 : 0, r.allocatedAt, r.releasedAt,
+                                                      r.position.map { String($0) }])
                 }
             }
         } catch {

@@ -34,6 +34,10 @@ public struct LeaseMessage: Hashable, Sendable {
         /// Client → gateway: what the client left out of the lease it was given, and why, in
         /// `message` (no answer). A gateway that predates it drops it as malformed.
         case notice = 4
+        /// Gateway → client: the lease changed (the gateway's prefix was renumbered); ask again
+        /// now. No body; any transaction. A client that predates it drops it as malformed and
+        /// learns the change at its next renewal.
+        case renew = 5
     }
 
     public var kind: Kind

@@ -67,6 +67,12 @@ extension SixgateClient {
               let udp = try? UDPDatagram(ip.upperLayer), udp.sourcePort == LeaseMessage.port,
               udp.isChecksumValid(.ipv6(source: ip.source, destination: ip.destination)),
               let message = try? LeaseMessage(parsing: udp.payload), message.kind != .request else { return }
+        if message.kind == .renew {
+            // The gateway says our lease changed: ask at once (the tunnel authenticated it).
+            exchange.withLock { if case .lease = config.addresses { nextRequestAt = 0; requestBackoff = 1 } }
+            wakeUp.broadcast()
+            return
+        }
         exchange.withLock {
             guard message.transaction == transaction else { return }
             pendingReply = message

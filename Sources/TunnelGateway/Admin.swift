@@ -59,6 +59,21 @@ public enum GatewayAdmin {
         return true
     }
 
+    /// Asks the running gatewayd to move to `prefix` (`prefix_source = "external"`); nil when no
+    /// gatewayd runs (then the prefix is written to the state directory for its next start).
+    public static func setPrefix(_ config: GatewayConfiguration, _ prefix: IPv6Prefix) throws(GatewayError) -> RenumberResult? {
+        guard let reply = try sendControlRequest(ControlRequest(command: .prefix, prefix: prefix.description), socketPath: config.controlSocketPath) else {
+            guard config.prefixSource == .external else {
+                throw .control("prefix_source is \"static\": the prefix is the config file's ipv6.prefix (clients keep their positions when it changes)")
+            }
+            if let why = GatewayConfiguration.unusablePrefixReason(prefix) { throw .control(why) }
+            guard (prefix.description + "\n").write(atomicallyTo: config.prefixStatePath) else { throw .io(path: config.prefixStatePath, detail: "cannot write") }
+            return nil
+        }
+        guard reply.ok, let result = reply.renumber else { throw .control(reply.error ?? "gatewayd refused") }
+        return result
+    }
+
     /// The gateway's status: live from gatewayd, or from the files (no endpoints or counters).
     public static func status(_ config: GatewayConfiguration) throws(GatewayError) -> (GatewayStatus, live: Bool) {
         if let reply = try sendControlRequest(ControlRequest(command: .status), socketPath: config.controlSocketPath) {

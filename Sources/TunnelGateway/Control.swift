@@ -2,13 +2,14 @@
 // report status. One JSON request line, one JSON reply line, per connection; a unix socket in the
 // state directory with mode 0600, so only root (the owner) can use it.
 import Foundation
+import PacketKit
 import RouteKit
 import SixgateSystem
 import TunnelCore
 
 /// What gatewayctl asks.
 public struct ControlRequest: Codable, Sendable, Equatable {
-    public enum Command: String, Codable, Sendable { case add, remove, status, reload, firewall }
+    public enum Command: String, Codable, Sendable { case add, remove, status, reload, firewall, prefix }
     public var command: Command
     public var name: String?
     public var publicKey: String?
@@ -17,9 +18,12 @@ public struct ControlRequest: Codable, Sendable, Equatable {
     public var close: [PortOpening]?
     /// add, firewall: the client's exception to isolate_clients (false: not isolated).
     public var isolated: Bool?
-    public init(command: Command, name: String? = nil, publicKey: String? = nil, open: [PortOpening]? = nil, close: [PortOpening]? = nil, isolated: Bool? = nil) {
+    /// prefix: the new client prefix (renumbering).
+    public var prefix: String?
+    public init(command: Command, name: String? = nil, publicKey: String? = nil, open: [PortOpening]? = nil, close: [PortOpening]? = nil, isolated: Bool? = nil,
+                prefix: String? = nil) {
         self.command = command; self.name = name; self.publicKey = publicKey
-        self.open = open; self.close = close; self.isolated = isolated
+        self.open = open; self.close = close; self.isolated = isolated; self.prefix = prefix
     }
 }
 
@@ -29,6 +33,7 @@ public struct ControlReply: Codable, Sendable, Equatable {
     public var error: String?
     public var client: ClientStatus?
     public var status: GatewayStatus?
+    public var renumber: RenumberResult?
 }
 
 final class ControlServer: @unchecked Sendable {
@@ -89,6 +94,9 @@ final class ControlServer: @unchecked Sendable {
             case .reload:
                 _ = try gateway.reloadClients()
                 return ControlReply(ok: true)
+            case .prefix:
+                guard let text = r.prefix, let p = IPv6Prefix(text) else { return ControlReply(ok: false, error: "prefix: \((r.prefix ?? "").debugDescription) is not an IPv6 prefix such as 2001:db8:2::/64") }
+                return ControlReply(ok: true, renumber: try gateway.renumber(to: p))
             }
         } catch {
             return ControlReply(ok: false, error: error.description)

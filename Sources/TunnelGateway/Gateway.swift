@@ -57,7 +57,10 @@ public struct GatewayStatus: Sendable, Equatable, Codable {
 /// responder) and the watcher (GatewayWatcher.swift). Every change (start, a client added or
 /// removed, SIGHUP, the watcher) goes the same way: plan, then apply (`applyPlan`).
 public final class Gateway: @unchecked Sendable {
-    public let config: GatewayConfiguration
+    /// The configuration in force: the file's, with the prefix a renumbering set (`renumber`).
+    public var config: GatewayConfiguration { configLock.withLock { storedConfig } }
+    var storedConfig: GatewayConfiguration
+    let configLock = SystemLock()
     public let privateKey: Bytes32
     public let publicKey: Bytes32
     public let allocator: AddressAllocator
@@ -90,6 +93,9 @@ public final class Gateway: @unchecked Sendable {
     var uplinkGone = false
     /// What `init` did that `start` logs (the log closure is set between the two).
     var notes: [String] = []
+    /// The client prefix the leases were in before `ipv6.prefix` changed (a renumbering found at
+    /// load): its stale routes and proxy entries are removed at start, and the hook is told.
+    var previousPrefixes: [IPv6Prefix] = []
     /// The NAT64 translator (`[nat64]`), its mappings kept in step with the clients.
     var translator: TranslatorDevice?
     var peersByName: [String: ClientRecord] = [:]
@@ -111,8 +117,14 @@ public final class Gateway: @unchecked Sendable {
     static let v6Pool = GatewayPlanner.v6Pool, v4Pool = GatewayPlanner.v4Pool, nat64Pool = GatewayPlanner.nat64Pool
 
     /// Loads (or creates, mode 0600) the private key and opens the lease store; touches no kernel state.
-    public init(config: GatewayConfiguration) throws(GatewayError) {
-        self.config = config
+    public init(config file: GatewayConfiguration) throws(GatewayError) {
+        var config = file
+        // An external source's last prefix (gatewayctl prefix set) outlives a restart.
+        if file.prefixSource == .external, let text = try? String(contentsOfFile: file.prefixStatePath, encoding: .utf8),
+           let p = IPv6Prefix(text.trimmingCharacters(in: .whitespacesAndNewlines)), p != file.ipv6Prefix, GatewayConfiguration.unusablePrefixReason(p) == nil {
+            config = file.renumbered(to: p)
+        }
+        storedConfig = config
         do {
             try FileManager.default.createDirectory(atPath: config.stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         } catch {
@@ -138,6 +150,25 @@ public final class Gateway: @unchecked Sendable {
         for suffix in ["", "-wal", "-shm", ".lock"] { chmod(config.leaseStorePath + suffix, 0o600) }
         do { rk = try RouteSocket() } catch { throw .setup("netlink", error) }
         reconciler = KernelReconciler(rk)
+        noteRenumbering()
+    }
+
+    /// What the allocator found at load: leases of an earlier prefix moved to the configured one at
+    /// the same positions (said, with examples), a store migrated to record positions.
+    func noteRenumbering() {
+        let moved = allocator.renumbered
+        if !moved.isEmpty {
+            previousPrefixes = Array(Set(moved.compactMap { m -> IPv6Prefix? in
+                guard m.old.pool == Self.v6Pool, case .v6(let p) = m.old.prefix else { return nil }
+                return IPv6Prefix(containing: p.network, length: config.ipv6Prefix.length)
+            })).sorted { $0.network.rawValue < $1.network.rawValue }
+            let examples = moved.prefix(3).map { "\($0.old.client) \($0.old.prefix) -> \($0.new.prefix)" }.joined(separator: ", ")
+            notes.append("prefix change: \(moved.count) lease(s) moved to the configured pools at the same positions (\(examples)\(moved.count > 3 ? ", ..." : "")); clients keep their interface identifiers; stock WireGuard clients need their new addresses (gatewayctl clients show NAME)")
+        }
+        for o in allocator.orphaned.prefix(5) {
+            notes.append("warning: lease of \(o.client) in pool \(o.pool), \(o.prefix), fits no configured pool and cannot move to the same position: kept in the store, not served")
+        }
+        if allocator.positionsFilled > 0 { notes.append("lease store: recorded the position of \(allocator.positionsFilled) lease(s) (schema v2), so that clients keep them across a prefix change") }
     }
 
     /// Reads the base64 key at `path`, or creates one there with mode 0600.
@@ -240,7 +271,7 @@ public final class Gateway: @unchecked Sendable {
         let lastEndpoints = loadEndpoints()
         for c in clients { try setPeer(c, endpoint: lastEndpoints[c.name]) }
         // The kernel: addresses, sysctls, routes and proxy entries, stale ones of an earlier run removed.
-        let owning = KernelOwnership(routeFamilies: [true], proxyInterfaces: [uplinkIndex], proxyPrefixes: [config.ipv6Prefix])
+        let owning = KernelOwnership(routeFamilies: [true], proxyInterfaces: [uplinkIndex], proxyPrefixes: [config.ipv6Prefix] + previousPrefixes)
         let report: ReconcileReport
         do { report = try reconciler.converge(to: plan.kernel, owning: owning) } catch { throw .setup(Self.setupStep(error.object, config), error) }
         if !report.removedRoutes.isEmpty { log("reconcile: removed \(report.removedRoutes.count) stale route(s)") }
@@ -271,6 +302,9 @@ public final class Gateway: @unchecked Sendable {
         }
         log("up: \(config.interface) port \(device.listenPort), \(clients.count) client(s), public key \(publicKey.base64)")
         runHook("up", [:])
+        if !previousPrefixes.isEmpty {
+            runHook("prefix-change", ["SIXGATE_OLD_PREFIX": previousPrefixes.map(\.description).joined(separator: " "), "SIXGATE_NEW_PREFIX": config.ipv6Prefix.description])
+        }
     }
 
     /// The start step a kernel object belongs to, for the error gatewayd prints.

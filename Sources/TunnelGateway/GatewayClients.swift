@@ -32,11 +32,13 @@ extension Gateway {
         _ = try allocator.release(client: Self.clatKey(name))
     }
 
-    /// Makes `c` a peer of the device with the allowed IPs its leases give (lock held).
+    /// Makes `c` a peer of the device with the allowed IPs its leases give (lock held). Without
+    /// `endpoint`, the one the device has learned for the peer is kept (a renumbering or a
+    /// changed record must not make the gateway forget where its clients are).
     func setPeer(_ c: ClientRecord, endpoint: Endpoint? = nil) throws(GatewayError) {
         peersByName[c.name] = c
         guard let device, var peer = planner.plan(clients: [c], leases: { allocator.leases(of: $0) }).peers[c.name] else { return }
-        peer.endpoint = endpoint
+        peer.endpoint = endpoint ?? device.endpoint(of: peer.publicKey)
         do { try device.setPeer(peer) } catch { throw .setup("peer \(c.name)", error) }
     }
 

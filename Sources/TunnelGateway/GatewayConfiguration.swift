@@ -15,6 +15,16 @@ public enum ClientAllocation: String, Sendable, Equatable {
     case prefixes
 }
 
+/// Where the client prefix comes from.
+public enum PrefixSource: String, Sendable, Equatable {
+    /// `ipv6.prefix` in the config file; changed by editing it (clients keep their positions at
+    /// the next start).
+    case `static`
+    /// Set while running with `gatewayctl prefix set` (renumbered live) and remembered in the
+    /// state directory (`prefix`); `ipv6.prefix` is only the first one.
+    case external
+}
+
 /// How the ISP router finds client addresses on the uplink.
 public enum NDPProxyMode: String, Sendable, Equatable {
     /// A kernel proxy entry per client address (`ip -6 neigh add proxy`), proxy_ndp=1 on the uplink.
@@ -48,6 +58,10 @@ public struct GatewayConfiguration: Sendable, Equatable {
     public var uplink = "eth0"
 
     public var ipv6Prefix = IPv6Prefix.parseOrTrap("2001:db8::/64")
+    /// Where the prefix comes from: the config file (`static`), or set at run time by
+    /// `gatewayctl prefix set` (`external`: a DHCPv6-PD client's hook, a script watching router
+    /// advertisements), remembered in the state directory across restarts.
+    public var prefixSource = PrefixSource.static
     public var ispRouter: IPv6Address? = nil
     public var uplinkAddress: IPv6Address? = nil
     public var gatewayAddress: IPv6Address? = nil
@@ -108,13 +122,16 @@ public struct GatewayConfiguration: Sendable, Equatable {
 
     /// Hook scripts (absolute paths), run with the facts in environment variables.
     public var hooks: [String: String] = [:]
-    public static let hookNames: Set<String> = ["up", "down", "client-connect", "client-disconnect"]
+    public static let hookNames: Set<String> = ["up", "down", "client-connect", "client-disconnect", "prefix-change"]
 
     public init() {}
 
     // Files in the state directory.
     public var privateKeyPath: String { stateDirectory + "/private.key" }
     public var leaseStorePath: String { stateDirectory + "/leases.db" }
+    /// With `prefix_source = "external"`: the prefix last set, one line.
+    public var prefixStatePath: String { stateDirectory + "/prefix" }
+
     public var clientsDirectory: String { stateDirectory + "/clients" }
     public var controlSocketPath: String { stateDirectory + "/control.sock" }
     public var metricsPath: String { stateDirectory + "/metrics.prom" }
@@ -136,11 +153,11 @@ public struct GatewayConfiguration: Sendable, Equatable {
         "state_directory", "interface", "listen_port", "mtu", "endpoint", "client_keepalive", "watch_interval", "dns", "lease_lifetime",
         "metrics_listen", "firewall", "isolate_clients", "inbound_echo", "gateway_open",
         "uplink.interface",
-        "ipv6.prefix", "ipv6.isp_router", "ipv6.uplink_address", "ipv6.gateway_address", "ipv6.allocation",
+        "ipv6.prefix", "ipv6.prefix_source", "ipv6.isp_router", "ipv6.uplink_address", "ipv6.gateway_address", "ipv6.allocation",
         "ipv6.delegated_length", "ipv6.client_prefix_length", "ipv6.ndp_proxy", "ipv6.reserved",
         "ipv4.enabled", "ipv4.pool", "ipv4.gateway_address", "ipv4.nat44",
         "nat64.enabled", "nat64.prefix", "nat64.pool", "nat64.interface", "nat64.clat", "nat64.icmp_errors_per_second", "nat64.amend_zero_udp_checksum", "nat64.lowest_ipv6_mtu",
-        "hooks.up", "hooks.down", "hooks.client-connect", "hooks.client-disconnect",
+        "hooks.up", "hooks.down", "hooks.client-connect", "hooks.client-disconnect", "hooks.prefix-change",
     ]
 
     /// Reads `text` (the contents of `path`), starting from the defaults.
@@ -188,6 +205,7 @@ public struct GatewayConfiguration: Sendable, Equatable {
         }
 
         if let v = try f.parsed("ipv6.prefix", "an IPv6 prefix such as 2001:db8:1::/64", { IPv6Prefix($0) }) { ipv6Prefix = v }
+        if let v = try f.parsed("ipv6.prefix_source", "static or external", { PrefixSource(rawValue: $0) }) { prefixSource = v }
         ispRouter = try f.parsed("ipv6.isp_router", "an IPv6 address", { IPv6Address($0) })
         uplinkAddress = try f.parsed("ipv6.uplink_address", "an IPv6 address", { IPv6Address($0) })
         gatewayAddress = try f.parsed("ipv6.gateway_address", "an IPv6 address", { IPv6Address($0) })

@@ -39,7 +39,39 @@ struct GatewayCtl: ParsableCommand {
         commandName: "gatewayctl",
         abstract: "Enrol Sixgate clients and look at the gateway.",
         version: "gatewayctl (Sixgate) \(SixgateVersion.description)",
-        subcommands: [Clients.self, Status.self, Leases.self, Doctor.self, Capture.self, Pcap.self, Reload.self])
+        subcommands: [Clients.self, Status.self, Leases.self, Prefix.self, Doctor.self, Capture.self, Pcap.self, Reload.self])
+}
+
+struct Prefix: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "The client prefix when it comes from outside (prefix_source = \"external\").",
+                                                    subcommands: [SetPrefix.self])
+
+    struct SetPrefix: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "set",
+            abstract: "Move gatewayd and its clients to a new prefix (the ISP renumbered).",
+            discussion: """
+                Every client keeps its position (interface identifier, delegated-prefix index) in the \
+                new prefix; routes, proxy entries, peers, the firewall and the translator follow; \
+                connected tunnel-clients are told to ask for their lease again; the prefix-change hook \
+                runs. For a DHCPv6-PD client's hook (dhcpcd: $new_delegated_dhcp6_prefix). Without \
+                a running gatewayd, the prefix is remembered for its next start.
+                """)
+        @OptionGroup var common: Common
+        @Argument(help: "The new prefix, e.g. 2001:db8:2::/64.")
+        var prefix: String
+        func run() throws {
+            let config = try common.load()
+            guard let p = IPv6Prefix(prefix) else { throw fail("\(prefix.debugDescription) is not an IPv6 prefix such as 2001:db8:2::/64") }
+            do {
+                if let r = try GatewayAdmin.setPrefix(config, p) {
+                    print("prefix \(r.oldPrefix) -> \(r.newPrefix): \(r.moved) lease(s) moved, \(r.clientsTold) client(s) told")
+                } else {
+                    print("gatewayd is not running: \(p) written to \(config.prefixStatePath) for its next start")
+                }
+            } catch let e as GatewayError { throw fail(e) }
+        }
+    }
 }
 
 struct Clients: ParsableCommand {

@@ -151,7 +151,13 @@ public final class TunnelDevice: @unchecked Sendable {
     /// The default peer limit (wireguard-go's MaxPeers).
     public static let defaultMaximumPeers = 1 << 16
 
+    /// The endpoint the device has for a peer now (configured, or learned from its packets).
+    public func endpoint(of publicKey: Bytes32) -> Endpoint? {
+        lock.withLock { peers[publicKey]?.config.endpoint }
+    }
+
     /// Adds a peer or updates one with the same public key (its sessions survive an update).
+    /// The configuration replaces the peer's whole, its endpoint included.
     public func setPeer(_ config: PeerConfiguration) throws(TunnelError) {
         lock.lock(); defer { lock.unlock() }
         if let pub = identity?.publicKey, pub == config.publicKey {

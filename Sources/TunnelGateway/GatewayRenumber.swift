@@ -1,0 +1,131 @@
+// Renumbering while running (issue 24): the ISP changed the prefix, and `gatewayctl prefix set`
+// (from a DHCPv6-PD client's hook, or by hand) tells gatewayd. Every lease keeps its position in
+// the new prefix (AddressAllocator.renumber, one store transaction), the plan is made again and
+// applied (the gateway's address on the TUN, client routes, proxy entries or the responder's
+// list, peers' allowed IPs, the firewall, the translator), connected clients are told to ask for
+// their lease again (LeaseMessage kind 5), and the hook and the log say what changed.
+import AddressPool
+import Foundation
+import NDPProxy
+import PacketKit
+import RouteKit
+import TunnelCore
+
+/// What a renumbering did.
+public struct RenumberResult: Sendable, Codable, Equatable {
+    public var oldPrefix: String
+    public var newPrefix: String
+    /// Leases moved (active and released).
+    public var moved: Int
+    /// Clients told to ask for their lease again.
+    public var clientsTold: Int
+}
+
+extension Gateway {
+    /// Moves the gateway and its clients to `prefix`. Refused, with nothing changed, when the
+    /// prefix is not global unicast space, does not fit the allocation (too long for the clients'
+    /// positions or delegated prefixes), or `prefix_source` is `static`.
+    public func renumber(to prefix: IPv6Prefix) throws(GatewayError) -> RenumberResult {
+        lock.lock(); defer { lock.unlock() }
+        let old = config
+        guard old.prefixSource == .external else {
+            throw .setup(SetupFailure("prefix \(prefix)", "prefix_source is \"static\": the prefix is the config file's (change ipv6.prefix and restart; clients keep their positions), or set prefix_source = \"external\""))
+        }
+        if let why = GatewayConfiguration.unusablePrefixReason(prefix) { throw .setup(SetupFailure("prefix \(prefix)", "\(why); keeping \(old.ipv6Prefix)")) }
+        if old.allocation == .prefixes && prefix.length > old.delegatedLength {
+            throw .setup(SetupFailure("prefix \(prefix)", "shorter delegated prefixes (/\(old.delegatedLength)) than the clients need cannot come out of a /\(prefix.length); keeping \(old.ipv6Prefix)"))
+        }
+        guard prefix != old.ipv6Prefix else { return RenumberResult(oldPrefix: "\(old.ipv6Prefix)", newPrefix: "\(prefix)", moved: 0, clientsTold: 0) }
+        let new = old.renumbered(to: prefix)
+        let moved: [(old: LeaseRecord, new: LeaseRecord)]
+        do { moved = try allocator.renumber(to: GatewayPlanner.pools(new)[0]) } catch {
+            throw .setup(SetupFailure("prefix \(prefix)", "\(error)", underlying: error))
+        }
+        configLock.withLock { storedConfig = new }
+        let remembered = (prefix.description + "\n").write(atomicallyTo: new.prefixStatePath)
+        if device != nil {
+            if new.allocation == .hosts {
+                let found = try? rk.lookupRoute(to: .v6(new.effectiveISPRouter))
+                ispRouteNeeded = found?.interfaceIndex != uplinkIndex || found?.protocolNumber == RouteSocket.sixgateProtocol
+            }
+            for c in peersByName.values { try? setPeer(c) }
+            applyPlan("renumber")
+            if let r = responder {
+                // The responder answers inside the client prefix: a new one for the new prefix.
+                r.stop()
+                var rule = ProxyRule(interface: new.uplink, prefixes: [new.ipv6Prefix])
+                rule.listType = .white
+                rule.addresses = plan.hostAddresses
+                responder = try? Responder(rule: rule)
+                responder?.log = { [weak self] in self?.log("ndp: \($0)") }
+                responder?.start()
+            }
+            // The gateway's own address sits in the firewall's fixed rules: the table is made again.
+            if filterApplied { do { try applyFirewall() } catch { log("firewall: \(error)") } }
+            updateTranslator()
+        }
+        let told = tellClientsToRenew()
+        log("prefix change: \(old.ipv6Prefix) -> \(prefix): \(moved.count) lease(s) moved, each at its position; gateway address \(new.effectiveGatewayAddress); \(told) connected client(s) told to ask again"
+            + (remembered ? "" : "; warning: could not write \(new.prefixStatePath), so a restart starts from \(old.ipv6Prefix) again"))
+        hookQueue.submit { [self] in
+            runHook("prefix-change", ["SIXGATE_OLD_PREFIX": old.ipv6Prefix.description, "SIXGATE_NEW_PREFIX": prefix.description])
+        }
+        return RenumberResult(oldPrefix: "\(old.ipv6Prefix)", newPrefix: "\(prefix)", moved: moved.count, clientsTold: told)
+    }
+
+    /// Sends a lease "renew" (kind 5) to every client with a session, from the gateway's
+    /// link-local address to the client's (lock held). Returns how many were sent.
+    func tellClientsToRenew() -> Int {
+        guard let device else { return 0 }
+        var told = 0
+        let now = Int64(Date().timeIntervalSince1970)
+        for p in device.peerStatuses() where now - p.lastHandshake.seconds < 180 {
+            let clientAddress = p.configuration.publicKey.withUnsafeBytes { LeaseMessage.clientLinkLocal(publicKey: $0) }
+            guard let payload = try? LeaseMessage(kind: .renew, transaction: 0).encode(),
+                  let packet = try? PacketRepr.ipv6(source: LeaseMessage.gatewayLinkLocal, destination: clientAddress, hopLimit: 255,
+                                                    .udp(UDPRepr(sourcePort: LeaseMessage.port, destinationPort: LeaseMessage.port), payload: payload)).emit()
+            else { continue }
+            if device.send(packet: packet, to: p.configuration.publicKey) { told += 1 }
+        }
+        return told
+    }
+}
+
+extension GatewayConfiguration {
+    /// This configuration moved to `prefix`: the ISP router's, the uplink's and the gateway's
+    /// addresses, when given, keep their positions; reserved prefixes inside the old prefix move
+    /// with it.
+    public func renumbered(to prefix: IPv6Prefix) -> GatewayConfiguration {
+        var c = self
+        let old = ipv6Prefix
+        func move(_ a: IPv6Address) -> IPv6Address {
+            guard old.contains(a) else { return a }
+            let host = a.rawValue & ~IPv6Prefix.mask(old.length)
+            return IPv6Address(rawValue: prefix.network.rawValue | (host & ~IPv6Prefix.mask(prefix.length)))
+        }
+        c.ipv6Prefix = prefix
+        c.ispRouter = ispRouter.map(move)
+        c.uplinkAddress = uplinkAddress.map(move)
+        c.gatewayAddress = gatewayAddress.map(move)
+        c.reservedIPv6 = reservedIPv6.map { r in old.contains(r.network) ? IPv6Prefix(containing: move(r.network), length: max(r.length, prefix.length)) : r }
+        return c
+    }
+
+    /// Why `prefix` cannot be a client prefix (nil when it can): not global unicast space.
+    public static func unusablePrefixReason(_ prefix: IPv6Prefix) -> String? {
+        let checks: [(String, String)] = [("::ffff:0:0/96", "the IPv4-mapped range"), ("fe80::/10", "link-local"), ("ff00::/8", "multicast"),
+                                          ("::/8", "reserved by the IETF (loopback, unspecified, IPv4-compatible)"), ("64:ff9b::/96", "the NAT64 Well-Known Prefix")]
+        for (text, name) in checks {
+            let range = IPv6Prefix(text)!
+            if range.contains(prefix.network) || prefix.contains(range.network) { return "\(prefix) overlaps \(name) (\(range))" }
+        }
+        return nil
+    }
+}
+
+extension String {
+    /// Writes the text to `path` through a temporary file and a rename; false on failure.
+    func write(atomicallyTo path: String) -> Bool {
+        (try? write(toFile: path, atomically: true, encoding: .utf8)) != nil
+    }
+}

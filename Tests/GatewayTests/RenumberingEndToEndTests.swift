@@ -1,0 +1,136 @@
+import Foundation
+import SixgateTestSupport
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Issue 24's first step: the ISP's prefix changes and the operator puts the new one in the
+/// config. gatewayd, restarted (here after a crash, kill -9, so the old prefix's proxy entries are
+/// still on the uplink), moves every lease to the same position in the new prefix, removes what
+/// the old prefix left in the kernel, says so, runs the prefix-change hook, and a stock client
+/// given its new config (`gatewayctl clients show`) reaches the internet from the new address.
+@Suite("Renumbering", .enabled(if: isRoot, "needs root for network namespaces"))
+struct RenumberingEndToEndTests {
+    /// Writes the testbed's config with `ipv6` as the [ipv6] body and a prefix-change hook that
+    /// logs its event and prefixes; returns the hook's log file.
+    static func configure(_ bed: GatewayTestbed, ipv6: String) throws -> String {
+        let hookLog = bed.stateDirectory + "/prefix-hooks.log", hook = bed.stateDirectory + "/prefix-hook.sh"
+        try "#!/bin/sh\necho \"$SIXGATE_EVENT $SIXGATE_OLD_PREFIX $SIXGATE_NEW_PREFIX\" >> \(hookLog)\n".write(toFile: hook, atomically: true, encoding: .utf8)
+        chmod(hook, 0o755)
+        try bed.writeConfig(ndpProxy: "kernel", ipv6: ipv6)
+        let text = try String(contentsOfFile: bed.configPath, encoding: .utf8).replacingOccurrences(of: "[hooks]\n", with: "[hooks]\nprefix-change = \"\(hook)\"\n")
+        try text.write(toFile: bed.configPath, atomically: true, encoding: .utf8)
+        return hookLog
+    }
+
+    @Test func aNewPrefixMovesEveryClientToTheSamePlace() throws {
+        let bed = try GatewayTestbed()
+        defer { bed.destroy() }
+        let hookLog = try Self.configure(bed, ipv6: "prefix = \"2001:db8:1::/64\"")
+        func configure(_ prefix: String) throws { _ = try Self.configure(bed, ipv6: "prefix = \"\(prefix)\"") }
+        try bed.startGateway()
+        let alice = try bed.gatewayctl(["clients", "add", "alice"]).stdout
+        _ = try bed.gatewayctl(["clients", "add", "bob"])
+        let wg = "sgw\(bed.id)"
+        try bed.startClient(in: bed.cl, name: wg, config: alice)
+        #expect(eventually(timeout: 30) { (try? bed.ping(from: bed.cl, "2001:db8:ffff::1", count: 1)) == 1 }, "alice before the change")
+        #expect(try bed.exec(bed.gw, ["ip", "-6", "neigh", "show", "proxy"]).stdout.contains("2001:db8:1::5"))
+
+        // gatewayd dies; the ISP moves the link to 2001:db8:2::/64 and stops routing the old prefix.
+        if let g = bed.gateway { kill(g.pid, SIGKILL); g.process.waitUntilExit() }
+        try bed.exec(bed.isp, ["ip", "-6", "addr", "del", "2001:db8:1::1/64", "dev", bed.ispSide])
+        try bed.exec(bed.isp, ["ip", "-6", "addr", "add", "2001:db8:2::1/64", "dev", bed.ispSide, "nodad"])
+        try bed.exec(bed.gw, ["ip", "-6", "addr", "del", "2001:db8:1::2/64", "dev", bed.uplink])
+        try bed.exec(bed.gw, ["ip", "-6", "addr", "add", "2001:db8:2::2/64", "dev", bed.uplink, "nodad"])
+        try bed.exec(bed.gw, ["ip", "-6", "route", "replace", "default", "via", "2001:db8:2::1", "dev", bed.uplink])
+        let stale = try bed.exec(bed.gw, ["ip", "-6", "neigh", "show", "proxy"]).stdout
+        #expect(stale.contains("2001:db8:1::4") && stale.contains("2001:db8:1::5"), "kill -9 left the old entries: \(stale)")
+
+        try configure("2001:db8:2::/64")
+        try bed.startGateway()
+        let out = bed.gateway?.output ?? ""
+        #expect(out.contains("prefix change: 2 lease(s) moved") && out.contains("alice 2001:db8:1::4/128 -> 2001:db8:2::4/128"), "\(out)")
+        #expect(out.contains("reconcile: removed stale proxy entry 2001:db8:1::4"), "\(out)")
+        #expect(eventually(timeout: 10) { ((try? String(contentsOfFile: hookLog, encoding: .utf8)) ?? "").contains("prefix-change 2001:db8:1::/64 2001:db8:2::/64") })
+        // Same positions, in the store and in the kernel; nothing of the old prefix left.
+        let leases = try bed.gatewayctl(["leases"]).stdout
+        #expect(leases.contains("2001:db8:2::4/128\talice\tactive") && leases.contains("2001:db8:2::5/128\tbob\tactive"), "\(leases)")
+        #expect(!leases.contains("2001:db8:1::"), "\(leases)")
+        let proxies = try bed.exec(bed.gw, ["ip", "-6", "neigh", "show", "proxy"]).stdout
+        #expect(proxies.contains("2001:db8:2::4") && proxies.contains("2001:db8:2::5") && !proxies.contains("2001:db8:1::"), "\(proxies)")
+        let routes = try bed.exec(bed.gw, ["ip", "-6", "route", "show", "proto", "74"]).stdout
+        #expect(routes.contains("2001:db8:2::4 dev \(bed.tun)") && !routes.contains("2001:db8:1::"), "\(routes)")
+
+        // The stock client is told its new address by its config, and uses it.
+        let shown = try bed.gatewayctl(["clients", "show", "alice"]).stdout
+        #expect(shown.contains("2001:db8:2::4/128"), "\(shown)")
+        try bed.exec(bed.cl, ["ip", "-6", "addr", "add", "2001:db8:2::4/128", "dev", wg, "nodad"])
+        #expect(eventually(timeout: 30) {
+            (try? bed.exec(bed.cl, ["ping", "-c", "1", "-W", "1", "-I", "2001:db8:2::4", "2001:db8:ffff::1"], check: false).succeeded) == true
+        }, "alice from her new address (the ISP reaches it through the gateway's proxy entry)")
+    }
+
+    /// `prefix_source = "external"`: the ISP moves the link to a new prefix and `gatewayctl prefix
+    /// set` (what a DHCPv6-PD client's hook runs) tells the running gatewayd. Nothing restarts: a
+    /// tunnel-client is told inside the tunnel and moves to the same interface identifier in the
+    /// new prefix, a stock client moves when given its new config, and what cannot be done is
+    /// refused with the previous state kept.
+    @Test func aRunningGatewayFollowsAPrefixSetFromOutside() throws {
+        let bed = try GatewayTestbed()
+        defer { bed.destroy() }
+        let hookLog = try Self.configure(bed, ipv6: "prefix = \"2001:db8:1::/64\"\nprefix_source = \"external\"")
+        try bed.startGateway()
+        // alice: stock wireguard-go; carol: Sixgate's tunnel-client (host mode), on the other link.
+        let alice = try bed.gatewayctl(["clients", "add", "alice"]).stdout
+        let wg = "sgw\(bed.id)"
+        try bed.startClient(in: bed.cl, name: wg, config: alice)
+        let tun = "sgk\(bed.id)"
+        var carolConfig = try bed.gatewayctl(["clients", "add", "carol", "--format", "tunnel-client"]).stdout
+        carolConfig = carolConfig.replacingOccurrences(of: "interface = \"sixgate0\"", with: "interface = \"\(tun)\"")
+            .replacingOccurrences(of: "198.51.100.129:51820", with: "203.0.113.129:51820")
+        let carol = try bed.startTunnelClient(in: bed.cl2, config: carolConfig, name: "carol")
+        func carolAddresses() -> String { (try? bed.exec(bed.cl2, ["ip", "-6", "addr", "show", "dev", tun], check: false).stdout) ?? "" }
+        #expect(eventually(timeout: 20) { carolAddresses().contains("2001:db8:1::5/128") }, "\(carol.output)")
+        #expect(eventually(timeout: 30) { (try? bed.ping(from: bed.cl2, "2001:db8:ffff::1", count: 1)) == 1 }, "carol before the change")
+        #expect(eventually(timeout: 30) { (try? bed.ping(from: bed.cl, "2001:db8:ffff::1", count: 1)) == 1 }, "alice before the change")
+
+        // Bad input first: each refused, the gateway as it was.
+        for (bad, why) in [("::ffff:0:0/96", "IPv4-mapped"), ("2001:db8:3::/126", "has no place in 2001:db8:3::/126")] {
+            let r = try bed.gatewayctl(["prefix", "set", bad], check: false)
+            #expect(!r.succeeded && r.stderr.contains(why), "\(bad): \(r.stdout)\(r.stderr)")
+        }
+        #expect(try bed.exec(bed.gw, ["ip", "-6", "addr", "show", "dev", bed.tun]).stdout.contains("2001:db8:1::3/128"))
+
+        // The ISP moves the link to 2001:db8:2::/64; its DHCPv6 client's hook runs gatewayctl.
+        try bed.exec(bed.isp, ["ip", "-6", "addr", "del", "2001:db8:1::1/64", "dev", bed.ispSide])
+        try bed.exec(bed.isp, ["ip", "-6", "addr", "add", "2001:db8:2::1/64", "dev", bed.ispSide, "nodad"])
+        try bed.exec(bed.gw, ["ip", "-6", "addr", "add", "2001:db8:2::2/64", "dev", bed.uplink, "nodad"])
+        try bed.exec(bed.gw, ["ip", "-6", "route", "replace", "default", "via", "2001:db8:2::1", "dev", bed.uplink])
+        let set = try bed.gatewayctl(["prefix", "set", "2001:db8:2::/64"], check: false)
+        #expect(set.succeeded && set.stdout.contains("prefix 2001:db8:1::/64 -> 2001:db8:2::/64: 2 lease(s) moved"), "\(set.stdout)\(set.stderr)")
+        #expect(bed.gateway?.output.contains("prefix change: 2001:db8:1::/64 -> 2001:db8:2::/64: 2 lease(s) moved") == true, "\(bed.gateway?.output ?? "")")
+        // The gateway: its address, the routes and the proxy entries are the new prefix's only.
+        #expect(try bed.exec(bed.gw, ["ip", "-6", "addr", "show", "dev", bed.tun]).stdout.contains("2001:db8:2::3/128"))
+        let proxies = try bed.exec(bed.gw, ["ip", "-6", "neigh", "show", "proxy"]).stdout
+        #expect(proxies.contains("2001:db8:2::4") && proxies.contains("2001:db8:2::5") && !proxies.contains("2001:db8:1::"), "\(proxies)")
+        let routes = try bed.exec(bed.gw, ["ip", "-6", "route", "show", "proto", "74"]).stdout
+        #expect(routes.contains("2001:db8:2::5 dev \(bed.tun)") && !routes.contains("2001:db8:1::"), "\(routes)")
+        #expect(eventually(timeout: 10) { ((try? String(contentsOfFile: hookLog, encoding: .utf8)) ?? "").contains("prefix-change 2001:db8:1::/64 2001:db8:2::/64") })
+        // carol was told inside the tunnel and moved by herself, same interface identifier.
+        #expect(eventually(timeout: 10) { carolAddresses().contains("2001:db8:2::5/128") && !carolAddresses().contains("2001:db8:1::5") }, "\(carol.output)\n\(bed.gateway?.output ?? "")")
+        #expect(eventually(timeout: 30) { (try? bed.ping(from: bed.cl2, "2001:db8:ffff::1", source: "2001:db8:2::5", count: 1)) == 1 }, "carol after the change")
+        // alice (stock) moves when given her new address.
+        #expect(try bed.gatewayctl(["clients", "show", "alice"]).stdout.contains("2001:db8:2::4/128"))
+        try bed.exec(bed.cl, ["ip", "-6", "addr", "add", "2001:db8:2::4/128", "dev", wg, "nodad"])
+        #expect(eventually(timeout: 30) { (try? bed.ping(from: bed.cl, "2001:db8:ffff::1", source: "2001:db8:2::4", count: 1)) == 1 }, "alice after the change")
+
+        // Remembered: a restart stays on the new prefix though the file still says the old one.
+        #expect(try String(contentsOfFile: bed.stateDirectory + "/prefix", encoding: .utf8) == "2001:db8:2::/64\n")
+        bed.gateway?.stop()
+        try bed.startGateway()
+        #expect(try bed.exec(bed.gw, ["ip", "-6", "addr", "show", "dev", bed.tun]).stdout.contains("2001:db8:2::3/128"))
+        #expect(!(bed.gateway?.output.contains("prefix change") ?? true), "nothing to move: \(bed.gateway?.output ?? "")")
+        #expect(try bed.gatewayctl(["leases"]).stdout.contains("2001:db8:2::5/128\tcarol\tactive"))
+    }
+}
