@@ -38,6 +38,9 @@ install -m 0644 docs/gatewayd.toml.example "$root/etc/sixgate/gatewayd.toml"
 install -m 0644 docs/tunnel-client.toml.example "$root/etc/sixgate/tunnel-client.toml"
 install -m 0644 docs/ndp-proxy.toml.example "$root/etc/sixgate/ndp-proxy.toml"
 for f in docs/*.toml.example; do install -m 0644 "$f" "$root/usr/share/doc/sixgate/examples/"; done
+# dhcpcd's hook for prefix_source = "external" (DHCPv6-PD): not active until the operator links it in.
+install -d "$root/usr/share/sixgate"
+install -m 0755 dist/dhcpcd-hook-sixgate "$root/usr/share/sixgate/dhcpcd-hook-sixgate"
 install -m 0644 README.md docs/ndp-proxy.md docs/metrics.md docs/security.md docs/limits.md docs/doctor.md "$root/usr/share/doc/sixgate/"
 
 # Man pages from the argument parsers (swift-argument-parser's generate-manual reads each

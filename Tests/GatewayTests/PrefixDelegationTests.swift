@@ -1,0 +1,141 @@
+import Foundation
+import SixgateTestSupport
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Following a delegated prefix with real peers (issue 24): Kea's DHCPv6 server in the ISP's
+/// namespace delegates a /56 out of its pool; dhcpcd on the gateway's uplink asks for it and runs
+/// dist/dhcpcd-hook-sixgate, which hands it to gatewayd (`prefix_source = "external"`). The ISP
+/// then renumbers (Kea's pool changes, the next renew brings a new /56): gatewayd follows without
+/// a restart, a tunnel-client behind it keeps its /64's index and reaches the internet host again.
+/// The test plays the ISP router's one other part: routing each delegated prefix to the gateway.
+/// A daemon in a process group of its own, started with posix_spawn (not Foundation's Process:
+/// dhcpcd's privilege-separated helpers would keep Foundation's exit monitor open forever), its
+/// output in a file; stopped by signalling the whole group, by PID.
+final class ProcessGroup {
+    let pid: pid_t
+    let outputPath: String
+    init(_ argv: [String]) throws {
+        outputPath = NSTemporaryDirectory() + "sixgate-pg-\(uniqueSuffix()).log"
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP))
+        posix_spawnattr_setpgroup(&attributes, 0)
+        var cArgs = argv.map { strdup($0) } + [nil]
+        defer { for a in cArgs { free(a) } }
+        var child: pid_t = 0
+        let rc = posix_spawnp(&child, argv[0], &actions, &attributes, &cArgs, environ)
+        guard rc == 0 else { throw TransferError("posix_spawnp \(argv[0]): \(String(cString: strerror(rc)))") }
+        pid = child
+    }
+    var output: String { (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" }
+    /// SIGTERM to the group, SIGKILL after 3 s, then the leader reaped.
+    func stop() {
+        kill(-pid, SIGTERM)
+        for _ in 0..<30 where kill(-pid, 0) == 0 { usleep(100_000) }
+        kill(-pid, SIGKILL)
+        var status: Int32 = 0
+        _ = waitpid(pid, &status, 0)
+        unlink(outputPath)
+    }
+}
+
+@Suite("DHCPv6-PD", .enabled(if: isRoot && which("kea-dhcp6") != nil && which("dhcpcd") != nil, "needs root, kea-dhcp6 and dhcpcd"))
+struct PrefixDelegationTests {
+    func keaConfig(_ bed: GatewayTestbed, pool: String) -> String {
+        """
+        {"Dhcp6": {
+          "interfaces-config": {"interfaces": ["\(bed.ispSide)"]},
+          "lease-database": {"type": "memfile", "persist": true, "name": "\(bed.stateDirectory)/kea-leases6.csv", "lfc-interval": 0},
+          "server-id": {"type": "LL", "persist": false},
+          "preferred-lifetime": 30, "valid-lifetime": 60, "renew-timer": 3, "rebind-timer": 5,
+          "subnet6": [{"id": 1, "subnet": "2001:db8:1::/64", "interface": "\(bed.ispSide)",
+                       "pd-pools": [{"prefix": "\(pool)", "prefix-len": 48, "delegated-len": 56}]}],
+          "loggers": [{"name": "kea-dhcp6", "output_options": [{"output": "\(bed.stateDirectory)/kea.log"}], "severity": "INFO"}]
+        }}
+        """
+    }
+
+    @Test func gatewaydFollowsTheDelegatedPrefixThroughARenumbering() throws {
+        let bed = try GatewayTestbed()
+        var daemons: [BackgroundProcess] = []
+        defer { for d in daemons { d.stop() }; bed.destroy() }
+        func startKea(pool: String) throws {
+            let path = bed.stateDirectory + "/kea.json"
+            try keaConfig(bed, pool: pool).write(toFile: path, atomically: true, encoding: .utf8)
+            let env = ["KEA_PIDFILE_DIR": bed.stateDirectory, "KEA_LOCKFILE_DIR": bed.stateDirectory]
+            daemons.append(try BackgroundProcess(["ip", "netns", "exec", bed.isp, "kea-dhcp6", "-c", path], environment: env, captureOutput: true))
+        }
+        let prefixFile = bed.stateDirectory + "/prefix"
+        func delegated() -> String { ((try? String(contentsOfFile: prefixFile, encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines) }
+
+        // gatewayd: routed prefixes (a /64 per client out of whatever /56 is delegated), no NDP proxy.
+        try bed.writeConfig(ndpProxy: "off", ipv6: """
+            prefix = "2001:db8:ff00::/56"          # until the first delegation
+            prefix_source = "external"
+            allocation = "prefixes"
+            delegated_length = 64
+            """)
+        try startKea(pool: "2001:db8:100::")
+        // dhcpcd on the uplink, with Sixgate's hook as its script (dhcpcd gives scripts a clean
+        // environment: the wrapper says where gatewayctl and the config are).
+        let hook = bed.stateDirectory + "/dhcpcd-hook.sh"
+        try """
+            #!/bin/sh
+            SIXGATE_GATEWAYCTL="\(builtProductsDirectory)/gatewayctl"
+            SIXGATE_CONFIG="\(bed.configPath)"
+            . "\(repositoryDirectory)/dist/dhcpcd-hook-sixgate"
+            """.write(toFile: hook, atomically: true, encoding: .utf8)
+        chmod(hook, 0o755)
+        let dhcpcdConf = bed.stateDirectory + "/dhcpcd.conf"
+        try "ipv6only\nnoipv6rs\nallowinterfaces \(bed.uplink)\nscript \(hook)\ninterface \(bed.uplink)\n  ia_pd 1\n"
+            .write(toFile: dhcpcdConf, atomically: true, encoding: .utf8)
+        let dhcpcd = try ProcessGroup(["ip", "netns", "exec", bed.gw, "dhcpcd", "-B", "-f", dhcpcdConf, "-6", bed.uplink])
+        defer { dhcpcd.stop() }
+        // gatewayd is not running yet: the hook's prefix waits for its start.
+        #expect(eventually(timeout: 30) { delegated() == "2001:db8:100::/56" }, "\(dhcpcd.output)")
+        try bed.exec(bed.isp, ["ip", "-6", "route", "replace", "2001:db8:100::/56", "via", "2001:db8:1::2", "dev", bed.ispSide])
+        try bed.startGateway()
+
+        // carol: tunnel-client in host mode, on the second carrier.
+        let tun = "sgk\(bed.id)"
+        var config = try bed.gatewayctl(["clients", "add", "carol", "--format", "tunnel-client"]).stdout
+        config = config.replacingOccurrences(of: "interface = \"sixgate0\"", with: "interface = \"\(tun)\"")
+            .replacingOccurrences(of: "198.51.100.129:51820", with: "203.0.113.129:51820")
+        let carol = try bed.startTunnelClient(in: bed.cl2, config: config, name: "carol")
+        func carolAddress() -> String? {
+            let text = (try? bed.exec(bed.cl2, ["ip", "-6", "addr", "show", "dev", tun, "scope", "global"], check: false).stdout) ?? ""
+            return text.split(separator: " ").first { $0.hasPrefix("2001:db8:") }.map(String.init)
+        }
+        #expect(eventually(timeout: 20) { carolAddress()?.hasPrefix("2001:db8:100:") == true }, "\(carol.output)")
+        let before = try #require(carolAddress())
+        #expect(eventually(timeout: 30) { (try? bed.ping(from: bed.cl2, "2001:db8:ffff::1", count: 1)) == 1 }, "carol through the first delegation")
+
+        // The ISP renumbers: Kea's pool moves, its leases are gone; dhcpcd's next renew brings a new /56.
+        for d in daemons where d.process.arguments?.contains("kea-dhcp6") == true { d.stop() }
+        try? FileManager.default.removeItem(atPath: bed.stateDirectory + "/kea-leases6.csv")
+        try startKea(pool: "2001:db8:200::")
+        #expect(eventually(timeout: 30) { delegated() == "2001:db8:200::/56" }, "\(dhcpcd.output)")
+        #expect(eventually(timeout: 10) { bed.gateway?.output.contains("prefix change: 2001:db8:100::/56 -> 2001:db8:200::/56") == true }, "\(bed.gateway?.output ?? "")")
+        try bed.exec(bed.isp, ["ip", "-6", "route", "del", "2001:db8:100::/56"])
+        try bed.exec(bed.isp, ["ip", "-6", "route", "replace", "2001:db8:200::/56", "via", "2001:db8:1::2", "dev", bed.ispSide])
+        // carol: told inside the tunnel, same /64 index, the old address gone.
+        let expected = before.replacingOccurrences(of: "2001:db8:100:", with: "2001:db8:200:")
+        #expect(eventually(timeout: 15) { carolAddress() == expected }, "\(before) -> \(carolAddress() ?? "none"): \(carol.output)")
+        #expect(eventually(timeout: 30) {
+            (try? bed.ping(from: bed.cl2, "2001:db8:ffff::1", source: String(expected.split(separator: "/")[0]), count: 1)) == 1
+        }, "carol through the new delegation")
+        let routes = try bed.exec(bed.gw, ["ip", "-6", "route", "show", "proto", "74"]).stdout
+        #expect(routes.contains("2001:db8:200:") && !routes.contains("2001:db8:100:"), "\(routes)")
+        #expect(try bed.gatewayctl(["leases"]).stdout.contains("2001:db8:200:"))
+    }
+}
