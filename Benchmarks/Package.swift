@@ -39,6 +39,11 @@ let package = Package(
             dependencies: [.product(name: "PacketKit", package: main), .product(name: "RouteKit", package: main)]
         ),
         .executableTarget(
+            name: "PlannerBenchmarks",
+            dependencies: [.product(name: "PacketKit", package: main), .product(name: "RouteKit", package: main),
+                           .product(name: "AddressPool", package: main), .product(name: "TunnelGateway", package: main)]
+        ),
+        .executableTarget(
             name: "RouteKitBenchmarks",
             dependencies: [.product(name: "PacketKit", package: main), .product(name: "RouteKit", package: main)]
         ),

@@ -24,6 +24,12 @@ if ! swift run -c release --package-path Benchmarks AddressPoolBenchmarks 20000 
     echo "test.sh: the AddressPool benchmark smoke run failed" >&2
     status=1
 fi
+# gatewayd's planner at a small scale: one client's change applied incrementally must equal the
+# whole plan (a check, not a timing).
+if ! swift run -c release --package-path Benchmarks PlannerBenchmarks 2000; then
+    echo "test.sh: the planner benchmark smoke run failed (incremental and whole plans differ?)" >&2
+    status=1
+fi
 # Every fuzz target for a few seconds from its seed corpus and regression inputs (scripts/fuzz.sh;
 # the long runs happen outside CI): a crash, a leak, a hang or a broken invariant fails the run.
 # A fixed seed, so the smoke run replays the same mutations each time (the corpora grow elsewhere).

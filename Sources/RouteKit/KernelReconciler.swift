@@ -56,7 +56,24 @@ public struct KernelState: Hashable, Sendable {
         self.sysctls = sysctls
     }
 
-    var objects: Set<KernelObject> {
+    /// Adds `other`'s objects.
+    public mutating func formUnion(_ other: KernelState) {
+        addresses.formUnion(other.addresses)
+        routes.formUnion(other.routes)
+        proxyEntries.formUnion(other.proxyEntries)
+        sysctls.merge(other.sysctls) { _, new in new }
+    }
+
+    /// Takes `other`'s objects out.
+    public mutating func subtract(_ other: KernelState) {
+        addresses.subtract(other.addresses)
+        routes.subtract(other.routes)
+        proxyEntries.subtract(other.proxyEntries)
+        for k in other.sysctls.keys { sysctls[k] = nil }
+    }
+
+    /// Every object as one set (what `update` diffs).
+    public var objects: Set<KernelObject> {
         var out = Set<KernelObject>()
         for a in addresses { out.insert(.address(a)) }
         for r in routes { out.insert(.route(r)) }
@@ -193,6 +210,28 @@ public final class KernelReconciler: @unchecked Sendable {
             case .route, .sysctl: break
             }
         }
+        try? addPending(&report, throwing: false)
+        return report
+    }
+
+    /// An incremental change of known size (one client's objects): `removing` leaves the wanted
+    /// state and the kernel, `adding` joins them. Work proportional to the two, not to the whole
+    /// state. Failures are reported and stay pending, as with `update`.
+    @discardableResult
+    public func apply(adding: KernelState, removing: KernelState) -> ReconcileReport {
+        var report = ReconcileReport()
+        var gone = removing
+        gone.subtract(adding)
+        desired.subtract(gone)
+        let goneObjects = gone.objects
+        pending.subtract(goneObjects)
+        for r in Self.ordered(gone.routes).reversed() { remove(.route(r), &report) { () throws(RouteKitError) in try rk.removeRoute(r) } }
+        for p in gone.proxyEntries { remove(.proxyEntry(p), &report) { () throws(RouteKitError) in try rk.removeProxyNeighbour(p.address, interfaceIndex: p.interfaceIndex) } }
+        for a in gone.addresses { remove(.address(a), &report) { () throws(RouteKitError) in try rk.removeAddress(a) } }
+        var fresh = adding
+        fresh.subtract(desired)
+        desired.formUnion(adding)
+        pending.formUnion(fresh.objects)
         try? addPending(&report, throwing: false)
         return report
     }

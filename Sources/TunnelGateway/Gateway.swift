@@ -79,8 +79,10 @@ public final class Gateway: @unchecked Sendable {
     var translatorIndex: Int32?
     /// The ISP router is not on-link on the uplink: gatewayd keeps a host route to it.
     var ispRouteNeeded = false
-    /// The plan last applied.
+    /// The plan last applied, and each client's part of it (a change of one client is applied
+    /// as its part out and its new part in: `applyClient`).
     var plan = GatewayPlan()
+    var parts: [String: ClientPlanPart] = [:]
     var natApplied = false
     /// The firewall table is in place (`firewall = "on"`), and the clients it holds counters for.
     var filterApplied = false
@@ -199,9 +201,34 @@ public final class Gateway: @unchecked Sendable {
         GatewayPlanner(config: config, tunnelIndex: tunIndex, uplinkIndex: uplinkIndex, translatorIndex: translatorIndex, ispRouteNeeded: ispRouteNeeded)
     }
 
-    /// The plan for the clients gatewayd runs now.
+    /// The plan for the clients gatewayd runs now (and `parts` made again with it).
     func currentPlan() -> GatewayPlan {
-        planner.plan(clients: Array(peersByName.values), leases: { allocator.leases(of: $0) })
+        let p = planner
+        var plan = p.base()
+        var fresh: [String: ClientPlanPart] = [:]
+        for c in peersByName.values.sorted(by: { $0.name < $1.name }) {
+            let part = p.part(c, leases: { allocator.leases(of: $0) })
+            fresh[c.name] = part
+            plan.add(part)
+        }
+        parts = fresh
+        return plan
+    }
+
+    /// After one client changed (added, removed, its record edited; lock held): its old part out
+    /// of the plan and the kernel, its new part in. Work for that client only, so enrolment does
+    /// not slow down as clients accumulate (Benchmarks/Sources/PlannerBenchmarks).
+    func applyClient(_ name: String, _ context: String) {
+        let old = parts[name]
+        let new = peersByName[name].map { planner.part($0, leases: { allocator.leases(of: $0) }) }
+        parts[name] = new
+        if let old { plan.remove(old) }
+        if let new { plan.add(new) }
+        let report = reconciler.apply(adding: new?.kernel ?? KernelState(), removing: old?.kernel ?? KernelState())
+        for f in report.failures { log("\(context): \(describe(f)); retried every \(config.watchInterval) s") }
+        if old?.hostAddresses != new?.hostAddresses { responder?.setAddresses(plan.hostAddresses) }
+        if old?.mappings != new?.mappings { updateTranslator() }
+        updateFirewall()
     }
 
     /// After a change (lock held): the kernel, the responder, the translator and the firewall follow

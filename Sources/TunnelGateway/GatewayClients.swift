@@ -37,7 +37,7 @@ extension Gateway {
     /// changed record must not make the gateway forget where its clients are).
     func setPeer(_ c: ClientRecord, endpoint: Endpoint? = nil) throws(GatewayError) {
         peersByName[c.name] = c
-        guard let device, var peer = planner.plan(clients: [c], leases: { allocator.leases(of: $0) }).peers[c.name] else { return }
+        guard let device, var peer = planner.part(c, leases: { allocator.leases(of: $0) }).peer else { return }
         peer.endpoint = endpoint ?? device.endpoint(of: peer.publicKey)
         do { try device.setPeer(peer) } catch { throw .setup("peer \(c.name)", error) }
     }
@@ -56,7 +56,7 @@ extension Gateway {
         try registry.write(record)
         if device != nil {
             try setPeer(record)
-            applyPlan("client \(name)")
+            applyClient(name, "client \(name)")
         }
         log("client added: \(name) \(leases.map(\.prefix.description).joined(separator: " "))")
         return status(record, leases, peers: peerTable())
@@ -69,7 +69,7 @@ extension Gateway {
         let record = try registry.read(name)
         if let device, let key = Bytes32(base64: record.publicKey) { device.removePeer(key) }
         peersByName[name] = nil
-        applyPlan("client \(name)")
+        applyClient(name, "client \(name)")
         do { try release(name) } catch { throw .setup("release \(name)", error) }
         try registry.remove(name)
         log("client removed: \(name)")

@@ -56,6 +56,15 @@ extension Gateway {
         }
     }
 
+    /// A client's part of the plan made again from its record (lock held; its firewall settings
+    /// changed, nothing in the kernel did).
+    func replacePart(_ name: String) {
+        if let old = parts[name] { plan.remove(old) }
+        let new = peersByName[name].map { planner.part($0, leases: { allocator.leases(of: $0) }) }
+        parts[name] = new
+        if let new { plan.add(new) }
+    }
+
     func stopFirewall() {
         guard filterApplied else { return }
         try? filterTable.remove()
@@ -92,11 +101,11 @@ extension Gateway {
         try registry.write(record)
         if peersByName[name] != nil {
             peersByName[name] = record
-            plan = currentPlan()
+            replacePart(name)
             do { try updateFirewallOrThrow() } catch {
                 try? registry.write(old)
                 peersByName[name] = old
-                plan = currentPlan()
+                replacePart(name)
                 throw .setup(SetupFailure("firewall for \(name)", "\(error) (nothing changed)", underlying: error))
             }
         }

@@ -27,6 +27,51 @@ public struct GatewayPlan: Sendable, Equatable {
     public var translatorMappings: [ExplicitMapping] = []
 }
 
+/// One client's share of a plan.
+public struct ClientPlanPart: Sendable, Equatable {
+    public var name: String
+    public var kernel = KernelState()
+    public var hostAddresses: Set<IPv6Address> = []
+    public var peer: PeerConfiguration?
+    public var host: ProtectedHost?
+    public var mappings: [ExplicitMapping] = []
+}
+
+extension GatewayPlan {
+    /// Puts a client's part in (plans are built client by client, in name order).
+    public mutating func add(_ p: ClientPlanPart) {
+        kernel.formUnion(p.kernel)
+        hostAddresses.formUnion(p.hostAddresses)
+        peers[p.name] = p.peer
+        if let h = p.host, firewall != nil {
+            // Kept sorted by name: a binary search, then one insertion.
+            let i = hostIndex(h.name)
+            if i < firewall!.hosts.count, firewall!.hosts[i].name == h.name { firewall!.hosts[i] = h } else { firewall!.hosts.insert(h, at: i) }
+        }
+        translatorMappings += p.mappings
+    }
+
+    /// Where `name` is, or would go, in the firewall's hosts (sorted by name).
+    func hostIndex(_ name: String) -> Int {
+        guard let hosts = firewall?.hosts else { return 0 }
+        var lo = 0, hi = hosts.count
+        while lo < hi { let mid = (lo + hi) / 2; if hosts[mid].name < name { lo = mid + 1 } else { hi = mid } }
+        return lo
+    }
+
+    /// Takes a client's part out.
+    public mutating func remove(_ p: ClientPlanPart) {
+        kernel.subtract(p.kernel)
+        hostAddresses.subtract(p.hostAddresses)
+        peers[p.name] = nil
+        if firewall != nil {
+            let i = hostIndex(p.name)
+            if i < firewall!.hosts.count, firewall!.hosts[i].name == p.name { firewall!.hosts.remove(at: i) }
+        }
+        if !p.mappings.isEmpty { translatorMappings.removeAll { p.mappings.contains($0) } }
+    }
+}
+
 /// Plans a gateway. The facts are read by the caller (from the kernel) before planning.
 public struct GatewayPlanner: Sendable {
     public var config: GatewayConfiguration
@@ -55,8 +100,16 @@ public struct GatewayPlanner: Sendable {
     public var ispRoute: Route { Route(destination: .v6(IPv6Prefix(containing: config.effectiveISPRouter, length: 128)), interfaceIndex: uplinkIndex) }
 
     /// The plan for `clients`, with `leases(name)` giving a lease key's active leases (a client's
-    /// name, or `clatKey(name)`).
+    /// name, or `clatKey(name)`): the gateway's own part and each client's.
     public func plan(clients: [ClientRecord], leases: (String) -> [Lease]) -> GatewayPlan {
+        var plan = base()
+        for c in clients.sorted(by: { $0.name < $1.name }) { plan.add(part(c, leases: leases)) }
+        return plan
+    }
+
+    /// What does not depend on the clients: the gateway's addresses, sysctls, the ISP and
+    /// translator routes, NAT44, the firewall's frame.
+    public func base() -> GatewayPlan {
         var plan = GatewayPlan()
         var k = KernelState()
         // The gateway's own addresses on the TUN (the IPv4 pool's connected route comes with its address).
@@ -75,28 +128,8 @@ public struct GatewayPlanner: Sendable {
         if config.nat44 {
             plan.masquerade = [config.ipv4Pool, config.nat64?.pool].compactMap { $0 }.map { MasqueradeRule(source: $0, outInterface: config.uplink) }
         }
-        var hosts: [ProtectedHost] = []
-        for c in clients.sorted(by: { $0.name < $1.name }) {
-            let own = leases(c.name), clat = config.nat64?.clat == true ? leases(Self.clatKey(c.name)) : []
-            let routed = (own + clat).filter { $0.pool != Self.nat64Pool }
-            if let key = Bytes32(base64: c.publicKey) {
-                plan.peers[c.name] = PeerConfiguration(publicKey: key, allowedIPs: routed.map(\.prefix))
-            }
-            for l in routed {
-                guard case .v6(let p) = l.prefix else { continue }
-                k.routes.insert(Route(destination: .v6(p), interfaceIndex: tunnelIndex))
-                // A CLAT address is reached through the translator only: no proxy entry, not a host.
-                guard p.length == 128, l.client == c.name else { continue }
-                plan.hostAddresses.insert(p.network)
-                if config.ndpProxy == .kernel { k.proxyEntries.insert(ProxyEntry(p.network, interfaceIndex: uplinkIndex)) }
-            }
-            hosts.append(ProtectedHost(name: c.name, prefixes: routed.map(\.prefix), openings: c.open, isolated: c.isolated))
-            if config.nat64 != nil {
-                for set in [own, clat] { if let m = Self.mapping(set) { plan.translatorMappings.append(m) } }
-            }
-        }
         if config.firewall {
-            var policy = ForwardPolicy(interface: config.interface, inboundEcho: config.inboundEcho, isolateHosts: config.isolateClients, hosts: hosts)
+            var policy = ForwardPolicy(interface: config.interface, inboundEcho: config.inboundEcho, isolateHosts: config.isolateClients, hosts: [])
             // The gateway host itself is closed to its clients but for what they need (issue 30),
             // and it never sends them redirects.
             policy.localOpenings = config.effectiveGatewayOpen
@@ -105,6 +138,31 @@ public struct GatewayPlanner: Sendable {
         }
         plan.kernel = k
         return plan
+    }
+
+    /// One client's part: its routes, proxy entries, host addresses, peer, firewall host and
+    /// translator mappings. A change of one client is its old part taken out of the plan and its
+    /// new part put in (`GatewayPlan.remove`, `add`): work for that client only.
+    public func part(_ c: ClientRecord, leases: (String) -> [Lease]) -> ClientPlanPart {
+        var part = ClientPlanPart(name: c.name)
+        let own = leases(c.name), clat = config.nat64?.clat == true ? leases(Self.clatKey(c.name)) : []
+        let routed = (own + clat).filter { $0.pool != Self.nat64Pool }
+        if let key = Bytes32(base64: c.publicKey) {
+            part.peer = PeerConfiguration(publicKey: key, allowedIPs: routed.map(\.prefix))
+        }
+        for l in routed {
+            guard case .v6(let p) = l.prefix else { continue }
+            part.kernel.routes.insert(Route(destination: .v6(p), interfaceIndex: tunnelIndex))
+            // A CLAT address is reached through the translator only: no proxy entry, not a host.
+            guard p.length == 128, l.client == c.name else { continue }
+            part.hostAddresses.insert(p.network)
+            if config.ndpProxy == .kernel { part.kernel.proxyEntries.insert(ProxyEntry(p.network, interfaceIndex: uplinkIndex)) }
+        }
+        if config.firewall { part.host = ProtectedHost(name: c.name, prefixes: routed.map(\.prefix), openings: c.open, isolated: c.isolated) }
+        if config.nat64 != nil {
+            for set in [own, clat] { if let m = Self.mapping(set) { part.mappings.append(m) } }
+        }
+        return part
     }
 
     /// A lease key's host address and NAT64 address as one explicit mapping, when it has both.

@@ -116,4 +116,34 @@ import Translator
         config.nat64 = NAT64Settings(interface: "nat64y")
         #expect(try plan(config, clients) == plan(config, clients, planningOrder: clients.reversed()))
     }
+
+    @Test func aClientsPartOutAndInIsTheSameAsPlanningEverything() throws {
+        var config = GatewayConfiguration()
+        var n = NAT64Settings(interface: "nat64z")
+        n.clat = true
+        config.nat64 = n
+        let allocator = try AddressAllocator(pools: GatewayPlanner.pools(config), store: MemoryLeaseStore())
+        let carol = ClientRecord(name: "carol", publicKey: "MDEyMzQ1Njc4OTo7PD0+P0BBQkNERUZHSElKS0xNTk8=", open: [PortOpening(.udp, ports: 53...53)])
+        for c in clients + [carol] {
+            _ = try allocator.allocate(client: c.name, inPools: GatewayPlanner.poolNames(config))
+            _ = try allocator.allocate(client: GatewayPlanner.clatKey(c.name), inPools: [GatewayPlanner.v6Pool, GatewayPlanner.nat64Pool])
+        }
+        let planner = GatewayPlanner(config: config, tunnelIndex: 7, uplinkIndex: 2, translatorIndex: 9)
+        let leases: (String) -> [Lease] = { allocator.leases(of: $0) }
+        var live = planner.plan(clients: clients, leases: leases)
+        // bob leaves, carol comes, alice's openings change: each a part out and a part in.
+        live.remove(planner.part(clients[1], leases: leases))
+        live.add(planner.part(carol, leases: leases))
+        var alice = clients[0]
+        live.remove(planner.part(alice, leases: leases))
+        alice.open = [PortOpening(.tcp, ports: 80...80)]
+        live.add(planner.part(alice, leases: leases))
+        var whole = planner.plan(clients: [alice, carol], leases: leases)
+        // The translator's mappings are a table: compared as sets.
+        #expect(Set(live.translatorMappings) == Set(whole.translatorMappings))
+        live.translatorMappings = []; whole.translatorMappings = []
+        #expect(live == whole)
+        #expect(live.firewall?.hosts.map(\.name) == ["alice", "carol"])
+    }
 }
+
