@@ -155,45 +155,6 @@ public final class Gateway: @unchecked Sendable {
         noteRenumbering()
     }
 
-    /// What the allocator found at load: leases of an earlier prefix moved to the configured one at
-    /// the same positions (said, with examples), a store migrated to record positions.
-    func noteRenumbering() {
-        let moved = allocator.renumbered
-        if !moved.isEmpty {
-            previousPrefixes = Array(Set(moved.compactMap { m -> IPv6Prefix? in
-                guard m.old.pool == Self.v6Pool, case .v6(let p) = m.old.prefix else { return nil }
-                return IPv6Prefix(containing: p.network, length: config.ipv6Prefix.length)
-            })).sorted { $0.network.rawValue < $1.network.rawValue }
-            let examples = moved.prefix(3).map { "\($0.old.client) \($0.old.prefix) -> \($0.new.prefix)" }.joined(separator: ", ")
-            notes.append("prefix change: \(moved.count) lease(s) moved to the configured pools at the same positions (\(examples)\(moved.count > 3 ? ", ..." : "")); clients keep their interface identifiers; stock WireGuard clients need their new addresses (gatewayctl clients show NAME)")
-        }
-        for o in allocator.orphaned.prefix(5) {
-            notes.append("warning: lease of \(o.client) in pool \(o.pool), \(o.prefix), fits no configured pool and cannot move to the same position: kept in the store, not served")
-        }
-        if allocator.positionsFilled > 0 { notes.append("lease store: recorded the position of \(allocator.positionsFilled) lease(s) (schema v2), so that clients keep them across a prefix change") }
-    }
-
-    /// Reads the base64 key at `path`, or creates one there with mode 0600.
-    public static func loadOrCreateKey(_ path: String) throws(GatewayError) -> Bytes32 {
-        if let data = FileManager.default.contents(atPath: path) {
-            let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-            guard let key = Bytes32(base64: text) else { throw .io(path: path, detail: "not a WireGuard private key (44 characters of base64, as `wg genkey` prints)") }
-            var st = stat()
-            if stat(path, &st) == 0, st.st_mode & 0o077 != 0 {
-                guard chmod(path, 0o600) == 0 else { throw .io(path: path, detail: "readable by others and cannot chmod 0600") }
-            }
-            return key
-        }
-        let key = X25519.generatePrivateKey()
-        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw .io(path: path, detail: "cannot create: \(String(cString: strerror(errno)))") }
-        let text = key.base64 + "\n"
-        let ok = text.withCString { write(fd, $0, strlen($0)) } == text.utf8.count && fsync(fd) == 0
-        close(fd)
-        guard ok else { throw .io(path: path, detail: "cannot write the key") }
-        return key
-    }
-
     // MARK: Planning
 
     /// The planner with the kernel's facts as they are now.

@@ -73,6 +73,24 @@ extension Gateway {
         return RenumberResult(oldPrefix: "\(old.ipv6Prefix)", newPrefix: "\(prefix)", moved: moved.count, clientsTold: told)
     }
 
+    /// What the allocator found at load: leases of an earlier prefix moved to the configured one at
+    /// the same positions (said, with examples), a store migrated to record positions.
+    func noteRenumbering() {
+        let moved = allocator.renumbered
+        if !moved.isEmpty {
+            previousPrefixes = Array(Set(moved.compactMap { m -> IPv6Prefix? in
+                guard m.old.pool == Self.v6Pool, case .v6(let p) = m.old.prefix else { return nil }
+                return IPv6Prefix(containing: p.network, length: config.ipv6Prefix.length)
+            })).sorted { $0.network.rawValue < $1.network.rawValue }
+            let examples = moved.prefix(3).map { "\($0.old.client) \($0.old.prefix) -> \($0.new.prefix)" }.joined(separator: ", ")
+            notes.append("prefix change: \(moved.count) lease(s) moved to the configured pools at the same positions (\(examples)\(moved.count > 3 ? ", ..." : "")); clients keep their interface identifiers; stock WireGuard clients need their new addresses (gatewayctl clients show NAME)")
+        }
+        for o in allocator.orphaned.prefix(5) {
+            notes.append("warning: lease of \(o.client) in pool \(o.pool), \(o.prefix), fits no configured pool and cannot move to the same position: kept in the store, not served")
+        }
+        if allocator.positionsFilled > 0 { notes.append("lease store: recorded the position of \(allocator.positionsFilled) lease(s) (schema v2), so that clients keep them across a prefix change") }
+    }
+
     /// Sends a lease "renew" (kind 5) to every client with a session, from the gateway's
     /// link-local address to the client's (lock held). Returns how many were sent.
     func tellClientsToRenew() -> Int {
