@@ -195,23 +195,7 @@ public final class KernelReconciler: @unchecked Sendable {
     /// has a broad route catching what a narrower one should.
     @discardableResult
     public func update(to state: KernelState) -> ReconcileReport {
-        var report = ReconcileReport()
-        let old = desired.objects, new = state.objects
-        desired = state
-        pending = pending.intersection(new).union(new.subtracting(old))
-        let gone = old.subtracting(new)
-        for r in Self.ordered(gone.compactMap { if case .route(let r) = $0 { r } else { nil } }).reversed() {
-            remove(.route(r), &report) { () throws(RouteKitError) in try rk.removeRoute(r) }
-        }
-        for o in gone {
-            switch o {
-            case .proxyEntry(let p): remove(o, &report) { () throws(RouteKitError) in try rk.removeProxyNeighbour(p.address, interfaceIndex: p.interfaceIndex) }
-            case .address(let a): remove(o, &report) { () throws(RouteKitError) in try rk.removeAddress(a) }
-            case .route, .sysctl: break
-            }
-        }
-        try? addPending(&report, throwing: false)
-        return report
+        apply(adding: state, removing: desired)
     }
 
     /// An incremental change of known size (one client's objects): `removing` leaves the wanted

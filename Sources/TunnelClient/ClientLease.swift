@@ -22,7 +22,7 @@ extension SixgateClient {
             bypass.append(try bypassRoute(for: ep.address))
             kernel.routes.formUnion(bypass)
         }
-        if kernel.sysctls[try! .ipv6Forwarding(.all)] == 1 { warnAboutAcceptRA() }
+        if let key = try? SysctlKey.ipv6Forwarding(.all), kernel.sysctls[key] == 1 { warnAboutAcceptRA() }
         let report = reconciler.update(to: kernel)
         if let failure = report.failures.first(where: { $0.action != .remove }) { throw ClientError(.lease, failure) }
         if let mtu = lease.mtu, config.mtu == nil, mtu >= 1280 { try? rk.setMTU(config.interface, UInt32(mtu)) }
