@@ -12,13 +12,15 @@ import Glibc
 /// daemon notices and leaves). The other end is wireguard-go; underlays IPv4 and IPv6.
 @Suite("wg-quick", .enabled(if: isRoot && which("wg-quick") != nil && which("wireguard-go") != nil, "needs root, wg-quick and wireguard-go"))
 struct WGQuickTests {
-    /// PIDs of processes whose command line holds all of `words` (what a daemon left behind).
+    /// PIDs of sixgate-wg processes serving `interface`: argv[0] ends in sixgate-wg and one argument
+    /// is exactly the name (other tests' processes, and words inside paths, never match).
     static func processes(with words: [String]) -> [Int32] {
+        let interface = words.last!.trimmingCharacters(in: .whitespaces)
         guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
         return entries.compactMap { Int32($0) }.filter { pid in
             guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
-            let line = String(decoding: data.map { $0 == 0 ? 32 : $0 }, as: UTF8.self)
-            return words.allSatisfy { line.contains($0) }
+            let argv = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            return argv.first?.hasSuffix("sixgate-wg") == true && argv.dropFirst().contains(interface)
         }
     }
 
