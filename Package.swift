@@ -130,7 +130,7 @@ let package = Package(
         .testTarget(name: "AddressPoolTests", dependencies: ["AddressPool", "PacketKit", "SixgateTestSupport"]),
         .testTarget(name: "GatewayTests", dependencies: ["TunnelGateway", "TunnelCore", "RouteKit", "AddressPool", "PacketKit", "SixgateConfig", "SixgateTestSupport"]),
         .testTarget(name: "ClientTests", dependencies: ["TunnelClient", "TunnelCore", "RouteKit", "PacketKit", "SixgateConfig", "SixgateDaemon", "SixgateTestSupport"]),
-        .testTarget(name: "NDPProxyTests", dependencies: ["NDPProxy", "AddressPool", "PacketKit", "RouteKit", "CPacketSocket", "SixgateTestSupport"]),
+        .testTarget(name: "NDPProxyTests", dependencies: ["NDPProxy", "AddressPool", "PacketKit", "RouteKit", "CPacketSocket", "SixgateSystem", "SixgateTestSupport"]),
         .testTarget(name: "DiagnosticsTests", dependencies: ["Diagnostics", "PacketKit", "RouteKit", "SixgateTestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["SixgateTestSupport"]),
         .testTarget(name: "SixgateMetricsTests", dependencies: ["SixgateMetrics", "SixgateTestSupport"]),

@@ -28,6 +28,10 @@ public struct AdvertisementConfiguration: Sendable, Equatable {
     /// A NAT64 prefix announced in a PREF64 option (RFC 8781), so hosts on the link run their own
     /// CLAT (464XLAT) and synthesize IPv6 for IPv4 literals without DNS64; nil leaves it out.
     public var nat64Prefix: IPv6Prefix?
+    /// Prefixes of an earlier lease (the gateway was renumbered): advertised with preferred
+    /// lifetime 0 and the valid lifetime that remains, counting down, so hosts stop starting
+    /// connections from them at once and drop them when they end (RFC 9096 §3.1, RFC 4862 §5.5.3).
+    public var deprecatedPrefixes: [DeprecatedPrefix] = []
 
     public init(interface: String, prefixes: [IPv6Prefix]) {
         self.interface = interface
@@ -36,6 +40,16 @@ public struct AdvertisementConfiguration: Sendable, Equatable {
 
     var effectiveRouterLifetime: UInt16 { routerLifetime ?? UInt16(min(9000, max(4, 3 * maximumInterval))) }
     var minimumInterval: Double { max(3, maximumInterval / 3) }
+}
+
+/// A prefix advertised as deprecated until `validUntil` (MonotonicClock seconds).
+public struct DeprecatedPrefix: Sendable, Equatable {
+    public var prefix: IPv6Prefix
+    public var validUntil: Double
+    public init(prefix: IPv6Prefix, validUntil: Double) {
+        self.prefix = prefix
+        self.validUntil = validUntil
+    }
 }
 
 public struct AdvertiserStatistics: Sendable, Equatable, CustomStringConvertible {
@@ -51,7 +65,9 @@ public struct AdvertiserStatistics: Sendable, Equatable, CustomStringConvertible
 
 /// Advertises on one interface from a thread of its own until `stop()`.
 public final class RouterAdvertiser: @unchecked Sendable {
-    public let configuration: AdvertisementConfiguration
+    /// What it advertises (`update` changes it).
+    public var configuration: AdvertisementConfiguration { lock.withLock { current } }
+    var current: AdvertisementConfiguration
     public let interfaceIndex: Int32
     public let mac: MACAddress?
     /// Called with a line when something goes wrong (a send error, say); keep it short.
@@ -63,6 +79,8 @@ public final class RouterAdvertiser: @unchecked Sendable {
     var running = false
     var thread: pthread_t?
     var lastMulticast = -1e9
+    /// `update` changed the configuration: advertise again soon.
+    var changed = false
 
     static let allNodes = IPv6Address(rawValue: 0xff02 << 112 | 1)
     /// RFC 4861 §10: MAX_INITIAL_RTR_ADVERTISEMENTS, MAX_INITIAL_RTR_ADVERT_INTERVAL,
@@ -70,7 +88,7 @@ public final class RouterAdvertiser: @unchecked Sendable {
     static let initialCount = 3, initialInterval = 16.0, minimumDelay = 3.0, maximumDelay = 0.5, finalCount = 3
 
     public init(_ configuration: AdvertisementConfiguration, namespace: NetworkNamespace = .current) throws(NDPProxyError) {
-        self.configuration = configuration
+        current = configuration
         guard (4...1800).contains(configuration.maximumInterval) else {
             throw NDPProxyError(.routerAdvertisements(interface: configuration.interface), "the interval must be 4 to 1800 seconds (RFC 4861 §6.2.1)")
         }
@@ -97,6 +115,7 @@ public final class RouterAdvertiser: @unchecked Sendable {
     /// RDNSS lifetime of 0 (RFC 4861 §6.2.5, RFC 8106 §5.1).
     public func advertisement(final: Bool = false) -> RouterAdvertisementRepr {
         let c = configuration
+        let now = MonotonicClock.seconds()
         var options: [NDPOptionRepr] = []
         if let mac { options.append(.sourceLinkLayerAddress(mac)) }
         if let mtu = c.mtu { options.append(.mtu(mtu)) }
@@ -104,6 +123,11 @@ public final class RouterAdvertiser: @unchecked Sendable {
             options.append(.prefixInformation(.init(prefix: p, onLink: true, autonomous: p.length == 64,
                                                     validLifetime: final ? min(c.validLifetime, 7200) : c.validLifetime,
                                                     preferredLifetime: final ? 0 : c.preferredLifetime)))
+        }
+        for d in c.deprecatedPrefixes where d.validUntil > now && !c.prefixes.contains(d.prefix) {
+            let left = UInt32(clamping: Int64(d.validUntil - now))
+            options.append(.prefixInformation(.init(prefix: d.prefix, onLink: true, autonomous: d.prefix.length == 64,
+                                                    validLifetime: min(left, c.validLifetime), preferredLifetime: 0)))
         }
         if !c.dnsServers.isEmpty {
             // RFC 8106 §5.1: a lifetime of at least 3 × MaxRtrAdvInterval.
@@ -122,6 +146,16 @@ public final class RouterAdvertiser: @unchecked Sendable {
     public func start() {
         lock.withLock { running = true }
         thread = SystemThread.start(name: "sg-radv") { [unowned self] in self.loop() }
+    }
+
+    /// Advertises `configuration` from now on (same interface), at once and then as the initial
+    /// advertisements do (RFC 4861 §6.2.4: changed information is sent again soon), without the
+    /// final advertisements a stop and a new start would send (hosts keep their default router).
+    public func update(_ configuration: AdvertisementConfiguration) {
+        lock.withLock {
+            current = configuration
+            changed = true
+        }
     }
 
     /// Sends the final advertisements (router lifetime 0) and stops the thread.
@@ -144,6 +178,10 @@ public final class RouterAdvertiser: @unchecked Sendable {
         var source = [UInt8](repeating: 0, count: 16)
         while lock.withLock({ running }) {
             let now = MonotonicClock.seconds()
+            if lock.withLock({ let c = changed; changed = false; return c }) {
+                sent = 0
+                next = min(next, max(now, lastMulticast + Self.minimumDelay))
+            }
             if now >= next || (pendingReply.map { now >= $0 } ?? false) {
                 send(advertisement(), to: Self.allNodes)
                 lastMulticast = now

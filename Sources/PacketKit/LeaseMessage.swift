@@ -60,6 +60,10 @@ public struct LeaseMessage: Hashable, Sendable {
     public var clatAddress: IPv6Address?
     /// Seconds the lease is good for; the client asks again after half of it.
     public var lifetime: UInt32?
+    /// The client's leases in an earlier prefix (the gateway was renumbered), each with the seconds
+    /// it stays valid: kept deprecated (preferred lifetime 0) so that connections open on them
+    /// finish, then removed (issue 24).
+    public var deprecated: [DeprecatedAssignment] = []
     /// Why a request was refused, or what a notice reports (UTF-8, at most 200 bytes).
     public var message: String?
 
@@ -69,7 +73,7 @@ public struct LeaseMessage: Hashable, Sendable {
     }
 
     enum Field: UInt8 {
-        case ipv6 = 1, ipv4 = 2, route = 3, mtu = 4, dns = 5, nat64 = 6, lifetime = 7, gateway = 8, message = 9, clat = 10
+        case ipv6 = 1, ipv4 = 2, route = 3, mtu = 4, dns = 5, nat64 = 6, lifetime = 7, gateway = 8, message = 9, clat = 10, deprecated = 11
     }
 
     // MARK: Encoding
@@ -88,6 +92,11 @@ public struct LeaseMessage: Hashable, Sendable {
         if let p = nat64Prefix { field(.nat64, Self.bytes(.v6(p.network)) + [p.length]) }
         if let c = clatAddress { field(.clat, Self.bytes(.v6(c)) + [128]) }
         if let lifetime { var b: [UInt8] = []; append32(&b, lifetime); field(.lifetime, b) }
+        for d in deprecated {
+            var b = Self.bytes(.v6(d.address)) + [d.prefixLength]
+            append32(&b, d.validLifetime)
+            field(.deprecated, b)
+        }
         if let message { field(.message, Array(message.utf8.prefix(200))) }
         guard out.count <= Self.maximumLength else { throw PacketError(.udp, .badLength, at: Self.maximumLength) }
         return out
@@ -170,6 +179,10 @@ public struct LeaseMessage: Hashable, Sendable {
                 lifetime = v.be32(0)
             case .message:
                 message = String(decoding: v, as: UTF8.self)
+            case .deprecated:
+                guard length == 21 else { throw PacketError(.udp, .badOptionLength, at: offset + 1) }
+                guard v[16] <= 128 else { throw PacketError(.udp, .badValue, at: start + 16) }
+                deprecated.append(DeprecatedAssignment(IPv6Address(rawValue: v.be128(0)), prefixLength: v[16], validLifetime: v.be32(17)))
             }
         }
     }
@@ -194,4 +207,19 @@ public struct LeaseMessage: Hashable, Sendable {
 
     /// Where a client sends requests when it does not know the gateway's address yet.
     public static let gatewayLinkLocal = IPv6Address(rawValue: (0xfe80 as UInt128) << 112 | 1)
+}
+
+/// A lease in an earlier prefix: the address (or delegated prefix) and how many more seconds it
+/// stays valid. Preferred lifetime is 0: no new connections start from it.
+public struct DeprecatedAssignment: Sendable, Hashable, CustomStringConvertible {
+    public var address: IPv6Address
+    public var prefixLength: UInt8
+    public var validLifetime: UInt32
+    public init(_ address: IPv6Address, prefixLength: UInt8, validLifetime: UInt32) {
+        self.address = address; self.prefixLength = prefixLength; self.validLifetime = validLifetime
+    }
+    /// "2001:db8:1::4/128 (valid 7200 s)"
+    public var description: String { "\(address)/\(prefixLength) (valid \(validLifetime) s)" }
+    /// The address or prefix as a prefix.
+    public var prefix: IPv6Prefix { IPv6Prefix(containing: address, length: prefixLength) }
 }

@@ -17,21 +17,34 @@ public struct InterfaceAddress: Hashable, Sendable, CustomStringConvertible {
     public var flags: UInt32
     /// RT_SCOPE_* (0 universe, 253 link, 254 host).
     public var scope: UInt8
+    /// Deprecated (IPv6, RFC 4862 §5.5.4): preferred lifetime 0, valid until removed. Connections
+    /// open on it go on; the kernel picks it as a source for none of the new ones. Read back from
+    /// the kernel's IFA_F_DEPRECATED. An address of a renumbered prefix during its valid lifetime.
+    public var deprecated: Bool
 
-    public init(interfaceIndex: Int32, address: IPAddress, prefixLength: UInt8, peer: IPAddress? = nil, flags: UInt32 = 0, scope: UInt8 = 0) {
+    public init(interfaceIndex: Int32, address: IPAddress, prefixLength: UInt8, peer: IPAddress? = nil, flags: UInt32 = 0, scope: UInt8 = 0, deprecated: Bool = false) {
         self.interfaceIndex = interfaceIndex
         self.address = address
         self.prefixLength = prefixLength
         self.peer = peer
         self.flags = flags
         self.scope = scope
+        self.deprecated = deprecated
     }
 
-    /// `2001:db8::3/64`
-    public var description: String { "\(address)/\(prefixLength)" }
+    /// The same address on the same interface with the same length (what the kernel keys an
+    /// address by), whatever its flags and lifetimes.
+    public func isSameAddress(as o: InterfaceAddress) -> Bool {
+        interfaceIndex == o.interfaceIndex && address == o.address && prefixLength == o.prefixLength
+    }
+
+    /// `2001:db8::3/64`, `2001:db8::3/64 (deprecated)`
+    public var description: String { "\(address)/\(prefixLength)" + (deprecated ? " (deprecated)" : "") }
 
     /// IFA_F_NODAD: skip duplicate address detection (IPv6).
     public static let noDAD: UInt32 = 0x02
+    /// IFA_F_DEPRECATED: the preferred lifetime is over.
+    public static let deprecatedFlag: UInt32 = 0x20
 }
 
 extension RouteSocket {
@@ -51,12 +64,13 @@ extension RouteSocket {
             guard let local = IPAddress(nl: rtnl_addr_get_local(a)) else { continue }
             out.append(InterfaceAddress(interfaceIndex: ifindex, address: local, prefixLength: UInt8(clamping: rtnl_addr_get_prefixlen(a)),
                                         peer: IPAddress(nl: rtnl_addr_get_peer(a)).flatMap { $0 == local ? nil : $0 },
-                                        flags: rtnl_addr_get_flags(a), scope: UInt8(clamping: rtnl_addr_get_scope(a))))
+                                        flags: rtnl_addr_get_flags(a), scope: UInt8(clamping: rtnl_addr_get_scope(a)),
+                                        deprecated: rtnl_addr_get_flags(a) & InterfaceAddress.deprecatedFlag != 0))
         }
         return out
     }
 
-    private func addressObject(_ a: InterfaceAddress, operation: String) throws(RouteKitError) -> OpaquePointer {
+    private func addressObject(_ a: InterfaceAddress, operation: String, lifetimes: Bool = false) throws(RouteKitError) -> OpaquePointer {
         guard a.prefixLength <= a.address.bitWidth else {
             throw RouteKitError(.invalidArgument, operation: operation, object: a.description, detail: "prefix length must be 0-\(a.address.bitWidth)")
         }
@@ -71,7 +85,12 @@ extension RouteSocket {
             _ = rtnl_addr_set_peer(obj, p)
             nl_addr_put(p)
         }
-        if a.flags != 0 { rtnl_addr_set_flags(obj, a.flags) }
+        if a.flags != 0 { rtnl_addr_set_flags(obj, a.flags & ~InterfaceAddress.deprecatedFlag) }
+        // IFA_CACHEINFO: preferred 0 for a deprecated address; both forever to make one preferred again.
+        if a.deprecated || lifetimes {
+            rtnl_addr_set_preferred_lifetime(obj, a.deprecated ? 0 : UInt32.max)
+            rtnl_addr_set_valid_lifetime(obj, UInt32.max)
+        }
         return obj
     }
 
@@ -83,10 +102,20 @@ extension RouteSocket {
     }
 
     /// Makes sure the address is present with this prefix length: adds it, leaves an equal one,
-    /// replaces one with another prefix length.
+    /// replaces one with another prefix length, deprecates one (or makes it preferred again) in
+    /// place, so connections on it are not cut.
     public func ensureAddress(_ a: InterfaceAddress) throws(RouteKitError) {
         if let existing = try addresses().first(where: { $0.interfaceIndex == a.interfaceIndex && $0.address == a.address }) {
-            if existing.prefixLength == a.prefixLength && existing.peer == a.peer { return }
+            if existing.prefixLength == a.prefixLength && existing.peer == a.peer {
+                if existing.deprecated == a.deprecated { return }
+                if case .v4 = a.address { return }
+                // NLM_F_REPLACE: the kernel changes the lifetimes of the address it has.
+                let obj = try addressObject(a, operation: "change address", lifetimes: true)
+                defer { rtnl_addr_put(obj) }
+                try transact({ rtnl_addr_build_add_request(obj, NLM_F_REPLACE, $0) }, operation: a.deprecated ? "deprecate address" : "change address",
+                             object: "\(a) dev #\(a.interfaceIndex)")
+                return
+            }
             try removeAddress(existing)
         }
         try addAddress(a)

@@ -211,7 +211,11 @@ public final class KernelReconciler: @unchecked Sendable {
         pending.subtract(goneObjects)
         for r in Self.ordered(gone.routes).reversed() { remove(.route(r), &report) { () throws(RouteKitError) in try rk.removeRoute(r) } }
         for p in gone.proxyEntries { remove(.proxyEntry(p), &report) { () throws(RouteKitError) in try rk.removeProxyNeighbour(p.address, interfaceIndex: p.interfaceIndex) } }
-        for a in gone.addresses { remove(.address(a), &report) { () throws(RouteKitError) in try rk.removeAddress(a) } }
+        // An address that stays with other attributes (deprecated now) is changed in place by
+        // `ensureAddress`, not removed and added again.
+        for a in gone.addresses where !adding.addresses.contains(where: { $0.isSameAddress(as: a) }) {
+            remove(.address(a), &report) { () throws(RouteKitError) in try rk.removeAddress(a) }
+        }
         var fresh = adding
         fresh.subtract(desired)
         desired.formUnion(adding)

@@ -102,7 +102,7 @@ extension LeaseMessage {
     /// Equal in everything that is installed (the transaction and lifetime aside).
     func sameConfiguration(as o: LeaseMessage) -> Bool {
         ipv6 == o.ipv6 && ipv4 == o.ipv4 && routes == o.routes && mtu == o.mtu && dnsServers == o.dnsServers && nat64Prefix == o.nat64Prefix
-            && clatAddress == o.clatAddress
+            && clatAddress == o.clatAddress && deprecated.map(\.prefix) == o.deprecated.map(\.prefix)
     }
 }
 

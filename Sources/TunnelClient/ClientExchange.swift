@@ -147,12 +147,27 @@ extension SixgateClient {
                 }
                 if due { sendRequest() }
             }
+            expireDeprecated(now: now)
             if now - lastRouteCheck >= 3 {
                 lastRouteCheck = now
                 recheckPath(now: now)
             }
             lock.unlock()
         }
+    }
+
+    /// Earlier leases whose valid lifetime is over are removed (lock held).
+    func expireDeprecated(now: Double) {
+        guard var lease = current, !lease.deprecated.isEmpty else { return }
+        let over = lease.deprecated.filter { (deprecatedUntil[$0.prefix] ?? 0) <= now }
+        guard !over.isEmpty else { return }
+        let left = deprecatedUntil
+        lease.deprecated.removeAll { d in over.contains(d) }
+        for i in lease.deprecated.indices {
+            lease.deprecated[i].validLifetime = UInt32(clamping: Int64((left[lease.deprecated[i].prefix] ?? now) - now))
+        }
+        log("earlier lease \(over.map { "\($0.address)/\($0.prefixLength)" }.joined(separator: " ")): valid lifetime over, removed")
+        do { try apply(lease) } catch { log("removing the earlier lease: \(error)") }
     }
 
     /// Network changes: the physical path to the endpoint moved (new default gateway, interface

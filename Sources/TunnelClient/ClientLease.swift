@@ -10,7 +10,16 @@ import SixgateSystem
 extension SixgateClient {
     /// Installs `lease` (replacing what an earlier one installed). Lock held.
     func apply(_ lease: LeaseMessage, extraAddresses: [AddressAssignment] = []) throws(ClientError) {
-        if let old = current, old.sameConfiguration(as: lease) { current = lease; return }
+        // Each answer restates how long the earlier leases stay (counted from now).
+        let now = MonotonicClock.seconds()
+        deprecatedUntil = Dictionary(lease.deprecated.map { ($0.prefix, now + Double($0.validLifetime)) }, uniquingKeysWith: max)
+        if let old = current, old.sameConfiguration(as: lease) {
+            current = lease
+            if !lease.deprecated.isEmpty, let plan = try? ClientPlanner(config: config, tunnelIndex: tunIndex, lanIndex: lanIndex).plan(lease, host: ClientHostRoutes()) {
+                try updateAdvertiser(plan.lanPrefix, deprecated: plan.deprecatedLANPrefixes, lease: lease)
+            }
+            return
+        }
         let changed = current != nil
         let clatPlacement = try prepareCLAT(lease)
         let planner = ClientPlanner(config: config, tunnelIndex: tunIndex, lanIndex: lanIndex, clat: clatPlacement)
@@ -28,7 +37,7 @@ extension SixgateClient {
         if let mtu = lease.mtu, config.mtu == nil, mtu >= 1280 { try? rk.setMTU(config.interface, UInt32(mtu)) }
         bypassRoutes = bypass
         current = lease
-        try updateAdvertiser(plan.lanPrefix, lease: lease)
+        try updateAdvertiser(plan.lanPrefix, deprecated: plan.deprecatedLANPrefixes, lease: lease)
         let addresses = InstallOrder.addresses(kernel.addresses), routes = InstallOrder.routes(plan.kernel.routes)
         state.addresses = addresses.map { "\($0.address)/\($0.prefixLength)" }
         state.routes = routes.map { $0.destination.description }
@@ -37,8 +46,10 @@ extension SixgateClient {
         state.nat64Prefix = lease.nat64Prefix?.description
         state.mtu = lease.mtu.map(UInt32.init) ?? config.mtu
         state.advertisedPrefix = plan.lanPrefix?.description
+        state.deprecatedAddresses = InstallOrder.addresses(kernel.addresses.filter(\.deprecated)).map { "\($0.address)/\($0.prefixLength)" }
         try updateLANFilter(plan.lanPrefix)
         log("\(changed ? "lease changed" : "configured"): \(state.addresses.joined(separator: " ")); routes \(state.routes.joined(separator: " "))"
+            + (lease.deprecated.isEmpty ? "" : "; deprecated (connections on them go on): \(lease.deprecated.map(\.description).joined(separator: ", "))")
             + (bypass.isEmpty ? "" : "; endpoint kept on \(bypass.map(describe).joined(separator: ", "))")
             + (plan.lanPrefix.map { "; advertising \($0) on \(config.router!.interface)" } ?? ""))
         if !upHookRan {
@@ -50,14 +61,18 @@ extension SixgateClient {
         }
     }
 
-    /// Router mode: advertise the LAN prefix (again, if it or the NAT64 prefix changed).
-    func updateAdvertiser(_ lanPrefix: IPv6Prefix?, lease: LeaseMessage) throws(ClientError) {
+    /// Router mode: advertise the LAN prefix (again, if it, the deprecated ones or the NAT64 prefix
+    /// changed). A running advertiser is updated in place: the LAN's hosts keep their router.
+    func updateAdvertiser(_ lanPrefix: IPv6Prefix?, deprecated: [IPv6Prefix] = [], lease: LeaseMessage) throws(ClientError) {
         guard let settings = config.router else { return }
         let old = advertiser?.configuration
-        guard old?.prefixes != lanPrefix.map({ [$0] }) || old?.nat64Prefix != lease.nat64Prefix else { return }
-        advertiser?.stop(); advertiser = nil
-        guard let lanPrefix else { return }
+        let retiring = deprecated.map { p in
+            DeprecatedPrefix(prefix: p, validUntil: deprecatedUntil.first { $0.key.contains(p.network) || p.contains($0.key.network) }?.value ?? MonotonicClock.seconds())
+        }
+        guard old?.prefixes != lanPrefix.map({ [$0] }) || old?.nat64Prefix != lease.nat64Prefix || old?.deprecatedPrefixes != retiring else { return }
+        guard let lanPrefix else { advertiser?.stop(); advertiser = nil; return }
         var ad = AdvertisementConfiguration(interface: settings.interface, prefixes: [lanPrefix])
+        ad.deprecatedPrefixes = retiring
         ad.dnsServers = settings.dnsServers.isEmpty ? lease.dnsServers.compactMap { if case .v6(let a) = $0 { a } else { nil } } : settings.dnsServers
         if ad.dnsServers.isEmpty, !lease.dnsServers.isEmpty {
             log("router mode: the gateway's DNS servers (\(lease.dnsServers.map(\.description).joined(separator: " "))) are IPv4 only and RDNSS carries IPv6 addresses (RFC 8106): none advertised on \(settings.interface); set [router] dns, or an IPv6 server in the gateway's dns")
@@ -65,6 +80,10 @@ extension SixgateClient {
         ad.mtu = max(1280, UInt32(lease.mtu ?? UInt16(clamping: config.mtu ?? 1420)))   // never below IPv6's minimum on the LAN
         ad.maximumInterval = settings.interval
         ad.nat64Prefix = lease.nat64Prefix
+        if let running = advertiser {
+            running.update(ad)
+            return
+        }
         do {
             let a = try RouterAdvertiser(ad)
             a.log = log

@@ -12,6 +12,8 @@ public struct ClientPlan: Sendable, Equatable {
     public var kernel = KernelState()
     /// Router mode: the first /64 of a delegated prefix, on the LAN and advertised there.
     public var lanPrefix: IPv6Prefix?
+    /// Router mode after a renumbering: the earlier LAN prefixes, advertised deprecated.
+    public var deprecatedLANPrefixes: [IPv6Prefix] = []
     /// The families (true: IPv6) whose default route now goes into the tunnel or the CLAT: the
     /// endpoint, if of such a family, needs a host route outside the tunnel.
     public var defaultFamilies: Set<Bool> = []
@@ -78,6 +80,24 @@ public struct ClientPlanner: Sendable {
                 }
             } else {
                 addresses.append(InterfaceAddress(interfaceIndex: tunnelIndex, address: .v6(a), prefixLength: 128, flags: InterfaceAddress.noDAD))
+            }
+        }
+        // Earlier leases (a renumbered gateway) where the current one goes, deprecated: connections
+        // on them go on, new ones start from the new lease (RFC 4862 §5.5.4).
+        if case .lease = config.addresses {
+            for d in lease.deprecated where d.validLifetime > 0 {
+                if d.prefixLength < 128 {
+                    let p64 = IPv6Prefix(containing: d.address, length: max(64, d.prefixLength))
+                    let first = IPv6Address(rawValue: p64.network.rawValue | 1)
+                    if config.router != nil && plan.lanPrefix != nil {
+                        plan.deprecatedLANPrefixes.append(p64)
+                        addresses.append(InterfaceAddress(interfaceIndex: lanIndex, address: .v6(first), prefixLength: p64.length, flags: InterfaceAddress.noDAD, deprecated: true))
+                    } else {
+                        addresses.append(InterfaceAddress(interfaceIndex: tunnelIndex, address: .v6(first), prefixLength: 128, flags: InterfaceAddress.noDAD, deprecated: true))
+                    }
+                } else {
+                    addresses.append(InterfaceAddress(interfaceIndex: tunnelIndex, address: .v6(d.address), prefixLength: 128, flags: InterfaceAddress.noDAD, deprecated: true))
+                }
             }
         }
         if let v4 = lease.ipv4 { addresses.append(InterfaceAddress(interfaceIndex: tunnelIndex, address: v4.address, prefixLength: v4.prefixLength)) }

@@ -61,6 +61,18 @@ extension ClientConfiguration {
                 no("IPv6 \(a): a lease is a /128 or a delegated /32-/64"); l.ipv6 = nil
             }
         }
+        // Earlier leases kept deprecated after a renumbering: unicast, a lease's length, not the
+        // current lease, at most 7 days.
+        l.deprecated = lease.deprecated.filter { d in
+            if !Self.isUsableUnicast(.v6(d.address)) || (d.prefixLength != 128 && !(32...64).contains(d.prefixLength)) {
+                no("deprecated IPv6 \(d): not a unicast /128 or /32-/64"); return false
+            }
+            if let a = l.ipv6, case .v6(let x) = a.address, IPv6Prefix(containing: x, length: a.prefixLength).contains(d.address) || d.prefix.contains(x) {
+                no("deprecated IPv6 \(d): overlaps the current lease \(a)"); return false
+            }
+            if d.validLifetime > 604_800 { no("deprecated IPv6 \(d): valid lifetime above 7 days"); return false }
+            return true
+        }
         if let a = l.ipv4 {
             if !Self.isUsableUnicast(a.address) || a.address.isV6 {
                 no("IPv4 address \(a): not a unicast address a host can use"); l.ipv4 = nil

@@ -73,6 +73,8 @@ public struct ClientState: Sendable, Equatable, Codable {
     public var mtu: UInt32?
     /// The delegated prefix advertised on the LAN in router mode.
     public var advertisedPrefix: String?
+    /// Addresses of an earlier lease kept deprecated after the gateway was renumbered.
+    public var deprecatedAddresses: [String]? = nil
     /// The gateway's NAT64 prefix from the lease (advertised on the LAN in PREF64 in router mode).
     public var nat64Prefix: String?
     /// The CLAT when it runs: "192.0.0.2 <-> 2001:db8:1::5 via 64:ff9b::/96 on sixgate0-clat".
@@ -127,6 +129,8 @@ public final class SixgateClient: @unchecked Sendable {
     var endpointResolvedAt = -1e9
     var bypassRoutes: [Route] = []
     var current: LeaseMessage?
+    /// When each earlier lease in `current.deprecated` ends (MonotonicClock seconds).
+    var deprecatedUntil: [IPv6Prefix: Double] = [:]
     var state: ClientState
     var upHookRan = false
     var running = false

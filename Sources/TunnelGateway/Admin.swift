@@ -59,15 +59,22 @@ public enum GatewayAdmin {
         return true
     }
 
-    /// Asks the running gatewayd to move to `prefix` (`prefix_source = "external"`); nil when no
-    /// gatewayd runs (then the prefix is written to the state directory for its next start).
-    public static func setPrefix(_ config: GatewayConfiguration, _ prefix: IPv6Prefix) throws(GatewayError) -> RenumberResult? {
-        guard let reply = try sendControlRequest(ControlRequest(command: .prefix, prefix: prefix.description), socketPath: config.controlSocketPath) else {
+    /// Asks the running gatewayd to move to `prefix` (`prefix_source = "external"`) with these
+    /// lifetimes (`Gateway.renumber`); nil when no gatewayd runs (then the prefix, its lifetimes
+    /// and the one it replaces are written to the state directory for its next start).
+    public static func setPrefix(_ config: GatewayConfiguration, _ prefix: IPv6Prefix, preferred: UInt32? = nil, valid: UInt32? = nil,
+                                 oldValid: UInt32? = nil) throws(GatewayError) -> RenumberResult? {
+        let request = ControlRequest(command: .prefix, prefix: prefix.description, preferred: preferred, valid: valid, oldValid: oldValid)
+        guard let reply = try sendControlRequest(request, socketPath: config.controlSocketPath) else {
             guard config.prefixSource == .external else {
                 throw .control("prefix_source is \"static\": the prefix is the config file's ipv6.prefix (clients keep their positions when it changes)")
             }
             if let why = GatewayConfiguration.unusablePrefixReason(prefix) { throw .control(why) }
-            guard (prefix.description + "\n").write(atomicallyTo: config.prefixStatePath) else { throw .io(path: config.prefixStatePath, detail: "cannot write") }
+            if valid == 0 { throw .control("a valid lifetime of 0 withdraws a prefix, it does not delegate one") }
+            let text = try? String(contentsOfFile: config.prefixStatePath, encoding: .utf8)
+            let state = (text.flatMap(PrefixState.init(parsing:)) ?? PrefixState(prefix: config.ipv6Prefix))
+                .moved(to: prefix, preferred: preferred, valid: valid, oldValid: oldValid, now: Gateway.wallClock())
+            guard state.render().write(atomicallyTo: config.prefixStatePath) else { throw .io(path: config.prefixStatePath, detail: "cannot write") }
             return nil
         }
         guard reply.ok, let result = reply.renumber else { throw .control(reply.error ?? "gatewayd refused") }

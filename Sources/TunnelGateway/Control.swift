@@ -18,12 +18,17 @@ public struct ControlRequest: Codable, Sendable, Equatable {
     public var close: [PortOpening]?
     /// add, firewall: the client's exception to isolate_clients (false: not isolated).
     public var isolated: Bool?
-    /// prefix: the new client prefix (renumbering).
+    /// prefix: the new client prefix (renumbering), its preferred and valid lifetimes in seconds
+    /// (none: without end), and how long the prefix it replaces stays valid (none: its own lifetime).
     public var prefix: String?
+    public var preferred: UInt32?
+    public var valid: UInt32?
+    public var oldValid: UInt32?
     public init(command: Command, name: String? = nil, publicKey: String? = nil, open: [PortOpening]? = nil, close: [PortOpening]? = nil, isolated: Bool? = nil,
-                prefix: String? = nil) {
+                prefix: String? = nil, preferred: UInt32? = nil, valid: UInt32? = nil, oldValid: UInt32? = nil) {
         self.command = command; self.name = name; self.publicKey = publicKey
         self.open = open; self.close = close; self.isolated = isolated; self.prefix = prefix
+        self.preferred = preferred; self.valid = valid; self.oldValid = oldValid
     }
 }
 
@@ -96,7 +101,7 @@ final class ControlServer: @unchecked Sendable {
                 return ControlReply(ok: true)
             case .prefix:
                 guard let text = r.prefix, let p = IPv6Prefix(text) else { return ControlReply(ok: false, error: "prefix: \((r.prefix ?? "").debugDescription) is not an IPv6 prefix such as 2001:db8:2::/64") }
-                return ControlReply(ok: true, renumber: try gateway.renumber(to: p))
+                return ControlReply(ok: true, renumber: try gateway.renumber(to: p, preferred: r.preferred, valid: r.valid, oldValid: r.oldValid))
             }
         } catch {
             return ControlReply(ok: false, error: error.description)

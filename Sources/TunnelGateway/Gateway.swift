@@ -98,6 +98,14 @@ public final class Gateway: @unchecked Sendable {
     /// The client prefix the leases were in before `ipv6.prefix` changed (a renumbering found at
     /// load): its stale routes and proxy entries are removed at start, and the hook is told.
     var previousPrefixes: [IPv6Prefix] = []
+    /// The configuration file as read (before a renumbering).
+    let fileConfig: GatewayConfiguration
+    /// The prefix's lifetimes and the earlier prefixes still valid (PrefixState.swift), and the
+    /// retiring ones the plan holds now (changed only by `renumber` and `checkPrefixLifetimes`).
+    var prefixState: PrefixState
+    var retiringPrefixes: [IPv6Prefix] = []
+    /// The current prefix's end of preferred / valid lifetime has been said.
+    var prefixDeprecationSaid = false, prefixExpirySaid = false
     /// The NAT64 translator (`[nat64]`), its mappings kept in step with the clients.
     var translator: TranslatorDevice?
     var peersByName: [String: ClientRecord] = [:]
@@ -121,10 +129,15 @@ public final class Gateway: @unchecked Sendable {
     /// Loads (or creates, mode 0600) the private key and opens the lease store; touches no kernel state.
     public init(config file: GatewayConfiguration) throws(GatewayError) {
         var config = file
-        // An external source's last prefix (gatewayctl prefix set) outlives a restart.
+        fileConfig = file
+        prefixState = PrefixState(prefix: file.ipv6Prefix)
+        // An external source's last prefix (gatewayctl prefix set), its lifetimes and the earlier
+        // prefixes still valid outlive a restart.
         if file.prefixSource == .external, let text = try? String(contentsOfFile: file.prefixStatePath, encoding: .utf8),
-           let p = IPv6Prefix(text.trimmingCharacters(in: .whitespacesAndNewlines)), p != file.ipv6Prefix, GatewayConfiguration.unusablePrefixReason(p) == nil {
-            config = file.renumbered(to: p)
+           let state = PrefixState(parsing: text), GatewayConfiguration.unusablePrefixReason(state.prefix) == nil {
+            if state.prefix != file.ipv6Prefix { config = file.renumbered(to: state.prefix) }
+            prefixState = state
+            retiringPrefixes = state.retiringPrefixes(at: Self.wallClock())
         }
         storedConfig = config
         do {
@@ -159,7 +172,8 @@ public final class Gateway: @unchecked Sendable {
 
     /// The planner with the kernel's facts as they are now.
     var planner: GatewayPlanner {
-        GatewayPlanner(config: config, tunnelIndex: tunIndex, uplinkIndex: uplinkIndex, translatorIndex: translatorIndex, ispRouteNeeded: ispRouteNeeded)
+        GatewayPlanner(config: config, tunnelIndex: tunIndex, uplinkIndex: uplinkIndex, translatorIndex: translatorIndex, ispRouteNeeded: ispRouteNeeded,
+                       retiring: retiringPrefixes)
     }
 
     /// The plan for the clients gatewayd runs now (and `parts` made again with it).
@@ -259,7 +273,7 @@ public final class Gateway: @unchecked Sendable {
         let lastEndpoints = loadEndpoints()
         for c in clients { try setPeer(c, endpoint: lastEndpoints[c.name]) }
         // The kernel: addresses, sysctls, routes and proxy entries, stale ones of an earlier run removed.
-        let owning = KernelOwnership(routeFamilies: [true], proxyInterfaces: [uplinkIndex], proxyPrefixes: [config.ipv6Prefix] + previousPrefixes)
+        let owning = KernelOwnership(routeFamilies: [true], proxyInterfaces: [uplinkIndex], proxyPrefixes: [config.ipv6Prefix] + previousPrefixes + prefixState.retiring.compactMap(\.ipv6Prefix))
         let report: ReconcileReport
         do { report = try reconciler.converge(to: plan.kernel, owning: owning) } catch { throw .setup(Self.setupStep(error.object, config), error) }
         if !report.removedRoutes.isEmpty { log("reconcile: removed \(report.removedRoutes.count) stale route(s)") }
@@ -267,7 +281,7 @@ public final class Gateway: @unchecked Sendable {
         try startFirewall()
         if let t = translator { updateTranslator(); t.start() }
         if config.ndpProxy == .responder {
-            var rule = ProxyRule(interface: config.uplink, prefixes: [config.ipv6Prefix])
+            var rule = ProxyRule(interface: config.uplink, prefixes: [config.ipv6Prefix] + retiringPrefixes)
             rule.listType = .white
             rule.addresses = plan.hostAddresses
             responder = try step("NDP responder on \(config.uplink)") { try Responder(rule: rule) }

@@ -82,13 +82,27 @@ public struct GatewayPlanner: Sendable {
     public var translatorIndex: Int32?
     /// The ISP router is not on-link on the uplink (hosts mode): a host route to it is needed.
     public var ispRouteNeeded = false
+    /// Earlier client prefixes still valid after a renumbering (issue 24): each client's lease at
+    /// the same position in them is still routed, proxied, allowed and let through the firewall.
+    public var retiring: [IPv6Prefix] = []
 
-    public init(config: GatewayConfiguration, tunnelIndex: Int32, uplinkIndex: Int32, translatorIndex: Int32? = nil, ispRouteNeeded: Bool = false) {
+    public init(config: GatewayConfiguration, tunnelIndex: Int32, uplinkIndex: Int32, translatorIndex: Int32? = nil, ispRouteNeeded: Bool = false,
+                retiring: [IPv6Prefix] = []) {
         self.config = config
         self.tunnelIndex = tunnelIndex
         self.uplinkIndex = uplinkIndex
         self.translatorIndex = translatorIndex
         self.ispRouteNeeded = ispRouteNeeded
+        self.retiring = retiring
+    }
+
+    /// A client's leases in the retiring prefixes, at their positions.
+    public func retiringLeases(_ own: [Lease]) -> [IPv6Prefix] {
+        guard !retiring.isEmpty else { return [] }
+        return own.flatMap { l -> [IPv6Prefix] in
+            guard l.pool == Self.v6Pool, case .v6(let p) = l.prefix else { return [] }
+            return retiring.compactMap { PrefixState.position(p, of: config.ipv6Prefix, in: $0) }
+        }
     }
 
     public static let v6Pool = "ipv6", v4Pool = "ipv4", nat64Pool = "nat64"
@@ -147,18 +161,20 @@ public struct GatewayPlanner: Sendable {
         var part = ClientPlanPart(name: c.name)
         let own = leases(c.name), clat = config.nat64?.clat == true ? leases(Self.clatKey(c.name)) : []
         let routed = (own + clat).filter { $0.pool != Self.nat64Pool }
+        // The client's own leases in earlier prefixes (not its CLAT's: the translator maps the new one).
+        let earlier = retiringLeases(own).map { IPPrefix.v6($0) }
         if let key = Bytes32(base64: c.publicKey) {
-            part.peer = PeerConfiguration(publicKey: key, allowedIPs: routed.map(\.prefix))
+            part.peer = PeerConfiguration(publicKey: key, allowedIPs: routed.map(\.prefix) + earlier)
         }
-        for l in routed {
-            guard case .v6(let p) = l.prefix else { continue }
+        for (prefix, own) in routed.map({ ($0.prefix, $0.client == c.name) }) + earlier.map({ ($0, true) }) {
+            guard case .v6(let p) = prefix else { continue }
             part.kernel.routes.insert(Route(destination: .v6(p), interfaceIndex: tunnelIndex))
             // A CLAT address is reached through the translator only: no proxy entry, not a host.
-            guard p.length == 128, l.client == c.name else { continue }
+            guard p.length == 128, own else { continue }
             part.hostAddresses.insert(p.network)
             if config.ndpProxy == .kernel { part.kernel.proxyEntries.insert(ProxyEntry(p.network, interfaceIndex: uplinkIndex)) }
         }
-        if config.firewall { part.host = ProtectedHost(name: c.name, prefixes: routed.map(\.prefix), openings: c.open, isolated: c.isolated) }
+        if config.firewall { part.host = ProtectedHost(name: c.name, prefixes: routed.map(\.prefix) + earlier, openings: c.open, isolated: c.isolated) }
         if config.nat64 != nil {
             for set in [own, clat] { if let m = Self.mapping(set) { part.mappings.append(m) } }
         }

@@ -19,30 +19,62 @@ public struct RenumberResult: Sendable, Codable, Equatable {
     public var moved: Int
     /// Clients told to ask for their lease again.
     public var clientsTold: Int
+    /// When the new prefix's valid lifetime ends (seconds since 1970), if it has one.
+    public var validUntil: Int64? = nil
+    /// Earlier prefixes still routed, deprecated, until their valid lifetime ends.
+    public var retiring: [RetiringPrefix] = []
 }
 
 extension Gateway {
-    /// Moves the gateway and its clients to `prefix`. Refused, with nothing changed, when the
-    /// prefix is not global unicast space, does not fit the allocation (too long for the clients'
-    /// positions or delegated prefixes), or `prefix_source` is `static`.
-    public func renumber(to prefix: IPv6Prefix) throws(GatewayError) -> RenumberResult {
+    /// Moves the gateway and its clients to `prefix`, valid for `valid` seconds and preferred for
+    /// `preferred` (a DHCPv6-PD lease's lifetimes; nil: no lifetime). The prefix it leaves stays
+    /// routed, deprecated, for `oldValid` seconds, or the rest of its own valid lifetime, or two
+    /// hours. The same prefix again renews its lifetimes. Refused, with nothing changed, when the
+    /// prefix is not global unicast space, is a documentation prefix while the configured one is
+    /// not, does not fit the allocation (too long for the clients' positions or delegated
+    /// prefixes), comes with a valid lifetime of 0 or a preferred one above the valid one, or
+    /// `prefix_source` is `static`.
+    public func renumber(to prefix: IPv6Prefix, preferred: UInt32? = nil, valid: UInt32? = nil, oldValid: UInt32? = nil) throws(GatewayError) -> RenumberResult {
         lock.lock(); defer { lock.unlock() }
         let old = config
+        func refuse(_ why: String) -> GatewayError { .setup(SetupFailure("prefix \(prefix)", "\(why); keeping \(old.ipv6Prefix)")) }
         guard old.prefixSource == .external else {
             throw .setup(SetupFailure("prefix \(prefix)", "prefix_source is \"static\": the prefix is the config file's (change ipv6.prefix and restart; clients keep their positions), or set prefix_source = \"external\""))
         }
-        if let why = GatewayConfiguration.unusablePrefixReason(prefix) { throw .setup(SetupFailure("prefix \(prefix)", "\(why); keeping \(old.ipv6Prefix)")) }
-        if old.allocation == .prefixes && prefix.length > old.delegatedLength {
-            throw .setup(SetupFailure("prefix \(prefix)", "shorter delegated prefixes (/\(old.delegatedLength)) than the clients need cannot come out of a /\(prefix.length); keeping \(old.ipv6Prefix)"))
+        if let why = GatewayConfiguration.unusablePrefixReason(prefix) { throw refuse(why) }
+        if let doc = GatewayConfiguration.documentationRange(prefix), GatewayConfiguration.documentationRange(fileConfig.ipv6Prefix) == nil {
+            throw refuse("\(prefix) is in the documentation range \(doc), and the configured prefix \(fileConfig.ipv6Prefix) is not: a test prefix reached a production gateway")
         }
-        guard prefix != old.ipv6Prefix else { return RenumberResult(oldPrefix: "\(old.ipv6Prefix)", newPrefix: "\(prefix)", moved: 0, clientsTold: 0) }
+        if valid == 0 { throw refuse("a valid lifetime of 0 withdraws a prefix (RFC 8415 §18.2.10.1), it does not delegate one") }
+        if let p = preferred, let v = valid, p > v { throw refuse("preferred lifetime \(p) s is longer than the valid lifetime \(v) s (RFC 8415 §21.22)") }
+        if old.allocation == .prefixes && prefix.length > old.delegatedLength {
+            throw refuse("shorter delegated prefixes (/\(old.delegatedLength)) than the clients need cannot come out of a /\(prefix.length)")
+        }
+        if old.allocation == .hosts && prefix.length > 124 {
+            throw refuse("a /\(prefix.length) leaves no room for clients beside the gateway, the ISP router and the uplink")
+        }
+        let now = Self.wallClock()
+        if prefix == old.ipv6Prefix {
+            // A renewal (or a rebind after the server was away): new lifetimes, nothing moves.
+            let wasExpired = prefixState.validUntil.map { $0 <= now } ?? false
+            prefixState.preferredUntil = preferred.map { now + Int64($0) }
+            prefixState.validUntil = valid.map { now + Int64($0) }
+            prefixExpirySaid = false; prefixDeprecationSaid = false
+            let saved = savePrefixState()
+            if wasExpired { log("prefix \(prefix): lifetimes renewed after it expired (valid \(valid.map { "\($0) s" } ?? "without end")): back in service") }
+            if !saved { log("warning: could not write \(old.prefixStatePath)") }
+            return RenumberResult(oldPrefix: "\(old.ipv6Prefix)", newPrefix: "\(prefix)", moved: 0, clientsTold: 0, validUntil: prefixState.validUntil, retiring: prefixState.retiring)
+        }
         let new = old.renumbered(to: prefix)
         let moved: [(old: LeaseRecord, new: LeaseRecord)]
         do { moved = try allocator.renumber(to: GatewayPlanner.pools(new)[0]) } catch {
             throw .setup(SetupFailure("prefix \(prefix)", "\(error)", underlying: error))
         }
         configLock.withLock { storedConfig = new }
-        let remembered = (prefix.description + "\n").write(atomicallyTo: new.prefixStatePath)
+        prefixState = prefixState.moved(to: prefix, preferred: preferred, valid: valid, oldValid: oldValid, now: now)
+        retiringPrefixes = prefixState.retiringPrefixes(at: now)
+        prefixExpirySaid = false; prefixDeprecationSaid = false
+        let remembered = savePrefixState()
         if device != nil {
             if new.allocation == .hosts {
                 let found = try? rk.lookupRoute(to: .v6(new.effectiveISPRouter))
@@ -50,27 +82,74 @@ extension Gateway {
             }
             for c in peersByName.values { try? setPeer(c) }
             applyPlan("renumber")
-            if let r = responder {
-                // The responder answers inside the client prefix: a new one for the new prefix.
-                r.stop()
-                var rule = ProxyRule(interface: new.uplink, prefixes: [new.ipv6Prefix])
-                rule.listType = .white
-                rule.addresses = plan.hostAddresses
-                responder = try? Responder(rule: rule)
-                responder?.log = { [weak self] in self?.log("ndp: \($0)") }
-                responder?.start()
-            }
+            restartResponder()
             // The gateway's own address sits in the firewall's fixed rules: the table is made again.
             if filterApplied { do { try applyFirewall() } catch { log("firewall: \(error)") } }
             updateTranslator()
         }
         let told = tellClientsToRenew()
-        log("prefix change: \(old.ipv6Prefix) -> \(prefix): \(moved.count) lease(s) moved, each at its position; gateway address \(new.effectiveGatewayAddress); \(told) connected client(s) told to ask again"
+        let kept = prefixState.retiring.first { $0.prefix == old.ipv6Prefix.description }
+        log("prefix change: \(old.ipv6Prefix) -> \(prefix)" + (valid.map { " (valid \($0) s, preferred \(preferred ?? $0) s)" } ?? "")
+            + ": \(moved.count) lease(s) moved, each at its position; gateway address \(new.effectiveGatewayAddress); \(told) connected client(s) told to ask again; "
+            + (kept.map { "\(old.ipv6Prefix) stays routed, deprecated, for \($0.validUntil - now) s" } ?? "\(old.ipv6Prefix) removed at once")
             + (remembered ? "" : "; warning: could not write \(new.prefixStatePath), so a restart starts from \(old.ipv6Prefix) again"))
         hookQueue.submit { [self] in
             runHook("prefix-change", ["SIXGATE_OLD_PREFIX": old.ipv6Prefix.description, "SIXGATE_NEW_PREFIX": prefix.description])
         }
-        return RenumberResult(oldPrefix: "\(old.ipv6Prefix)", newPrefix: "\(prefix)", moved: moved.count, clientsTold: told)
+        return RenumberResult(oldPrefix: "\(old.ipv6Prefix)", newPrefix: "\(prefix)", moved: moved.count, clientsTold: told, validUntil: prefixState.validUntil, retiring: prefixState.retiring)
+    }
+
+    /// Seconds since 1970.
+    static func wallClock() -> Int64 { Int64(time(nil)) }
+
+    /// Writes STATE/prefix (external source only); false on failure.
+    func savePrefixState() -> Bool {
+        guard config.prefixSource == .external else { return true }
+        return prefixState.render().write(atomicallyTo: config.prefixStatePath)
+    }
+
+    /// The NDP responder answers inside the client prefixes (the current and the retiring ones):
+    /// a new one when they change (lock held).
+    func restartResponder() {
+        guard let r = responder else { return }
+        r.stop()
+        var rule = ProxyRule(interface: config.uplink, prefixes: [config.ipv6Prefix] + retiringPrefixes)
+        rule.listType = .white
+        rule.addresses = plan.hostAddresses
+        responder = try? Responder(rule: rule)
+        responder?.log = { [weak self] in self?.log("ndp: \($0)") }
+        responder?.start()
+    }
+
+    /// The prefix's lifetimes, checked every few seconds: a retiring prefix whose valid lifetime
+    /// ended is removed (routes, proxy entries, allowed IPs, firewall); the current prefix's end of
+    /// preferred and valid lifetime without a renewal is said once each (the DHCPv6 server or
+    /// client is away). The prefix stays configured: nothing better can replace it, and when the
+    /// server is back the renewal (`prefix set` of the same prefix) puts it back in service.
+    public func checkPrefixLifetimes() {
+        lock.lock(); defer { lock.unlock() }
+        let now = Self.wallClock()
+        let still = prefixState.retiringPrefixes(at: now)
+        if still != retiringPrefixes {
+            let gone = retiringPrefixes.filter { !still.contains($0) }
+            prefixState.retiring.removeAll { r in gone.contains { $0.description == r.prefix } }
+            retiringPrefixes = still
+            _ = savePrefixState()
+            if device != nil {
+                for c in peersByName.values { try? setPeer(c) }
+                applyPlan("old prefix expired")
+                restartResponder()
+            }
+            log("prefix \(gone.map(\.description).joined(separator: " ")): valid lifetime over: its routes, proxy entries and the clients' allowed IPs in it removed")
+        }
+        if let p = prefixState.preferredUntil, p <= now, !prefixDeprecationSaid, prefixState.validUntil.map({ $0 > now }) ?? true {
+            prefixDeprecationSaid = true
+            log("warning: prefix \(config.ipv6Prefix): preferred lifetime over without a renewal from its source; valid for \(prefixState.validUntil.map { "\($0 - now) s more" } ?? "without end") (is the DHCPv6 client running, the ISP's server reachable?)")
+        }
+        if let v = prefixState.validUntil, v <= now, !prefixExpirySaid {
+            prefixExpirySaid = true
+            log("error: prefix \(config.ipv6Prefix): valid lifetime ended without a renewal: the ISP no longer routes it, so clients' IPv6 fails until a prefix arrives (gatewayctl prefix set, or the DHCPv6 client's hook); kept configured meanwhile")
+        }
     }
 
     /// What the allocator found at load: leases of an earlier prefix moved to the configured one at
@@ -127,6 +206,11 @@ extension GatewayConfiguration {
         c.gatewayAddress = gatewayAddress.map(move)
         c.reservedIPv6 = reservedIPv6.map { r in old.contains(r.network) ? IPv6Prefix(containing: move(r.network), length: max(r.length, prefix.length)) : r }
         return c
+    }
+
+    /// The documentation range (RFC 3849, RFC 9637) `prefix` overlaps, if any.
+    public static func documentationRange(_ prefix: IPv6Prefix) -> IPv6Prefix? {
+        ["2001:db8::/32", "3fff::/20"].compactMap(IPv6Prefix.init).first { $0.contains(prefix.network) || prefix.contains($0.network) }
     }
 
     /// Why `prefix` cannot be a client prefix (nil when it can): not global unicast space.

@@ -66,6 +66,7 @@ extension Gateway {
         lastLeaseReply[key] = now
         leaseStats.requests += 1
         let client = peersByName.values.first { $0.publicKey == key.base64 }
+        let prefixes = prefixState
         lock.unlock()
 
         var answer = LeaseMessage(kind: .reply, transaction: request.transaction)
@@ -89,6 +90,19 @@ extension Gateway {
             answer.mtu = UInt16(clamping: config.mtu)
             answer.dnsServers = config.dnsServers
             answer.lifetime = config.leaseLifetime
+            let now = Self.wallClock()
+            // After a renumbering: the lease at its position in each earlier prefix, still valid.
+            if let v6 = answer.ipv6, case .v6(let a) = v6.address {
+                let p = IPv6Prefix(containing: a, length: v6.prefixLength)
+                for r in prefixes.retiring where r.validUntil > now {
+                    guard let earlier = r.ipv6Prefix, let old = PrefixState.position(p, of: config.ipv6Prefix, in: earlier) else { continue }
+                    answer.deprecated.append(DeprecatedAssignment(old.network, prefixLength: old.length, validLifetime: UInt32(clamping: r.validUntil - now)))
+                }
+            }
+            // A prefix with a valid lifetime: the client asks again before it ends.
+            if let until = prefixes.validUntil, until > now, let life = answer.lifetime {
+                answer.lifetime = max(30, min(life, UInt32(clamping: until - now)))
+            }
             answer.nat64Prefix = config.nat64?.prefix
         }
         if answer.ipv6 == nil && answer.ipv4 == nil {

@@ -76,6 +76,32 @@ import Testing
         #expect(host.kernel.addresses.map(\.description) == ["2001:db8:100::1/128"])
     }
 
+    @Test func anEarlierLeaseStaysDeprecatedBesideTheNewOne() throws {
+        // Host mode: the old /128 on the TUN, deprecated; the new one preferred.
+        var l = lease(v6: "2001:db8:2::4/128", v4: nil)
+        l.deprecated = [DeprecatedAssignment(IPv6Address("2001:db8:1::4")!, prefixLength: 128, validLifetime: 60)]
+        let p = try ClientPlanner(config: ClientConfiguration(), tunnelIndex: 7).plan(l, host: ClientHostRoutes())
+        #expect(p.kernel.addresses == [InterfaceAddress(interfaceIndex: 7, address: .v6(IPv6Address("2001:db8:2::4")!), prefixLength: 128, flags: InterfaceAddress.noDAD),
+                                       InterfaceAddress(interfaceIndex: 7, address: .v6(IPv6Address("2001:db8:1::4")!), prefixLength: 128, flags: InterfaceAddress.noDAD, deprecated: true)])
+        // Router mode: the old LAN /64's ::1 deprecated on the LAN, and the old /64 to advertise deprecated.
+        var config = ClientConfiguration()
+        config.router = RouterSettings(interface: "lan0")
+        config.ipv4Routes = .none
+        var d = lease(v6: "2001:db8:200::/56", v4: nil)
+        d.deprecated = [DeprecatedAssignment(IPv6Address("2001:db8:100::")!, prefixLength: 56, validLifetime: 60)]
+        let r = try ClientPlanner(config: config, tunnelIndex: 7, lanIndex: 3).plan(d, host: ClientHostRoutes())
+        #expect(r.lanPrefix == IPv6Prefix("2001:db8:200::/64") && r.deprecatedLANPrefixes == [IPv6Prefix("2001:db8:100::/64")!])
+        #expect(r.kernel.addresses.contains(InterfaceAddress(interfaceIndex: 3, address: .v6(IPv6Address("2001:db8:100::1")!), prefixLength: 64, flags: InterfaceAddress.noDAD, deprecated: true)))
+        // The vetting: an entry overlapping the current lease, or not unicast, is left out and said.
+        var bad = lease(v6: "2001:db8:2::4/128", v4: nil)
+        bad.deprecated = [DeprecatedAssignment(IPv6Address("2001:db8:2::4")!, prefixLength: 128, validLifetime: 60),
+                          DeprecatedAssignment(IPv6Address("ff02::1")!, prefixLength: 128, validLifetime: 60),
+                          DeprecatedAssignment(IPv6Address("2001:db8:1::4")!, prefixLength: 128, validLifetime: 60)]
+        let vetted = ClientConfiguration().vet(bad, host: HostFacts())
+        #expect(vetted.lease.deprecated.map(\.address) == [IPv6Address("2001:db8:1::4")!])
+        #expect(vetted.refused.count == 2, "\(vetted.refused)")
+    }
+
     @Test func clatTakesIPv4ThroughItsInterface() throws {
         var config = ClientConfiguration()
         config.clat = CLATSettings(interface: "clat0")

@@ -13,13 +13,15 @@ import Translator
 
     /// Plans `clients` (enrolled in order) for `config`, with the TUN at index 7, the uplink at 2
     /// and the translator at 9.
-    func plan(_ config: GatewayConfiguration, _ clients: [ClientRecord], ispRouteNeeded: Bool = false, planningOrder: [ClientRecord]? = nil) throws -> GatewayPlan {
+    func plan(_ config: GatewayConfiguration, _ clients: [ClientRecord], ispRouteNeeded: Bool = false, planningOrder: [ClientRecord]? = nil,
+              retiring: [IPv6Prefix] = []) throws -> GatewayPlan {
         let allocator = try AddressAllocator(pools: GatewayPlanner.pools(config), store: MemoryLeaseStore())
         for c in clients {
             _ = try allocator.allocate(client: c.name, inPools: GatewayPlanner.poolNames(config))
             if config.nat64?.clat == true { _ = try allocator.allocate(client: GatewayPlanner.clatKey(c.name), inPools: [GatewayPlanner.v6Pool, GatewayPlanner.nat64Pool]) }
         }
-        let planner = GatewayPlanner(config: config, tunnelIndex: 7, uplinkIndex: 2, translatorIndex: config.nat64 == nil ? nil : 9, ispRouteNeeded: ispRouteNeeded)
+        let planner = GatewayPlanner(config: config, tunnelIndex: 7, uplinkIndex: 2, translatorIndex: config.nat64 == nil ? nil : 9, ispRouteNeeded: ispRouteNeeded,
+                                     retiring: retiring)
         return planner.plan(clients: planningOrder ?? clients, leases: { allocator.leases(of: $0) })
     }
 
@@ -50,6 +52,54 @@ import Translator
         #expect(fw.hosts.map(\.name) == ["alice", "bob"])
         #expect(fw.hosts[0].openings == [PortOpening(.tcp, ports: 22...22)] && fw.hosts[0].isolated && !fw.hosts[1].isolated)
         #expect(fw.dropRedirects)
+    }
+
+    @Test func aRetiringPrefixKeepsEachClientsOldAddressAtItsPosition() throws {
+        var config = GatewayConfiguration()
+        config.ipv6Prefix = IPv6Prefix("2001:db8:2::/64")!
+        let p = try plan(config, clients, retiring: [IPv6Prefix("2001:db8:1::/64")!])
+        // The new addresses and the old ones at the same positions: routed, proxied, hosts, allowed, protected.
+        #expect(p.hostAddresses == [v6("2001:db8:2::4"), v6("2001:db8:2::5"), v6("2001:db8:1::4"), v6("2001:db8:1::5")])
+        #expect(p.kernel.routes.contains(route("2001:db8:1::4/128", 7)) && p.kernel.routes.contains(route("2001:db8:2::4/128", 7)))
+        #expect(p.kernel.proxyEntries.contains(ProxyEntry(v6("2001:db8:1::5"), interfaceIndex: 2)))
+        #expect(p.peers["alice"]?.allowedIPs == [IPPrefix("2001:db8:2::4/128")!, IPPrefix("100.64.0.2/32")!, IPPrefix("2001:db8:1::4/128")!])
+        #expect(try #require(p.firewall).hosts[0].prefixes.contains(IPPrefix("2001:db8:1::4/128")!))
+        // The gateway's own address moves at once (nothing but the clients' connections need the old one).
+        #expect(!p.kernel.addresses.contains { $0.address == .v6(v6("2001:db8:1::3")) })
+        // Without it, nothing of the old prefix.
+        let after = try plan(config, clients)
+        #expect(!after.kernel.routes.contains { $0.destination.description.hasPrefix("2001:db8:1:") })
+        // Delegated prefixes: the old /64 at the same index of a /56 that changed.
+        var pd = GatewayConfiguration()
+        pd.ipv6Prefix = IPv6Prefix("2001:db8:200::/56")!
+        pd.allocation = .prefixes
+        let q = try plan(pd, clients, retiring: [IPv6Prefix("2001:db8:100::/56")!])
+        #expect(q.peers["alice"]?.allowedIPs.contains(IPPrefix("2001:db8:100:1::/64")!) == true, "\(q.peers["alice"]?.allowedIPs ?? [])")
+        #expect(q.kernel.routes.contains(route("2001:db8:100:1::/64", 7)))
+    }
+
+    @Test func prefixStateMovesKeepAndRenew() throws {
+        let a = IPv6Prefix("2001:db8:1::/64")!, b = IPv6Prefix("2001:db8:2::/64")!
+        // Lifetimes known: the old prefix stays for the rest of its own valid lifetime.
+        let s0 = PrefixState(prefix: a, preferredUntil: 1_500, validUntil: 2_000)
+        let s1 = s0.moved(to: b, preferred: 300, valid: 600, oldValid: nil, now: 1_000)
+        #expect(s1.prefix == b && s1.preferredUntil == 1_300 && s1.validUntil == 1_600)
+        #expect(s1.retiring == [RetiringPrefix(prefix: a, validUntil: 2_000)])
+        #expect(s1.retiringPrefixes(at: 1_999) == [a] && s1.retiringPrefixes(at: 2_000).isEmpty)
+        // Told (the server withdrew it with lifetime 0): at once; unknown: two hours.
+        #expect(s0.moved(to: b, preferred: nil, valid: nil, oldValid: 0, now: 1_000).retiring.isEmpty)
+        #expect(PrefixState(prefix: a).moved(to: b, preferred: nil, valid: nil, oldValid: nil, now: 1_000).retiring == [RetiringPrefix(prefix: a, validUntil: 8_200)])
+        // Back to the earlier prefix: it is current, not retiring.
+        let back = s1.moved(to: a, preferred: nil, valid: nil, oldValid: 50, now: 1_100)
+        #expect(back.prefix == a && back.retiring == [RetiringPrefix(prefix: b, validUntil: 1_150)])
+        // The file: read back as written; an earlier version's one-line file is the prefix alone.
+        #expect(PrefixState(parsing: s1.render()) == s1)
+        #expect(PrefixState(parsing: "2001:db8:2::/64\n") == PrefixState(prefix: b))
+        #expect(PrefixState(parsing: "junk\n") == nil)
+        #expect(PrefixState.position(IPv6Prefix("2001:db8:2::5/128")!, of: b, in: a) == IPv6Prefix("2001:db8:1::5/128")!)
+        #expect(PrefixState.position(IPv6Prefix("2001:db8:2:0:1::/80")!, of: b, in: IPv6Prefix("2001:db8:1::/96")!) == nil, "does not fit")
+        #expect(GatewayConfiguration.documentationRange(IPv6Prefix("2001:db8:5::/48")!) != nil)
+        #expect(GatewayConfiguration.documentationRange(IPv6Prefix("2a01:4f8::/64")!) == nil)
     }
 
     @Test func responderModeHasNoKernelProxyEntries() throws {

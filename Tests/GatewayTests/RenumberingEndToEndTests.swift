@@ -96,9 +96,11 @@ struct RenumberingEndToEndTests {
         #expect(eventually(timeout: 30) { (try? bed.ping(from: bed.cl, "2001:db8:ffff::1", count: 1)) == 1 }, "alice before the change")
 
         // Bad input first: each refused, the gateway as it was.
-        for (bad, why) in [("::ffff:0:0/96", "IPv4-mapped"), ("2001:db8:3::/126", "has no place in 2001:db8:3::/126")] {
-            let r = try bed.gatewayctl(["prefix", "set", bad], check: false)
-            #expect(!r.succeeded && r.stderr.contains(why), "\(bad): \(r.stdout)\(r.stderr)")
+        for (bad, why) in [(["::ffff:0:0/96"], "IPv4-mapped"), (["2001:db8:3::/126"], "leaves no room for clients"),
+                           (["2001:db8:3::/64", "--valid", "0"], "a valid lifetime of 0 withdraws a prefix"),
+                           (["2001:db8:3::/64", "--preferred", "600", "--valid", "300"], "preferred lifetime 600 s is longer than the valid lifetime 300 s")] {
+            let r = try bed.gatewayctl(["prefix", "set"] + bad, check: false)
+            #expect(!r.succeeded && r.stderr.contains(why) && r.stderr.contains("keeping 2001:db8:1::/64"), "\(bad): \(r.stdout)\(r.stderr)")
         }
         #expect(try bed.exec(bed.gw, ["ip", "-6", "addr", "show", "dev", bed.tun]).stdout.contains("2001:db8:1::3/128"))
 
@@ -107,26 +109,52 @@ struct RenumberingEndToEndTests {
         try bed.exec(bed.isp, ["ip", "-6", "addr", "add", "2001:db8:2::1/64", "dev", bed.ispSide, "nodad"])
         try bed.exec(bed.gw, ["ip", "-6", "addr", "add", "2001:db8:2::2/64", "dev", bed.uplink, "nodad"])
         try bed.exec(bed.gw, ["ip", "-6", "route", "replace", "default", "via", "2001:db8:2::1", "dev", bed.uplink])
-        let set = try bed.gatewayctl(["prefix", "set", "2001:db8:2::/64"], check: false)
+        // As dhcpcd's hook does: the new prefix with its lifetimes; the old one was given 25 s more.
+        let set = try bed.gatewayctl(["prefix", "set", "2001:db8:2::/64", "--preferred", "1800", "--valid", "3600", "--old-valid", "25"], check: false)
         #expect(set.succeeded && set.stdout.contains("prefix 2001:db8:1::/64 -> 2001:db8:2::/64: 2 lease(s) moved"), "\(set.stdout)\(set.stderr)")
-        #expect(bed.gateway?.output.contains("prefix change: 2001:db8:1::/64 -> 2001:db8:2::/64: 2 lease(s) moved") == true, "\(bed.gateway?.output ?? "")")
-        // The gateway: its address, the routes and the proxy entries are the new prefix's only.
+        #expect(set.stdout.contains("2001:db8:1::/64 deprecated until"), "\(set.stdout)")
+        #expect(bed.gateway?.output.contains("prefix change: 2001:db8:1::/64 -> 2001:db8:2::/64 (valid 3600 s, preferred 1800 s): 2 lease(s) moved") == true, "\(bed.gateway?.output ?? "")")
+        // The gateway: its address moves; the clients' routes and proxy entries are the new
+        // prefix's, and the old prefix's stay for its valid lifetime.
         #expect(try bed.exec(bed.gw, ["ip", "-6", "addr", "show", "dev", bed.tun]).stdout.contains("2001:db8:2::3/128"))
         let proxies = try bed.exec(bed.gw, ["ip", "-6", "neigh", "show", "proxy"]).stdout
-        #expect(proxies.contains("2001:db8:2::4") && proxies.contains("2001:db8:2::5") && !proxies.contains("2001:db8:1::"), "\(proxies)")
+        #expect(proxies.contains("2001:db8:2::4") && proxies.contains("2001:db8:2::5") && proxies.contains("2001:db8:1::5"), "\(proxies)")
         let routes = try bed.exec(bed.gw, ["ip", "-6", "route", "show", "proto", "74"]).stdout
-        #expect(routes.contains("2001:db8:2::5 dev \(bed.tun)") && !routes.contains("2001:db8:1::"), "\(routes)")
+        #expect(routes.contains("2001:db8:2::5 dev \(bed.tun)") && routes.contains("2001:db8:1::5 dev \(bed.tun)"), "\(routes)")
         #expect(eventually(timeout: 10) { ((try? String(contentsOfFile: hookLog, encoding: .utf8)) ?? "").contains("prefix-change 2001:db8:1::/64 2001:db8:2::/64") })
-        // carol was told inside the tunnel and moved by herself, same interface identifier.
-        #expect(eventually(timeout: 10) { carolAddresses().contains("2001:db8:2::5/128") && !carolAddresses().contains("2001:db8:1::5") }, "\(carol.output)\n\(bed.gateway?.output ?? "")")
+        // carol was told inside the tunnel and moved by herself, same interface identifier; her
+        // old address stays, deprecated (preferred lifetime 0: new connections use the new one).
+        func carolAddress(_ a: String) -> [String: Any]? {
+            let j = (try? bed.exec(bed.cl2, ["ip", "-j", "-6", "addr", "show", "dev", tun], check: false).stdout) ?? "[]"
+            let links = (try? JSONSerialization.jsonObject(with: Data(j.utf8))) as? [[String: Any]] ?? []
+            return (links.first?["addr_info"] as? [[String: Any]])?.first { $0["local"] as? String == a }
+        }
+        #expect(eventually(timeout: 10) { carolAddresses().contains("2001:db8:2::5/128") }, "\(carol.output)\n\(bed.gateway?.output ?? "")")
+        let old = carolAddress("2001:db8:1::5")
+        #expect(old?["preferred_life_time"] as? Int == 0 && carolAddress("2001:db8:2::5")?["deprecated"] == nil, "\(old ?? [:])")
+        #expect(carol.output.contains("deprecated (connections on them go on): 2001:db8:1::5/128"), "\(carol.output)")
+        #expect(eventually(timeout: 30) { (try? bed.ping(from: bed.cl2, "2001:db8:ffff::1", count: 1)) == 1 }, "carol after the change, from the preferred (new) address")
         #expect(eventually(timeout: 30) { (try? bed.ping(from: bed.cl2, "2001:db8:ffff::1", source: "2001:db8:2::5", count: 1)) == 1 }, "carol after the change")
+        // A renewal of the new prefix: lifetimes only.
+        let renew = try bed.gatewayctl(["prefix", "set", "2001:db8:2::/64", "--preferred", "1800", "--valid", "3600"], check: false)
+        #expect(renew.succeeded && renew.stdout.contains("prefix 2001:db8:2::/64: lifetimes renewed"), "\(renew.stdout)\(renew.stderr)")
+        // The old prefix's valid lifetime ends: gone from the gateway and from carol.
+        #expect(eventually(timeout: 40) {
+            let r = (try? bed.exec(bed.gw, ["ip", "-6", "route", "show", "proto", "74"]).stdout) ?? "2001:db8:1::"
+            let p = (try? bed.exec(bed.gw, ["ip", "-6", "neigh", "show", "proxy"]).stdout) ?? "2001:db8:1::"
+            return !r.contains("2001:db8:1::") && !p.contains("2001:db8:1::")
+        }, "\(bed.gateway?.output ?? "")")
+        #expect(bed.gateway?.output.contains("prefix 2001:db8:1::/64: valid lifetime over") == true, "\(bed.gateway?.output ?? "")")
+        #expect(eventually(timeout: 10) { !carolAddresses().contains("2001:db8:1::5") }, "\(carol.output)")
+        #expect(carolAddresses().contains("2001:db8:2::5/128"))
         // alice (stock) moves when given her new address.
         #expect(try bed.gatewayctl(["clients", "show", "alice"]).stdout.contains("2001:db8:2::4/128"))
         try bed.exec(bed.cl, ["ip", "-6", "addr", "add", "2001:db8:2::4/128", "dev", wg, "nodad"])
         #expect(eventually(timeout: 30) { (try? bed.ping(from: bed.cl, "2001:db8:ffff::1", source: "2001:db8:2::4", count: 1)) == 1 }, "alice after the change")
 
         // Remembered: a restart stays on the new prefix though the file still says the old one.
-        #expect(try String(contentsOfFile: bed.stateDirectory + "/prefix", encoding: .utf8) == "2001:db8:2::/64\n")
+        let remembered = try String(contentsOfFile: bed.stateDirectory + "/prefix", encoding: .utf8)
+        #expect(remembered.hasPrefix("2001:db8:2::/64\npreferred-until ") && remembered.contains("valid-until ") && !remembered.contains("retiring"), "\(remembered)")
         bed.gateway?.stop()
         try bed.startGateway()
         #expect(try bed.exec(bed.gw, ["ip", "-6", "addr", "show", "dev", bed.tun]).stdout.contains("2001:db8:2::3/128"))

@@ -2,6 +2,7 @@ import Foundation
 import NDPProxy
 import PacketKit
 import RouteKit
+import SixgateSystem
 import SixgateTestSupport
 import Testing
 
@@ -69,5 +70,39 @@ struct RouterAdvertiserNamespaceTests {
         advertiser.stop()
         #expect(advertiser.advertisement(final: true).routerLifetime == 0)
         #expect(advertiser.statistics.advertisementsSent == 5)
+    }
+
+    /// RFC 9096 after a renumbering: the new prefix advertised at once, the old one with preferred
+    /// lifetime 0 and the valid lifetime that remains; the update sends no final advertisement
+    /// (hosts keep their router). Read back by rdisc6.
+    @Test func anUpdateAdvertisesTheOldPrefixDeprecated() throws {
+        let pair = try NamespacePair(tag: "ra9096")
+        defer { pair.destroy() }
+        var c = AdvertisementConfiguration(interface: pair.leftInterface, prefixes: [IPv6Prefix("2001:db8:5::/64")!])
+        c.maximumInterval = 1800
+        let advertiser = try RouterAdvertiser(c, namespace: .named(pair.left))
+        advertiser.start()
+        defer { advertiser.stop() }
+        usleep(300_000)
+        c.prefixes = [IPv6Prefix("2001:db8:6::/64")!]
+        c.deprecatedPrefixes = [DeprecatedPrefix(prefix: IPv6Prefix("2001:db8:5::/64")!, validUntil: MonotonicClock.seconds() + 100)]
+        advertiser.update(c)
+        #expect(eventually(timeout: 5) { advertiser.statistics.advertisementsSent >= 2 }, "an update is advertised at once: \(advertiser.statistics)")
+        #expect(advertiser.advertisement().routerLifetime > 0, "no final advertisement")
+        let r = try pair.exec(pair.right, ["rdisc6", "-1", "-r", "1", "-w", "6000", pair.rightInterface], timeout: 15, check: false)
+        #expect(r.succeeded, "\(r.stdout)\(r.stderr)")
+        // rdisc6 prints each prefix, then its flags and lifetimes.
+        let out = r.stdout.split(separator: " ", omittingEmptySubsequences: true).joined(separator: " ")
+        let blocks = out.components(separatedBy: "Prefix : ").dropFirst()
+        let new = try #require(blocks.first { $0.hasPrefix("2001:db8:6::/64") }, "\(r.stdout)")
+        let old = try #require(blocks.first { $0.hasPrefix("2001:db8:5::/64") }, "\(r.stdout)")
+        #expect(new.contains("Pref. time : 14400"), "\(new)")
+        #expect(old.contains("Pref. time : 0 (0x00000000)"), "\(old)")
+        let valid = old.components(separatedBy: "Valid time : ").dropFirst().first.flatMap { Int($0.prefix { $0.isNumber }) }
+        #expect(valid.map { (90...100).contains($0) } == true, "the remaining valid lifetime: \(old)")
+        // Once it has ended, the old prefix is no longer advertised.
+        c.deprecatedPrefixes = [DeprecatedPrefix(prefix: IPv6Prefix("2001:db8:5::/64")!, validUntil: MonotonicClock.seconds() - 1)]
+        advertiser.update(c)
+        #expect(!advertiser.advertisement().options.contains { if case .prefixInformation(let p) = $0 { p.prefix == IPv6Prefix("2001:db8:5::/64")! } else { false } })
     }
 }

@@ -53,6 +53,21 @@ struct LeaseMessageTests {
         #expect(throws: PacketError.self) { try LeaseMessage(parsing: v4) }
     }
 
+    @Test func anEarlierLeaseIsADeprecatedFieldWithItsValidLifetime() throws {
+        var m = LeaseMessage(kind: .reply, transaction: 7)
+        m.deprecated = [DeprecatedAssignment(IPv6Address("2001:db8:1::5")!, prefixLength: 128, validLifetime: 7200)]
+        let bytes = try m.encode()
+        #expect(bytes == [0x53, 0x47, 1, 2, 0, 0, 0, 7, 11, 21, 0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 128, 0, 0, 0x1c, 0x20])
+        #expect(try LeaseMessage(parsing: bytes) == m)
+        // Several are allowed (one per earlier prefix); a wrong length or a length above 128 is malformed.
+        m.deprecated.append(DeprecatedAssignment(IPv6Address("2001:db8:7::")!, prefixLength: 56, validLifetime: 1))
+        #expect(try LeaseMessage(parsing: try m.encode()) == m)
+        var long = bytes; long[26] = 129
+        #expect(throws: PacketError.self) { try LeaseMessage(parsing: long) }
+        let short: [UInt8] = Array(bytes.prefix(8)) + [11, 17] + Array(bytes[10..<27])
+        #expect(throws: PacketError.self) { try LeaseMessage(parsing: short) }
+    }
+
     @Test func unknownFieldsAreSkipped() throws {
         var bytes = try sample().encode()
         bytes += [200, 3, 1, 2, 3]   // a later version's field

@@ -91,6 +91,36 @@ struct RouteKitNamespaceTests {
         expectFailure(.invalidArgument, mentioning: "2001:db8:6::4/129") { try rk.addAddress(tooLong) }
     }
 
+    /// A renumbered prefix's address: deprecated in place (preferred lifetime 0, `ip` agrees), so
+    /// connections on it are not cut, and made preferred again; the reconciler changes it without
+    /// removing it.
+    @Test func anAddressIsDeprecatedInPlace() throws {
+        let pair = try NamespacePair(tag: "depr")
+        defer { pair.destroy() }
+        let rk = try RouteSocket(namespace: .named(pair.left))
+        let idx = try rk.interfaceIndex(pair.leftInterface)
+        let a = InterfaceAddress(interfaceIndex: idx, address: try IPAddress.parse("2001:db8:6::9"), prefixLength: 128, flags: InterfaceAddress.noDAD)
+        func seen() throws -> [String: Any]? {
+            let info = try Self.ipJSON(pair, pair.left, ["-6", "addr", "show", "dev", pair.leftInterface])[0]["addr_info"] as? [[String: Any]] ?? []
+            return info.first { $0["local"] as? String == "2001:db8:6::9" }
+        }
+        let reconciler = KernelReconciler(rk)
+        reconciler.update(to: KernelState(addresses: [a]))
+        #expect(try seen()?["deprecated"] == nil)
+        var old = a
+        old.deprecated = true
+        let report = reconciler.update(to: KernelState(addresses: [old]))
+        #expect(report.failures.isEmpty && report.removed.isEmpty, "\(report)")
+        let d = try #require(try seen(), "the address stays")
+        #expect(d["deprecated"] as? Bool == true && d["preferred_life_time"] as? Int == 0, "\(d)")
+        #expect(try rk.addresses(interface: pair.leftInterface).first { $0.address == a.address }?.deprecated == true)
+        reconciler.update(to: KernelState(addresses: [a]))
+        let back = try #require(try seen())
+        #expect(back["deprecated"] == nil && back["preferred_life_time"] as? Int == 4_294_967_295, "\(back)")
+        reconciler.update(to: KernelState())
+        #expect(try seen() == nil)
+    }
+
     @Test func routesRoundTripWithIpRoute() throws {
         let pair = try NamespacePair(tag: "route")
         defer { pair.destroy() }

@@ -54,22 +54,40 @@ struct Prefix: ParsableCommand {
                 Every client keeps its position (interface identifier, delegated-prefix index) in the \
                 new prefix; routes, proxy entries, peers, the firewall and the translator follow; \
                 connected tunnel-clients are told to ask for their lease again; the prefix-change hook \
-                runs. For a DHCPv6-PD client's hook (dhcpcd: $new_delegated_dhcp6_prefix). Without \
-                a running gatewayd, the prefix is remembered for its next start.
+                runs. The prefix it replaces stays routed, deprecated, until its valid lifetime \
+                ends (--old-valid, else the lifetime it was set with, else two hours), and \
+                tunnel-clients keep their old address deprecated as long. The same prefix again \
+                renews its lifetimes. For a DHCPv6-PD client's hook (dist/dhcpcd-hook-sixgate \
+                passes dhcpcd's prefix and lifetimes). Without a running gatewayd, the prefix is \
+                remembered for its next start.
                 """)
         @OptionGroup var common: Common
         @Argument(help: "The new prefix, e.g. 2001:db8:2::/64.")
         var prefix: String
+        @Option(help: ArgumentHelp("Its preferred lifetime in seconds (a DHCPv6-PD lease's pltime).", valueName: "seconds"))
+        var preferred: UInt32?
+        @Option(help: ArgumentHelp("Its valid lifetime in seconds (vltime); without it, no end. 0 is refused.", valueName: "seconds"))
+        var valid: UInt32?
+        @Option(name: .customLong("old-valid"), help: ArgumentHelp("How long the prefix it replaces stays valid (0: removed at once).", valueName: "seconds"))
+        var oldValid: UInt32?
         func run() throws {
             let config = try common.load()
             guard let p = IPv6Prefix(prefix) else { throw fail("\(prefix.debugDescription) is not an IPv6 prefix such as 2001:db8:2::/64") }
-            do {
-                if let r = try GatewayAdmin.setPrefix(config, p) {
-                    print("prefix \(r.oldPrefix) -> \(r.newPrefix): \(r.moved) lease(s) moved, \(r.clientsTold) client(s) told")
-                } else {
-                    print("gatewayd is not running: \(p) written to \(config.prefixStatePath) for its next start")
-                }
-            } catch let e as GatewayError { throw fail(e) }
+            let result: RenumberResult?
+            do { result = try GatewayAdmin.setPrefix(config, p, preferred: preferred, valid: valid, oldValid: oldValid) } catch { throw fail(error) }
+            guard let r = result else {
+                print("gatewayd is not running: \(p) written to \(config.prefixStatePath) for its next start")
+                return
+            }
+            print(Self.describe(r))
+        }
+
+        static func describe(_ r: RenumberResult) -> String {
+            if r.oldPrefix == r.newPrefix {
+                return "prefix \(r.newPrefix): lifetimes renewed" + (r.validUntil.map { ", valid until \($0) (seconds since 1970)" } ?? ", without end")
+            }
+            return "prefix \(r.oldPrefix) -> \(r.newPrefix): \(r.moved) lease(s) moved, \(r.clientsTold) client(s) told"
+                + r.retiring.map { "; \($0.prefix) deprecated until \($0.validUntil)" }.joined()
         }
     }
 }
