@@ -110,6 +110,8 @@ public struct DoctorSetup: Sendable {
     public var routeProtocol: UInt8 = RouteSocket.sixgateProtocol
     /// UDP port the tunnel listens on.
     public var listenPort: UInt16
+    /// The client prefix's life (nil: not known, gatewayd not running).
+    public var prefix: DoctorPrefix?
     public var clients: [DoctorClient]
     /// Reads the live counters (nil when the daemon does not run).
     public var sample: (@Sendable () -> DoctorSample?)?
@@ -199,7 +201,8 @@ public enum Doctor {
     public static func run(_ setup: DoctorSetup, options: DoctorOptions = DoctorOptions()) -> DoctorReport {
         let k = KernelView(setup: setup, options: options)
         var checks = [k.daemon(), k.forwardingIPv6(), k.forwardingIPv4(), k.proxyNDP(), k.clientRoutes(), k.gatewayAddress(),
-                      k.ispRouterRoute(), k.defaultRoute(), k.nat44(), k.firewallForward(), k.firewallClients(), k.raDaemon(), k.raDefaultRoute(), k.handshakes()]
+                      k.ispRouterRoute(), k.defaultRoute(), k.nat44(), k.firewallForward(), k.firewallClients(), k.raDaemon(), k.raDefaultRoute(), k.handshakes(),
+                      k.prefixSource(), k.stalePrefix(), k.clientsOnStalePrefix()]
         // The capture-based checks, then the MTU check (it uses the capture's PTBs too).
         let capture = k.capture()
         checks.append(k.traffic(capture))

@@ -72,7 +72,7 @@ public enum GatewayAdmin {
             if let why = GatewayConfiguration.unusablePrefixReason(prefix) { throw .control(why) }
             if valid == 0 { throw .control("a valid lifetime of 0 withdraws a prefix, it does not delegate one") }
             let text = try? String(contentsOfFile: config.prefixStatePath, encoding: .utf8)
-            let state = (text.flatMap(PrefixState.init(parsing:)) ?? PrefixState(prefix: config.ipv6Prefix))
+            let state = (text.flatMap(PrefixState.init(parsing:)) ?? PrefixState(prefix: config.ipv6Prefix, fromSource: false))
                 .moved(to: prefix, preferred: preferred, valid: valid, oldValid: oldValid, now: Gateway.wallClock())
             guard state.render().write(atomicallyTo: config.prefixStatePath) else { throw .io(path: config.prefixStatePath, detail: "cannot write") }
             return nil

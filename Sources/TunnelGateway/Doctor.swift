@@ -28,6 +28,14 @@ extension GatewayAdmin {
         setup.nat64Interface = config.nat64?.interface
         setup.filterTable = config.natTableName
         setup.reloadCommand = "gatewayctl reload" + (configPath.map { " --config \($0)" } ?? "")
+        if live, let p = status.prefix.flatMap(IPv6Prefix.init) {
+            var d = DoctorPrefix(prefix: p, source: status.prefixSource ?? "static", preferredUntil: status.prefixPreferredUntil, validUntil: status.prefixValidUntil,
+                                 retiring: (status.retiringPrefixes ?? []).compactMap { r in r.ipv6Prefix.map { ($0, r.validUntil) } },
+                                 changedAt: status.prefixChangedAt,
+                                 leaseFetchedAt: Dictionary(status.clients.compactMap { c in c.leaseFetchedAt.map { (c.name, $0) } }, uniquingKeysWith: max))
+            d.showCommand = "gatewayctl clients show" + (configPath.map { " --config \($0)" } ?? "")
+            setup.prefix = d
+        }
         if live {
             setup.sample = { @Sendable in
                 guard let (s, live) = try? GatewayAdmin.status(config), live else { return nil }

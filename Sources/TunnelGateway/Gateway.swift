@@ -34,6 +34,8 @@ public struct ClientStatus: Sendable, Equatable, Codable {
     public var isolated: Bool? = nil
     /// New inbound connections (packets) the firewall dropped toward this client since gatewayd started.
     public var inboundDropped: UInt64? = nil
+    /// Seconds since 1970 when it last fetched its lease (tunnel-client), nil: not since gatewayd started.
+    public var leaseFetchedAt: Int64? = nil
 }
 
 /// The gateway's state for `gatewayctl status`.
@@ -47,6 +49,16 @@ public struct GatewayStatus: Sendable, Equatable, Codable {
     public var counters: [String: UInt64]
     /// Seconds since 1970 when this gatewayd came up (nil: not running).
     public var startedAt: Int64? = nil
+    /// The client prefix in force, where it comes from ("static", "external"), and (external, with
+    /// lifetimes) when its preferred and valid lifetimes end, in seconds since 1970.
+    public var prefix: String? = nil
+    public var prefixSource: String? = nil
+    public var prefixPreferredUntil: Int64? = nil
+    public var prefixValidUntil: Int64? = nil
+    /// Earlier prefixes still routed, deprecated, until their valid lifetime ends.
+    public var retiringPrefixes: [RetiringPrefix]? = nil
+    /// Seconds since 1970 of the last prefix change while running.
+    public var prefixChangedAt: Int64? = nil
 }
 
 /// A running gateway. `start` sets everything up (idempotently: after a crash it reconciles),
@@ -112,6 +124,10 @@ public final class Gateway: @unchecked Sendable {
     var connectedClients: Set<String> = []
     var leaseStats = LeaseServiceStatistics()
     var lastLeaseReply: [Bytes32: Double] = [:]
+    /// When each client last fetched its lease (seconds since 1970), and when the prefix last
+    /// changed: the doctor's clients still on an earlier prefix.
+    var leaseFetchedAt: [String: Int64] = [:]
+    var prefixChangedAt: Int64?
     var lastNotice: [Bytes32: Double] = [:]
     /// Drop counters as last logged by `reportDrops` (only its caller's thread touches them).
     var reportedDrops: [String: UInt64] = [:]
@@ -130,7 +146,7 @@ public final class Gateway: @unchecked Sendable {
     public init(config file: GatewayConfiguration) throws(GatewayError) {
         var config = file
         fileConfig = file
-        prefixState = PrefixState(prefix: file.ipv6Prefix)
+        prefixState = PrefixState(prefix: file.ipv6Prefix, fromSource: file.prefixSource == .static)
         // An external source's last prefix (gatewayctl prefix set), its lifetimes and the earlier
         // prefixes still valid outlive a restart.
         if file.prefixSource == .external, let text = try? String(contentsOfFile: file.prefixStatePath, encoding: .utf8),

@@ -73,6 +73,7 @@ extension Gateway {
         configLock.withLock { storedConfig = new }
         prefixState = prefixState.moved(to: prefix, preferred: preferred, valid: valid, oldValid: oldValid, now: now)
         retiringPrefixes = prefixState.retiringPrefixes(at: now)
+        prefixChangedAt = now
         prefixExpirySaid = false; prefixDeprecationSaid = false
         let remembered = savePrefixState()
         if device != nil {

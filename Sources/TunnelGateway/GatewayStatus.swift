@@ -36,6 +36,7 @@ extension Gateway {
         let clients = try registry.all().map { c in
             var s = status(c, leases(of: c.name), peers: peers)
             s.inboundDropped = drops[ProtectedHost(name: c.name, prefixes: []).counterName]?.packets
+            s.leaseFetchedAt = leaseFetchedAt[c.name]
             return s
         }
         var counters: [String: UInt64] = [:]
@@ -59,7 +60,14 @@ extension Gateway {
         counters["leaseRefusals"] = leaseStats.refusals
         counters["leaseDropped"] = leaseStats.dropped
         counters["leaseNotices"] = leaseStats.notices
-        return GatewayStatus(interface: config.interface, publicKey: publicKey.base64, listenPort: device?.listenPort ?? config.listenPort,
-                             endpoint: config.endpoint, clients: clients, counters: counters, startedAt: startedAt.map { Int64($0.timeIntervalSince1970) })
+        var s = GatewayStatus(interface: config.interface, publicKey: publicKey.base64, listenPort: device?.listenPort ?? config.listenPort,
+                              endpoint: config.endpoint, clients: clients, counters: counters, startedAt: startedAt.map { Int64($0.timeIntervalSince1970) })
+        s.prefix = config.ipv6Prefix.description
+        s.prefixSource = config.prefixSource.rawValue
+        s.prefixPreferredUntil = prefixState.preferredUntil
+        s.prefixValidUntil = prefixState.validUntil
+        s.retiringPrefixes = prefixState.retiring.isEmpty ? nil : prefixState.retiring
+        s.prefixChangedAt = prefixChangedAt
+        return s
     }
 }

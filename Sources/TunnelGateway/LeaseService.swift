@@ -109,7 +109,10 @@ extension Gateway {
             answer = LeaseMessage(kind: .refusal, transaction: request.transaction)
             answer.message = client == nil ? "this key is not enrolled on the gateway" : "no addresses are allocated to \(client!.name)"
         }
-        lock.withLock { if answer.kind == .reply { leaseStats.replies += 1 } else { leaseStats.refusals += 1 } }
+        lock.withLock {
+            if answer.kind == .reply { leaseStats.replies += 1 } else { leaseStats.refusals += 1 }
+            if answer.kind == .reply, let client { leaseFetchedAt[client.name] = Self.wallClock() }
+        }
         guard let payload = try? answer.encode(),
               let bytes = try? PacketRepr.ipv6(source: ip.destination, destination: ip.source, hopLimit: 255,
                                                .udp(UDPRepr(sourcePort: LeaseMessage.port, destinationPort: udp.sourcePort), payload: payload)).emit()

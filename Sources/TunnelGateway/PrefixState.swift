@@ -23,12 +23,17 @@ public struct PrefixState: Sendable, Equatable {
     public var preferredUntil: Int64?
     public var validUntil: Int64?
     public var retiring: [RetiringPrefix] = []
+    /// The prefix came from its source (a `prefix set`), not from the config file, whose prefix
+    /// with `prefix_source = "external"` only stands in until the first one arrives: that one
+    /// was never routed to this gateway and is not kept.
+    public var fromSource: Bool
 
-    public init(prefix: IPv6Prefix, preferredUntil: Int64? = nil, validUntil: Int64? = nil, retiring: [RetiringPrefix] = []) {
+    public init(prefix: IPv6Prefix, preferredUntil: Int64? = nil, validUntil: Int64? = nil, retiring: [RetiringPrefix] = [], fromSource: Bool = true) {
         self.prefix = prefix
         self.preferredUntil = preferredUntil
         self.validUntil = validUntil
         self.retiring = retiring
+        self.fromSource = fromSource
     }
 
     /// How long an earlier prefix is kept when its valid lifetime is not known (set by hand): two
@@ -68,10 +73,11 @@ public struct PrefixState: Sendable, Equatable {
 
     /// The state after a move to `new` at `now`: the current prefix joins the retiring ones until
     /// `oldValid` seconds from now when given (0: at once), else until its own valid lifetime ends,
-    /// else for `defaultHold`; a retiring prefix that comes back is current again.
+    /// else for `defaultHold` (a stand-in from the config file: not at all, unless `oldValid`);
+    /// a retiring prefix that comes back is current again.
     public func moved(to new: IPv6Prefix, preferred: UInt32?, valid: UInt32?, oldValid: UInt32?, now: Int64) -> PrefixState {
         var next = PrefixState(prefix: new, preferredUntil: preferred.map { now + Int64($0) }, validUntil: valid.map { now + Int64($0) })
-        let until = oldValid.map { now + Int64($0) } ?? validUntil ?? (now + Self.defaultHold)
+        let until = oldValid.map { now + Int64($0) } ?? (fromSource ? validUntil ?? (now + Self.defaultHold) : now)
         next.retiring = retiring.filter { $0.validUntil > now && $0.prefix != new.description }
         if until > now, new != prefix { next.retiring.append(RetiringPrefix(prefix: prefix, validUntil: until)) }
         return next

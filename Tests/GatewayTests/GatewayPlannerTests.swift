@@ -89,6 +89,8 @@ import Translator
         // Told (the server withdrew it with lifetime 0): at once; unknown: two hours.
         #expect(s0.moved(to: b, preferred: nil, valid: nil, oldValid: 0, now: 1_000).retiring.isEmpty)
         #expect(PrefixState(prefix: a).moved(to: b, preferred: nil, valid: nil, oldValid: nil, now: 1_000).retiring == [RetiringPrefix(prefix: a, validUntil: 8_200)])
+        // The config file's stand-in until the first delegation was never routed here: not kept.
+        #expect(PrefixState(prefix: a, fromSource: false).moved(to: b, preferred: nil, valid: 60, oldValid: nil, now: 1_000).retiring.isEmpty)
         // Back to the earlier prefix: it is current, not retiring.
         let back = s1.moved(to: a, preferred: nil, valid: nil, oldValid: 50, now: 1_100)
         #expect(back.prefix == a && back.retiring == [RetiringPrefix(prefix: b, validUntil: 1_150)])

@@ -51,13 +51,13 @@ final class ProcessGroup {
 
 @Suite("DHCPv6-PD", .enabled(if: isRoot && which("kea-dhcp6") != nil && which("dhcpcd") != nil, "needs root, kea-dhcp6 and dhcpcd"))
 struct PrefixDelegationTests {
-    func keaConfig(_ bed: GatewayTestbed, pool: String) -> String {
+    func keaConfig(_ bed: GatewayTestbed, pool: String, lifetimes: (preferred: Int, valid: Int) = (30, 60)) -> String {
         """
         {"Dhcp6": {
           "interfaces-config": {"interfaces": ["\(bed.ispSide)"]},
           "lease-database": {"type": "memfile", "persist": true, "name": "\(bed.stateDirectory)/kea-leases6.csv", "lfc-interval": 0},
           "server-id": {"type": "LL", "persist": false},
-          "preferred-lifetime": 30, "valid-lifetime": 60, "renew-timer": 3, "rebind-timer": 5,
+          "preferred-lifetime": \(lifetimes.preferred), "valid-lifetime": \(lifetimes.valid), "renew-timer": 3, "rebind-timer": 5,
           "subnet6": [{"id": 1, "subnet": "2001:db8:1::/64", "interface": "\(bed.ispSide)",
                        "pd-pools": [{"prefix": "\(pool)", "prefix-len": 48, "delegated-len": 56}]}],
           "loggers": [{"name": "kea-dhcp6", "output_options": [{"output": "\(bed.stateDirectory)/kea.log"}], "severity": "INFO"}]
@@ -65,44 +65,74 @@ struct PrefixDelegationTests {
         """
     }
 
-    @Test func gatewaydFollowsTheDelegatedPrefixThroughARenumbering() throws {
-        let bed = try GatewayTestbed()
-        var daemons: [BackgroundProcess] = []
-        defer { for d in daemons { d.stop() }; bed.destroy() }
-        func startKea(pool: String) throws {
-            let path = bed.stateDirectory + "/kea.json"
-            try keaConfig(bed, pool: pool).write(toFile: path, atomically: true, encoding: .utf8)
-            let env = ["KEA_PIDFILE_DIR": bed.stateDirectory, "KEA_LOCKFILE_DIR": bed.stateDirectory]
-            daemons.append(try BackgroundProcess(["ip", "netns", "exec", bed.isp, "kea-dhcp6", "-c", path], environment: env, captureOutput: true))
+    /// The ISP (Kea in the ISP's namespace, delegating /56s out of `pool`) and the gateway's
+    /// dhcpcd with Sixgate's hook; gatewayd started once the first prefix is delegated.
+    final class Setup {
+        let bed: GatewayTestbed
+        var kea: BackgroundProcess?
+        var dhcpcd: ProcessGroup?
+        let prefixFile: String
+        let hookEnvironment: String
+        init(_ test: PrefixDelegationTests, pool: String, lifetimes: (preferred: Int, valid: Int) = (30, 60)) throws {
+            bed = try GatewayTestbed()
+            prefixFile = bed.stateDirectory + "/prefix"
+            hookEnvironment = bed.stateDirectory + "/hook-env.log"
+            do {
+                try startKea(test, pool: pool, lifetimes: lifetimes)
+                // gatewayd: routed prefixes (a /64 per client out of whatever /56 is delegated), no NDP proxy.
+                try bed.writeConfig(ndpProxy: "off", ipv6: """
+                    prefix = "2001:db8:ff00::/56"          # until the first delegation
+                    prefix_source = "external"
+                    allocation = "prefixes"
+                    delegated_length = 64
+                    """)
+                // dhcpcd on the uplink, with Sixgate's hook as its script (dhcpcd gives scripts a clean
+                // environment: the wrapper says where gatewayctl and the config are, and keeps what
+                // dhcpcd passed, for the failure messages).
+                let hook = bed.stateDirectory + "/dhcpcd-hook.sh"
+                try """
+                    #!/bin/sh
+                    echo "$reason $(env | grep '^new_dhcp6_ia_pd' | sort | tr '\\n' ' ')" >> "\(hookEnvironment)"
+                    SIXGATE_GATEWAYCTL="\(builtProductsDirectory)/gatewayctl"
+                    SIXGATE_CONFIG="\(bed.configPath)"
+                    . "\(repositoryDirectory)/dist/dhcpcd-hook-sixgate"
+                    """.write(toFile: hook, atomically: true, encoding: .utf8)
+                chmod(hook, 0o755)
+                let dhcpcdConf = bed.stateDirectory + "/dhcpcd.conf"
+                try "ipv6only\nnoipv6rs\nallowinterfaces \(bed.uplink)\nscript \(hook)\ninterface \(bed.uplink)\n  ia_pd 1\n"
+                    .write(toFile: dhcpcdConf, atomically: true, encoding: .utf8)
+                dhcpcd = try ProcessGroup(["ip", "netns", "exec", bed.gw, "dhcpcd", "-B", "-f", dhcpcdConf, "-6", bed.uplink])
+            } catch {
+                destroy()
+                throw error
+            }
         }
-        let prefixFile = bed.stateDirectory + "/prefix"
-        func delegated() -> String { ((try? String(contentsOfFile: prefixFile, encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines) }
+        func startKea(_ test: PrefixDelegationTests, pool: String, lifetimes: (preferred: Int, valid: Int) = (30, 60)) throws {
+            let path = bed.stateDirectory + "/kea.json"
+            try test.keaConfig(bed, pool: pool, lifetimes: lifetimes).write(toFile: path, atomically: true, encoding: .utf8)
+            let env = ["KEA_PIDFILE_DIR": bed.stateDirectory, "KEA_LOCKFILE_DIR": bed.stateDirectory]
+            kea = try BackgroundProcess(["ip", "netns", "exec", bed.isp, "kea-dhcp6", "-c", path], environment: env, captureOutput: true)
+        }
+        func stopKea() { kea?.stop(); kea = nil }
+        /// The prefix gatewayd holds or will start with (STATE/prefix's first line).
+        var delegated: String {
+            ((try? String(contentsOfFile: prefixFile, encoding: .utf8)) ?? "").split(separator: "\n").first.map(String.init) ?? ""
+        }
+        var hookCalls: String { (try? String(contentsOfFile: hookEnvironment, encoding: .utf8)) ?? "" }
+        var diagnostics: String { "hook calls:\n\(hookCalls)\ndhcpcd:\n\(dhcpcd?.output ?? "")\ngatewayd:\n\(bed.gateway?.output ?? "")" }
+        func destroy() {
+            dhcpcd?.stop()
+            stopKea()
+            bed.destroy()
+        }
+    }
 
-        // gatewayd: routed prefixes (a /64 per client out of whatever /56 is delegated), no NDP proxy.
-        try bed.writeConfig(ndpProxy: "off", ipv6: """
-            prefix = "2001:db8:ff00::/56"          # until the first delegation
-            prefix_source = "external"
-            allocation = "prefixes"
-            delegated_length = 64
-            """)
-        try startKea(pool: "2001:db8:100::")
-        // dhcpcd on the uplink, with Sixgate's hook as its script (dhcpcd gives scripts a clean
-        // environment: the wrapper says where gatewayctl and the config are).
-        let hook = bed.stateDirectory + "/dhcpcd-hook.sh"
-        try """
-            #!/bin/sh
-            SIXGATE_GATEWAYCTL="\(builtProductsDirectory)/gatewayctl"
-            SIXGATE_CONFIG="\(bed.configPath)"
-            . "\(repositoryDirectory)/dist/dhcpcd-hook-sixgate"
-            """.write(toFile: hook, atomically: true, encoding: .utf8)
-        chmod(hook, 0o755)
-        let dhcpcdConf = bed.stateDirectory + "/dhcpcd.conf"
-        try "ipv6only\nnoipv6rs\nallowinterfaces \(bed.uplink)\nscript \(hook)\ninterface \(bed.uplink)\n  ia_pd 1\n"
-            .write(toFile: dhcpcdConf, atomically: true, encoding: .utf8)
-        let dhcpcd = try ProcessGroup(["ip", "netns", "exec", bed.gw, "dhcpcd", "-B", "-f", dhcpcdConf, "-6", bed.uplink])
-        defer { dhcpcd.stop() }
+    @Test func gatewaydFollowsTheDelegatedPrefixThroughARenumbering() throws {
+        let setup = try Setup(self, pool: "2001:db8:100::")
+        defer { setup.destroy() }
+        let bed = setup.bed
         // gatewayd is not running yet: the hook's prefix waits for its start.
-        #expect(eventually(timeout: 30) { delegated() == "2001:db8:100::/56" }, "\(dhcpcd.output)")
+        #expect(eventually(timeout: 30) { setup.delegated == "2001:db8:100::/56" }, "\(setup.diagnostics)")
         try bed.exec(bed.isp, ["ip", "-6", "route", "replace", "2001:db8:100::/56", "via", "2001:db8:1::2", "dev", bed.ispSide])
         try bed.startGateway()
 
@@ -112,30 +142,73 @@ struct PrefixDelegationTests {
         config = config.replacingOccurrences(of: "interface = \"sixgate0\"", with: "interface = \"\(tun)\"")
             .replacingOccurrences(of: "198.51.100.129:51820", with: "203.0.113.129:51820")
         let carol = try bed.startTunnelClient(in: bed.cl2, config: config, name: "carol")
-        func carolAddress() -> String? {
+        func carolAddresses() -> [String] {
             let text = (try? bed.exec(bed.cl2, ["ip", "-6", "addr", "show", "dev", tun, "scope", "global"], check: false).stdout) ?? ""
-            return text.split(separator: " ").first { $0.hasPrefix("2001:db8:") }.map(String.init)
+            return text.split(separator: " ").filter { $0.hasPrefix("2001:db8:") }.map(String.init)
         }
-        #expect(eventually(timeout: 20) { carolAddress()?.hasPrefix("2001:db8:100:") == true }, "\(carol.output)")
-        let before = try #require(carolAddress())
+        #expect(eventually(timeout: 20) { carolAddresses().first?.hasPrefix("2001:db8:100:") == true }, "\(carol.output)")
+        #expect(carolAddresses().count == 1, "nothing kept of the config file's stand-in prefix: \(carolAddresses())")
+        let before = try #require(carolAddresses().first)
         #expect(eventually(timeout: 30) { (try? bed.ping(from: bed.cl2, "2001:db8:ffff::1", count: 1)) == 1 }, "carol through the first delegation")
+        // The hook handed on the lease's lifetimes.
+        #expect(setup.hookCalls.contains("_vltime=60"), "\(setup.diagnostics)")
+        #expect((try? String(contentsOfFile: setup.prefixFile, encoding: .utf8))?.contains("valid-until ") == true)
 
         // The ISP renumbers: Kea's pool moves, its leases are gone; dhcpcd's next renew brings a new /56.
-        for d in daemons where d.process.arguments?.contains("kea-dhcp6") == true { d.stop() }
+        setup.stopKea()
         try? FileManager.default.removeItem(atPath: bed.stateDirectory + "/kea-leases6.csv")
-        try startKea(pool: "2001:db8:200::")
-        #expect(eventually(timeout: 30) { delegated() == "2001:db8:200::/56" }, "\(dhcpcd.output)")
-        #expect(eventually(timeout: 10) { bed.gateway?.output.contains("prefix change: 2001:db8:100::/56 -> 2001:db8:200::/56") == true }, "\(bed.gateway?.output ?? "")")
-        try bed.exec(bed.isp, ["ip", "-6", "route", "del", "2001:db8:100::/56"])
+        try setup.startKea(self, pool: "2001:db8:200::")
+        #expect(eventually(timeout: 30) { setup.delegated == "2001:db8:200::/56" }, "\(setup.diagnostics)")
+        #expect(eventually(timeout: 10) { bed.gateway?.output.contains("prefix change: 2001:db8:100::/56 -> 2001:db8:200::/56") == true }, "\(setup.diagnostics)")
         try bed.exec(bed.isp, ["ip", "-6", "route", "replace", "2001:db8:200::/56", "via", "2001:db8:1::2", "dev", bed.ispSide])
-        // carol: told inside the tunnel, same /64 index, the old address gone.
+        // carol: told inside the tunnel, same /64 index.
         let expected = before.replacingOccurrences(of: "2001:db8:100:", with: "2001:db8:200:")
-        #expect(eventually(timeout: 15) { carolAddress() == expected }, "\(before) -> \(carolAddress() ?? "none"): \(carol.output)")
+        #expect(eventually(timeout: 15) { carolAddresses().contains(expected) }, "\(before) -> \(carolAddresses()): \(carol.output)")
         #expect(eventually(timeout: 30) {
             (try? bed.ping(from: bed.cl2, "2001:db8:ffff::1", source: String(expected.split(separator: "/")[0]), count: 1)) == 1
-        }, "carol through the new delegation")
-        let routes = try bed.exec(bed.gw, ["ip", "-6", "route", "show", "proto", "74"]).stdout
-        #expect(routes.contains("2001:db8:200:") && !routes.contains("2001:db8:100:"), "\(routes)")
+        }, "carol through the new delegation: \(setup.diagnostics)")
         #expect(try bed.gatewayctl(["leases"]).stdout.contains("2001:db8:200:"))
+        // The old /56: withdrawn by the server (lifetime 0) or kept until its valid lifetime (60 s)
+        // ends; either way gone from the gateway and from carol within it.
+        #expect(eventually(timeout: 75) {
+            let routes = (try? bed.exec(bed.gw, ["ip", "-6", "route", "show", "proto", "74"]).stdout) ?? "2001:db8:100:"
+            return routes.contains("2001:db8:200:") && !routes.contains("2001:db8:100:")
+        }, "\(setup.diagnostics)")
+        try bed.exec(bed.isp, ["ip", "-6", "route", "del", "2001:db8:100::/56"])
+        #expect(eventually(timeout: 10) { carolAddresses() == [expected] }, "\(carolAddresses()): \(carol.output)")
+    }
+
+    /// The ISP's server goes away: renewals fail, gatewayd says when the prefix's preferred and
+    /// valid lifetimes end and keeps it configured; the server comes back and the next reply puts
+    /// the prefix back in service. Short lifetimes (12 s preferred, 20 s valid) keep it quick.
+    @Test func theServerGoingAwayIsSaidAndRecoveredFrom() throws {
+        let setup = try Setup(self, pool: "2001:db8:100::", lifetimes: (12, 20))
+        defer { setup.destroy() }
+        let bed = setup.bed
+        #expect(eventually(timeout: 30) { setup.delegated == "2001:db8:100::/56" }, "\(setup.diagnostics)")
+        try bed.startGateway()
+        // gatewayctl status: the prefix and when its lifetimes end, renewed every few seconds.
+        func status() -> [String: Any] {
+            let text = (try? bed.gatewayctl(["status", "--json"]).stdout) ?? "{}"
+            return (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] ?? [:]
+        }
+        let first = status()
+        #expect(first["prefix"] as? String == "2001:db8:100::/56", "\(first)")
+        let firstValid = try #require(first["prefixValidUntil"] as? Int, "\(first)")
+        #expect(eventually(timeout: 15) { (status()["prefixValidUntil"] as? Int ?? 0) > firstValid }, "renewals reach gatewayd: \(setup.diagnostics)")
+
+        setup.stopKea()
+        #expect(eventually(timeout: 30) { bed.gateway?.output.contains("prefix 2001:db8:100::/56: preferred lifetime over without a renewal") == true }, "\(setup.diagnostics)")
+        #expect(eventually(timeout: 30) { bed.gateway?.output.contains("prefix 2001:db8:100::/56: valid lifetime ended without a renewal") == true }, "\(setup.diagnostics)")
+        let doctor = try bed.gatewayctl(["doctor", "--capture-seconds", "0"], check: false)
+        #expect(doctor.stdout.contains("prefix 2001:db8:100::/56") && doctor.stdout.contains("expired"), "\(doctor.stdout)")
+        // Kept configured meanwhile: the clients' routes and the prefix are still there.
+        #expect(setup.delegated == "2001:db8:100::/56")
+
+        // The server is back (its lease file kept): dhcpcd's next solicit or rebind gets the prefix again.
+        try setup.startKea(self, pool: "2001:db8:100::", lifetimes: (12, 20))
+        #expect(eventually(timeout: 120) { bed.gateway?.output.contains("lifetimes renewed after it expired") == true }, "\(setup.diagnostics)")
+        let after = try bed.gatewayctl(["doctor", "--capture-seconds", "0"], check: false)
+        #expect(!after.stdout.contains("expired"), "\(after.stdout)")
     }
 }

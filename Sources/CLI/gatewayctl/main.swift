@@ -261,6 +261,13 @@ struct Status: ParsableCommand {
         if common.json { try printJSON(status); return }
         print("interface \(status.interface)  port \(status.listenPort)  public key \(status.publicKey)\(live ? "" : "  (gatewayd not running)")")
         let now = Int64(Date().timeIntervalSince1970)
+        if let p = status.prefix {
+            func left(_ t: Int64) -> String { t > now ? "\(t - now) s" : "ENDED \(now - t) s ago" }
+            var line = "prefix \(p) (\(status.prefixSource ?? "static")"
+            if let v = status.prefixValidUntil { line += ", valid \(left(v))" }
+            if let pr = status.prefixPreferredUntil { line += ", preferred \(left(pr))" }
+            print(line + ")" + (status.retiringPrefixes ?? []).map { "  deprecated \($0.prefix) for \(left($0.validUntil))" }.joined())
+        }
         for c in status.clients {
             let hs = c.lastHandshake == 0 ? "never" : "\(now - c.lastHandshake) s ago"
             let fw = config.firewall ? "  open \((c.open ?? []).isEmpty ? "-" : (c.open ?? []).joined(separator: ","))\(c.inboundDropped.map { "  inbound dropped \($0)" } ?? "")" : ""
