@@ -199,6 +199,71 @@ struct ClientEndToEndTests {
         #expect(try !bed.exec(bed.cl, ["nft", "list", "tables"]).stdout.contains("sixgate_cpe_"), "the CPE filter goes on exit")
     }
 
+    /// The address entries (`ip -j addr`) of `dev`, with their lifetimes.
+    func addressInfo(_ bed: GatewayTestbed, _ ns: String, _ dev: String) -> [[String: Any]] {
+        guard let r = try? bed.exec(ns, ["ip", "-j", "addr", "show", "dev", dev], check: false), r.succeeded,
+              let list = try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]] else { return [] }
+        return list.flatMap { $0["addr_info"] as? [[String: Any]] ?? [] }
+    }
+
+    /// Issue 24 in router mode, RFC 9096's CE-router behaviour: the gateway is renumbered (a new
+    /// /56 from the ISP); the tunnel-client's LAN gets the new /64 advertised at once and the old
+    /// one with preferred lifetime 0 and the valid lifetime that remains, so a SLAAC host (the
+    /// kernel's own) moves to the new prefix for new connections; when the old prefix's valid
+    /// lifetime ends the router stops advertising it. Checked with radvdump and the host's addresses.
+    @Test func routerModeMovesTheLANToARenumberedPrefixAsRFC9096Says() throws {
+        guard let radvdump = which("radvdump") else { Issue.record("radvdump is not installed (scripts/setup.sh installs it)"); return }
+        let bed = try GatewayTestbed()
+        defer { bed.destroy() }
+        for p in ["2001:db8:100::/56", "2001:db8:200::/56"] { try bed.exec(bed.isp, ["ip", "-6", "route", "add", p, "via", "2001:db8:1::2"]) }
+        try bed.writeConfig(ndpProxy: "off", ipv6: "prefix = \"2001:db8:100::/56\"\nprefix_source = \"external\"\nallocation = \"prefixes\"\ndelegated_length = 64",
+                            ipv4: "enabled = false", extra: "dns = [\"2001:db8:ffff::53\"]")
+        try bed.startGateway()
+        let lan = "sg-gl-\(bed.id)", lanHost = "sgl\(bed.id)", lanRouter = "sgm\(bed.id)", tun = "sgk\(bed.id)"
+        try bed.addNamespace(lan, linkedTo: bed.cl, lanHost, lanRouter)
+        let config = try clientConfig(bed, name: "carol", interface: tun, extra: "\n[router]\ninterface = \"\(lanRouter)\"\ninterval = 4\n")
+        let client = try bed.startTunnelClient(in: bed.cl, config: config, name: "carol")
+        func slaac(_ prefix: String) -> [String: Any]? {
+            addressInfo(bed, lan, lanHost).first { ($0["local"] as? String)?.hasPrefix(prefix) == true && $0["prefixlen"] as? Int == 64 }
+        }
+        #expect(eventually(timeout: 30) { slaac("2001:db8:100:1:") != nil }, "\(client.output)")
+        #expect(eventually(timeout: 20) { (try? bed.ping(from: lan, "2001:db8:ffff::1", count: 1)) == 1 }, "\(client.output)")
+        let dump = try BackgroundProcess(["ip", "netns", "exec", lan, radvdump], captureOutput: true)
+        defer { dump.stop() }
+
+        // The ISP renumbers; the old /56 stays valid 30 s more.
+        let set = try bed.gatewayctl(["prefix", "set", "2001:db8:200::/56", "--preferred", "1800", "--valid", "3600", "--old-valid", "30"], check: false)
+        #expect(set.succeeded, "\(set.stdout)\(set.stderr)")
+        // The host: a new address from the new /64 at once, the old one deprecated (RFC 4862 §5.5.4).
+        #expect(eventually(timeout: 15) { slaac("2001:db8:200:1:") != nil }, "\(client.output)\n\(dump.output)")
+        #expect(eventually(timeout: 10) { slaac("2001:db8:100:1:")?["preferred_life_time"] as? Int == 0 }, "\(slaac("2001:db8:100:1:") ?? [:])")
+        let newAddress = try #require(slaac("2001:db8:200:1:")?["local"] as? String)
+        #expect(slaac("2001:db8:200:1:")?["deprecated"] == nil)
+        // What the router advertised: the new prefix preferred, the old one with preferred
+        // lifetime 0 and at most the 30 s that remain.
+        let text = dump.output
+        let blocks = text.components(separatedBy: "prefix ").dropFirst()
+        let old = blocks.first { $0.hasPrefix("2001:db8:100:1::/64") } ?? ""
+        #expect(old.contains("AdvPreferredLifetime 0;"), "\(text)")
+        let valid = old.components(separatedBy: "AdvValidLifetime ").dropFirst().first.flatMap { Int($0.prefix { $0.isNumber }) }
+        #expect(valid.map { (1...30).contains($0) } == true, "\(old)")
+        #expect(blocks.contains { $0.hasPrefix("2001:db8:200:1::/64") && !$0.contains("AdvPreferredLifetime 0;") }, "\(text)")
+        #expect(!text.contains("AdvDefaultLifetime 0;"), "the router is kept: no final advertisement")
+        // New connections start from the new address once its DAD is done (RFC 6724 rule 3: avoid
+        // deprecated addresses).
+        #expect(eventually(timeout: 10) { (try? bed.exec(lan, ["ip", "-6", "route", "get", "2001:db8:ffff::1"]).stdout.contains("src \(newAddress)")) == true },
+                "\(addressInfo(bed, lan, lanHost))")
+        #expect(eventually(timeout: 20) { (try? bed.ping(from: lan, "2001:db8:ffff::1", source: newAddress, count: 1)) == 1 }, "\(client.output)")
+        // The old prefix's valid lifetime ends: the router's LAN address of it goes and its
+        // advertisements no longer carry it (hosts keep such an address at most two hours, RFC 4862 §5.5.3 e).
+        #expect(eventually(timeout: 45) { !addresses(bed, bed.cl, lanRouter).contains("2001:db8:100:1::1/64") }, "\(client.output)")
+        let mark = dump.output.count
+        #expect(eventually(timeout: 15) { dump.output.dropFirst(mark).contains("prefix 2001:db8:200:1::/64") }, "\(dump.output)")
+        usleep(500_000)
+        #expect(!dump.output.dropFirst(mark).contains("prefix 2001:db8:100:1::/64"), "\(dump.output.dropFirst(mark))")
+        #expect((slaac("2001:db8:100:1:")?["valid_life_time"] as? Int ?? 0) <= 7200)
+    }
+
     @Test func aStaticWGQuickFileAgainstAStockWireGuardGoServer() throws {
         let bed = try GatewayTestbed()
         defer { bed.destroy() }
