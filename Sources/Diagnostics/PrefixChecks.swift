@@ -45,15 +45,18 @@ extension KernelView {
         let id = "prefix.source", title = "client prefix source"
         guard let p = setup.prefix else { return CheckResult(id: id, title: title, status: .skipped, summary: "gatewayd is not running: its prefix state is not known") }
         let now = options.now
-        guard p.source == "external" else { return CheckResult(id: id, title: title, status: .ok, summary: "prefix \(p.prefix) from the config file (prefix_source = \"static\")") }
+        guard p.source != "static" else { return CheckResult(id: id, title: title, status: .ok, summary: "prefix \(p.prefix) from the config file (prefix_source = \"static\")") }
         guard let valid = p.validUntil else {
             return CheckResult(id: id, title: title, status: .ok, summary: "prefix \(p.prefix) set from outside without a lifetime (gatewayctl prefix set without --valid)")
         }
-        let advice = "A delegated prefix is renewed by the DHCPv6 client (dhcpcd with dist/dhcpcd-hook-sixgate) before its lifetimes end. Look at it: `journalctl -u dhcpcd`, `dhcpcd -U \(setup.uplink)` (the lease it holds); is the ISP's server reachable? When a reply comes again, gatewayd puts the prefix back in service by itself."
+        let advice = p.source == "ra"
+            ? "The prefix comes from the ISP's router advertisements on \(setup.uplink) (SLAAC). Are they still sent? `rdisc6 \(setup.uplink)` asks for one; gatewayd forwards, so the uplink needs `sysctl -w net.ipv6.conf.\(setup.uplink).accept_ra=2`. When they come again, gatewayd puts the prefix back in service by itself."
+            : "A delegated prefix is renewed by the DHCPv6 client (dhcpcd with dist/dhcpcd-hook-sixgate) before its lifetimes end. Look at it: `journalctl -u dhcpcd`, `dhcpcd -U \(setup.uplink)` (the lease it holds); is the ISP's server reachable? When a reply comes again, gatewayd puts the prefix back in service by itself."
         if valid <= now {
             return CheckResult(id: id, title: title, status: .problem,
                                summary: "prefix \(p.prefix) expired \(now - valid) s ago: its valid lifetime ended without a renewal, so the ISP no longer routes it to this gateway",
-                               evidence: ["valid until \(valid) (unix time), now \(now)"], fix: ["systemctl restart dhcpcd"], advice: advice)
+                               evidence: ["valid until \(valid) (unix time), now \(now)"],
+                               fix: p.source == "ra" ? ["sysctl -w net.ipv6.conf.\(setup.uplink).accept_ra=2", "rdisc6 \(setup.uplink)"] : ["systemctl restart dhcpcd"], advice: advice)
         }
         if let preferred = p.preferredUntil, preferred <= now {
             return CheckResult(id: id, title: title, status: .problem,

@@ -45,6 +45,10 @@ public struct InterfaceAddress: Hashable, Sendable, CustomStringConvertible {
     public static let noDAD: UInt32 = 0x02
     /// IFA_F_DEPRECATED: the preferred lifetime is over.
     public static let deprecatedFlag: UInt32 = 0x20
+    /// IFA_F_PERMANENT: no lifetime (set by hand, not learned from router advertisements).
+    public static let permanentFlag: UInt32 = 0x80
+    /// IFA_F_TENTATIVE: duplicate address detection is not done yet.
+    public static let tentativeFlag: UInt32 = 0x40
 }
 
 extension RouteSocket {
@@ -66,6 +70,30 @@ extension RouteSocket {
                                         peer: IPAddress(nl: rtnl_addr_get_peer(a)).flatMap { $0 == local ? nil : $0 },
                                         flags: rtnl_addr_get_flags(a), scope: UInt8(clamping: rtnl_addr_get_scope(a)),
                                         deprecated: rtnl_addr_get_flags(a) & InterfaceAddress.deprecatedFlag != 0))
+        }
+        return out
+    }
+
+    /// Addresses with their remaining lifetimes in seconds (`UInt32.max`: forever), optionally of
+    /// one interface: what SLAAC configured from router advertisements, and how long it stays.
+    /// The corresponding command is `ip -j addr show` (`preferred_life_time`, `valid_life_time`).
+    public func addressLifetimes(interface: String? = nil) throws(RouteKitError) -> [(address: InterfaceAddress, preferred: UInt32, valid: UInt32)] {
+        let index = try interface.map { (n: String) throws(RouteKitError) -> Int32 in try interfaceIndex(n) }
+        var cache: OpaquePointer? = nil
+        let rc = rtnl_addr_alloc_cache(sock, &cache)
+        if rc < 0 { throw RouteKitError(libnl: rc, operation: "list", object: "addresses in \(namespace)") }
+        defer { nl_cache_free(cache) }
+        var out: [(address: InterfaceAddress, preferred: UInt32, valid: UInt32)] = []
+        var obj = nl_cache_get_first(cache)
+        while let a = obj {
+            obj = nl_cache_get_next(a)
+            let ifindex = rtnl_addr_get_ifindex(a)
+            if let index, ifindex != index { continue }
+            guard let local = IPAddress(nl: rtnl_addr_get_local(a)) else { continue }
+            let flags = rtnl_addr_get_flags(a)
+            let address = InterfaceAddress(interfaceIndex: ifindex, address: local, prefixLength: UInt8(clamping: rtnl_addr_get_prefixlen(a)),
+                                           flags: flags, scope: UInt8(clamping: rtnl_addr_get_scope(a)), deprecated: flags & InterfaceAddress.deprecatedFlag != 0)
+            out.append((address, rtnl_addr_get_preferred_lifetime(a), rtnl_addr_get_valid_lifetime(a)))
         }
         return out
     }

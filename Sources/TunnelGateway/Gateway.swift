@@ -118,6 +118,8 @@ public final class Gateway: @unchecked Sendable {
     var retiringPrefixes: [IPv6Prefix] = []
     /// The current prefix's end of preferred / valid lifetime has been said.
     var prefixDeprecationSaid = false, prefixExpirySaid = false
+    /// A router-advertised prefix refused (said once).
+    var lastRefusedAdvertisement: IPv6Prefix?
     /// The NAT64 translator (`[nat64]`), its mappings kept in step with the clients.
     var translator: TranslatorDevice?
     var peersByName: [String: ClientRecord] = [:]
@@ -149,11 +151,31 @@ public final class Gateway: @unchecked Sendable {
         prefixState = PrefixState(prefix: file.ipv6Prefix, fromSource: file.prefixSource == .static)
         // An external source's last prefix (gatewayctl prefix set), its lifetimes and the earlier
         // prefixes still valid outlive a restart.
-        if file.prefixSource == .external, let text = try? String(contentsOfFile: file.prefixStatePath, encoding: .utf8),
+        if file.prefixSource != .static, let text = try? String(contentsOfFile: file.prefixStatePath, encoding: .utf8),
            let state = PrefixState(parsing: text), GatewayConfiguration.unusablePrefixReason(state.prefix) == nil {
             if state.prefix != file.ipv6Prefix { config = file.renumbered(to: state.prefix) }
             prefixState = state
             retiringPrefixes = state.retiringPrefixes(at: Self.wallClock())
+        }
+        // The uplink's router-advertised prefix as it is now (the leases move to it at load).
+        if file.prefixSource == .ra {
+            if let found = (try? RouteSocket()).flatMap({ Self.routerAdvertisedPrefix($0, uplink: file.uplink) }) {
+                func seconds(_ v: UInt32) -> UInt32? { v == UInt32.max ? nil : v }
+                let now = Self.wallClock()
+                if found.prefix != prefixState.prefix {
+                    prefixState = prefixState.moved(to: found.prefix, preferred: seconds(found.preferred), valid: seconds(found.valid), oldValid: nil, now: now)
+                    retiringPrefixes = prefixState.retiringPrefixes(at: now)
+                } else {
+                    prefixState.preferredUntil = seconds(found.preferred).map { now + Int64($0) }
+                    prefixState.validUntil = seconds(found.valid).map { now + Int64($0) }
+                    prefixState.fromSource = true
+                }
+                config = file.renumbered(to: found.prefix)
+                config.reservedIPv6.append(IPv6Prefix(containing: found.address, length: 128))
+                notes.append("prefix \(found.prefix) from the router advertisements on \(file.uplink) (uplink address \(found.address))")
+            } else {
+                notes.append("warning: no router-advertised /64 on \(file.uplink) yet (is accept_ra = 2 on it? gatewayd forwards): \(config.ipv6Prefix) stands in until one is seen")
+            }
         }
         storedConfig = config
         do {

@@ -35,11 +35,19 @@ extension Gateway {
     /// prefixes), comes with a valid lifetime of 0 or a preferred one above the valid one, or
     /// `prefix_source` is `static`.
     public func renumber(to prefix: IPv6Prefix, preferred: UInt32? = nil, valid: UInt32? = nil, oldValid: UInt32? = nil) throws(GatewayError) -> RenumberResult {
+        try renumber(to: prefix, preferred: preferred, valid: valid, oldValid: oldValid, source: .external)
+    }
+
+    /// `renumber` by `source`; `uplinkAddress` (the uplink's SLAAC address, `ra`) is kept out of the pool.
+    func renumber(to prefix: IPv6Prefix, preferred: UInt32?, valid: UInt32?, oldValid: UInt32?, source: PrefixSource,
+                  uplinkAddress: IPv6Address? = nil) throws(GatewayError) -> RenumberResult {
         lock.lock(); defer { lock.unlock() }
         let old = config
         func refuse(_ why: String) -> GatewayError { .setup(SetupFailure("prefix \(prefix)", "\(why); keeping \(old.ipv6Prefix)")) }
-        guard old.prefixSource == .external else {
-            throw .setup(SetupFailure("prefix \(prefix)", "prefix_source is \"static\": the prefix is the config file's (change ipv6.prefix and restart; clients keep their positions), or set prefix_source = \"external\""))
+        guard old.prefixSource == source else {
+            let why = old.prefixSource == .ra ? "prefix_source is \"ra\": the prefix follows the router advertisements on \(old.uplink)"
+                : "prefix_source is \"static\": the prefix is the config file's (change ipv6.prefix and restart; clients keep their positions), or set prefix_source = \"external\""
+            throw .setup(SetupFailure("prefix \(prefix)", why))
         }
         if let why = GatewayConfiguration.unusablePrefixReason(prefix) { throw refuse(why) }
         if let doc = GatewayConfiguration.documentationRange(prefix), GatewayConfiguration.documentationRange(fileConfig.ipv6Prefix) == nil {
@@ -65,7 +73,11 @@ extension Gateway {
             if !saved { log("warning: could not write \(old.prefixStatePath)") }
             return RenumberResult(oldPrefix: "\(old.ipv6Prefix)", newPrefix: "\(prefix)", moved: 0, clientsTold: 0, validUntil: prefixState.validUntil, retiring: prefixState.retiring)
         }
-        let new = old.renumbered(to: prefix)
+        var new = old.renumbered(to: prefix)
+        if let u = uplinkAddress {
+            // The file's reservations moved, and the uplink's own address (not at ::2 with SLAAC).
+            new.reservedIPv6 = fileConfig.renumbered(to: prefix).reservedIPv6 + [IPv6Prefix(containing: u, length: 128)]
+        }
         let moved: [(old: LeaseRecord, new: LeaseRecord)]
         do { moved = try allocator.renumber(to: GatewayPlanner.pools(new)[0]) } catch {
             throw .setup(SetupFailure("prefix \(prefix)", "\(error)", underlying: error))
@@ -90,7 +102,7 @@ extension Gateway {
         }
         let told = tellClientsToRenew()
         let kept = prefixState.retiring.first { $0.prefix == old.ipv6Prefix.description }
-        log("prefix change: \(old.ipv6Prefix) -> \(prefix)" + (valid.map { " (valid \($0) s, preferred \(preferred ?? $0) s)" } ?? "")
+        log("prefix change" + (source == .ra ? " (router advertisement on \(new.uplink))" : "") + ": \(old.ipv6Prefix) -> \(prefix)" + (valid.map { " (valid \($0) s, preferred \(preferred ?? $0) s)" } ?? "")
             + ": \(moved.count) lease(s) moved, each at its position; gateway address \(new.effectiveGatewayAddress); \(told) connected client(s) told to ask again; "
             + (kept.map { "\(old.ipv6Prefix) stays routed, deprecated, for \($0.validUntil - now) s" } ?? "\(old.ipv6Prefix) removed at once")
             + (remembered ? "" : "; warning: could not write \(new.prefixStatePath), so a restart starts from \(old.ipv6Prefix) again"))
@@ -105,7 +117,7 @@ extension Gateway {
 
     /// Writes STATE/prefix (external source only); false on failure.
     func savePrefixState() -> Bool {
-        guard config.prefixSource == .external else { return true }
+        guard config.prefixSource != .static else { return true }
         return prefixState.render().write(atomicallyTo: config.prefixStatePath)
     }
 
@@ -230,5 +242,57 @@ extension String {
     /// Writes the text to `path` through a temporary file and a rename; false on failure.
     func write(atomicallyTo path: String) -> Bool {
         (try? write(toFile: path, atomically: true, encoding: .utf8)) != nil
+    }
+}
+
+extension Gateway {
+    /// The uplink's SLAAC-configured /64 (`prefix_source = "ra"`): its global, stable (not
+    /// temporary), non-tentative address with a lifetime, the one preferred longest; nil when none.
+    static func routerAdvertisedPrefix(_ rk: RouteSocket, uplink: String) -> (prefix: IPv6Prefix, address: IPv6Address, preferred: UInt32, valid: UInt32)? {
+        guard let all = try? rk.addressLifetimes(interface: uplink) else { return nil }
+        let candidates = all.compactMap { e -> (prefix: IPv6Prefix, address: IPv6Address, preferred: UInt32, valid: UInt32, deprecated: Bool)? in
+            let a = e.address
+            guard case .v6(let v6) = a.address, a.prefixLength == 64, a.scope == 0,
+                  a.flags & (InterfaceAddress.permanentFlag | InterfaceAddress.tentativeFlag | 0x01) == 0 else { return nil }   // 0x01: IFA_F_TEMPORARY
+            let p = IPv6Prefix(containing: v6, length: 64)
+            guard GatewayConfiguration.unusablePrefixReason(p) == nil else { return nil }
+            return (p, v6, e.preferred, e.valid, a.deprecated || e.preferred == 0)
+        }
+        return candidates.max { a, b in (a.deprecated ? 0 : 1, a.preferred, a.valid) < (b.deprecated ? 0 : 1, b.preferred, b.valid) }
+            .map { ($0.prefix, $0.address, $0.preferred, $0.valid) }
+    }
+
+    /// `prefix_source = "ra"`, every few seconds: a new router-advertised prefix on the uplink
+    /// renumbers the gateway (the one it replaces stays for the rest of its valid lifetime); the
+    /// same one renews the lifetimes. Nothing when none is seen: `checkPrefixLifetimes` says when
+    /// the last one's lifetimes end.
+    public func followRouterAdvertisements() {
+        let c = config
+        guard c.prefixSource == .ra, let found = Self.routerAdvertisedPrefix(rk, uplink: c.uplink) else { return }
+        func seconds(_ v: UInt32) -> UInt32? { v == UInt32.max ? nil : v }
+        if found.prefix == c.ipv6Prefix {
+            lock.withLock {
+                let now = Self.wallClock()
+                let valid = seconds(found.valid).map { now + Int64($0) }, preferred = seconds(found.preferred).map { now + Int64($0) }
+                let wasExpired = prefixState.validUntil.map { $0 <= now } ?? false
+                // Written only when it moved (the kernel counts down between advertisements).
+                guard abs((valid ?? 0) - (prefixState.validUntil ?? 0)) > 10 || abs((preferred ?? 0) - (prefixState.preferredUntil ?? 0)) > 10 || !prefixState.fromSource else { return }
+                prefixState.validUntil = valid
+                prefixState.preferredUntil = preferred
+                prefixState.fromSource = true
+                prefixExpirySaid = false; prefixDeprecationSaid = false
+                _ = savePrefixState()
+                if wasExpired { log("prefix \(found.prefix): advertised again on \(c.uplink): back in service") }
+            }
+            return
+        }
+        do {
+            _ = try renumber(to: found.prefix, preferred: seconds(found.preferred), valid: seconds(found.valid), oldValid: nil, source: .ra, uplinkAddress: found.address)
+        } catch {
+            lock.withLock {
+                if lastRefusedAdvertisement != found.prefix { log("router advertisement on \(c.uplink): \(error)") }
+                lastRefusedAdvertisement = found.prefix
+            }
+        }
     }
 }

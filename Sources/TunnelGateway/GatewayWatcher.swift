@@ -15,6 +15,7 @@ extension Gateway {
                 if !lock.withLock({ watching }) { return }
             }
             lock.withLock { restoreKernelState() }
+            followRouterAdvertisements()
             checkPrefixLifetimes()
         }
     }

@@ -165,4 +165,66 @@ struct RenumberingEndToEndTests {
         #expect(!(bed.gateway?.output.contains("prefix change") ?? true), "nothing to move: \(bed.gateway?.output ?? "")")
         #expect(try bed.gatewayctl(["leases"]).stdout.contains("2001:db8:2::5/128\tcarol\tactive"))
     }
+
+    /// `prefix_source = "ra"` (a VPS's /64 from the ISP's router advertisements): radvd in the
+    /// ISP's namespace advertises 2001:db8:1::/64, the uplink configures itself by SLAAC and
+    /// gatewayd takes that /64 for its clients. The ISP renumbers (radvd advertises 2001:db8:2::/64,
+    /// the old one with preferred lifetime 0): gatewayd follows without a restart, a tunnel-client
+    /// keeps its position, and the old prefix stays routed, deprecated.
+    @Test func aRouterAdvertisedPrefixIsFollowed() throws {
+        guard let radvd = which("radvd") else { Issue.record("radvd is not installed (scripts/setup.sh installs it)"); return }
+        let bed = try GatewayTestbed()
+        defer { bed.destroy() }
+        // gatewayd forwards, so the uplink takes advertisements only with accept_ra = 2.
+        try bed.exec(bed.gw, ["sysctl", "-qw", "net.ipv6.conf.\(bed.uplink).accept_ra=2", "net.ipv6.conf.\(bed.uplink).autoconf=1"])
+        let conf = bed.stateDirectory + "/radvd.conf", pidFile = bed.stateDirectory + "/radvd.pid"
+        func advertise(_ prefixes: [(prefix: String, preferred: Int, valid: Int)]) throws {
+            var text = "interface \(bed.ispSide) {\n  AdvSendAdvert on;\n  MinRtrAdvInterval 3;\n  MaxRtrAdvInterval 4;\n"
+            for p in prefixes {
+                text += "  prefix \(p.prefix) {\n    AdvOnLink on;\n    AdvAutonomous on;\n    AdvPreferredLifetime \(p.preferred);\n    AdvValidLifetime \(p.valid);\n  };\n"
+            }
+            try (text + "};\n").write(toFile: conf, atomically: true, encoding: .utf8)
+            chmod(conf, 0o644)
+        }
+        try advertise([("2001:db8:1::/64", 60, 120)])
+        let daemon = try BackgroundProcess(["ip", "netns", "exec", bed.isp, radvd, "-n", "-C", conf, "-p", pidFile, "-m", "stderr"], captureOutput: true)
+        defer { daemon.stop() }
+        func slaac(_ prefix: String) -> [String: Any]? {
+            let j = (try? bed.exec(bed.gw, ["ip", "-j", "-6", "addr", "show", "dev", bed.uplink], check: false).stdout) ?? "[]"
+            let links = (try? JSONSerialization.jsonObject(with: Data(j.utf8))) as? [[String: Any]] ?? []
+            return (links.first?["addr_info"] as? [[String: Any]])?.first {
+                ($0["local"] as? String)?.hasPrefix(prefix) == true && $0["dynamic"] as? Bool == true && $0["tentative"] == nil
+            }
+        }
+        #expect(eventually(timeout: 20) { slaac("2001:db8:1:") != nil }, "the uplink's SLAAC address: \(daemon.output)")
+
+        try bed.writeConfig(ndpProxy: "kernel", ipv6: "prefix = \"2001:db8:ff::/64\"   # stands in\nprefix_source = \"ra\"")
+        try bed.startGateway()
+        #expect(bed.gateway?.output.contains("prefix 2001:db8:1::/64 from the router advertisements on \(bed.uplink)") == true, "\(bed.gateway?.output ?? "")")
+        let tun = "sgk\(bed.id)"
+        var carolConfig = try bed.gatewayctl(["clients", "add", "carol", "--format", "tunnel-client"]).stdout
+        carolConfig = carolConfig.replacingOccurrences(of: "interface = \"sixgate0\"", with: "interface = \"\(tun)\"")
+            .replacingOccurrences(of: "198.51.100.129:51820", with: "203.0.113.129:51820")
+        let carol = try bed.startTunnelClient(in: bed.cl2, config: carolConfig, name: "carol")
+        func carolAddresses() -> String { (try? bed.exec(bed.cl2, ["ip", "-6", "addr", "show", "dev", tun], check: false).stdout) ?? "" }
+        #expect(eventually(timeout: 20) { carolAddresses().contains("2001:db8:1::4/128") }, "\(carol.output)")
+        #expect(eventually(timeout: 30) { (try? bed.ping(from: bed.cl2, "2001:db8:ffff::1", count: 1)) == 1 }, "carol in the advertised prefix")
+        let status = try bed.gatewayctl(["status"]).stdout
+        #expect(status.contains("prefix 2001:db8:1::/64 (ra, valid "), "\(status)")
+
+        // The ISP renumbers its link: the new /64 advertised, the old one deprecated.
+        try bed.exec(bed.isp, ["ip", "-6", "addr", "add", "2001:db8:2::1/64", "dev", bed.ispSide, "nodad"])
+        try advertise([("2001:db8:2::/64", 60, 120), ("2001:db8:1::/64", 0, 30)])
+        kill(daemon.pid, SIGHUP)
+        #expect(eventually(timeout: 20) { bed.gateway?.output.contains("prefix change (router advertisement on \(bed.uplink)): 2001:db8:1::/64 -> 2001:db8:2::/64") == true },
+                "\(bed.gateway?.output ?? "")\n\(daemon.output)")
+        #expect(eventually(timeout: 15) { carolAddresses().contains("2001:db8:2::4/128") }, "\(carol.output)")
+        #expect(carolAddresses().contains("2001:db8:1::4/128"), "the old address, deprecated: \(carolAddresses())")
+        #expect(eventually(timeout: 30) { (try? bed.ping(from: bed.cl2, "2001:db8:ffff::1", source: "2001:db8:2::4", count: 1)) == 1 }, "carol in the new prefix")
+        #expect(try bed.gatewayctl(["leases"]).stdout.contains("2001:db8:2::4/128\tcarol\tactive"))
+        #expect(try bed.exec(bed.gw, ["ip", "-6", "neigh", "show", "proxy"]).stdout.contains("2001:db8:1::4"), "the old prefix stays routed while valid")
+        // gatewayctl prefix set is not for this source.
+        let set = try bed.gatewayctl(["prefix", "set", "2001:db8:3::/64"], check: false)
+        #expect(!set.succeeded && set.stderr.contains("prefix_source is \"ra\""), "\(set.stdout)\(set.stderr)")
+    }
 }

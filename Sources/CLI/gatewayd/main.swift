@@ -84,6 +84,7 @@ struct GatewayDaemon: ParsableCommand {
             gateway.writeMetrics()
             gateway.reportDrops()
             gateway.saveEndpoints()
+            gateway.followRouterAdvertisements()
             gateway.checkPrefixLifetimes()
         }, other: { _ in   // SIGHUP
             do { _ = try gateway.reloadClients() } catch { log.error("reload: \(error)") }
