@@ -81,6 +81,8 @@ public final class AddressAllocator: @unchecked Sendable {
             for other in pools[..<i] where Self.overlap(p.prefix, other.prefix) { throw .overlappingPools(other.name, p.name) }
             let state = PoolState(config: p, geometry: g)
             for r in p.reserved {
+                // In an address list, a reserved prefix inside the pool's prefix may hold none of the addresses.
+                if !g.list.isEmpty, p.prefix.contains(r.network), g.range(of: r) == nil { continue }
                 guard let range = g.range(of: r) else { throw .invalidConfiguration(pool: p.name, reason: "reserved \(r) lies outside \(p.prefix)") }
                 state.reserved.append(range)
             }
@@ -173,6 +175,7 @@ public final class AddressAllocator: @unchecked Sendable {
             for other in pools where other.name != newConfig.name && Self.overlap(newConfig.prefix, other.prefix) { throw .overlappingPools(other.name, newConfig.name) }
             var reserved: [ClosedRange<UInt128>] = []
             for r in newConfig.reserved {
+                if !g.list.isEmpty, newConfig.prefix.contains(r.network), g.range(of: r) == nil { continue }
                 guard let range = g.range(of: r) else { throw .invalidConfiguration(pool: newConfig.name, reason: "reserved \(r) lies outside \(newConfig.prefix)") }
                 reserved.append(range)
             }

@@ -10,9 +10,13 @@ public enum PoolKind: Hashable, Sendable, CustomStringConvertible {
     case ipv6Prefixes(length: UInt8)
     /// Single IPv4 addresses (/32) inside the pool's prefix.
     case ipv4Hosts
+    /// Exactly these IPv6 addresses (/128), all inside the pool's prefix: a provider that routes
+    /// or assigns only a few single addresses. Slot `i` is the `i`th address in ascending order.
+    case ipv6Addresses([IPv6Address])
 
     public var description: String {
         switch self {
+        case .ipv6Addresses(let list): return "ipv6-addresses(\(list.count))"
         case .ipv6Hosts: return "ipv6-hosts"
         case .ipv6Prefixes(let l): return "ipv6-prefixes/\(l)"
         case .ipv4Hosts: return "ipv4-hosts"
@@ -52,9 +56,21 @@ struct PoolGeometry: Sendable {
     let shift: UInt128
     /// The number of slots (at most 2^120, so arithmetic never overflows).
     let count: UInt128
+    /// `.ipv6Addresses`: the slots' addresses, ascending (empty: the slots are arithmetic).
+    let list: [UInt128]
 
     init(_ c: PoolConfiguration) throws(AddressPoolError) {
         func bad(_ r: String) -> AddressPoolError { .invalidConfiguration(pool: c.name, reason: r) }
+        if case .ipv6Addresses(let addresses) = c.kind {
+            guard case .v6(let p) = c.prefix else { throw bad("kind \(c.kind) does not fit prefix \(c.prefix)") }
+            guard !addresses.isEmpty else { throw bad("the address list is empty") }
+            if let outside = addresses.first(where: { !p.contains($0) }) { throw bad("\(outside) is outside \(p)") }
+            list = Array(Set(addresses.map(\.rawValue))).sorted()
+            isIPv6 = true; base = p.network.rawValue; prefixLength = p.length; slotLength = 128
+            count = UInt128(list.count); shift = 0
+            return
+        }
+        list = []
         switch (c.kind, c.prefix) {
         case (.ipv6Hosts, .v6(let p)):
             isIPv6 = true; base = p.network.rawValue; prefixLength = p.length; slotLength = 128
@@ -74,6 +90,7 @@ struct PoolGeometry: Sendable {
 
     /// The prefix of slot `offset`.
     func prefix(at offset: UInt128) -> IPPrefix {
+        if !list.isEmpty { return .v6(IPv6Prefix(containing: IPv6Address(rawValue: list[Int(offset)]), length: 128)) }
         let raw = base + (offset << shift)
         if isIPv6 { return .v6(IPv6Prefix(containing: IPv6Address(rawValue: raw), length: slotLength)) }
         return .v4(IPv4Prefix(containing: IPv4Address(rawValue: UInt32(raw)), length: slotLength))
@@ -85,6 +102,10 @@ struct PoolGeometry: Sendable {
         switch address {
         case .v6(let a): guard isIPv6 else { return nil }; raw = a.rawValue
         case .v4(let a): guard !isIPv6 else { return nil }; raw = UInt128(a.rawValue)
+        }
+        if !list.isEmpty {
+            let i = lowerBound(raw)
+            return i < list.count && list[i] == raw ? UInt128(i) : nil
         }
         let width: UInt128 = isIPv6 ? 128 : 32
         let hostBits = width - UInt128(prefixLength)
@@ -100,6 +121,13 @@ struct PoolGeometry: Sendable {
 
     /// The slot range a reserved prefix covers (clipped to the pool), or nil if it lies outside.
     func range(of reserved: IPPrefix) -> ClosedRange<UInt128>? {
+        if !list.isEmpty {
+            // The listed addresses inside the reserved prefix are consecutive slots.
+            guard case .v6(let r) = reserved else { return nil }
+            let lo = lowerBound(r.network.rawValue), hi = lowerBound(r.network.rawValue | ~IPv6Prefix.mask(r.length))
+            let end = hi < list.count && list[hi] == r.network.rawValue | ~IPv6Prefix.mask(r.length) ? hi : hi - 1
+            return lo <= end && lo < list.count ? UInt128(lo)...UInt128(end) : nil
+        }
         guard let first = offset(of: reserved.network) else { return nil }
         guard reserved.length >= prefixLength else { return nil }
         if reserved.length >= slotLength { return first...first }
@@ -109,12 +137,20 @@ struct PoolGeometry: Sendable {
 
     /// What the RFCs keep out of every pool (see `PoolConfiguration`).
     func isRFCReserved(_ offset: UInt128) -> Bool {
+        if !list.isEmpty { return false }   // listed one by one: what the operator was given
         if isIPv6 {
             guard slotLength == 128 else { return false }
             let iid = UInt64(truncatingIfNeeded: base + offset)
             return iid == 0 || (0xfdff_ffff_ffff_ff80...0xfdff_ffff_ffff_ffff).contains(iid)
         }
         return prefixLength <= 30 && (offset == 0 || offset == count - 1)
+    }
+
+    /// The first index of `list` whose address is not below `raw`.
+    func lowerBound(_ raw: UInt128) -> Int {
+        var lo = 0, hi = list.count
+        while lo < hi { let mid = (lo + hi) / 2; if list[mid] < raw { lo = mid + 1 } else { hi = mid } }
+        return lo
     }
 
     /// A short text of the pool's size, e.g. "2^64" or "254".

@@ -76,6 +76,10 @@ public struct GatewayConfiguration: Sendable, Equatable {
     public var ndpProxy = NDPProxyMode.kernel
     /// Extra IPv6 addresses or prefixes never handed out.
     public var reservedIPv6: [IPv6Prefix] = []
+    /// A provider that gives only single addresses (issue 24): exactly these are handed out, one
+    /// per client, inside `ipv6Prefix` (the uplink's link prefix); the first is the gateway's own
+    /// unless `gatewayAddress` names another. Empty: the whole prefix is the pool.
+    public var ipv6Addresses: [IPv6Address] = []
 
     /// nil: no IPv4 service.
     public var ipv4Pool: IPv4Prefix? = IPv4Prefix.parseOrTrap("100.64.0.0/24")
@@ -146,7 +150,7 @@ public struct GatewayConfiguration: Sendable, Equatable {
     /// unless set.
     public var effectiveISPRouter: IPv6Address { ispRouter ?? IPv6Address(rawValue: ipv6Prefix.network.rawValue | 1) }
     public var effectiveUplinkAddress: IPv6Address { uplinkAddress ?? IPv6Address(rawValue: ipv6Prefix.network.rawValue | 2) }
-    public var effectiveGatewayAddress: IPv6Address { gatewayAddress ?? IPv6Address(rawValue: ipv6Prefix.network.rawValue | 3) }
+    public var effectiveGatewayAddress: IPv6Address { gatewayAddress ?? ipv6Addresses.first ?? IPv6Address(rawValue: ipv6Prefix.network.rawValue | 3) }
     public var effectiveIPv4Gateway: IPv4Address? {
         guard let pool = ipv4Pool else { return nil }
         return ipv4Gateway ?? IPv4Address(rawValue: pool.network.rawValue | 1)
@@ -157,7 +161,7 @@ public struct GatewayConfiguration: Sendable, Equatable {
         "metrics_listen", "firewall", "isolate_clients", "inbound_echo", "gateway_open",
         "uplink.interface",
         "ipv6.prefix", "ipv6.prefix_source", "ipv6.isp_router", "ipv6.uplink_address", "ipv6.gateway_address", "ipv6.allocation",
-        "ipv6.delegated_length", "ipv6.client_prefix_length", "ipv6.ndp_proxy", "ipv6.reserved",
+        "ipv6.delegated_length", "ipv6.client_prefix_length", "ipv6.ndp_proxy", "ipv6.reserved", "ipv6.addresses",
         "ipv4.enabled", "ipv4.pool", "ipv4.gateway_address", "ipv4.nat44",
         "nat64.enabled", "nat64.prefix", "nat64.pool", "nat64.interface", "nat64.clat", "nat64.icmp_errors_per_second", "nat64.amend_zero_udp_checksum", "nat64.lowest_ipv6_mtu",
         "hooks.up", "hooks.down", "hooks.client-connect", "hooks.client-disconnect", "hooks.prefix-change",
@@ -226,6 +230,13 @@ public struct GatewayConfiguration: Sendable, Equatable {
                 reservedIPv6.append(p)
             }
         }
+        if let list = try f.strings("ipv6.addresses") {
+            ipv6Addresses = []
+            for s in list {
+                guard let a = IPv6Address(s) else { throw f.error("ipv6.addresses", "\(s.debugDescription) is not an IPv6 address") }
+                ipv6Addresses.append(a)
+            }
+        }
         if try f.boolean("ipv4.enabled") == false { ipv4Pool = nil }
         if let v = try f.parsed("ipv4.pool", "an IPv4 prefix such as 100.64.0.0/24", { IPv4Prefix($0) }) {
             guard try f.boolean("ipv4.enabled") != false else { throw f.error("ipv4.pool", "set, but ipv4.enabled is false") }
@@ -272,11 +283,29 @@ public struct GatewayConfiguration: Sendable, Equatable {
     func validate(_ f: ConfigFile) throws(ConfigError) {
         switch allocation {
         case .hosts:
-            guard ipv6Prefix.length <= 64 || ipv6Prefix.length <= 120 else { throw f.error("ipv6.prefix", "too small") }
-            for (key, a) in [("ipv6.isp_router", effectiveISPRouter), ("ipv6.uplink_address", effectiveUplinkAddress), ("ipv6.gateway_address", effectiveGatewayAddress)] {
-                guard ipv6Prefix.contains(a) else { throw f.error(key, "\(a) is outside ipv6.prefix \(ipv6Prefix)") }
+            guard ipv6Prefix.length <= 124 || !ipv6Addresses.isEmpty else {
+                throw f.error("ipv6.prefix", "a /\(ipv6Prefix.length) leaves no room for clients; for a few single addresses, list them in ipv6.addresses")
+            }
+            if let outside = ipv6Addresses.first(where: { !ipv6Prefix.contains($0) }) { throw f.error("ipv6.addresses", "\(outside) is outside ipv6.prefix \(ipv6Prefix)") }
+            // A small block (longer than a /64) sits beside the ISP's link: its router and the
+            // uplink's address may be outside it (given explicitly).
+            for (key, a, given) in [("ipv6.isp_router", effectiveISPRouter, ispRouter != nil), ("ipv6.uplink_address", effectiveUplinkAddress, uplinkAddress != nil),
+                                    ("ipv6.gateway_address", effectiveGatewayAddress, gatewayAddress != nil)] {
+                guard ipv6Prefix.contains(a) || (given && ipv6Prefix.length > 64 && key != "ipv6.gateway_address") else {
+                    throw f.error(key, "\(a) is outside ipv6.prefix \(ipv6Prefix)")
+                }
+            }
+            if !ipv6Addresses.isEmpty {
+                guard prefixSource == .static else { throw f.error("ipv6.addresses", "a fixed list of addresses does not follow a prefix_source of \"\(prefixSource.rawValue)\"") }
+                for (key, a) in [("ipv6.isp_router", effectiveISPRouter), ("ipv6.uplink_address", effectiveUplinkAddress)] where ipv6Addresses.contains(a) {
+                    throw f.error("ipv6.addresses", "\(a) is the \(key == "ipv6.isp_router" ? "ISP router's" : "uplink's") address")
+                }
+                guard ipv6Addresses.filter({ $0 != effectiveGatewayAddress }).count >= 1 else {
+                    throw f.error("ipv6.addresses", "no address left for clients beside the gateway's own \(effectiveGatewayAddress)")
+                }
             }
         case .prefixes:
+            guard ipv6Addresses.isEmpty else { throw f.error("ipv6.addresses", "needs allocation = \"hosts\" (one address per client)") }
             guard delegatedLength > ipv6Prefix.length else { throw f.error("ipv6.delegated_length", "/\(delegatedLength) must be longer than ipv6.prefix /\(ipv6Prefix.length)") }
         }
         if let pool = ipv4Pool, let gw = effectiveIPv4Gateway, !pool.contains(gw) {

@@ -212,8 +212,8 @@ public struct GatewayPlanner: Sendable {
         }
         reserved += c.reservedIPv6.map { .v6($0) }
         let inside = reserved.filter { if case .v6(let q) = $0 { c.ipv6Prefix.contains(q) } else { false } }
-        var pools = [PoolConfiguration(name: v6Pool, prefix: .v6(c.ipv6Prefix),
-                                       kind: c.allocation == .hosts ? .ipv6Hosts : .ipv6Prefixes(length: c.delegatedLength), reserved: inside)]
+        let kind: PoolKind = c.allocation == .prefixes ? .ipv6Prefixes(length: c.delegatedLength) : c.ipv6Addresses.isEmpty ? .ipv6Hosts : .ipv6Addresses(c.ipv6Addresses)
+        var pools = [PoolConfiguration(name: v6Pool, prefix: .v6(c.ipv6Prefix), kind: kind, reserved: inside)]
         if let pool = c.ipv4Pool, let gw = c.effectiveIPv4Gateway {
             pools.append(PoolConfiguration(name: v4Pool, prefix: .v4(pool), kind: .ipv4Hosts, reserved: [.v4(IPv4Prefix(containing: gw, length: 32))]))
         }

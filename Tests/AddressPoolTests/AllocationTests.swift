@@ -28,6 +28,28 @@ struct AllocationOrderTests {
         #expect(a.leases(of: "laptop").map(\.prefix) == [p("2001:db8:1::4/128")])
     }
 
+    /// A provider that gives only a few single addresses (issue 24): they are the pool, in order,
+    /// reserved ones skipped, and running out names the pool and its size.
+    @Test func aListOfSingleAddressesIsAPool() throws {
+        let list = ["2001:db8:1::a9", "2001:db8:1::17", "2001:db8:1:0:ffff::1", "2001:db8:1::20"].map { IPv6Address($0)! }
+        let pool = PoolConfiguration(name: "v6", prefix: p("2001:db8:1::/64"), kind: .ipv6Addresses(list), reserved: [p("2001:db8:1::20/128")])
+        let a = try AddressAllocator(pools: [pool], store: MemoryLeaseStore())
+        #expect(try a.allocate(client: "a", in: "v6").prefix == p("2001:db8:1::17/128"))
+        #expect(try a.allocate(client: "b", in: "v6").prefix == p("2001:db8:1::a9/128"), "::20 is reserved")
+        #expect(try a.allocate(client: "c", in: "v6").prefix == p("2001:db8:1:0:ffff::1/128"))
+        do {
+            _ = try a.allocate(client: "d", in: "v6")
+            Issue.record("a fourth client got an address")
+        } catch {
+            #expect("\(error)".contains("pool v6 is exhausted: all 4 slots are leased or reserved"), "\(error)")
+        }
+        // A static lease must be one of the listed addresses.
+        #expect(throws: AddressPoolError.self) { try a.assignStatic(client: "e", prefix: p("2001:db8:1::18/128"), in: "v6") }
+        // An address outside the prefix is a configuration error naming it.
+        let bad = PoolConfiguration(name: "v6", prefix: p("2001:db8:1::/64"), kind: .ipv6Addresses([IPv6Address("2001:db8:2::1")!]))
+        #expect(throws: AddressPoolError.self) { try AddressAllocator(pools: [bad], store: MemoryLeaseStore()) }
+    }
+
     @Test func theSubnetRouterAnycastAddressIsNeverHandedOut() throws {
         // RFC 4291 §2.6.1: interface identifier 0 is the Subnet-Router anycast address.
         let pool = PoolConfiguration(name: "v6", prefix: p("2001:db8:2::/64"), kind: .ipv6Hosts)

@@ -72,6 +72,35 @@ struct ConfigurationTests {
         #expect(error("[ipv6]\nprefix = \"2001:db8::/64\"\nisp_router = \"2001:db8:1::1\"\n")?.description.contains("ipv6.isp_router: 2001:db8:1::1 is outside") == true)
     }
 
+    /// Small allocations (issue 24): a /124 beside the ISP's link, and a list of single addresses.
+    @Test func smallAllocationsAreReadAndChecked() throws {
+        // A /124 with the ISP router and the uplink on the link's /64 outside it.
+        let block = try parse("[ipv6]\nprefix = \"2001:db8:1::10/124\"\nisp_router = \"2001:db8:1::1\"\nuplink_address = \"2001:db8:1::2\"\n")
+        let blockPool = try AddressAllocator(pools: GatewayPlanner.pools(block), store: MemoryLeaseStore())
+        #expect(try blockPool.allocate(client: "a", in: GatewayPlanner.v6Pool).prefix == IPPrefix("2001:db8:1::10/128")!)
+        #expect(try blockPool.allocate(client: "b", in: GatewayPlanner.v6Pool).prefix == IPPrefix("2001:db8:1::11/128")!)
+        #expect(try blockPool.allocate(client: "c", in: GatewayPlanner.v6Pool).prefix == IPPrefix("2001:db8:1::12/128")!)
+        #expect(try blockPool.allocate(client: "d", in: GatewayPlanner.v6Pool).prefix == IPPrefix("2001:db8:1::14/128")!, "::13 is the gateway's")
+        #expect(error("[ipv6]\nprefix = \"2001:db8:1::10/126\"\n")?.description.contains("a /126 leaves no room for clients; for a few single addresses, list them in ipv6.addresses") == true)
+        // A list: exactly those, the first the gateway's own.
+        let list = try parse("[ipv6]\nprefix = \"2001:db8:1::/64\"\naddresses = [\"2001:db8:1::a\", \"2001:db8:1::b\", \"2001:db8:1::c\"]\n")
+        #expect(list.effectiveGatewayAddress == IPv6Address("2001:db8:1::a")!)
+        let pool = try AddressAllocator(pools: GatewayPlanner.pools(list), store: MemoryLeaseStore())
+        #expect(try pool.allocate(client: "a", in: GatewayPlanner.v6Pool).prefix == IPPrefix("2001:db8:1::b/128")!)
+        #expect(try pool.allocate(client: "b", in: GatewayPlanner.v6Pool).prefix == IPPrefix("2001:db8:1::c/128")!)
+        #expect(throws: AddressPoolError.self) { try pool.allocate(client: "c", in: GatewayPlanner.v6Pool) }
+        for (text, why) in [
+            ("addresses = [\"2001:db8:2::a\", \"2001:db8:1::b\"]", "ipv6.addresses: 2001:db8:2::a is outside ipv6.prefix 2001:db8:1::/64"),
+            ("addresses = [\"2001:db8:1::a\"]", "ipv6.addresses: no address left for clients beside the gateway's own 2001:db8:1::a"),
+            ("addresses = [\"2001:db8:1::2\", \"2001:db8:1::b\"]", "ipv6.addresses: 2001:db8:1::2 is the uplink's address"),
+            ("addresses = [\"2001:db8:1::a\", \"2001:db8:1::b\"]\nprefix_source = \"external\"", "does not follow a prefix_source of \"external\""),
+            ("addresses = [\"nope\"]", "ipv6.addresses: \"nope\" is not an IPv6 address"),
+        ] {
+            let e = error("[ipv6]\nprefix = \"2001:db8:1::/64\"\n" + text + "\n")
+            #expect(e?.description.contains(why) == true, "\(text): \(e?.description ?? "accepted")")
+        }
+    }
+
     @Test func theNAT64TableIsReadWithItsDefaultsAndChecked() throws {
         #expect(try parse("").nat64 == nil, "off unless enabled")
         let d = try parse("[nat64]\nenabled = true\n").nat64
