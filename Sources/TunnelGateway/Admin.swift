@@ -111,7 +111,7 @@ public enum GatewayAdmin {
     /// A wg-quick configuration for a stock WireGuard client. Without `privateKey` the line says
     /// where the key belongs (the gateway never stores a client's private key).
     public static func clientConfiguration(_ config: GatewayConfiguration, client: ClientStatus, gatewayPublicKey: String, privateKey: String?) -> String {
-        var allowed: [String] = [config.clientPrefixLength == 0 ? "::/0" : IPv6Prefix(containing: config.ipv6Prefix.network, length: config.clientPrefixLength).description]
+        var allowed: [String] = [config.clientPrefixLength == 0 ? "::/0" : IPv6Prefix(containing: config.poolPrefix.network, length: config.clientPrefixLength).description]
         if config.ipv4Pool != nil, client.addresses.contains(where: { !$0.contains(":") }) { allowed.append("0.0.0.0/0") }
         var lines = [
             "# Sixgate client \(client.name) (wg-quick format)",

@@ -36,6 +36,8 @@ public struct ClientStatus: Sendable, Equatable, Codable {
     public var inboundDropped: UInt64? = nil
     /// Seconds since 1970 when it last fetched its lease (tunnel-client), nil: not since gatewayd started.
     public var leaseFetchedAt: Int64? = nil
+    /// With NPTv6: where the ISP's side sees its address (the current prefix first).
+    public var outsideAddresses: [String]? = nil
 }
 
 /// The gateway's state for `gatewayctl status`.
@@ -96,6 +98,8 @@ public final class Gateway: @unchecked Sendable {
     var plan = GatewayPlan()
     var parts: [String: ClientPlanPart] = [:]
     var natApplied = false
+    /// NPTv6's chains are in place (`npt_prefix`).
+    var nptApplied = false
     /// The firewall table is in place (`firewall = "on"`), and the clients it holds counters for.
     var filterApplied = false
     var filterHosts: Set<String> = []
@@ -241,6 +245,7 @@ public final class Gateway: @unchecked Sendable {
         for f in report.failures { log("\(context): \(describe(f)); retried every \(config.watchInterval) s") }
         if old?.hostAddresses != new?.hostAddresses { responder?.setAddresses(plan.hostAddresses) }
         if old?.mappings != new?.mappings { updateTranslator() }
+        if old?.npt != new?.npt { do { try applyNPT() } catch { log("\(context): \(error)") } }
         updateFirewall()
     }
 
@@ -255,6 +260,7 @@ public final class Gateway: @unchecked Sendable {
         plan = new
         if new.hostAddresses != old.hostAddresses { responder?.setAddresses(new.hostAddresses) }
         if new.translatorMappings != old.translatorMappings { updateTranslator() }
+        updateNPT(old.npt)
         updateFirewall()
     }
 
@@ -317,6 +323,7 @@ public final class Gateway: @unchecked Sendable {
         if !report.removedRoutes.isEmpty { log("reconcile: removed \(report.removedRoutes.count) stale route(s)") }
         for p in report.removedProxyEntries { log("reconcile: removed stale proxy entry \(p.address)") }
         try startFirewall()
+        try applyNPT()
         if let t = translator { updateTranslator(); t.start() }
         if config.ndpProxy == .responder {
             var rule = ProxyRule(interface: config.uplink, prefixes: [config.ipv6Prefix] + retiringPrefixes)
@@ -359,6 +366,21 @@ public final class Gateway: @unchecked Sendable {
 
     var natTableName: String { config.natTableName }
 
+    var nptTableName: String { config.natTableName + "_npt" }
+
+    /// NPTv6 (`npt_prefix`): the uplink's translations as the plan has them (lock held).
+    func applyNPT() throws(GatewayError) {
+        guard config.nptPrefix != nil else { return }
+        do { try NPTTable(name: nptTableName).apply(interface: config.uplink, pairs: Array(plan.npt)) } catch { throw .setup("NPTv6 on \(config.uplink)", error) }
+        nptApplied = true
+    }
+
+    /// After a plan change: the NPTv6 table follows when its translations changed (lock held).
+    func updateNPT(_ old: Set<NPTPair>) {
+        guard plan.npt != old else { return }
+        do { try applyNPT() } catch { log("\(error)") }
+    }
+
     /// Removes what `start` added: proxy entries, routes, the NAT table, the device (and with it
     /// its addresses), the sockets. Leases and client files stay. Sysctls stay as they are
     /// (forwarding may serve others on this host).
@@ -380,6 +402,7 @@ public final class Gateway: @unchecked Sendable {
         reconciler.removeAll()
         plan = GatewayPlan()
         if natApplied { try? NATTable(name: natTableName).remove(); natApplied = false }
+        if nptApplied { try? NPTTable(name: nptTableName).remove(); nptApplied = false }
         stopFirewall()
         device?.stop()
         device = nil   // closing the TUN removes the interface and its addresses

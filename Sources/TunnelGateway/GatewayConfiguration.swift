@@ -80,6 +80,16 @@ public struct GatewayConfiguration: Sendable, Equatable {
     /// per client, inside `ipv6Prefix` (the uplink's link prefix); the first is the gateway's own
     /// unless `gatewayAddress` names another. Empty: the whole prefix is the pool.
     public var ipv6Addresses: [IPv6Address] = []
+    /// NPTv6 (RFC 6296): clients' addresses come from this stable prefix (a ULA, say) and are
+    /// translated to `ipv6Prefix` at the uplink, statelessly and checksum-neutrally, so the ISP can
+    /// renumber without any client noticing (stock WireGuard clients keep their config). Same
+    /// length as `ipv6Prefix`, at most a /64. nil: clients have addresses of `ipv6Prefix` itself.
+    public var nptPrefix: IPv6Prefix?
+
+    /// The prefix clients' addresses come from: the NPTv6 inside prefix, or the client prefix.
+    public var poolPrefix: IPv6Prefix { nptPrefix ?? ipv6Prefix }
+    /// The mapping in force with NPTv6.
+    public var nptMapping: NPTv6Mapping? { nptPrefix.flatMap { NPTv6Mapping(inside: $0, outside: ipv6Prefix) } }
 
     /// nil: no IPv4 service.
     public var ipv4Pool: IPv4Prefix? = IPv4Prefix.parseOrTrap("100.64.0.0/24")
@@ -150,7 +160,7 @@ public struct GatewayConfiguration: Sendable, Equatable {
     /// unless set.
     public var effectiveISPRouter: IPv6Address { ispRouter ?? IPv6Address(rawValue: ipv6Prefix.network.rawValue | 1) }
     public var effectiveUplinkAddress: IPv6Address { uplinkAddress ?? IPv6Address(rawValue: ipv6Prefix.network.rawValue | 2) }
-    public var effectiveGatewayAddress: IPv6Address { gatewayAddress ?? ipv6Addresses.first ?? IPv6Address(rawValue: ipv6Prefix.network.rawValue | 3) }
+    public var effectiveGatewayAddress: IPv6Address { gatewayAddress ?? ipv6Addresses.first ?? IPv6Address(rawValue: poolPrefix.network.rawValue | 3) }
     public var effectiveIPv4Gateway: IPv4Address? {
         guard let pool = ipv4Pool else { return nil }
         return ipv4Gateway ?? IPv4Address(rawValue: pool.network.rawValue | 1)
@@ -161,7 +171,7 @@ public struct GatewayConfiguration: Sendable, Equatable {
         "metrics_listen", "firewall", "isolate_clients", "inbound_echo", "gateway_open",
         "uplink.interface",
         "ipv6.prefix", "ipv6.prefix_source", "ipv6.isp_router", "ipv6.uplink_address", "ipv6.gateway_address", "ipv6.allocation",
-        "ipv6.delegated_length", "ipv6.client_prefix_length", "ipv6.ndp_proxy", "ipv6.reserved", "ipv6.addresses",
+        "ipv6.delegated_length", "ipv6.client_prefix_length", "ipv6.ndp_proxy", "ipv6.reserved", "ipv6.addresses", "ipv6.npt_prefix",
         "ipv4.enabled", "ipv4.pool", "ipv4.gateway_address", "ipv4.nat44",
         "nat64.enabled", "nat64.prefix", "nat64.pool", "nat64.interface", "nat64.clat", "nat64.icmp_errors_per_second", "nat64.amend_zero_udp_checksum", "nat64.lowest_ipv6_mtu",
         "hooks.up", "hooks.down", "hooks.client-connect", "hooks.client-disconnect", "hooks.prefix-change",
@@ -237,6 +247,14 @@ public struct GatewayConfiguration: Sendable, Equatable {
                 ipv6Addresses.append(a)
             }
         }
+        nptPrefix = try f.parsed("ipv6.npt_prefix", "an IPv6 prefix such as fd00:6296::/64", { IPv6Prefix($0) })
+        if let n = nptPrefix {
+            guard n.length == ipv6Prefix.length, n.length <= 64 else {
+                throw f.error("ipv6.npt_prefix", "/\(n.length): NPTv6 maps prefixes of the same length, at most /64 (ipv6.prefix is /\(ipv6Prefix.length))")
+            }
+            guard !n.contains(ipv6Prefix.network), !ipv6Prefix.contains(n.network) else { throw f.error("ipv6.npt_prefix", "\(n) overlaps ipv6.prefix \(ipv6Prefix)") }
+            guard ipv6Addresses.isEmpty else { throw f.error("ipv6.npt_prefix", "set together with ipv6.addresses: a list of single addresses is not a prefix to translate") }
+        }
         if try f.boolean("ipv4.enabled") == false { ipv4Pool = nil }
         if let v = try f.parsed("ipv4.pool", "an IPv4 prefix such as 100.64.0.0/24", { IPv4Prefix($0) }) {
             guard try f.boolean("ipv4.enabled") != false else { throw f.error("ipv4.pool", "set, but ipv4.enabled is false") }
@@ -289,11 +307,13 @@ public struct GatewayConfiguration: Sendable, Equatable {
             if let outside = ipv6Addresses.first(where: { !ipv6Prefix.contains($0) }) { throw f.error("ipv6.addresses", "\(outside) is outside ipv6.prefix \(ipv6Prefix)") }
             // A small block (longer than a /64) sits beside the ISP's link: its router and the
             // uplink's address may be outside it (given explicitly).
-            for (key, a, given) in [("ipv6.isp_router", effectiveISPRouter, ispRouter != nil), ("ipv6.uplink_address", effectiveUplinkAddress, uplinkAddress != nil),
-                                    ("ipv6.gateway_address", effectiveGatewayAddress, gatewayAddress != nil)] {
-                guard ipv6Prefix.contains(a) || (given && ipv6Prefix.length > 64 && key != "ipv6.gateway_address") else {
+            for (key, a, given) in [("ipv6.isp_router", effectiveISPRouter, ispRouter != nil), ("ipv6.uplink_address", effectiveUplinkAddress, uplinkAddress != nil)] {
+                guard ipv6Prefix.contains(a) || (given && ipv6Prefix.length > 64) else {
                     throw f.error(key, "\(a) is outside ipv6.prefix \(ipv6Prefix)")
                 }
+            }
+            guard poolPrefix.contains(effectiveGatewayAddress) else {
+                throw f.error("ipv6.gateway_address", "\(effectiveGatewayAddress) is outside \(nptPrefix == nil ? "ipv6.prefix" : "ipv6.npt_prefix") \(poolPrefix)")
             }
             if !ipv6Addresses.isEmpty {
                 guard prefixSource == .static else { throw f.error("ipv6.addresses", "a fixed list of addresses does not follow a prefix_source of \"\(prefixSource.rawValue)\"") }
@@ -306,6 +326,7 @@ public struct GatewayConfiguration: Sendable, Equatable {
             }
         case .prefixes:
             guard ipv6Addresses.isEmpty else { throw f.error("ipv6.addresses", "needs allocation = \"hosts\" (one address per client)") }
+            guard nptPrefix == nil else { throw f.error("ipv6.npt_prefix", "needs allocation = \"hosts\": the translation is kept per client address") }
             guard delegatedLength > ipv6Prefix.length else { throw f.error("ipv6.delegated_length", "/\(delegatedLength) must be longer than ipv6.prefix /\(ipv6Prefix.length)") }
         }
         if let pool = ipv4Pool, let gw = effectiveIPv4Gateway, !pool.contains(gw) {

@@ -25,6 +25,8 @@ public struct GatewayPlan: Sendable, Equatable {
     public var firewall: ForwardPolicy?
     /// NAT64: each client's host address to its NAT64 address, and its CLAT's.
     public var translatorMappings: [ExplicitMapping] = []
+    /// NPTv6 (`npt_prefix`): each client's host address and its outside twins.
+    public var npt: Set<NPTPair> = []
 }
 
 /// One client's share of a plan.
@@ -35,6 +37,7 @@ public struct ClientPlanPart: Sendable, Equatable {
     public var peer: PeerConfiguration?
     public var host: ProtectedHost?
     public var mappings: [ExplicitMapping] = []
+    public var npt: Set<NPTPair> = []
 }
 
 extension GatewayPlan {
@@ -49,6 +52,7 @@ extension GatewayPlan {
             if i < firewall!.hosts.count, firewall!.hosts[i].name == h.name { firewall!.hosts[i] = h } else { firewall!.hosts.insert(h, at: i) }
         }
         translatorMappings += p.mappings
+        npt.formUnion(p.npt)
     }
 
     /// Where `name` is, or would go, in the firewall's hosts (sorted by name).
@@ -69,6 +73,7 @@ extension GatewayPlan {
             if i < firewall!.hosts.count, firewall!.hosts[i].name == p.name { firewall!.hosts.remove(at: i) }
         }
         if !p.mappings.isEmpty { translatorMappings.removeAll { p.mappings.contains($0) } }
+        npt.subtract(p.npt)
     }
 }
 
@@ -94,6 +99,13 @@ public struct GatewayPlanner: Sendable {
         self.translatorIndex = translatorIndex
         self.ispRouteNeeded = ispRouteNeeded
         self.retiring = retiring
+    }
+
+    /// Where a client's host address is seen from the ISP's side: itself, or with NPTv6 its
+    /// translation into the client prefix and each retiring one (RFC 6296).
+    public func outsideAddresses(_ a: IPv6Address) -> [IPv6Address] {
+        guard let inside = config.nptPrefix else { return [a] }
+        return ([config.ipv6Prefix] + retiring).compactMap { NPTv6Mapping(inside: inside, outside: $0)?.outbound(a) }
     }
 
     /// A client's leases in the retiring prefixes, at their positions.
@@ -161,8 +173,9 @@ public struct GatewayPlanner: Sendable {
         var part = ClientPlanPart(name: c.name)
         let own = leases(c.name), clat = config.nat64?.clat == true ? leases(Self.clatKey(c.name)) : []
         let routed = (own + clat).filter { $0.pool != Self.nat64Pool }
-        // The client's own leases in earlier prefixes (not its CLAT's: the translator maps the new one).
-        let earlier = retiringLeases(own).map { IPPrefix.v6($0) }
+        // The client's own leases in earlier prefixes (not its CLAT's: the translator maps the new
+        // one). With NPTv6 its address does not change: only the outside twins do (below).
+        let earlier = config.nptPrefix == nil ? retiringLeases(own).map { IPPrefix.v6($0) } : []
         if let key = Bytes32(base64: c.publicKey) {
             part.peer = PeerConfiguration(publicKey: key, allowedIPs: routed.map(\.prefix) + earlier)
         }
@@ -171,8 +184,13 @@ public struct GatewayPlanner: Sendable {
             part.kernel.routes.insert(Route(destination: .v6(p), interfaceIndex: tunnelIndex))
             // A CLAT address is reached through the translator only: no proxy entry, not a host.
             guard p.length == 128, own else { continue }
-            part.hostAddresses.insert(p.network)
-            if config.ndpProxy == .kernel { part.kernel.proxyEntries.insert(ProxyEntry(p.network, interfaceIndex: uplinkIndex)) }
+            // What the ISP's router asks for on the uplink: the address itself, or with NPTv6 its
+            // outside twin in the current prefix and in each one still valid.
+            for (i, a) in outsideAddresses(p.network).enumerated() {
+                part.hostAddresses.insert(a)
+                if config.ndpProxy == .kernel { part.kernel.proxyEntries.insert(ProxyEntry(a, interfaceIndex: uplinkIndex)) }
+                if config.nptPrefix != nil { part.npt.insert(NPTPair(inside: p.network, outside: a, outbound: i == 0)) }
+            }
         }
         if config.firewall { part.host = ProtectedHost(name: c.name, prefixes: routed.map(\.prefix) + earlier, openings: c.open, isolated: c.isolated) }
         if config.nat64 != nil {
@@ -211,9 +229,16 @@ public struct GatewayPlanner: Sendable {
             reserved += [c.effectiveISPRouter, c.effectiveUplinkAddress].map { .v6(IPv6Prefix(containing: $0, length: 128)) }
         }
         reserved += c.reservedIPv6.map { .v6($0) }
-        let inside = reserved.filter { if case .v6(let q) = $0 { c.ipv6Prefix.contains(q) } else { false } }
+        // NPTv6: an outside address reserved (the ISP router, the uplink) keeps its inside twin out.
+        if let m = c.nptMapping {
+            reserved = reserved.map { r in
+                guard case .v6(let q) = r, q.length == 128, m.outside.contains(q.network), let twin = m.inbound(q.network) else { return r }
+                return .v6(IPv6Prefix(containing: twin, length: 128))
+            }
+        }
+        let inside = reserved.filter { if case .v6(let q) = $0 { c.poolPrefix.contains(q) } else { false } }
         let kind: PoolKind = c.allocation == .prefixes ? .ipv6Prefixes(length: c.delegatedLength) : c.ipv6Addresses.isEmpty ? .ipv6Hosts : .ipv6Addresses(c.ipv6Addresses)
-        var pools = [PoolConfiguration(name: v6Pool, prefix: .v6(c.ipv6Prefix), kind: kind, reserved: inside)]
+        var pools = [PoolConfiguration(name: v6Pool, prefix: .v6(c.poolPrefix), kind: kind, reserved: inside)]
         if let pool = c.ipv4Pool, let gw = c.effectiveIPv4Gateway {
             pools.append(PoolConfiguration(name: v4Pool, prefix: .v4(pool), kind: .ipv4Hosts, reserved: [.v4(IPv4Prefix(containing: gw, length: 32))]))
         }

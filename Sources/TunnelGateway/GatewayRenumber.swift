@@ -78,9 +78,12 @@ extension Gateway {
             // The file's reservations moved, and the uplink's own address (not at ::2 with SLAAC).
             new.reservedIPv6 = fileConfig.renumbered(to: prefix).reservedIPv6 + [IPv6Prefix(containing: u, length: 128)]
         }
-        let moved: [(old: LeaseRecord, new: LeaseRecord)]
-        do { moved = try allocator.renumber(to: GatewayPlanner.pools(new)[0]) } catch {
-            throw .setup(SetupFailure("prefix \(prefix)", "\(error)", underlying: error))
+        // With NPTv6 the leases stay in the inside prefix: only the translation moves.
+        var moved: [(old: LeaseRecord, new: LeaseRecord)] = []
+        if new.nptPrefix == nil {
+            do { moved = try allocator.renumber(to: GatewayPlanner.pools(new)[0]) } catch {
+                throw .setup(SetupFailure("prefix \(prefix)", "\(error)", underlying: error))
+            }
         }
         configLock.withLock { storedConfig = new }
         prefixState = prefixState.moved(to: prefix, preferred: preferred, valid: valid, oldValid: oldValid, now: now)
@@ -100,9 +103,10 @@ extension Gateway {
             if filterApplied { do { try applyFirewall() } catch { log("firewall: \(error)") } }
             updateTranslator()
         }
-        let told = tellClientsToRenew()
+        let told = new.nptPrefix == nil ? tellClientsToRenew() : 0
         let kept = prefixState.retiring.first { $0.prefix == old.ipv6Prefix.description }
         log("prefix change" + (source == .ra ? " (router advertisement on \(new.uplink))" : "") + ": \(old.ipv6Prefix) -> \(prefix)" + (valid.map { " (valid \($0) s, preferred \(preferred ?? $0) s)" } ?? "")
+            + (new.nptPrefix.map { ": NPTv6 now maps \($0) to \(prefix), clients keep their addresses" } ?? "")
             + ": \(moved.count) lease(s) moved, each at its position; gateway address \(new.effectiveGatewayAddress); \(told) connected client(s) told to ask again; "
             + (kept.map { "\(old.ipv6Prefix) stays routed, deprecated, for \($0.validUntil - now) s" } ?? "\(old.ipv6Prefix) removed at once")
             + (remembered ? "" : "; warning: could not write \(new.prefixStatePath), so a restart starts from \(old.ipv6Prefix) again"))

@@ -37,6 +37,13 @@ extension Gateway {
             var s = status(c, leases(of: c.name), peers: peers)
             s.inboundDropped = drops[ProtectedHost(name: c.name, prefixes: []).counterName]?.packets
             s.leaseFetchedAt = leaseFetchedAt[c.name]
+            if config.nptPrefix != nil {
+                let p = planner
+                s.outsideAddresses = allocator.leases(of: c.name).flatMap { l -> [String] in
+                    guard l.pool == Self.v6Pool, case .v6(let x) = l.prefix, x.length == 128 else { return [] }
+                    return p.outsideAddresses(x.network).map(\.description)
+                }
+            }
             return s
         }
         var counters: [String: UInt64] = [:]

@@ -81,7 +81,7 @@ extension Gateway {
                 case .v4: break   // a NAT64 address is the translator's
                 }
             }
-            answer.routes = [.v6(IPv6Prefix(containing: config.ipv6Prefix.network, length: config.clientPrefixLength))]
+            answer.routes = [.v6(IPv6Prefix(containing: config.poolPrefix.network, length: config.clientPrefixLength))]
             answer.gatewayAddresses = [.v6(config.effectiveGatewayAddress)]
             if answer.ipv4 != nil, let gw = config.effectiveIPv4Gateway {
                 answer.routes.append(.v4(IPv4Prefix(containing: gw, length: 0)))
@@ -92,7 +92,7 @@ extension Gateway {
             answer.lifetime = config.leaseLifetime
             let now = Self.wallClock()
             // After a renumbering: the lease at its position in each earlier prefix, still valid.
-            if let v6 = answer.ipv6, case .v6(let a) = v6.address {
+            if config.nptPrefix == nil, let v6 = answer.ipv6, case .v6(let a) = v6.address {
                 let p = IPv6Prefix(containing: a, length: v6.prefixLength)
                 for r in prefixes.retiring where r.validUntil > now {
                     guard let earlier = r.ipv6Prefix, let old = PrefixState.position(p, of: config.ipv6Prefix, in: earlier) else { continue }

@@ -90,6 +90,9 @@ struct ConfigurationTests {
         #expect(try pool.allocate(client: "b", in: GatewayPlanner.v6Pool).prefix == IPPrefix("2001:db8:1::c/128")!)
         #expect(throws: AddressPoolError.self) { try pool.allocate(client: "c", in: GatewayPlanner.v6Pool) }
         for (text, why) in [
+            ("npt_prefix = \"fd00::/48\"", "ipv6.npt_prefix: /48: NPTv6 maps prefixes of the same length, at most /64"),
+            ("npt_prefix = \"2001:db8:1::/64\"", "ipv6.npt_prefix: 2001:db8:1::/64 overlaps ipv6.prefix"),
+            ("npt_prefix = \"fd00::/64\"\nallocation = \"prefixes\"\ndelegated_length = 80", "ipv6.npt_prefix: needs allocation = \"hosts\""),
             ("addresses = [\"2001:db8:2::a\", \"2001:db8:1::b\"]", "ipv6.addresses: 2001:db8:2::a is outside ipv6.prefix 2001:db8:1::/64"),
             ("addresses = [\"2001:db8:1::a\"]", "ipv6.addresses: no address left for clients beside the gateway's own 2001:db8:1::a"),
             ("addresses = [\"2001:db8:1::2\", \"2001:db8:1::b\"]", "ipv6.addresses: 2001:db8:1::2 is the uplink's address"),

@@ -78,6 +78,30 @@ import Translator
         #expect(q.kernel.routes.contains(route("2001:db8:100:1::/64", 7)))
     }
 
+    /// NPTv6: leases come from the inside prefix; what the ISP's side asks for is each address's
+    /// checksum-neutral twin (and the retiring prefix's twin, inbound only).
+    @Test func nptv6PlansInsideAddressesAndOutsideTwins() throws {
+        var config = GatewayConfiguration()
+        config.ipv6Prefix = IPv6Prefix("2001:db8:2::/64")!
+        config.nptPrefix = IPv6Prefix("fd00:6296::/64")!
+        let p = try plan(config, clients, retiring: [IPv6Prefix("2001:db8:1::/64")!])
+        let alice = try #require(p.peers["alice"]?.allowedIPs.first)
+        guard case .v6(let inside) = alice else { Issue.record("\(alice)"); return }
+        #expect(IPv6Prefix("fd00:6296::/64")!.contains(inside.network), "leases are inside: \(alice)")
+        #expect(p.peers["alice"]?.allowedIPs.count == 2, "no retiring twins in allowed IPs")
+        let now = try #require(NPTv6Mapping(inside: config.nptPrefix!, outside: config.ipv6Prefix)?.outbound(inside.network))
+        let old = try #require(NPTv6Mapping(inside: config.nptPrefix!, outside: IPv6Prefix("2001:db8:1::/64")!)?.outbound(inside.network))
+        #expect(p.kernel.proxyEntries.contains(ProxyEntry(now, interfaceIndex: 2)) && p.kernel.proxyEntries.contains(ProxyEntry(old, interfaceIndex: 2)))
+        #expect(!p.kernel.proxyEntries.contains(ProxyEntry(inside.network, interfaceIndex: 2)))
+        #expect(p.npt.contains(NPTPair(inside: inside.network, outside: now, outbound: true)) && p.npt.contains(NPTPair(inside: inside.network, outside: old, outbound: false)))
+        #expect(p.kernel.routes.contains(Route(destination: alice, interfaceIndex: 7)))
+        // The gateway's own address is inside; the ISP router's and the uplink's twins are kept out of the pool.
+        #expect(config.effectiveGatewayAddress == v6("fd00:6296::3"))
+        let reserved = GatewayPlanner.pools(config)[0].reserved
+        let m = try #require(config.nptMapping)
+        #expect(reserved.contains(.v6(IPv6Prefix(containing: try #require(m.inbound(v6("2001:db8:2::1"))), length: 128))))
+    }
+
     @Test func prefixStateMovesKeepAndRenew() throws {
         let a = IPv6Prefix("2001:db8:1::/64")!, b = IPv6Prefix("2001:db8:2::/64")!
         // Lifetimes known: the old prefix stays for the rest of its own valid lifetime.

@@ -1,4 +1,5 @@
 import Foundation
+import PacketKit
 import SixgateTestSupport
 import Testing
 #if canImport(Glibc)
@@ -226,5 +227,68 @@ struct RenumberingEndToEndTests {
         // gatewayctl prefix set is not for this source.
         let set = try bed.gatewayctl(["prefix", "set", "2001:db8:3::/64"], check: false)
         #expect(!set.succeeded && set.stderr.contains("prefix_source is \"ra\""), "\(set.stdout)\(set.stderr)")
+    }
+
+    /// NPTv6 (RFC 6296) for stock WireGuard clients: alice's address comes from a stable inside
+    /// prefix and is translated, checksum-neutrally, to the ISP's prefix at the uplink (Sixgate's
+    /// own nftables table, inbound before connection tracking, so the firewall sees replies as
+    /// replies). The ISP renumbers: nothing on alice changes, and she reaches the internet host
+    /// again from her twin in the new prefix; the old twin still comes in while it is valid.
+    @Test func aStockClientBehindNPTv6KeepsItsConfigThroughARenumbering() throws {
+        let bed = try GatewayTestbed()
+        defer { bed.destroy() }
+        _ = try Self.configure(bed, ipv6: "prefix = \"2001:db8:1::/64\"\nprefix_source = \"external\"\nnpt_prefix = \"fd00:6296::/64\"")
+        try bed.startGateway()
+        let alice = try bed.gatewayctl(["clients", "add", "alice"]).stdout
+        let inside = try #require(alice.split(separator: "\n").first { $0.hasPrefix("Address = fd00:6296::") }.map { String($0.dropFirst(10).split(separator: "/")[0]) }, "\(alice)")
+        let m = try #require(NPTv6Mapping(inside: IPv6Prefix("fd00:6296::/64")!, outside: IPv6Prefix("2001:db8:1::/64")!))
+        let twin = try #require(m.outbound(IPv6Address(inside)!)).description
+        let status = try bed.gatewayctl(["status"]).stdout
+        #expect(status.contains("(NPTv6: \(twin))"), "\(status)")
+        #expect(try bed.exec(bed.gw, ["ip", "-6", "neigh", "show", "proxy"]).stdout.contains(twin + " "), "the twin is answered for on the uplink")
+        let wg = "sgw\(bed.id)"
+        try bed.startClient(in: bed.cl, name: wg, config: alice)
+        // The internet host answers the twin: the kernel's packets left with the address our
+        // arithmetic gave, or the ISP's solicitation for it would go unanswered.
+        #expect(eventually(timeout: 30) { (try? bed.ping(from: bed.cl, "2001:db8:ffff::1", count: 1)) == 1 }, "alice through NPTv6: \(bed.gateway?.output ?? "")")
+        let seen = try BackgroundProcess(["ip", "netns", "exec", bed.isp, "tcpdump", "-n", "-l", "-c", "1", "-i", bed.ispSide, "icmp6 and ip6[40] == 128"], captureOutput: true)
+        defer { seen.stop() }
+        usleep(500_000)
+        #expect(try bed.ping(from: bed.cl, "2001:db8:ffff::1", count: 2) >= 1)
+        #expect(eventually(timeout: 5) { seen.output.contains("\(twin) > 2001:db8:ffff::1") }, "on the ISP's link the source is the twin: \(seen.output)")
+        // A TCP connection across the translation: the checksums hold (checksum-neutral) and the
+        // stateful firewall lets the replies in.
+        #expect(try tcpConnectsOut(bed, from: bed.cl, to: "2001:db8:ffff::1", port: 18080), "TCP out through NPTv6")
+
+        // The ISP renumbers; alice's config and wireguard-go stay as they are.
+        try bed.exec(bed.isp, ["ip", "-6", "addr", "del", "2001:db8:1::1/64", "dev", bed.ispSide])
+        try bed.exec(bed.isp, ["ip", "-6", "addr", "add", "2001:db8:2::1/64", "dev", bed.ispSide, "nodad"])
+        try bed.exec(bed.gw, ["ip", "-6", "addr", "add", "2001:db8:2::2/64", "dev", bed.uplink, "nodad"])
+        try bed.exec(bed.gw, ["ip", "-6", "route", "replace", "default", "via", "2001:db8:2::1", "dev", bed.uplink])
+        let set = try bed.gatewayctl(["prefix", "set", "2001:db8:2::/64", "--valid", "3600", "--old-valid", "60"], check: false)
+        #expect(set.succeeded && set.stdout.contains("0 lease(s) moved"), "\(set.stdout)\(set.stderr)")
+        #expect(bed.gateway?.output.contains("NPTv6 now maps fd00:6296::/64 to 2001:db8:2::/64, clients keep their addresses") == true, "\(bed.gateway?.output ?? "")")
+        let newTwin = try #require(NPTv6Mapping(inside: IPv6Prefix("fd00:6296::/64")!, outside: IPv6Prefix("2001:db8:2::/64")!)?.outbound(IPv6Address(inside)!)).description
+        let table = try bed.exec(bed.gw, ["nft", "list", "table", "ip6", "sixgate_\(bed.tun)_npt"]).stdout
+        #expect(table.contains("\(newTwin) : \(inside)") && table.contains("\(twin) : \(inside)") && table.contains("\(inside) : \(newTwin)"), "\(table)")
+        #expect(try bed.gatewayctl(["clients", "show", "alice"]).stdout.contains("Address = \(inside)/128"), "the config does not change")
+        #expect(eventually(timeout: 30) { (try? bed.ping(from: bed.cl, "2001:db8:ffff::1", count: 1)) == 1 }, "alice after the renumbering, unchanged: \(bed.gateway?.output ?? "")")
+        #expect(try tcpConnectsOut(bed, from: bed.cl, to: "2001:db8:ffff::1", port: 18081))
+        // Stopped: the table goes with gatewayd.
+        bed.gateway?.stop()
+        #expect(try !bed.exec(bed.gw, ["nft", "list", "tables"]).stdout.contains("_npt"))
+    }
+
+    /// Whether a TCP connection from `ns` to `address`:`port` (a listener started in the ISP's
+    /// namespace, where the internet host's address lives) completes.
+    func tcpConnectsOut(_ bed: GatewayTestbed, from ns: String, to address: String, port: Int) throws -> Bool {
+        let server = try BackgroundProcess(["ip", "netns", "exec", bed.isp, "timeout", "10", "python3", "-c",
+                                            "import socket;s=socket.socket(socket.AF_INET6);s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('\(address)',\(port)));s.listen(1);c,_=s.accept();c.sendall(b'ok');c.close()"],
+                                           captureOutput: true)
+        defer { server.stop() }
+        usleep(300_000)
+        let r = try bed.exec(ns, ["timeout", "8", "python3", "-c",
+                                  "import socket;s=socket.create_connection(('\(address)',\(port)),timeout=5);print(s.recv(2).decode())"], check: false)
+        return r.succeeded && r.stdout.contains("ok")
     }
 }
