@@ -39,9 +39,7 @@ struct ClientEndToEndTests {
         let tun = "sgk\(bed.id)"
         let hookLog = bed.stateDirectory + "/client-hooks.log"
         let hook = bed.stateDirectory + "/client-hook.sh"
-        try "#!/bin/sh\necho \"$SIXGATE_EVENT $SIXGATE_INTERFACE $SIXGATE_IPV6_ADDRESS $SIXGATE_IPV4_ADDRESS $SIXGATE_DNS $SIXGATE_MTU\" >> \(hookLog)\n"
-            .write(toFile: hook, atomically: true, encoding: .utf8)
-        chmod(hook, 0o755)
+        try writeExecutable("#!/bin/sh\necho \"$SIXGATE_EVENT $SIXGATE_INTERFACE $SIXGATE_IPV6_ADDRESS $SIXGATE_IPV4_ADDRESS $SIXGATE_DNS $SIXGATE_MTU\" >> \(hookLog)\n", to: hook)
         let config = try clientConfig(bed, name: "alice", interface: tun, extra: "\n[hooks]\nup = \"\(hook)\"\ndown = \"\(hook)\"\n")
         #expect(config.contains("[gateway]") && config.contains("endpoint = \"198.51.100.129:51820\""))
         let client = try bed.startTunnelClient(in: bed.cl, config: config, name: "alice")

@@ -71,9 +71,7 @@ final class GatewayTestbed: @unchecked Sendable {
     /// `tables` (more tables) at the end.
     func writeConfig(ndpProxy: String, ipv6: String? = nil, ipv4: String? = nil, extra: String = "", tables: String = "") throws {
         let hook = stateDirectory + "/hook.sh"
-        try "#!/bin/sh\necho \"$SIXGATE_EVENT $SIXGATE_INTERFACE $SIXGATE_CLIENT $SIXGATE_CLIENT_ADDRESSES\" >> \(hookLog)\n"
-            .write(toFile: hook, atomically: true, encoding: .utf8)
-        chmod(hook, 0o755)
+        try writeExecutable("#!/bin/sh\necho \"$SIXGATE_EVENT $SIXGATE_INTERFACE $SIXGATE_CLIENT $SIXGATE_CLIENT_ADDRESSES\" >> \(hookLog)\n", to: hook)
         let text = """
             # gatewayd for the end-to-end test
             \(extra)

@@ -98,8 +98,7 @@ struct HostileGatewayTests {
 
         let hookLog = bed.stateDirectory + "/hostile-hooks.log"
         let hook = bed.stateDirectory + "/hostile-hook.sh"
-        try "#!/bin/sh\necho \"$SIXGATE_EVENT mtu=${SIXGATE_MTU-unset} dns=$SIXGATE_DNS\" >> \(hookLog)\n".write(toFile: hook, atomically: true, encoding: .utf8)
-        chmod(hook, 0o755)
+        try writeExecutable("#!/bin/sh\necho \"$SIXGATE_EVENT mtu=${SIXGATE_MTU-unset} dns=$SIXGATE_DNS\" >> \(hookLog)\n", to: hook)
         let config = clientConfig(tun: tun, key: clientKey, gateway: gateway, ipv4: "default", extra: "replace_default_route = false\n[hooks]\nup = \"\(hook)\"")
         let client = try bed.startTunnelClient(in: bed.cl, config: config, name: "hostile")
         defer { client.stop() }

@@ -90,14 +90,13 @@ struct PrefixDelegationTests {
                 // environment: the wrapper says where gatewayctl and the config are, and keeps what
                 // dhcpcd passed, for the failure messages).
                 let hook = bed.stateDirectory + "/dhcpcd-hook.sh"
-                try """
+                try writeExecutable("""
                     #!/bin/sh
                     echo "$reason $(env | grep '^new_dhcp6_ia_pd' | sort | tr '\\n' ' ')" >> "\(hookEnvironment)"
                     SIXGATE_GATEWAYCTL="\(builtProductsDirectory)/gatewayctl"
                     SIXGATE_CONFIG="\(bed.configPath)"
                     . "\(repositoryDirectory)/dist/dhcpcd-hook-sixgate"
-                    """.write(toFile: hook, atomically: true, encoding: .utf8)
-                chmod(hook, 0o755)
+                    """, to: hook)
                 let dhcpcdConf = bed.stateDirectory + "/dhcpcd.conf"
                 try "ipv6only\nnoipv6rs\nallowinterfaces \(bed.uplink)\nscript \(hook)\ninterface \(bed.uplink)\n  ia_pd 1\n"
                     .write(toFile: dhcpcdConf, atomically: true, encoding: .utf8)

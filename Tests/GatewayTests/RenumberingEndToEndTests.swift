@@ -17,8 +17,7 @@ struct RenumberingEndToEndTests {
     /// logs its event and prefixes; returns the hook's log file.
     static func configure(_ bed: GatewayTestbed, ipv6: String) throws -> String {
         let hookLog = bed.stateDirectory + "/prefix-hooks.log", hook = bed.stateDirectory + "/prefix-hook.sh"
-        try "#!/bin/sh\necho \"$SIXGATE_EVENT $SIXGATE_OLD_PREFIX $SIXGATE_NEW_PREFIX\" >> \(hookLog)\n".write(toFile: hook, atomically: true, encoding: .utf8)
-        chmod(hook, 0o755)
+        try writeExecutable("#!/bin/sh\necho \"$SIXGATE_EVENT $SIXGATE_OLD_PREFIX $SIXGATE_NEW_PREFIX\" >> \(hookLog)\n", to: hook)
         try bed.writeConfig(ndpProxy: "kernel", ipv6: ipv6)
         let text = try String(contentsOfFile: bed.configPath, encoding: .utf8).replacingOccurrences(of: "[hooks]\n", with: "[hooks]\nprefix-change = \"\(hook)\"\n")
         try text.write(toFile: bed.configPath, atomically: true, encoding: .utf8)

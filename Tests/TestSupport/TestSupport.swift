@@ -217,3 +217,21 @@ public func eventually(timeout: Double = 10, _ condition: () throws -> Bool) ret
     }
     return try condition()
 }
+
+/// Writes a script another program will execute, mode 0755, through a file descriptor opened with
+/// O_CLOEXEC and a rename: a descriptor open for writing that leaked into a process a parallel
+/// test spawns (Foundation's writers do not set close-on-exec) would make every exec of the script
+/// fail with ETXTBSY ("Text file busy") for as long as that process lives.
+public func writeExecutable(_ text: String, to path: String) throws {
+    let temporary = path + ".tmp-\(uniqueSuffix())"
+    let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o755)
+    guard fd >= 0 else { throw TransferError("open \(temporary): \(String(cString: strerror(errno)))") }
+    let bytes = Array(text.utf8)
+    let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+    fchmod(fd, 0o755)
+    close(fd)
+    guard written == bytes.count, rename(temporary, path) == 0 else {
+        unlink(temporary)
+        throw TransferError("write \(path): \(String(cString: strerror(errno)))")
+    }
+}
