@@ -42,13 +42,17 @@ public struct AdvertisementConfiguration: Sendable, Equatable {
     var minimumInterval: Double { max(3, maximumInterval / 3) }
 }
 
-/// A prefix advertised as deprecated until `validUntil` (MonotonicClock seconds).
+/// A prefix advertised as deprecated until `validUntil` (MonotonicClock seconds): with the valid
+/// lifetime that remains, or, `withdrawn`, with valid lifetime 0 (its source took it back at once;
+/// hosts deprecate their addresses in it at once and keep them at most two hours, RFC 4862 §5.5.3 e).
 public struct DeprecatedPrefix: Sendable, Equatable {
     public var prefix: IPv6Prefix
     public var validUntil: Double
-    public init(prefix: IPv6Prefix, validUntil: Double) {
+    public var withdrawn: Bool
+    public init(prefix: IPv6Prefix, validUntil: Double, withdrawn: Bool = false) {
         self.prefix = prefix
         self.validUntil = validUntil
+        self.withdrawn = withdrawn
     }
 }
 
@@ -125,7 +129,7 @@ public final class RouterAdvertiser: @unchecked Sendable {
                                                     preferredLifetime: final ? 0 : c.preferredLifetime)))
         }
         for d in c.deprecatedPrefixes where d.validUntil > now && !c.prefixes.contains(d.prefix) {
-            let left = UInt32(clamping: Int64(d.validUntil - now))
+            let left = d.withdrawn ? 0 : UInt32(clamping: Int64(d.validUntil - now))
             options.append(.prefixInformation(.init(prefix: d.prefix, onLink: true, autonomous: d.prefix.length == 64,
                                                     validLifetime: min(left, c.validLifetime), preferredLifetime: 0)))
         }

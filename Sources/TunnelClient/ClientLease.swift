@@ -66,8 +66,22 @@ extension SixgateClient {
     func updateAdvertiser(_ lanPrefix: IPv6Prefix?, deprecated: [IPv6Prefix] = [], lease: LeaseMessage) throws(ClientError) {
         guard let settings = config.router else { return }
         let old = advertiser?.configuration
-        let retiring = deprecated.map { p in
-            DeprecatedPrefix(prefix: p, validUntil: deprecatedUntil.first { $0.key.contains(p.network) || p.contains($0.key.network) }?.value ?? MonotonicClock.seconds())
+        let now = MonotonicClock.seconds()
+        var retiring = deprecated.map { p in
+            DeprecatedPrefix(prefix: p, validUntil: deprecatedUntil.first { $0.key.contains(p.network) || p.contains($0.key.network) }?.value ?? now)
+        }
+        // A LAN prefix that went without a valid lifetime left (the gateway's old prefix was
+        // withdrawn at once): advertised withdrawn (preferred and valid lifetime 0) for two hours,
+        // so hosts stop using it at once (RFC 9096) instead of keeping it preferred for hours.
+        if let old {
+            let kept = Set(retiring.map(\.prefix) + [lanPrefix].compactMap { $0 })
+            for p in old.prefixes where !kept.contains(p) {
+                retiring.append(DeprecatedPrefix(prefix: p, validUntil: now + 7200, withdrawn: true))
+                log("router mode: \(p) withdrawn by the gateway: advertised on \(settings.interface) with lifetimes 0 so hosts stop using it at once (RFC 9096)")
+            }
+            for d in old.deprecatedPrefixes where d.withdrawn && d.validUntil > now && !kept.contains(d.prefix) && !retiring.contains(where: { $0.prefix == d.prefix }) {
+                retiring.append(d)
+            }
         }
         guard old?.prefixes != lanPrefix.map({ [$0] }) || old?.nat64Prefix != lease.nat64Prefix || old?.deprecatedPrefixes != retiring else { return }
         guard let lanPrefix else { advertiser?.stop(); advertiser = nil; return }

@@ -149,6 +149,21 @@ struct PrefixDelegationTests {
         #expect(carolAddresses().count == 1, "nothing kept of the config file's stand-in prefix: \(carolAddresses())")
         let before = try #require(carolAddresses().first)
         #expect(eventually(timeout: 30) { (try? bed.ping(from: bed.cl2, "2001:db8:ffff::1", count: 1)) == 1 }, "carol through the first delegation")
+        // dave: tunnel-client in router mode on the first carrier, a SLAAC host (the kernel's own) on its LAN.
+        let lan = "sg-gl-\(bed.id)", lanHost = "sgl\(bed.id)", lanRouter = "sgm\(bed.id)", daveTun = "sgj\(bed.id)"
+        try bed.addNamespace(lan, linkedTo: bed.cl, lanHost, lanRouter)
+        var daveConfig = try bed.gatewayctl(["clients", "add", "dave", "--format", "tunnel-client"]).stdout
+        daveConfig = daveConfig.replacingOccurrences(of: "interface = \"sixgate0\"", with: "interface = \"\(daveTun)\"") + "\n[router]\ninterface = \"\(lanRouter)\"\ninterval = 4\n"
+        let dave = try bed.startTunnelClient(in: bed.cl, config: daveConfig, name: "dave")
+        func slaac(_ prefix: String) -> [String: Any]? {
+            let j = (try? bed.exec(lan, ["ip", "-j", "-6", "addr", "show", "dev", lanHost], check: false).stdout) ?? "[]"
+            let links = (try? JSONSerialization.jsonObject(with: Data(j.utf8))) as? [[String: Any]] ?? []
+            return (links.first?["addr_info"] as? [[String: Any]])?.first { ($0["local"] as? String)?.hasPrefix(prefix) == true && $0["prefixlen"] as? Int == 64 }
+        }
+        #expect(eventually(timeout: 30) { slaac("2001:db8:100:") != nil }, "\(dave.output)")
+        #expect(eventually(timeout: 30) { (try? bed.ping(from: lan, "2001:db8:ffff::1", count: 1)) == 1 }, "dave's LAN through the first delegation: \(dave.output)")
+        let lanBefore = try #require(slaac("2001:db8:100:")?["local"] as? String)
+
         // The hook handed on the lease's lifetimes.
         #expect(setup.hookCalls.contains("_vltime=60"), "\(setup.diagnostics)")
         #expect((try? String(contentsOfFile: setup.prefixFile, encoding: .utf8))?.contains("valid-until ") == true)
@@ -167,6 +182,19 @@ struct PrefixDelegationTests {
             (try? bed.ping(from: bed.cl2, "2001:db8:ffff::1", source: String(expected.split(separator: "/")[0]), count: 1)) == 1
         }, "carol through the new delegation: \(setup.diagnostics)")
         #expect(try bed.gatewayctl(["leases"]).stdout.contains("2001:db8:200:"))
+        // dave's LAN: the new /64 at the same index advertised at once, the old one deprecated
+        // (preferred lifetime 0: withdrawn by the ISP, or kept for its valid lifetime), and the
+        // SLAAC host reaches the internet from its new address.
+        let lanIndexWord = lanBefore.split(separator: ":")[3]
+        #expect(eventually(timeout: 20) { (slaac("2001:db8:200:\(lanIndexWord):")?["local"] as? String) != nil }, "\(dave.output)")
+        #expect(eventually(timeout: 20) { slaac("2001:db8:100:").map { $0["preferred_life_time"] as? Int == 0 } ?? true }, "\(slaac("2001:db8:100:") ?? [:])")
+        let lanAfter = try #require(slaac("2001:db8:200:")?["local"] as? String)
+        // Kea withdraws the old /56 (lifetime 0 in its reply, RFC 8415 §18.3.4): dave says so and advertises it with lifetimes 0.
+        if setup.hookCalls.contains("prefix2_vltime=0") {
+            #expect(dave.output.contains("router mode: 2001:db8:100:\(lanIndexWord)::/64 withdrawn by the gateway"), "\(dave.output)")
+        }
+        #expect(eventually(timeout: 20) { (try? bed.exec(lan, ["ip", "-6", "route", "get", "2001:db8:ffff::1"]).stdout.contains("src \(lanAfter)")) == true })
+        #expect(eventually(timeout: 30) { (try? bed.ping(from: lan, "2001:db8:ffff::1", source: lanAfter, count: 1)) == 1 }, "dave's LAN through the new delegation: \(dave.output)")
         // The old /56: withdrawn by the server (lifetime 0) or kept until its valid lifetime (60 s)
         // ends; either way gone from the gateway and from carol within it.
         #expect(eventually(timeout: 75) {
