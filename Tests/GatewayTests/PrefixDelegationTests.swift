@@ -73,19 +73,19 @@ struct PrefixDelegationTests {
         var dhcpcd: ProcessGroup?
         let prefixFile: String
         let hookEnvironment: String
-        init(_ test: PrefixDelegationTests, pool: String, lifetimes: (preferred: Int, valid: Int) = (30, 60)) throws {
+        init(_ test: PrefixDelegationTests, pool: String, lifetimes: (preferred: Int, valid: Int) = (30, 60), ipv6: String = """
+                prefix = "2001:db8:ff00::/56"          # until the first delegation
+                prefix_source = "external"
+                allocation = "prefixes"
+                delegated_length = 64
+                """) throws {
             bed = try GatewayTestbed()
             prefixFile = bed.stateDirectory + "/prefix"
             hookEnvironment = bed.stateDirectory + "/hook-env.log"
             do {
                 try startKea(test, pool: pool, lifetimes: lifetimes)
                 // gatewayd: routed prefixes (a /64 per client out of whatever /56 is delegated), no NDP proxy.
-                try bed.writeConfig(ndpProxy: "off", ipv6: """
-                    prefix = "2001:db8:ff00::/56"          # until the first delegation
-                    prefix_source = "external"
-                    allocation = "prefixes"
-                    delegated_length = 64
-                    """)
+                try bed.writeConfig(ndpProxy: "off", ipv6: ipv6)
                 // dhcpcd on the uplink, with Sixgate's hook as its script (dhcpcd gives scripts a clean
                 // environment: the wrapper says where gatewayctl and the config are, and keeps what
                 // dhcpcd passed, for the failure messages).
@@ -237,5 +237,40 @@ struct PrefixDelegationTests {
         #expect(eventually(timeout: 120) { bed.gateway?.output.contains("lifetimes renewed after it expired") == true }, "\(setup.diagnostics)")
         let after = try bed.gatewayctl(["doctor", "--capture-seconds", "0"], check: false)
         #expect(!after.stdout.contains("expired"), "\(after.stdout)")
+    }
+
+    /// NPTv6 with a real delegation: the gateway's stock WireGuard client has an address of a
+    /// stable inside /56, translated to whatever /56 Kea delegates. The ISP renumbers; within one
+    /// renew the client reaches the internet host again, from its twin in the new /56, with its
+    /// config (and wireguard-go) untouched.
+    @Test func aStockClientBehindNPTv6FollowsADelegation() throws {
+        let setup = try Setup(self, pool: "2001:db8:100::", ipv6: """
+            prefix = "2001:db8:ff00::/56"          # until the first delegation
+            prefix_source = "external"
+            npt_prefix = "fd00:6296::/56"
+            """)
+        defer { setup.destroy() }
+        let bed = setup.bed
+        #expect(eventually(timeout: 30) { setup.delegated == "2001:db8:100::/56" }, "\(setup.diagnostics)")
+        try bed.exec(bed.isp, ["ip", "-6", "route", "replace", "2001:db8:100::/56", "via", "2001:db8:1::2", "dev", bed.ispSide])
+        try bed.startGateway()
+        let alice = try bed.gatewayctl(["clients", "add", "alice"]).stdout
+        #expect(alice.contains("Address = fd00:6296::"), "\(alice)")
+        try bed.startClient(in: bed.cl, name: "sgw\(bed.id)", config: alice)
+        #expect(eventually(timeout: 30) { (try? bed.ping(from: bed.cl, "2001:db8:ffff::1", count: 1)) == 1 }, "alice through the first delegation: \(setup.diagnostics)")
+        #expect(try bed.gatewayctl(["status"]).stdout.contains("(NPTv6: 2001:db8:100:"))
+
+        setup.stopKea()
+        try? FileManager.default.removeItem(atPath: bed.stateDirectory + "/kea-leases6.csv")
+        try setup.startKea(self, pool: "2001:db8:200::")
+        #expect(eventually(timeout: 30) { setup.delegated == "2001:db8:200::/56" }, "\(setup.diagnostics)")
+        #expect(eventually(timeout: 10) { bed.gateway?.output.contains("NPTv6 now maps fd00:6296::/56 to 2001:db8:200::/56") == true }, "\(setup.diagnostics)")
+        try bed.exec(bed.isp, ["ip", "-6", "route", "del", "2001:db8:100::/56"])
+        try bed.exec(bed.isp, ["ip", "-6", "route", "replace", "2001:db8:200::/56", "via", "2001:db8:1::2", "dev", bed.ispSide])
+        #expect(eventually(timeout: 30) { (try? bed.ping(from: bed.cl, "2001:db8:ffff::1", count: 1)) == 1 }, "alice through the new delegation: \(setup.diagnostics)")
+        #expect(try bed.gatewayctl(["status"]).stdout.contains("(NPTv6: 2001:db8:200:"))
+        let shown = try bed.gatewayctl(["clients", "show", "alice"]).stdout
+        let address = alice.split(separator: "\n").first { $0.hasPrefix("Address = ") }.map(String.init) ?? "?"
+        #expect(shown.contains(address), "the same config: \(shown)")
     }
 }
