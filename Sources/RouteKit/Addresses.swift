@@ -54,24 +54,7 @@ public struct InterfaceAddress: Hashable, Sendable, CustomStringConvertible {
 extension RouteSocket {
     /// Addresses in the namespace, optionally of one interface. The corresponding command is `ip -j addr show`.
     public func addresses(interface: String? = nil) throws(RouteKitError) -> [InterfaceAddress] {
-        let index = try interface.map { (n: String) throws(RouteKitError) -> Int32 in try interfaceIndex(n) }
-        var cache: OpaquePointer? = nil
-        let rc = rtnl_addr_alloc_cache(sock, &cache)
-        if rc < 0 { throw RouteKitError(libnl: rc, operation: "list", object: "addresses in \(namespace)") }
-        defer { nl_cache_free(cache) }
-        var out = [InterfaceAddress]()
-        var obj = nl_cache_get_first(cache)
-        while let a = obj {
-            obj = nl_cache_get_next(a)
-            let ifindex = rtnl_addr_get_ifindex(a)
-            if let index, ifindex != index { continue }
-            guard let local = IPAddress(nl: rtnl_addr_get_local(a)) else { continue }
-            out.append(InterfaceAddress(interfaceIndex: ifindex, address: local, prefixLength: UInt8(clamping: rtnl_addr_get_prefixlen(a)),
-                                        peer: IPAddress(nl: rtnl_addr_get_peer(a)).flatMap { $0 == local ? nil : $0 },
-                                        flags: rtnl_addr_get_flags(a), scope: UInt8(clamping: rtnl_addr_get_scope(a)),
-                                        deprecated: rtnl_addr_get_flags(a) & InterfaceAddress.deprecatedFlag != 0))
-        }
-        return out
+        try addressLifetimes(interface: interface).map(\.address)
     }
 
     /// Addresses with their remaining lifetimes in seconds (`UInt32.max`: forever), optionally of
@@ -92,6 +75,7 @@ extension RouteSocket {
             guard let local = IPAddress(nl: rtnl_addr_get_local(a)) else { continue }
             let flags = rtnl_addr_get_flags(a)
             let address = InterfaceAddress(interfaceIndex: ifindex, address: local, prefixLength: UInt8(clamping: rtnl_addr_get_prefixlen(a)),
+                                           peer: IPAddress(nl: rtnl_addr_get_peer(a)).flatMap { $0 == local ? nil : $0 },
                                            flags: flags, scope: UInt8(clamping: rtnl_addr_get_scope(a)), deprecated: flags & InterfaceAddress.deprecatedFlag != 0)
             out.append((address, rtnl_addr_get_preferred_lifetime(a), rtnl_addr_get_valid_lifetime(a)))
         }
