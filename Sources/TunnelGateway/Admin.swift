@@ -66,7 +66,7 @@ public enum GatewayAdmin {
                                  oldValid: UInt32? = nil) throws(GatewayError) -> RenumberResult? {
         let request = ControlRequest(command: .prefix, prefix: prefix.description, preferred: preferred, valid: valid, oldValid: oldValid)
         guard let reply = try sendControlRequest(request, socketPath: config.controlSocketPath) else {
-            guard config.prefixSource == .external else {
+            guard config.prefixSource.isSetFromOutside else {
                 throw .control("prefix_source is \"static\": the prefix is the config file's ipv6.prefix (clients keep their positions when it changes)")
             }
             if let why = GatewayConfiguration.unusablePrefixReason(prefix) { throw .control(why) }

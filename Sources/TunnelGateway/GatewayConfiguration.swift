@@ -23,9 +23,15 @@ public enum PrefixSource: String, Sendable, Equatable {
     /// Set while running with `gatewayctl prefix set` (renumbered live) and remembered in the
     /// state directory (`prefix`); `ipv6.prefix` is only the first one.
     case external
+    /// A DHCPv6-PD delegation (RFC 8415) obtained by dhcpcd, whose hook (dist/dhcpcd-hook-sixgate)
+    /// hands it on with `gatewayctl prefix set` and its lifetimes: `external`, named for what it is.
+    case dhcpv6PD = "dhcpv6-pd"
     /// The /64 the uplink configured by SLAAC from the ISP's router advertisements (a VPS's
     /// prefix), followed as it changes; `ipv6.prefix` stands in until one is seen.
     case ra
+
+    /// Set from outside with `gatewayctl prefix set`.
+    public var isSetFromOutside: Bool { self == .external || self == .dhcpv6PD }
 }
 
 /// How the ISP router finds client addresses on the uplink.
@@ -222,7 +228,7 @@ public struct GatewayConfiguration: Sendable, Equatable {
         }
 
         if let v = try f.parsed("ipv6.prefix", "an IPv6 prefix such as 2001:db8:1::/64", { IPv6Prefix($0) }) { ipv6Prefix = v }
-        if let v = try f.parsed("ipv6.prefix_source", "static, external or ra", { PrefixSource(rawValue: $0) }) { prefixSource = v }
+        if let v = try f.parsed("ipv6.prefix_source", "static, external, dhcpv6-pd or ra", { PrefixSource(rawValue: $0) }) { prefixSource = v }
         ispRouter = try f.parsed("ipv6.isp_router", "an IPv6 address", { IPv6Address($0) })
         uplinkAddress = try f.parsed("ipv6.uplink_address", "an IPv6 address", { IPv6Address($0) })
         gatewayAddress = try f.parsed("ipv6.gateway_address", "an IPv6 address", { IPv6Address($0) })

@@ -44,7 +44,7 @@ extension Gateway {
         lock.lock(); defer { lock.unlock() }
         let old = config
         func refuse(_ why: String) -> GatewayError { .setup(SetupFailure("prefix \(prefix)", "\(why); keeping \(old.ipv6Prefix)")) }
-        guard old.prefixSource == source else {
+        guard old.prefixSource == source || (source == .external && old.prefixSource.isSetFromOutside) else {
             let why = old.prefixSource == .ra ? "prefix_source is \"ra\": the prefix follows the router advertisements on \(old.uplink)"
                 : "prefix_source is \"static\": the prefix is the config file's (change ipv6.prefix and restart; clients keep their positions), or set prefix_source = \"external\""
             throw .setup(SetupFailure("prefix \(prefix)", why))

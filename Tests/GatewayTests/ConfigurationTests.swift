@@ -72,6 +72,14 @@ struct ConfigurationTests {
         #expect(error("[ipv6]\nprefix = \"2001:db8::/64\"\nisp_router = \"2001:db8:1::1\"\n")?.description.contains("ipv6.isp_router: 2001:db8:1::1 is outside") == true)
     }
 
+    @Test func prefixSourcesAreNamedAsOperatorsSayThem() throws {
+        #expect(try parse("[ipv6]\nprefix_source = \"dhcpv6-pd\"\n").prefixSource.isSetFromOutside)
+        #expect(try parse("[ipv6]\nprefix_source = \"external\"\n").prefixSource.isSetFromOutside)
+        #expect(try !parse("[ipv6]\nprefix_source = \"ra\"\n").prefixSource.isSetFromOutside)
+        #expect(error("[ipv6]\nprefix_source = \"dhcp\"\n")?.description.contains("ipv6.prefix_source: \"dhcp\" is not static, external, dhcpv6-pd or ra") == true,
+                "\(error("[ipv6]\nprefix_source = \"dhcp\"\n")?.description ?? "")")
+    }
+
     /// Small allocations (issue 24): a /124 beside the ISP's link, and a list of single addresses.
     @Test func smallAllocationsAreReadAndChecked() throws {
         // A /124 with the ISP router and the uplink on the link's /64 outside it.

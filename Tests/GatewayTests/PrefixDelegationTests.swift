@@ -7,7 +7,7 @@ import Glibc
 
 /// Following a delegated prefix with real peers (issue 24): Kea's DHCPv6 server in the ISP's
 /// namespace delegates a /56 out of its pool; dhcpcd on the gateway's uplink asks for it and runs
-/// dist/dhcpcd-hook-sixgate, which hands it to gatewayd (`prefix_source = "external"`). The ISP
+/// dist/dhcpcd-hook-sixgate, which hands it to gatewayd (`prefix_source = "dhcpv6-pd"`). The ISP
 /// then renumbers (Kea's pool changes, the next renew brings a new /56): gatewayd follows without
 /// a restart, a tunnel-client behind it keeps its /64's index and reaches the internet host again.
 /// The test plays the ISP router's one other part: routing each delegated prefix to the gateway.
@@ -75,7 +75,7 @@ struct PrefixDelegationTests {
         let hookEnvironment: String
         init(_ test: PrefixDelegationTests, pool: String, lifetimes: (preferred: Int, valid: Int) = (30, 60), ipv6: String = """
                 prefix = "2001:db8:ff00::/56"          # until the first delegation
-                prefix_source = "external"
+                prefix_source = "dhcpv6-pd"
                 allocation = "prefixes"
                 delegated_length = 64
                 """) throws {
@@ -246,7 +246,7 @@ struct PrefixDelegationTests {
     @Test func aStockClientBehindNPTv6FollowsADelegation() throws {
         let setup = try Setup(self, pool: "2001:db8:100::", ipv6: """
             prefix = "2001:db8:ff00::/56"          # until the first delegation
-            prefix_source = "external"
+            prefix_source = "dhcpv6-pd"
             npt_prefix = "fd00:6296::/56"
             """)
         defer { setup.destroy() }
