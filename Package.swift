@@ -112,6 +112,7 @@ let package = Package(
         .executableTarget(name: "ip6-route", dependencies: ["PacketKit", "RouteKit"], path: "Examples/ip6-route"),
         .executableTarget(name: "ndp-config", dependencies: ["NDPProxy"], path: "Examples/ndp-config"),
         .executableTarget(name: "allocate", dependencies: ["AddressPool", "PacketKit"], path: "Examples/allocate"),
+        .executableTarget(name: "npt-map", dependencies: ["PacketKit"], path: "Examples/npt-map"),
         .executableTarget(name: "client-lease", dependencies: ["TunnelClient"], path: "Examples/client-lease"),
         .executableTarget(name: "howto-doctor", dependencies: ["Diagnostics", "PacketKit"], path: "Examples/howto-doctor"),
         .executableTarget(name: "nat64", dependencies: ["Translator", "PacketKit"], path: "Examples/nat64"),

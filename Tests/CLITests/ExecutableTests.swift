@@ -144,6 +144,16 @@ struct NDPConfigExampleTests {
     }
 }
 
+@Suite("The npt-map example")
+struct NPTMapExampleTests {
+    @Test func mapsTheRFCsExampleBothWaysAndRefusesStrangers() throws {
+        let out = try run(["\(ExecutableTests.binDir)/npt-map", "fd01:203:405::/48", "2001:db8:1::/48", "fd01:203:405:1::1234", "2001:db8:1:d550::1234"], check: true).stdout
+        #expect(out == "fd01:203:405:1::1234 -> 2001:db8:1:d550::1234\n2001:db8:1:d550::1234 -> fd01:203:405:1::1234\n", "\(out)")
+        let bad = try run(["\(ExecutableTests.binDir)/npt-map", "fd01:203:405::/48", "2001:db8:1::/48", "2001:db8:9::1"])
+        #expect(bad.status == 1 && bad.stdout.contains("is in neither"))
+    }
+}
+
 @Suite("gatewayctl pcap decode")
 struct PcapDecodeTests {
     /// A pcap file of raw IPv4: a UDP datagram, a record whose microseconds are out of range, the
