@@ -31,7 +31,12 @@ for n in sizes.isEmpty ? [10_000, 50_000] : sizes {
     for pool in GatewayPlanner.poolNames(config) { _ = try allocator.allocateMany(clients: names, in: pool) }
     let clients = names.map { ClientRecord(name: $0, publicKey: key) }
     let planner = GatewayPlanner(config: config, tunnelIndex: 7, uplinkIndex: 2)
-    var anchor: [Double] = [], plan: [Double] = [], diff: [Double] = [], one: [Double] = []
+    var anchor: [Double] = [], plan: [Double] = [], diff: [Double] = [], one: [Double] = [], move: [Double] = [], keep: [Double] = []
+    // Issue 24: a renumbering moves every lease to its position in the new prefix (here back and
+    // forth between two /64s), and while the old prefix is valid the plan carries each client's
+    // old address too (a retiring prefix).
+    let pools = [GatewayPlanner.pools(config)[0], GatewayPlanner.pools(config.renumbered(to: IPv6Prefix("2001:db8:2::/64")!))[0]]
+    let retiring = GatewayPlanner(config: config, tunnelIndex: 7, uplinkIndex: 2, retiring: [IPv6Prefix("2001:db8:9::/64")!])
     var live = planner.plan(clients: clients, leases: { allocator.leases(of: $0) })
     var sink = 0
     let before = planner.plan(clients: Array(clients.dropLast()), leases: { allocator.leases(of: $0) })
@@ -44,6 +49,12 @@ for n in sizes.isEmpty ? [10_000, 50_000] : sizes {
             let a = before.kernel.objects, b = after.kernel.objects
             sink &+= a.subtracting(b).count &+ b.subtracting(a).count
         })
+        // There and back (the leases end where the other rows expect them), each move timed.
+        move.append(seconds {
+            sink &+= ((try? allocator.renumber(to: pools[1])) ?? []).count
+            sink &+= ((try? allocator.renumber(to: pools[0])) ?? []).count
+        } / 2)
+        keep.append(seconds { sink &+= retiring.plan(clients: clients, leases: { allocator.leases(of: $0) }).kernel.routes.count })
         // One client's change, 100 times (a different client each time): what enrolment costs now.
         one.append(seconds {
             for i in 0..<100 {
@@ -62,9 +73,11 @@ for n in sizes.isEmpty ? [10_000, 50_000] : sizes {
         print("PlannerBenchmarks: after \(5 * 100) one-client changes the plan differs from the whole plan at \(n) clients")
         failed = true
     }
-    let a = median(anchor), p = median(plan), d = median(diff), o = median(one)
+    let a = median(anchor), p = median(plan), d = median(diff), o = median(one), m = median(move), k = median(keep)
     print(String(format: "%6d clients   anchor (every client's leases read) %7.1f ms   whole plan %7.1f ms (%.1fx)   diff of two plans %7.1f ms (%.1fx)   one client's change %7.3f ms (%.4fx), at most %.0f/s of planning",
                  n, a * 1e3, p * 1e3, p / a, d * 1e3, d / a, o * 1e3, o / a, 1 / o))
+    print(String(format: "%6d clients   renumbering: every lease moved %7.1f ms (%.1fx)   whole plan with a retiring prefix %7.1f ms (%.1fx)",
+                 n, m * 1e3, m / a, k * 1e3, k / a))
     if sink == 42 { print("") }
 }
 if failed { exit(1) }
