@@ -68,8 +68,21 @@ extension GatewayError {
     static func setup(_ object: String, _ error: any Error & Sendable) -> GatewayError { .setup(SetupFailure(object, "\(error)", underlying: error)) }
 }
 
+/// Where enrolled clients are kept (issue 25's seam): every reader and writer of client records
+/// goes through it. `ClientRegistry` (a folder of files, one per client) is the embedded default;
+/// a database behind the same four calls lets several gateways share their clients.
+public protocol ClientStore: Sendable {
+    /// Every client, sorted by name; a record that does not parse is an error naming it.
+    func all() throws(GatewayError) -> [ClientRecord]
+    func read(_ name: String) throws(GatewayError) -> ClientRecord
+    /// Creates or replaces the record atomically (a reader sees the old one or the new one).
+    func write(_ c: ClientRecord) throws(GatewayError)
+    /// No error if it is already gone.
+    func remove(_ name: String) throws(GatewayError)
+}
+
 /// The clients/ folder.
-public struct ClientRegistry: Sendable {
+public struct ClientRegistry: ClientStore {
     public let directory: String
 
     public init(directory: String) { self.directory = directory }

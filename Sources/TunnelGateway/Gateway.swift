@@ -78,7 +78,8 @@ public final class Gateway: @unchecked Sendable {
     public let privateKey: Bytes32
     public let publicKey: Bytes32
     public let allocator: AddressAllocator
-    public let registry: ClientRegistry
+    /// The enrolled clients: the clients/ folder unless `init` was given another store.
+    public let registry: any ClientStore
     public private(set) var device: TunnelDevice?
     /// Called with one line per event (no secrets); gatewayd prints it.
     public var log: @Sendable (String) -> Void = { _ in }
@@ -149,7 +150,7 @@ public final class Gateway: @unchecked Sendable {
     static let v6Pool = GatewayPlanner.v6Pool, v4Pool = GatewayPlanner.v4Pool, nat64Pool = GatewayPlanner.nat64Pool
 
     /// Loads (or creates, mode 0600) the private key and opens the lease store; touches no kernel state.
-    public init(config file: GatewayConfiguration) throws(GatewayError) {
+    public init(config file: GatewayConfiguration, clientStore: (any ClientStore)? = nil) throws(GatewayError) {
         var config = file
         fileConfig = file
         prefixState = PrefixState(prefix: file.ipv6Prefix, fromSource: file.prefixSource == .static)
@@ -197,7 +198,7 @@ public final class Gateway: @unchecked Sendable {
         }
         privateKey = try Self.loadOrCreateKey(config.privateKeyPath)
         publicKey = X25519.publicKey(privateKey)
-        registry = ClientRegistry(directory: config.clientsDirectory)
+        registry = clientStore ?? ClientRegistry(directory: config.clientsDirectory)
         do {
             allocator = try AddressAllocator(pools: GatewayPlanner.pools(config), store: try SQLiteLeaseStore(path: config.leaseStorePath))
         } catch {

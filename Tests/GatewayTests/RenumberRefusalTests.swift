@@ -62,3 +62,35 @@ struct RenumberRefusalTests {
         #expect(g.config.ipv6Prefix == IPv6Prefix("2a01:4f8:100::/56")!)
     }
 }
+
+/// Issue 25's seam: gatewayd's clients through `ClientStore`, here one in memory instead of the
+/// clients/ folder; enrolment and removal go to it and nowhere else.
+struct ClientStoreSeamTests {
+    final class MemoryClients: ClientStore, @unchecked Sendable {
+        var records: [String: ClientRecord] = [:]
+        let lock = NSLock()
+        func all() throws(GatewayError) -> [ClientRecord] { lock.withLock { records.values.sorted { $0.name < $1.name } } }
+        func read(_ name: String) throws(GatewayError) -> ClientRecord {
+            guard let r = lock.withLock({ records[name] }) else { throw .unknownClient(name) }
+            return r
+        }
+        func write(_ c: ClientRecord) throws(GatewayError) { lock.withLock { records[c.name] = c } }
+        func remove(_ name: String) throws(GatewayError) { _ = lock.withLock { records.removeValue(forKey: name) } }
+    }
+
+    @Test func enrolmentGoesThroughTheStoreItIsGiven() throws {
+        let dir = NSTemporaryDirectory() + "sg-store-\(uniqueSuffix())"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var c = GatewayConfiguration()
+        c.stateDirectory = dir
+        let store = MemoryClients()
+        let g = try Gateway(config: c, clientStore: store)
+        let status = try g.addClient(name: "alice", publicKey: "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=")
+        #expect(status.addresses.contains("2001:db8::4/128"), "\(status)")
+        #expect(try store.all().map(\.name) == ["alice"])
+        #expect(!FileManager.default.fileExists(atPath: c.clientsDirectory + "/alice"), "nothing in the folder")
+        #expect(throws: GatewayError.self) { try g.addClient(name: "alice", publicKey: "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=") }
+        try g.removeClient(name: "alice")
+        #expect(try store.all().isEmpty)
+    }
+}
