@@ -73,7 +73,10 @@ let package = Package(
 
         // Capabilities.
         .target(name: "RouteKit", dependencies: ["PacketKit", "CNetlink", "SixgateSystem"]),
-        .target(name: "TunnelCore", dependencies: ["PacketKit", "RouteKit", "CTunnel", "SixgateSystem"]),
+        // The I/O layer (issue 21's seam): the TUN device and UDP sockets, for TunnelCore and the
+        // Translator alike (the Translator no longer imports TunnelCore to get a TUN device).
+        .target(name: "SixgateIO", dependencies: ["PacketKit", "RouteKit", "CTunnel", "SixgateSystem"]),
+        .target(name: "TunnelCore", dependencies: ["PacketKit", "RouteKit", "CTunnel", "SixgateSystem", "SixgateIO"]),
         .target(name: "NDPProxy", dependencies: ["PacketKit", "RouteKit", "AddressPool", "SixgateConfig", "SixgateMetrics", "SixgateSystem", "CPacketSocket"]),
         .target(name: "AddressPool", dependencies: [
             "PacketKit", "SixgateSystem",
@@ -82,7 +85,7 @@ let package = Package(
             .product(name: "DequeModule", package: "swift-collections"),
         ]),
         .target(name: "Diagnostics", dependencies: ["PacketKit", "RouteKit", "CPcap", "SixgateSystem"]),
-        .target(name: "Translator", dependencies: ["PacketKit", "RouteKit", "TunnelCore", "SixgateSystem"]),
+        .target(name: "Translator", dependencies: ["PacketKit", "RouteKit", "SixgateIO", "SixgateSystem"]),
 
         // Roles.
         .target(name: "TunnelGateway", dependencies: [
@@ -127,7 +130,7 @@ let package = Package(
             resources: [.copy("Fixtures")]),
         .testTarget(name: "TranslatorTests", dependencies: ["Translator", "PacketKit", "RouteKit", "TunnelCore", "SixgateTestSupport", "CTestSupport"]),
         .testTarget(name: "RouteKitTests", dependencies: ["RouteKit", "PacketKit", "SixgateTestSupport"]),
-        .testTarget(name: "TunnelCoreTests", dependencies: ["TunnelCore", "PacketKit", "RouteKit", "SixgateSystem", "SixgateTestSupport"]),
+        .testTarget(name: "TunnelCoreTests", dependencies: ["TunnelCore", "SixgateIO", "PacketKit", "RouteKit", "SixgateSystem", "SixgateTestSupport"]),
         .testTarget(name: "AddressPoolTests", dependencies: ["AddressPool", "PacketKit", "SixgateTestSupport"]),
         .testTarget(name: "GatewayTests", dependencies: ["TunnelGateway", "TunnelCore", "RouteKit", "AddressPool", "PacketKit", "SixgateConfig", "SixgateTestSupport"]),
         .testTarget(name: "ClientTests", dependencies: ["TunnelClient", "TunnelCore", "RouteKit", "PacketKit", "SixgateConfig", "SixgateDaemon", "SixgateTestSupport"]),

@@ -11,7 +11,7 @@ import PacketKit
 import RouteKit
 import SixgateSystem
 import Synchronization
-import TunnelCore
+import SixgateIO
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,5 +1,6 @@
 import PacketKit
 import Testing
+@testable import SixgateIO
 @testable import TunnelCore
 
 /// A reference holder so #expect can call the non-copyable window.
