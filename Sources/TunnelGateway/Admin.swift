@@ -69,8 +69,7 @@ public enum GatewayAdmin {
             guard config.prefixSource.isSetFromOutside else {
                 throw .control("prefix_source is \"static\": the prefix is the config file's ipv6.prefix (clients keep their positions when it changes)")
             }
-            if let why = GatewayConfiguration.unusablePrefixReason(prefix) { throw .control(why) }
-            if valid == 0 { throw .control("a valid lifetime of 0 withdraws a prefix, it does not delegate one") }
+            if let why = config.prefixRefusal(prefix, preferred: preferred, valid: valid) { throw .control("\(why); nothing written") }
             let text = try? String(contentsOfFile: config.prefixStatePath, encoding: .utf8)
             let state = (text.flatMap(PrefixState.init(parsing:)) ?? PrefixState(prefix: config.ipv6Prefix, fromSource: false))
                 .moved(to: prefix, preferred: preferred, valid: valid, oldValid: oldValid, now: Gateway.wallClock())

@@ -157,7 +157,7 @@ public final class Gateway: @unchecked Sendable {
         // An external source's last prefix (gatewayctl prefix set), its lifetimes and the earlier
         // prefixes still valid outlive a restart.
         if file.prefixSource != .static, let text = try? String(contentsOfFile: file.prefixStatePath, encoding: .utf8),
-           let state = PrefixState(parsing: text), GatewayConfiguration.unusablePrefixReason(state.prefix) == nil {
+           let state = PrefixState(parsing: text), file.prefixRefusal(state.prefix, preferred: nil, valid: nil) == nil {
             if state.prefix != file.ipv6Prefix { config = file.renumbered(to: state.prefix) }
             prefixState = state
             retiringPrefixes = state.retiringPrefixes(at: Self.wallClock())

@@ -49,18 +49,7 @@ extension Gateway {
                 : "prefix_source is \"static\": the prefix is the config file's (change ipv6.prefix and restart; clients keep their positions), or set prefix_source = \"external\""
             throw .setup(SetupFailure("prefix \(prefix)", why))
         }
-        if let why = GatewayConfiguration.unusablePrefixReason(prefix) { throw refuse(why) }
-        if let doc = GatewayConfiguration.documentationRange(prefix), GatewayConfiguration.documentationRange(fileConfig.ipv6Prefix) == nil {
-            throw refuse("\(prefix) is in the documentation range \(doc), and the configured prefix \(fileConfig.ipv6Prefix) is not: a test prefix reached a production gateway")
-        }
-        if valid == 0 { throw refuse("a valid lifetime of 0 withdraws a prefix (RFC 8415 §18.2.10.1), it does not delegate one") }
-        if let p = preferred, let v = valid, p > v { throw refuse("preferred lifetime \(p) s is longer than the valid lifetime \(v) s (RFC 8415 §21.22)") }
-        if old.allocation == .prefixes && prefix.length > old.delegatedLength {
-            throw refuse("shorter delegated prefixes (/\(old.delegatedLength)) than the clients need cannot come out of a /\(prefix.length)")
-        }
-        if old.allocation == .hosts && prefix.length > 124 {
-            throw refuse("a /\(prefix.length) leaves no room for clients beside the gateway, the ISP router and the uplink")
-        }
+        if let why = fileConfig.prefixRefusal(prefix, preferred: preferred, valid: valid) { throw refuse(why) }
         let now = Self.wallClock()
         if prefix == old.ipv6Prefix {
             // A renewal (or a rebind after the server was away): new lifetimes, nothing moves.
@@ -223,6 +212,27 @@ extension GatewayConfiguration {
         c.gatewayAddress = gatewayAddress.map(move)
         c.reservedIPv6 = reservedIPv6.map { r in old.contains(r.network) ? IPv6Prefix(containing: move(r.network), length: max(r.length, prefix.length)) : r }
         return c
+    }
+
+    /// Why this configuration (the file's) cannot take `prefix` with these lifetimes from its
+    /// source (nil when it can): not global unicast space, a documentation prefix on a production
+    /// config, a valid lifetime of 0 or a preferred one above it, too long for the allocation.
+    /// The one check for a running gatewayd and for `gatewayctl prefix set` without one.
+    public func prefixRefusal(_ prefix: IPv6Prefix, preferred: UInt32?, valid: UInt32?) -> String? {
+        if let why = Self.unusablePrefixReason(prefix) { return why }
+        if let doc = Self.documentationRange(prefix), Self.documentationRange(ipv6Prefix) == nil {
+            return "\(prefix) is in the documentation range \(doc), and the configured prefix \(ipv6Prefix) is not: a test prefix reached a production gateway"
+        }
+        if valid == 0 { return "a valid lifetime of 0 withdraws a prefix (RFC 8415 §18.2.10.1), it does not delegate one" }
+        if let p = preferred, let v = valid, p > v { return "preferred lifetime \(p) s is longer than the valid lifetime \(v) s (RFC 8415 §21.22)" }
+        if allocation == .prefixes && prefix.length > delegatedLength {
+            return "shorter delegated prefixes (/\(delegatedLength)) than the clients need cannot come out of a /\(prefix.length)"
+        }
+        if allocation == .hosts && prefix.length > 124 {
+            return "a /\(prefix.length) leaves no room for clients beside the gateway, the ISP router and the uplink"
+        }
+        if let n = nptPrefix, n.length != prefix.length { return "NPTv6 maps \(n) to a prefix of the same length, not a /\(prefix.length)" }
+        return nil
     }
 
     /// The documentation range (RFC 3849, RFC 9637) `prefix` overlaps, if any.

@@ -33,12 +33,12 @@ extension Gateway {
         lock.lock(); defer { lock.unlock() }
         let peers = peerTable()
         let drops = firewallCounters()
+        let npt = config.nptPrefix == nil ? nil : planner
         let clients = try registry.all().map { c in
             var s = status(c, leases(of: c.name), peers: peers)
             s.inboundDropped = drops[ProtectedHost(name: c.name, prefixes: []).counterName]?.packets
             s.leaseFetchedAt = leaseFetchedAt[c.name]
-            if config.nptPrefix != nil {
-                let p = planner
+            if let p = npt {
                 s.outsideAddresses = allocator.leases(of: c.name).flatMap { l -> [String] in
                     guard l.pool == Self.v6Pool, case .v6(let x) = l.prefix, x.length == 128 else { return [] }
                     return p.outsideAddresses(x.network).map(\.description)

@@ -8,6 +8,14 @@ import PacketKit
 import RouteKit
 
 extension Gateway {
+    /// gatewayd's 10 s tick: the prefix's source and lifetimes, unless the watcher already looks
+    /// every `watch_interval` seconds (`watch_interval = 0` turns it off).
+    public func prefixTick() {
+        guard !lock.withLock({ watching }) else { return }
+        followRouterAdvertisements()
+        checkPrefixLifetimes()
+    }
+
     func watch() {
         while true {
             for _ in 0..<(config.watchInterval * 10) {

@@ -157,6 +157,16 @@ final class GatewayTestbed: @unchecked Sendable {
 
     /// Starts tunnel-client in `ns` with the config text at a file of its own; returns the process.
     @discardableResult
+    /// Enrols `name` with `--format tunnel-client` and runs it in host mode on the second carrier
+    /// (cl2, toward the gateway's 203.0.113.129), its TUN named sgk<id>. Returns it and the TUN's name.
+    func startTunnelClientOnSecondCarrier(_ name: String) throws -> (client: BackgroundProcess, tun: String) {
+        let tun = "sgk\(id)"
+        let config = try gatewayctl(["clients", "add", name, "--format", "tunnel-client"]).stdout
+            .replacingOccurrences(of: "interface = \"sixgate0\"", with: "interface = \"\(tun)\"")
+            .replacingOccurrences(of: "198.51.100.129:51820", with: "203.0.113.129:51820")
+        return (try startTunnelClient(in: cl2, config: config, name: name), tun)
+    }
+
     func startTunnelClient(in ns: String, config: String, name: String, extraArguments: [String] = []) throws -> BackgroundProcess {
         let path = stateDirectory + "/\(name).toml"
         try config.write(toFile: path, atomically: true, encoding: .utf8)

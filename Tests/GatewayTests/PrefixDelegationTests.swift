@@ -136,11 +136,7 @@ struct PrefixDelegationTests {
         try bed.startGateway()
 
         // carol: tunnel-client in host mode, on the second carrier.
-        let tun = "sgk\(bed.id)"
-        var config = try bed.gatewayctl(["clients", "add", "carol", "--format", "tunnel-client"]).stdout
-        config = config.replacingOccurrences(of: "interface = \"sixgate0\"", with: "interface = \"\(tun)\"")
-            .replacingOccurrences(of: "198.51.100.129:51820", with: "203.0.113.129:51820")
-        let carol = try bed.startTunnelClient(in: bed.cl2, config: config, name: "carol")
+        let (carol, tun) = try bed.startTunnelClientOnSecondCarrier("carol")
         func carolAddresses() -> [String] {
             let text = (try? bed.exec(bed.cl2, ["ip", "-6", "addr", "show", "dev", tun, "scope", "global"], check: false).stdout) ?? ""
             return text.split(separator: " ").filter { $0.hasPrefix("2001:db8:") }.map(String.init)

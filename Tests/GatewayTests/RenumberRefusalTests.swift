@@ -43,6 +43,30 @@ struct RenumberRefusalTests {
         }
     }
 
+    /// NPTv6 maps prefixes of one length: a delegation of another length is refused, running or
+    /// not (without a gatewayd, nothing is written for its next start).
+    @Test func anNPTv6GatewayRefusesADelegationOfAnotherLength() throws {
+        let dir = NSTemporaryDirectory() + "sg-renumber-\(uniqueSuffix())"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var c = GatewayConfiguration()
+        c.stateDirectory = dir
+        c.ipv6Prefix = IPv6Prefix("2a01:4f8:100::/56")!
+        c.nptPrefix = IPv6Prefix("fd00:6296::/56")!
+        c.prefixSource = .dhcpv6PD
+        #expect(c.prefixRefusal(IPv6Prefix("2a01:4f8:200::/48")!, preferred: nil, valid: nil)?.contains("NPTv6 maps fd00:6296::/56 to a prefix of the same length, not a /48") == true)
+        #expect(c.prefixRefusal(IPv6Prefix("2a01:4f8:200::/56")!, preferred: 1800, valid: 3600) == nil)
+        do {
+            _ = try GatewayAdmin.setPrefix(c, IPv6Prefix("2a01:4f8:200::/48")!)
+            Issue.record("written")
+        } catch {
+            #expect("\(error)".contains("not a /48; nothing written"), "\(error)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: c.prefixStatePath))
+        let g = try Gateway(config: c)
+        #expect(throws: GatewayError.self) { try g.renumber(to: IPv6Prefix("2a01:4f8:200::/48")!) }
+        #expect(g.config.ipv6Prefix == IPv6Prefix("2a01:4f8:100::/56")!)
+    }
+
     @Test func aDelegatedPrefixShorterThanTheClientsNeedIsRefused() throws {
         let dir = NSTemporaryDirectory() + "sg-renumber-\(uniqueSuffix())"
         defer { try? FileManager.default.removeItem(atPath: dir) }

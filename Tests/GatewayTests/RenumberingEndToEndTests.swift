@@ -85,11 +85,7 @@ struct RenumberingEndToEndTests {
         let alice = try bed.gatewayctl(["clients", "add", "alice"]).stdout
         let wg = "sgw\(bed.id)"
         try bed.startClient(in: bed.cl, name: wg, config: alice)
-        let tun = "sgk\(bed.id)"
-        var carolConfig = try bed.gatewayctl(["clients", "add", "carol", "--format", "tunnel-client"]).stdout
-        carolConfig = carolConfig.replacingOccurrences(of: "interface = \"sixgate0\"", with: "interface = \"\(tun)\"")
-            .replacingOccurrences(of: "198.51.100.129:51820", with: "203.0.113.129:51820")
-        let carol = try bed.startTunnelClient(in: bed.cl2, config: carolConfig, name: "carol")
+        let (carol, tun) = try bed.startTunnelClientOnSecondCarrier("carol")
         func carolAddresses() -> String { (try? bed.exec(bed.cl2, ["ip", "-6", "addr", "show", "dev", tun], check: false).stdout) ?? "" }
         #expect(eventually(timeout: 20) { carolAddresses().contains("2001:db8:1::5/128") }, "\(carol.output)")
         #expect(eventually(timeout: 30) { (try? bed.ping(from: bed.cl2, "2001:db8:ffff::1", count: 1)) == 1 }, "carol before the change")
@@ -201,11 +197,7 @@ struct RenumberingEndToEndTests {
         try bed.writeConfig(ndpProxy: "kernel", ipv6: "prefix = \"2001:db8:ff::/64\"   # stands in\nprefix_source = \"ra\"")
         try bed.startGateway()
         #expect(bed.gateway?.output.contains("prefix 2001:db8:1::/64 from the router advertisements on \(bed.uplink)") == true, "\(bed.gateway?.output ?? "")")
-        let tun = "sgk\(bed.id)"
-        var carolConfig = try bed.gatewayctl(["clients", "add", "carol", "--format", "tunnel-client"]).stdout
-        carolConfig = carolConfig.replacingOccurrences(of: "interface = \"sixgate0\"", with: "interface = \"\(tun)\"")
-            .replacingOccurrences(of: "198.51.100.129:51820", with: "203.0.113.129:51820")
-        let carol = try bed.startTunnelClient(in: bed.cl2, config: carolConfig, name: "carol")
+        let (carol, tun) = try bed.startTunnelClientOnSecondCarrier("carol")
         func carolAddresses() -> String { (try? bed.exec(bed.cl2, ["ip", "-6", "addr", "show", "dev", tun], check: false).stdout) ?? "" }
         #expect(eventually(timeout: 20) { carolAddresses().contains("2001:db8:1::4/128") }, "\(carol.output)")
         #expect(eventually(timeout: 30) { (try? bed.ping(from: bed.cl2, "2001:db8:ffff::1", count: 1)) == 1 }, "carol in the advertised prefix")
@@ -257,7 +249,7 @@ struct RenumberingEndToEndTests {
         #expect(eventually(timeout: 5) { seen.output.contains("\(twin) > 2001:db8:ffff::1") }, "on the ISP's link the source is the twin: \(seen.output)")
         // A TCP connection across the translation: the checksums hold (checksum-neutral) and the
         // stateful firewall lets the replies in.
-        #expect(try tcpConnectsOut(bed, from: bed.cl, to: "2001:db8:ffff::1", port: 18080), "TCP out through NPTv6")
+        #expect(try tcpConnects(from: bed.cl, to: bed.isp, address: "2001:db8:ffff::1", port: 18080), "TCP out through NPTv6: the SYN-ACK comes back through the translation and the firewall")
 
         // The ISP renumbers; alice's config and wireguard-go stay as they are.
         try bed.exec(bed.isp, ["ip", "-6", "addr", "del", "2001:db8:1::1/64", "dev", bed.ispSide])
@@ -272,22 +264,9 @@ struct RenumberingEndToEndTests {
         #expect(table.contains("\(newTwin) : \(inside)") && table.contains("\(twin) : \(inside)") && table.contains("\(inside) : \(newTwin)"), "\(table)")
         #expect(try bed.gatewayctl(["clients", "show", "alice"]).stdout.contains("Address = \(inside)/128"), "the config does not change")
         #expect(eventually(timeout: 30) { (try? bed.ping(from: bed.cl, "2001:db8:ffff::1", count: 1)) == 1 }, "alice after the renumbering, unchanged: \(bed.gateway?.output ?? "")")
-        #expect(try tcpConnectsOut(bed, from: bed.cl, to: "2001:db8:ffff::1", port: 18081))
+        #expect(try tcpConnects(from: bed.cl, to: bed.isp, address: "2001:db8:ffff::1", port: 18081))
         // Stopped: the table goes with gatewayd.
         bed.gateway?.stop()
         #expect(try !bed.exec(bed.gw, ["nft", "list", "tables"]).stdout.contains("_npt"))
-    }
-
-    /// Whether a TCP connection from `ns` to `address`:`port` (a listener started in the ISP's
-    /// namespace, where the internet host's address lives) completes.
-    func tcpConnectsOut(_ bed: GatewayTestbed, from ns: String, to address: String, port: Int) throws -> Bool {
-        let server = try BackgroundProcess(["ip", "netns", "exec", bed.isp, "timeout", "10", "python3", "-c",
-                                            "import socket;s=socket.socket(socket.AF_INET6);s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('\(address)',\(port)));s.listen(1);c,_=s.accept();c.sendall(b'ok');c.close()"],
-                                           captureOutput: true)
-        defer { server.stop() }
-        usleep(300_000)
-        let r = try bed.exec(ns, ["timeout", "8", "python3", "-c",
-                                  "import socket;s=socket.create_connection(('\(address)',\(port)),timeout=5);print(s.recv(2).decode())"], check: false)
-        return r.succeeded && r.stdout.contains("ok")
     }
 }

@@ -24,11 +24,7 @@ struct SmallAllocationTests {
         #expect(alice.contains("Address = 2001:db8:1::b/128"), "\(alice)")
         let wg = "sgw\(bed.id)"
         try bed.startClient(in: bed.cl, name: wg, config: alice)
-        let tun = "sgk\(bed.id)"
-        var carolConfig = try bed.gatewayctl(["clients", "add", "carol", "--format", "tunnel-client"]).stdout
-        carolConfig = carolConfig.replacingOccurrences(of: "interface = \"sixgate0\"", with: "interface = \"\(tun)\"")
-            .replacingOccurrences(of: "198.51.100.129:51820", with: "203.0.113.129:51820")
-        let carol = try bed.startTunnelClient(in: bed.cl2, config: carolConfig, name: "carol")
+        let (carol, tun) = try bed.startTunnelClientOnSecondCarrier("carol")
         #expect(eventually(timeout: 20) { ((try? bed.exec(bed.cl2, ["ip", "-6", "addr", "show", "dev", tun], check: false).stdout) ?? "").contains("2001:db8:1::c/128") }, "\(carol.output)")
         let proxies = try bed.exec(bed.gw, ["ip", "-6", "neigh", "show", "proxy"]).stdout
         #expect(proxies.contains("2001:db8:1::b ") && proxies.contains("2001:db8:1::c ") && !proxies.contains("2001:db8:1::4"), "\(proxies)")

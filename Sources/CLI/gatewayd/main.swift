@@ -84,8 +84,7 @@ struct GatewayDaemon: ParsableCommand {
             gateway.writeMetrics()
             gateway.reportDrops()
             gateway.saveEndpoints()
-            gateway.followRouterAdvertisements()
-            gateway.checkPrefixLifetimes()
+            gateway.prefixTick()
         }, other: { _ in   // SIGHUP
             do { _ = try gateway.reloadClients() } catch { log.error("reload: \(error)") }
         })
