@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "TunnelCore", targets: ["TunnelCore"]),
         .library(name: "NDPProxy", targets: ["NDPProxy"]),
         .library(name: "AddressPool", targets: ["AddressPool"]),
+        .library(name: "SixgatePostgres", targets: ["SixgatePostgres"]),
         .library(name: "Diagnostics", targets: ["Diagnostics"]),
         .library(name: "Translator", targets: ["Translator"]),
         .library(name: "TunnelGateway", targets: ["TunnelGateway"]),
@@ -45,6 +46,10 @@ let package = Package(
         .target(name: "CTunnel", path: "Sources/CTunnel", linkerSettings: [.linkedLibrary("crypto")]),
         // AF_PACKET sockets with a BPF filter for NDPProxy.
         .target(name: "CPacketSocket", path: "Sources/CPacketSocket"),
+        // libpq (Debian libpq-dev): the shared database of a group of gateways (SixgatePostgres).
+        .systemLibrary(
+            name: "CLibPQ", path: "Sources/CLibPQ", pkgConfig: "libpq",
+            providers: [.apt(["libpq-dev"])]),
         .systemLibrary(
             name: "CPcap", path: "Sources/CPcap", pkgConfig: "libpcap",
             providers: [.apt(["libpcap-dev"])]),
@@ -84,6 +89,9 @@ let package = Package(
             .product(name: "HeapModule", package: "swift-collections"),
             .product(name: "DequeModule", package: "swift-collections"),
         ]),
+        // Several gateways as one (issue 25): leases and clients in PostgreSQL through libpq, a change
+        // feed and LISTEN/NOTIFY; AddressPool's allocator runs on it unchanged.
+        .target(name: "SixgatePostgres", dependencies: ["AddressPool", "PacketKit", "SixgateSystem", "CLibPQ"]),
         .target(name: "Diagnostics", dependencies: ["PacketKit", "RouteKit", "CPcap", "SixgateSystem"]),
         .target(name: "Translator", dependencies: ["PacketKit", "RouteKit", "SixgateIO", "SixgateSystem"]),
 
@@ -132,6 +140,7 @@ let package = Package(
         .testTarget(name: "RouteKitTests", dependencies: ["RouteKit", "PacketKit", "SixgateTestSupport"]),
         .testTarget(name: "TunnelCoreTests", dependencies: ["TunnelCore", "SixgateIO", "PacketKit", "RouteKit", "SixgateSystem", "SixgateTestSupport"]),
         .testTarget(name: "AddressPoolTests", dependencies: ["AddressPool", "PacketKit", "SixgateTestSupport"]),
+        .testTarget(name: "SixgatePostgresTests", dependencies: ["SixgatePostgres", "AddressPool", "PacketKit", "SixgateSystem", "SixgateTestSupport"]),
         .testTarget(name: "GatewayTests", dependencies: ["TunnelGateway", "TunnelCore", "RouteKit", "AddressPool", "PacketKit", "SixgateConfig", "SixgateTestSupport"]),
         .testTarget(name: "ClientTests", dependencies: ["TunnelClient", "TunnelCore", "RouteKit", "PacketKit", "SixgateConfig", "SixgateDaemon", "SixgateTestSupport"]),
         .testTarget(name: "NDPProxyTests", dependencies: ["NDPProxy", "AddressPool", "PacketKit", "RouteKit", "CPacketSocket", "SixgateSystem", "SixgateTestSupport"]),

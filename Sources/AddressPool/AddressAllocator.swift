@@ -89,6 +89,7 @@ public final class AddressAllocator: @unchecked Sendable {
             state.reserved.sort { $0.lowerBound < $1.lowerBound }
             states[p.name] = state
         }
+        if !store.isReadOnly { try store.describe(pools: pools) }
         try load()
     }
 
@@ -193,6 +194,9 @@ public final class AddressAllocator: @unchecked Sendable {
                 moved.append((old, new))
             }
             guard newConfig.prefix != s.config.prefix else { return [] }
+            var described = pools
+            described[index] = newConfig
+            try store.describe(pools: described)
             try store.commit(moved.map(\.new), removing: moved.map(\.old))
             s.config = newConfig
             s.geometry = g
@@ -315,7 +319,10 @@ public final class AddressAllocator: @unchecked Sendable {
         // 3: the lowest free slot.
         s.expireQuiet(now: at)
         while let o = s.reusable.min {
-            if let e = s.slots[o], let r = e.releasedAt, !e.isStatic, at - r >= s.config.quietPeriod {
+            // A released slot whose quiet period is over, or (a shared store) a row another writer deleted.
+            let free: Bool
+            if let e = s.slots[o] { free = e.releasedAt.map { r in !e.isStatic && at - r >= s.config.quietPeriod } ?? false } else { free = !s.isReserved(o) }
+            if free {
                 _ = s.reusable.removeMin()
                 t.undo.append(.reusable(s, o))
                 return set(s, o, SlotEntry(client: c, isStatic: false, allocatedAt: at, releasedAt: nil), &t)
@@ -326,9 +333,15 @@ public final class AddressAllocator: @unchecked Sendable {
         while s.cursor < s.geometry.count {
             if let r = s.reservedRange(containing: s.cursor) { s.cursor = r.upperBound &+ 1; if r.upperBound == s.geometry.count - 1 { break }; continue }
             if s.geometry.isRFCReserved(s.cursor) || s.slots[s.cursor] != nil { s.cursor += 1; continue }
+            t.undo.append(.cursor(s, start))
+            if skipFree > 0, let o = s.freeSlot(after: s.cursor, skipping: skipFree - 1) {
+                // A retry after a conflict on a shared store: the lowest free slots are those the
+                // other gateways are taking right now (their transactions not yet visible); one
+                // further up, leaving the cursor where it is (the slots below stay free for later).
+                return set(s, o, SlotEntry(client: c, isStatic: false, allocatedAt: at, releasedAt: nil), &t)
+            }
             let o = s.cursor
             s.cursor += 1
-            t.undo.append(.cursor(s, start))
             return set(s, o, SlotEntry(client: c, isStatic: false, allocatedAt: at, releasedAt: nil), &t)
         }
         if s.cursor > s.geometry.count { s.cursor = s.geometry.count }
@@ -356,23 +369,104 @@ public final class AddressAllocator: @unchecked Sendable {
         t.undo.append(.byClient(s, e.client, s.byClient[e.client]))
         s.byClient[e.client] = o
         let r = record(s, o, e)
-        t.records.append(r)
+        // What the store holds in the slot now: the entry before this transaction touched it.
+        let key = LeaseKey(pool: s.config.name, prefix: r.prefix)
+        if let i = t.index[key] {
+            t.writes[i].record = r
+        } else {
+            t.index[key] = t.writes.count
+            t.writes.append(LeaseWrite(r, previous: previous.map { record(s, o, $0) }))
+        }
         return r
     }
 
-    /// Runs `body` under the lock, commits what it changed, and undoes it all if either fails.
+    /// How many times a transaction is tried when a shared store reports a conflict (another
+    /// gateway took the same slot at the same moment) before the conflict is the caller's.
+    public static let conflictAttempts = 16
+
+    /// Runs `body` under the lock, commits what it changed, and undoes it all if either fails. On a
+    /// shared store's conflict: undone, the other writers' changes read, and `body` run again.
     private func transaction<T>(_ body: (inout Transaction) throws(AddressPoolError) -> T) throws(AddressPoolError) -> T {
         try lock.withLock { () throws(AddressPoolError) -> T in
-            var t = Transaction()
-            do throws(AddressPoolError) {
-                let result = try body(&t)
-                if !t.records.isEmpty { try store.commit(t.records) }
-                return result
-            } catch {
-                for u in t.undo.reversed() { u.apply() }
-                throw error
+            var attempt = 0
+            while true {
+                var t = Transaction()
+                do throws(AddressPoolError) {
+                    let result = try body(&t)
+                    if !t.writes.isEmpty { try store.commit(t.writes, removing: []) }
+                    skipFree = 0
+                    return result
+                } catch {
+                    for u in t.undo.reversed() { u.apply() }
+                    attempt += 1
+                    guard case .conflict = error, attempt < Self.conflictAttempts else { skipFree = 0; throw error }
+                    conflicts += 1
+                    // The next try skips as many free slots as tries have failed (another gateway
+                    // is taking the lowest ones).
+                    skipFree = attempt
+                    do throws(AddressPoolError) { _ = try refreshLocked() } catch { skipFree = 0; throw error }
+                }
             }
         }
+    }
+
+    /// Free slots a retry passes over (lock held; 0 outside a retry).
+    private var skipFree = 0
+
+    /// Conflicts met and retried since start (a shared store: two gateways wanting one slot).
+    public private(set) var conflicts = 0
+
+    // MARK: Several writers
+
+    /// A shared store: applies what other writers committed since the last call (or since load) to
+    /// the pools in memory and returns the records that changed (their clients' leases may be new,
+    /// moved or released). Empty for a store with one writer. Called by the allocator itself after
+    /// a conflict, and by its owner when the store says something changed (gatewayd: a
+    /// notification from the database).
+    @discardableResult
+    public func refresh() throws(AddressPoolError) -> [LeaseRecord] {
+        try lock.withLock { () throws(AddressPoolError) -> [LeaseRecord] in try refreshLocked() }
+    }
+
+    private func refreshLocked() throws(AddressPoolError) -> [LeaseRecord] {
+        guard let changes = try store.changes(), !changes.isEmpty else { return [] }
+        let at = now()
+        var changed: [LeaseRecord] = []
+        for k in changes.removed {
+            guard let s = states[k.pool], let o = s.geometry.offset(ofSlot: k.prefix), let e = s.slots[o] else { continue }
+            s.slots[o] = nil
+            if s.byClient[e.client] == o { s.byClient[e.client] = nil }
+            // A freed place below the cursor is found again by the cursor's next pass only through
+            // `reusable`.
+            if o < s.cursor { s.reusable.insert(o) }
+            changed.append(record(s, o, e))
+        }
+        // Released rows first, active ones last: a client moved from one slot to another ends on
+        // the active one.
+        let ordered = changes.records.sorted { ($0.releasedAt ?? .infinity) < ($1.releasedAt ?? .infinity) }
+        for r in ordered {
+            guard let s = states[r.pool], let o = s.geometry.offset(ofSlot: r.prefix) else {
+                if !orphaned.contains(r) { orphaned.append(r) }
+                continue
+            }
+            let c = intern(r.client)
+            let entry = SlotEntry(client: c, isStatic: r.isStatic, allocatedAt: r.allocatedAt, releasedAt: r.releasedAt)
+            if let e = s.slots[o], e == entry { continue }   // this writer's own commit
+            let previous = s.slots.updateValue(entry, forKey: o)
+            if let previous, previous.client != c, s.byClient[previous.client] == o { s.byClient[previous.client] = nil }
+            // The client's slot: the active one, else the latest released.
+            if let current = s.byClient[c], current != o, let ce = s.slots[current], ce.client == c,
+               ce.releasedAt == nil || (r.releasedAt != nil && ce.releasedAt! >= r.releasedAt!) {
+                // keeps its active (or later released) slot
+            } else {
+                s.byClient[c] = o
+            }
+            if let rel = r.releasedAt, !r.isStatic {
+                if at - rel >= s.config.quietPeriod { s.reusable.insert(o) } else { s.quiet.append((o, rel)) }
+            }
+            changed.append(record(s, o, entry))
+        }
+        return changed
     }
 
     private func load() throws(AddressPoolError) {
@@ -449,7 +543,7 @@ public func wallClock() -> Double {
     return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
 }
 
-struct SlotEntry: Sendable {
+struct SlotEntry: Sendable, Equatable {
     var client: Int32
     var isStatic: Bool
     var allocatedAt: Double
@@ -473,6 +567,19 @@ final class PoolState: @unchecked Sendable {
 
     func reservedRange(containing o: UInt128) -> ClosedRange<UInt128>? {
         for r in reserved { if r.lowerBound > o { return nil }; if r.contains(o) { return r } }
+        return nil
+    }
+
+    /// The free slot after `o` with `skipping` free ones passed over before it (never-used slots
+    /// above the cursor), or nil when the pool has no such slot.
+    func freeSlot(after o: UInt128, skipping: Int) -> UInt128? {
+        var i = o + 1, left = skipping
+        while i < geometry.count {
+            if let r = reservedRange(containing: i) { if r.upperBound >= geometry.count - 1 { return nil }; i = r.upperBound + 1; continue }
+            if geometry.isRFCReserved(i) || slots[i] != nil { i += 1; continue }
+            if left == 0 { return i }
+            left -= 1; i += 1
+        }
         return nil
     }
 
@@ -503,7 +610,9 @@ struct Transaction {
         }
     }
     var undo: [Undo] = []
-    var records: [LeaseRecord] = []
+    /// What to commit: one write per slot (the last state), with what the slot held before.
+    var writes: [LeaseWrite] = []
+    var index: [LeaseKey: Int] = [:]
 }
 
 extension IPPrefix {

@@ -19,6 +19,10 @@ public enum AddressPoolError: Error, Equatable, Sendable, CustomStringConvertibl
     case invalidClient(String)
     /// The lease store failed; `detail` is the database's message.
     case store(operation: String, path: String, detail: String)
+    /// A shared store: another writer (another gateway) changed the slot between this writer's read
+    /// and its commit; nothing was written. The allocator reads the changes and tries again; this
+    /// reaches a caller only when every try met a conflict.
+    case conflict(pool: String, address: String, store: String)
 
     public var description: String {
         switch self {
@@ -34,6 +38,8 @@ public enum AddressPoolError: Error, Equatable, Sendable, CustomStringConvertibl
         case .alreadyLeased(let pool, let address, let client): return "\(address) in pool \(pool) is held by client \(client)"
         case .invalidClient(let reason): return "invalid client identity: \(reason)"
         case .store(let operation, let path, let detail): return "lease store \(path): \(operation) failed: \(detail)"
+        case .conflict(let pool, let address, let store):
+            return "lease store \(store): \(address) in pool \(pool) was changed by another gateway at the same moment, on every try; nothing was written (try again)"
         }
     }
 }

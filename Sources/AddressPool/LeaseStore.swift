@@ -47,6 +47,21 @@ public protocol LeaseStore: AnyObject, Sendable {
     /// another (a reader polls it cheaply and loads again only when it moved); nil when the store
     /// cannot tell, and a reader loads every time.
     var changeStamp: LeaseChangeStamp? { get }
+
+    /// Writes as `commit(_:removing:)` does, each write only if its slot still holds what the
+    /// writer read (`previous`; nil: no row). A store shared by several writers (several gateways
+    /// on one database) checks it in the same transaction and, when another writer changed a slot
+    /// meanwhile, writes nothing and throws `.conflict`; the allocator then reads the changes
+    /// (`changes()`) and tries again. A store with one writer writes without checking.
+    func commit(_ writes: [LeaseWrite], removing: [LeaseRecord]) throws(AddressPoolError)
+    /// A shared store: what any writer (this one included) committed since the last call, or since
+    /// `loadAll` for the first; a record changed twice comes once, as it is now. nil: the store has
+    /// one writer, and the allocator's memory is the truth.
+    func changes() throws(AddressPoolError) -> LeaseChanges?
+    /// Tells the store the pools as this writer is configured (at open and after a renumbering), so
+    /// a store that can check writes against them (a database shared by writers other than this
+    /// allocator) does. Nothing for a store that cannot.
+    func describe(pools: [PoolConfiguration]) throws(AddressPoolError)
 }
 
 extension LeaseStore {
@@ -54,6 +69,34 @@ extension LeaseStore {
     public var isReadOnly: Bool { false }
     /// Writes `records` in one transaction (all or none), durably.
     public func commit(_ records: [LeaseRecord]) throws(AddressPoolError) { try commit(records, removing: []) }
+    public func commit(_ writes: [LeaseWrite], removing: [LeaseRecord]) throws(AddressPoolError) {
+        try commit(writes.map(\.record), removing: removing)
+    }
+    public func changes() throws(AddressPoolError) -> LeaseChanges? { nil }
+    public func describe(pools: [PoolConfiguration]) throws(AddressPoolError) {}
+}
+
+/// A record to write and what its writer read in that slot before (nil: nothing, a new row).
+public struct LeaseWrite: Sendable, Hashable {
+    public var record: LeaseRecord
+    public var previous: LeaseRecord?
+    public init(_ record: LeaseRecord, previous: LeaseRecord?) { self.record = record; self.previous = previous }
+}
+
+/// A slot's key in a store: (pool, prefix).
+public struct LeaseKey: Sendable, Hashable {
+    public var pool: String
+    public var prefix: IPPrefix
+    public init(pool: String, prefix: IPPrefix) { self.pool = pool; self.prefix = prefix }
+}
+
+/// What a shared store's writers changed: rows as they are now, and rows deleted (a renumbering
+/// moves rows: its old keys come as `removed`, its new rows as `records`).
+public struct LeaseChanges: Sendable {
+    public var records: [LeaseRecord]
+    public var removed: [LeaseKey]
+    public init(records: [LeaseRecord] = [], removed: [LeaseKey] = []) { self.records = records; self.removed = removed }
+    public var isEmpty: Bool { records.isEmpty && removed.isEmpty }
 }
 
 /// What a store's `changeStamp` compares: for a file, its and its journal's modification times and
