@@ -98,6 +98,7 @@ let package = Package(
         // Roles.
         .target(name: "TunnelGateway", dependencies: [
             "PacketKit", "RouteKit", "TunnelCore", "NDPProxy", "AddressPool", "Diagnostics", "SixgateConfig", "SixgateDaemon", "SixgateMetrics", "SixgateSystem", "Translator",
+            "SixgatePostgres",
         ]),
         .target(name: "TunnelClient", dependencies: ["PacketKit", "RouteKit", "TunnelCore", "NDPProxy", "SixgateConfig", "SixgateDaemon", "Translator", "SixgateSystem"]),
 

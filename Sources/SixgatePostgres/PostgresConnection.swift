@@ -23,9 +23,11 @@ public struct PostgresError: Error, Sendable, Equatable, CustomStringConvertible
     /// failure (connection refused, the server gone).
     public var sqlState: String?
     public var message: String
+    /// The constraint a statement violated ("clients_pkey"), when the server names one.
+    public var constraint: String?
 
-    public init(database: String, operation: String, sqlState: String? = nil, message: String) {
-        self.database = database; self.operation = operation; self.sqlState = sqlState; self.message = message
+    public init(database: String, operation: String, sqlState: String? = nil, message: String, constraint: String? = nil) {
+        self.database = database; self.operation = operation; self.sqlState = sqlState; self.message = message; self.constraint = constraint
     }
 
     /// A unique constraint or a serialisation failure: another writer got there first.
@@ -156,7 +158,8 @@ public final class PostgresConnection: @unchecked Sendable {
         guard status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK else {
             let state = PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }
             let message = result != nil ? Self.trimmed(PQresultErrorMessage(result)) : Self.trimmed(PQerrorMessage(conn))
-            throw PostgresError(database: location, operation: operation, sqlState: state, message: message.isEmpty ? "no answer from the server" : message)
+            let constraint = PQresultErrorField(result, Int32(UInt8(ascii: "n"))).map { String(cString: $0) }
+            throw PostgresError(database: location, operation: operation, sqlState: state, message: message.isEmpty ? "no answer from the server" : message, constraint: constraint)
         }
         var rows = PostgresRows()
         let n = PQntuples(result), columns = PQnfields(result)

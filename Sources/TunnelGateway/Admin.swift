@@ -4,6 +4,7 @@ import AddressPool
 import Foundation
 import PacketKit
 import RouteKit
+import SixgatePostgres
 import SixgateMetrics
 import TunnelCore
 
@@ -89,8 +90,12 @@ public enum GatewayAdmin {
         let key = try Gateway.loadOrCreateKey(config.privateKeyPath)
         let leases = try self.leases(config)
         let active = leases.filter(\.isActive)
-        let clients = try ClientRegistry(directory: config.clientsDirectory).all().map { c in
-            Gateway.clientStatus(c, leases: active.filter { $0.client == c.name || $0.client == Gateway.clatKey(c.name) }, peer: nil)
+        let registry: any ClientStore = config.groupDatabase == nil ? ClientRegistry(directory: config.clientsDirectory) : try GatewayStores.open(config, readOnly: true).clients
+        let sessions = (registry as? PostgresClientStore).flatMap { try? $0.sessions() } ?? [:]
+        let clients = try registry.all().map { c in
+            var s = Gateway.clientStatus(c, leases: active.filter { $0.client == c.name || $0.client == Gateway.clatKey(c.name) }, peer: nil)
+            if let held = sessions[c.name] { s.gateway = held.gateway; s.gatewayHandshake = held.at }
+            return s
         }
         return (GatewayStatus(interface: config.interface, publicKey: X25519.publicKey(key).base64, listenPort: config.listenPort,
                               endpoint: config.endpoint, clients: clients, counters: [:]), false)
@@ -98,9 +103,10 @@ public enum GatewayAdmin {
 
     /// Every lease record (read-only; works while gatewayd writes).
     public static func leases(_ config: GatewayConfiguration) throws(GatewayError) -> [LeaseRecord] {
-        guard FileManager.default.fileExists(atPath: config.leaseStorePath) else { return [] }
+        guard config.groupDatabase != nil || FileManager.default.fileExists(atPath: config.leaseStorePath) else { return [] }
+        let store = try GatewayStores.open(config, readOnly: true).leases
         do {
-            return try SQLiteLeaseStore(path: config.leaseStorePath, readOnly: true).loadAll()
+            return try store.loadAll()
                 .sorted { ($0.pool, $0.prefix.description) < ($1.pool, $1.prefix.description) }
         } catch {
             throw .setup("", error)

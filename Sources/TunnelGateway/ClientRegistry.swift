@@ -79,6 +79,25 @@ public protocol ClientStore: Sendable {
     func write(_ c: ClientRecord) throws(GatewayError)
     /// No error if it is already gone.
     func remove(_ name: String) throws(GatewayError)
+    /// Refuses a new client whose name or public key is taken (`clientExists`, `keyInUse`), before
+    /// anything is allocated for it.
+    func checkNew(_ c: ClientRecord) throws(GatewayError)
+    /// Writes a new client; a store shared by several gateways refuses it there and then when
+    /// another gateway took the name or the key meanwhile (the same errors as `checkNew`).
+    func create(_ c: ClientRecord) throws(GatewayError)
+    /// A store shared by several gateways: the clients written or removed (by any gateway) since
+    /// the last call, or since `all()` for the first. nil: one gateway, its memory is the truth.
+    func changes() throws(GatewayError) -> (written: [ClientRecord], removed: [String])?
+}
+
+extension ClientStore {
+    public func checkNew(_ c: ClientRecord) throws(GatewayError) {
+        let existing = try all()
+        if existing.contains(where: { $0.name == c.name }) { throw .clientExists(c.name) }
+        if let other = existing.first(where: { $0.publicKey == c.publicKey }) { throw .keyInUse(key: c.publicKey, client: other.name) }
+    }
+    public func create(_ c: ClientRecord) throws(GatewayError) { try write(c) }
+    public func changes() throws(GatewayError) -> (written: [ClientRecord], removed: [String])? { nil }
 }
 
 /// The clients/ folder.

@@ -38,6 +38,10 @@ public struct ClientStatus: Sendable, Equatable, Codable {
     public var leaseFetchedAt: Int64? = nil
     /// With NPTv6: where the ISP's side sees its address (the current prefix first).
     public var outsideAddresses: [String]? = nil
+    /// In a group (`[group] database`): the gateway that had the client's latest handshake, and when
+    /// (seconds since 1970); nil when none of the group has had one.
+    public var gateway: String? = nil
+    public var gatewayHandshake: Int64? = nil
 }
 
 /// The gateway's state for `gatewayctl status`.
@@ -78,8 +82,12 @@ public final class Gateway: @unchecked Sendable {
     public let privateKey: Bytes32
     public let publicKey: Bytes32
     public let allocator: AddressAllocator
-    /// The enrolled clients: the clients/ folder unless `init` was given another store.
+    /// The enrolled clients: the clients/ folder (or the group's database) unless `init` was given another store.
     public let registry: any ClientStore
+    /// The stores the configuration names (the state directory's files, or `[group] database`).
+    let stores: GatewayStores
+    /// Following the other gateways of a group (`[group] database`; GatewayGroup.swift).
+    var group: GroupState?
     public private(set) var device: TunnelDevice?
     /// Called with one line per event (no secrets); gatewayd prints it.
     public var log: @Sendable (String) -> Void = { _ in }
@@ -198,14 +206,15 @@ public final class Gateway: @unchecked Sendable {
         }
         privateKey = try Self.loadOrCreateKey(config.privateKeyPath)
         publicKey = X25519.publicKey(privateKey)
-        registry = clientStore ?? ClientRegistry(directory: config.clientsDirectory)
+        stores = try GatewayStores.open(config)
+        registry = clientStore ?? stores.clients
         do {
-            allocator = try AddressAllocator(pools: GatewayPlanner.pools(config), store: try SQLiteLeaseStore(path: config.leaseStorePath))
+            allocator = try AddressAllocator(pools: GatewayPlanner.pools(config), store: stores.leases)
         } catch {
-            throw .setup("lease store", error)
+            throw .setup(stores.database == nil ? "lease store" : "group database", error)
         }
         // SQLite makes its files 0644 (and the WAL and SHM files after the database's mode).
-        for suffix in ["", "-wal", "-shm", ".lock"] { chmod(config.leaseStorePath + suffix, 0o600) }
+        if stores.database == nil { for suffix in ["", "-wal", "-shm", ".lock"] { chmod(config.leaseStorePath + suffix, 0o600) } }
         do { rk = try RouteSocket() } catch { throw .setup("netlink", error) }
         reconciler = KernelReconciler(rk)
         noteRenumbering()
@@ -348,7 +357,8 @@ public final class Gateway: @unchecked Sendable {
             watching = true
             watcher = SystemThread.start(name: "sg-gw-watch") { [weak self] in self?.watch() }
         }
-        log("up: \(config.interface) port \(device.listenPort), \(clients.count) client(s), public key \(publicKey.base64)")
+        startGroup()
+        log("up: \(config.interface) port \(device.listenPort), \(clients.count) client(s), public key \(publicKey.base64)\(config.groupDatabase == nil ? "" : ", gateway \(config.groupName) of the group on \(stores.database?.location ?? "?")")")
         runHook("up", [:])
         if !previousPrefixes.isEmpty {
             runHook("prefix-change", ["SIXGATE_OLD_PREFIX": previousPrefixes.map(\.description).joined(separator: " "), "SIXGATE_NEW_PREFIX": config.ipv6Prefix.description])
@@ -391,6 +401,7 @@ public final class Gateway: @unchecked Sendable {
         // The device's threads call back into the gateway (events, lease requests) under its
         // lock: stop them before taking the lock, so a join never waits on a thread that waits on us.
         lock.withLock { device }?.stop()
+        stopGroup()
         lock.withLock { watching = false }
         if let w = watcher { pthread_join(w, nil) }
         watcher = nil

@@ -48,12 +48,17 @@ extension Gateway {
         lock.lock(); defer { lock.unlock() }
         try ClientRegistry.validate(name: name)
         guard Bytes32(base64: publicKey) != nil else { throw .invalidKey(publicKey) }
-        let existing = try registry.all()
-        if existing.contains(where: { $0.name == name }) { throw .clientExists(name) }
-        if let other = existing.first(where: { $0.publicKey == publicKey }) { throw .keyInUse(key: publicKey, client: other.name) }
         let record = ClientRecord(name: name, publicKey: publicKey, open: open, isolated: isolated)
+        try registry.checkNew(record)
         let leases = try lease(record)
-        try registry.write(record)
+        do {
+            try registry.create(record)
+        } catch {
+            // Another gateway of the group took the key a moment ago: the leases just made for this
+            // name go back (a name taken meanwhile is that client's, and so are the leases).
+            if case .keyInUse = error { try? release(name) }
+            throw error
+        }
         if device != nil {
             try setPeer(record)
             applyClient(name, "client \(name)")
@@ -128,7 +133,10 @@ extension Gateway {
         let env = ["SIXGATE_CLIENT": client.name, "SIXGATE_CLIENT_KEY": client.publicKey,
                    "SIXGATE_CLIENT_ADDRESSES": allocator.leases(of: client.name).map(\.prefix.description).joined(separator: " ")]
         // Events arrive on the device's packet threads: hooks run elsewhere, one at a time, in order.
-        hookQueue.submit { self.runHook(hook, env) }
+        hookQueue.submit {
+            if hook == "client-connect" { self.noteGroupHandshake(client.name) }
+            self.runHook(hook, env)
+        }
     }
 
     /// Runs hook `name` if configured, with SIXGATE_* facts in its environment; waits at most 10 s.

@@ -5,6 +5,9 @@ import RouteKit
 import SixgateConfig
 import SixgateMetrics
 import TunnelCore
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// How client IPv6 space is handed out.
 public enum ClientAllocation: String, Sendable, Equatable {
@@ -143,6 +146,21 @@ public struct GatewayConfiguration: Sendable, Equatable {
         return gatewayOpen + [PortOpening(.udp, ports: 53...53), PortOpening(.tcp, ports: 53...53)]
     }
 
+    /// `[group] database`: a libpq connection string ("host=/run/postgresql dbname=sixgate"); when
+    /// set, leases and clients live in that PostgreSQL database, shared by the gateways of a group
+    /// (issue 25), instead of leases.db and clients/.
+    public var groupDatabase: String? = nil
+    /// `[group] name`: this gateway's name in its group (status says which gateway holds which
+    /// client); the host name by default.
+    public var groupName: String = GatewayConfiguration.hostName
+
+    static var hostName: String {
+        var buffer = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buffer, buffer.count - 1) == 0 else { return "gateway" }
+        let name = String(cString: buffer)
+        return name.isEmpty ? "gateway" : name
+    }
+
     /// Hook scripts (absolute paths), run with the facts in environment variables.
     public var hooks: [String: String] = [:]
     public static let hookNames: Set<String> = ["up", "down", "client-connect", "client-disconnect", "prefix-change"]
@@ -181,6 +199,7 @@ public struct GatewayConfiguration: Sendable, Equatable {
         "ipv4.enabled", "ipv4.pool", "ipv4.gateway_address", "ipv4.nat44",
         "nat64.enabled", "nat64.prefix", "nat64.pool", "nat64.interface", "nat64.clat", "nat64.icmp_errors_per_second", "nat64.amend_zero_udp_checksum", "nat64.lowest_ipv6_mtu",
         "hooks.up", "hooks.down", "hooks.client-connect", "hooks.client-disconnect", "hooks.prefix-change",
+        "group.database", "group.name",
     ]
 
     /// Reads `text` (the contents of `path`), starting from the defaults.
@@ -295,6 +314,16 @@ public struct GatewayConfiguration: Sendable, Equatable {
                 throw f.error(key, "set, but nat64.enabled is not true")
             }
         }
+        if let v = try f.string("group.database") {
+            guard !v.trimmingCharacters(in: .whitespaces).isEmpty else { throw f.error("group.database", "empty: a libpq connection string such as \"host=/run/postgresql dbname=sixgate\"") }
+            groupDatabase = v
+        }
+        if let v = try f.string("group.name") {
+            guard (1...64).contains(v.utf8.count), v.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == ".") }) else {
+                throw f.error("group.name", "a gateway's name is 1-64 letters, digits, '-', '_' or '.'")
+            }
+            groupName = v
+        }
         for name in Self.hookNames {
             if let v = try f.string("hooks." + name) {
                 guard v.hasPrefix("/") else { throw f.error("hooks." + name, "must be an absolute path") }
@@ -311,10 +340,11 @@ public struct GatewayConfiguration: Sendable, Equatable {
                 throw f.error("ipv6.prefix", "a /\(ipv6Prefix.length) leaves no room for clients; for a few single addresses, list them in ipv6.addresses")
             }
             if let outside = ipv6Addresses.first(where: { !ipv6Prefix.contains($0) }) { throw f.error("ipv6.addresses", "\(outside) is outside ipv6.prefix \(ipv6Prefix)") }
-            // A small block (longer than a /64) sits beside the ISP's link: its router and the
-            // uplink's address may be outside it (given explicitly).
+            // A small block (longer than a /64) sits beside the ISP's link, and a routed prefix
+            // (ndp_proxy = "off": the upstream routes it to the gateway, by BGP in a group) is not
+            // on it at all: its router and the uplink's address may be outside it (given explicitly).
             for (key, a, given) in [("ipv6.isp_router", effectiveISPRouter, ispRouter != nil), ("ipv6.uplink_address", effectiveUplinkAddress, uplinkAddress != nil)] {
-                guard ipv6Prefix.contains(a) || (given && ipv6Prefix.length > 64) else {
+                guard ipv6Prefix.contains(a) || (given && (ipv6Prefix.length > 64 || ndpProxy == .off)) else {
                     throw f.error(key, "\(a) is outside ipv6.prefix \(ipv6Prefix)")
                 }
             }

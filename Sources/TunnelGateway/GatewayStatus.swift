@@ -3,6 +3,7 @@
 import AddressPool
 import Foundation
 import RouteKit
+import SixgatePostgres
 import Translator
 import TunnelCore
 
@@ -34,10 +35,14 @@ extension Gateway {
         let peers = peerTable()
         let drops = firewallCounters()
         let npt = config.nptPrefix == nil ? nil : planner
-        let clients = try registry.all().map { c in
+        let sessions = (registry as? PostgresClientStore).flatMap { try? $0.sessions() } ?? [:]
+        // A group's clients as this gateway holds them (what it serves, also while the database is away).
+        let records = stores.database != nil && registry is PostgresClientStore ? peersByName.values.sorted { $0.name < $1.name } : try registry.all()
+        let clients = records.map { c in
             var s = status(c, leases(of: c.name), peers: peers)
             s.inboundDropped = drops[ProtectedHost(name: c.name, prefixes: []).counterName]?.packets
             s.leaseFetchedAt = leaseFetchedAt[c.name]
+            if let held = sessions[c.name] { s.gateway = held.gateway; s.gatewayHandshake = held.at }
             if let p = npt {
                 s.outsideAddresses = allocator.leases(of: c.name).flatMap { l -> [String] in
                     guard l.pool == Self.v6Pool, case .v6(let x) = l.prefix, x.length == 128 else { return [] }

@@ -271,7 +271,7 @@ struct Status: ParsableCommand {
         for c in status.clients {
             let hs = c.lastHandshake == 0 ? "never" : "\(now - c.lastHandshake) s ago"
             let fw = config.firewall ? "  open \((c.open ?? []).isEmpty ? "-" : (c.open ?? []).joined(separator: ","))\(c.inboundDropped.map { "  inbound dropped \($0)" } ?? "")" : ""
-            print("  \(c.name)  \(c.addresses.joined(separator: " "))\(c.outsideAddresses.map { "  (NPTv6: " + $0.joined(separator: " ") + ")" } ?? "")\(c.nat64Address.map { "  nat64 " + $0 } ?? "")\(c.clatAddress.map { "  clat \($0) -> \(c.clatNAT64Address ?? "?")" } ?? "")  endpoint \(c.endpoint ?? "-")  handshake \(hs)  rx \(c.receivedBytes) B  tx \(c.sentBytes) B\(fw)")
+            print("  \(c.name)  \(c.addresses.joined(separator: " "))\(c.outsideAddresses.map { "  (NPTv6: " + $0.joined(separator: " ") + ")" } ?? "")\(c.nat64Address.map { "  nat64 " + $0 } ?? "")\(c.clatAddress.map { "  clat \($0) -> \(c.clatNAT64Address ?? "?")" } ?? "")  endpoint \(c.endpoint ?? "-")  handshake \(hs)  rx \(c.receivedBytes) B  tx \(c.sentBytes) B\(fw)\(c.gateway.map { "  on \($0) (\(now - (c.gatewayHandshake ?? now)) s ago)" } ?? "")")
         }
         if !config.firewall { print("  firewall OFF (firewall = \"off\"): nothing of Sixgate's filters inbound traffic to clients") }
         let drops = status.counters.filter { ($0.key.hasPrefix("dropped") || $0.key.hasPrefix("firewallDropped") || $0.key.hasPrefix("nat64Dropped")) && $0.value > 0 }.sorted { $0.key < $1.key }
