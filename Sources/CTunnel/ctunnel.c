@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include <sys/socket.h>
 #include <stddef.h>
+#include <netinet/in.h>
 #include "ctunnel.h"
 
 _Static_assert(sizeof(struct sixgate_mmsghdr) == sizeof(struct mmsghdr), "mmsghdr layout");
@@ -12,4 +13,51 @@ int sixgate_recvmmsg(int fd, struct sixgate_mmsghdr *v, unsigned int n, int flag
 
 int sixgate_sendmmsg(int fd, struct sixgate_mmsghdr *v, unsigned int n, int flags) {
     return sendmmsg(fd, (struct mmsghdr *)v, n, flags);
+}
+
+int sixgate_pktinfo_enable(int fd) {
+    int on = 1;
+    if (setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &on, sizeof on) != 0) return -1;
+    // IPv4 datagrams on the dual-stack socket report theirs with IP_PKTINFO.
+    if (setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &on, sizeof on) != 0) return -1;
+    return 0;
+}
+
+int sixgate_pktinfo_destination(const struct msghdr *h, uint8_t out[16]) {
+    for (struct cmsghdr *c = CMSG_FIRSTHDR((struct msghdr *)h); c; c = CMSG_NXTHDR((struct msghdr *)h, c)) {
+        if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
+            struct in6_pktinfo info;
+            memcpy(&info, CMSG_DATA(c), sizeof info);
+            static const uint8_t mapped[12] = {0,0,0,0,0,0,0,0,0,0,0xff,0xff};
+            if (memcmp(info.ipi6_addr.s6_addr, mapped, 12) == 0) { memcpy(out, info.ipi6_addr.s6_addr + 12, 4); return 4; }
+            memcpy(out, info.ipi6_addr.s6_addr, 16);
+            return 16;
+        }
+        if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+            struct in_pktinfo info;
+            memcpy(&info, CMSG_DATA(c), sizeof info);
+            memcpy(out, &info.ipi_addr, 4);
+            return 4;
+        }
+    }
+    return 0;
+}
+
+size_t sixgate_pktinfo_source(void *control, int length, const uint8_t *addr) {
+    memset(control, 0, SIXGATE_PKTINFO_SPACE);
+    struct cmsghdr *c = (struct cmsghdr *)control;
+    if (length == 4) {
+        struct in_pktinfo info;
+        memset(&info, 0, sizeof info);
+        memcpy(&info.ipi_spec_dst, addr, 4);
+        c->cmsg_level = IPPROTO_IP; c->cmsg_type = IP_PKTINFO; c->cmsg_len = CMSG_LEN(sizeof info);
+        memcpy(CMSG_DATA(c), &info, sizeof info);
+        return CMSG_SPACE(sizeof info);
+    }
+    struct in6_pktinfo info;
+    memset(&info, 0, sizeof info);
+    memcpy(info.ipi6_addr.s6_addr, addr, 16);
+    c->cmsg_level = IPPROTO_IPV6; c->cmsg_type = IPV6_PKTINFO; c->cmsg_len = CMSG_LEN(sizeof info);
+    memcpy(CMSG_DATA(c), &info, sizeof info);
+    return CMSG_SPACE(sizeof info);
 }

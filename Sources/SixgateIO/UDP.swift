@@ -9,11 +9,23 @@ import Glibc
 #endif
 
 /// A peer's outer address and port, kept as the kernel's sockaddr_in6 (IPv4 as v4-mapped).
+///
+/// `source` is the local address the peer's datagrams arrived at (the "sticky" source): replies
+/// go out from it, not from whatever address the kernel's route lookup would pick. That matters on
+/// a gateway with more than one address, and most for an anycast endpoint shared by a group of
+/// gateways: a reply from the uplink's own address would make the client roam to that address and
+/// never reach the group's other gateways. Two endpoints are equal when address and port are;
+/// `source` travels with them.
 public struct Endpoint: Hashable, Sendable, CustomStringConvertible {
     public var address: IPAddress
     public var port: UInt16
+    /// The local address to send from (nil: the kernel chooses).
+    public var source: IPAddress?
 
-    public init(address: IPAddress, port: UInt16) { self.address = address; self.port = port }
+    public init(address: IPAddress, port: UInt16, source: IPAddress? = nil) { self.address = address; self.port = port; self.source = source }
+
+    public static func == (a: Endpoint, b: Endpoint) -> Bool { a.address == b.address && a.port == b.port }
+    public func hash(into h: inout Hasher) { h.combine(address); h.combine(port) }
 
     /// Parses "192.0.2.1:51820" or "[2001:db8::1]:51820" as `wg` writes endpoints.
     public init?(_ text: String) {
@@ -59,6 +71,18 @@ public struct Endpoint: Hashable, Sendable, CustomStringConvertible {
         return s
     }
 
+    /// Writes a packet-information control message sending from `source`; returns its length.
+    @inline(__always) static func writeSource(_ source: IPAddress, into control: UnsafeMutableRawPointer) -> Int {
+        switch source {
+        case .v4(let a):
+            var raw = a.rawValue.bigEndian
+            return withUnsafeBytes(of: &raw) { sixgate_pktinfo_source(control, 4, $0.baseAddress!.assumingMemoryBound(to: UInt8.self)) }
+        case .v6(let a):
+            var raw = a.rawValue.bigEndian
+            return withUnsafeBytes(of: &raw) { sixgate_pktinfo_source(control, 16, $0.baseAddress!.assumingMemoryBound(to: UInt8.self)) }
+        }
+    }
+
     init(_ s: sockaddr_in6) {
         let raw = withUnsafeBytes(of: s.sin6_addr) { UInt128(bigEndian: $0.loadUnaligned(as: UInt128.self)) }
         if raw >> 32 == 0xffff { address = .v4(IPv4Address(rawValue: UInt32(truncatingIfNeeded: raw))) } else { address = .v6(IPv6Address(rawValue: raw)) }
@@ -76,6 +100,10 @@ public final class DatagramBatch: @unchecked Sendable {
     let iovecs: UnsafeMutablePointer<iovec>
     let names: UnsafeMutablePointer<sockaddr_in6>
     let headers: UnsafeMutablePointer<sixgate_mmsghdr>
+    /// One packet-information control buffer per message (the destination on receive, the
+    /// source on send).
+    let controls: UnsafeMutableRawPointer
+    static let controlSpace = Int(SIXGATE_PKTINFO_SPACE)
     /// Messages filled by the last receive.
     public private(set) var count = 0
 
@@ -85,16 +113,42 @@ public final class DatagramBatch: @unchecked Sendable {
         iovecs = .allocate(capacity: capacity)
         names = .allocate(capacity: capacity); names.initialize(repeating: sockaddr_in6(), count: capacity)
         headers = .allocate(capacity: capacity); headers.initialize(repeating: sixgate_mmsghdr(), count: capacity)
+        controls = .allocate(byteCount: capacity * Self.controlSpace, alignment: 16)
+        controls.initializeMemory(as: UInt8.self, repeating: 0, count: capacity * Self.controlSpace)
     }
 
-    deinit { storage.deallocate(); iovecs.deallocate(); names.deallocate(); headers.deallocate() }
+    deinit { storage.deallocate(); iovecs.deallocate(); names.deallocate(); headers.deallocate(); controls.deallocate() }
 
     /// The buffer of message `i`.
     @inline(__always) public func buffer(_ i: Int) -> UnsafeMutableRawPointer { storage + i * bufferSize }
     /// The length of message `i` after a receive.
     @inline(__always) public func length(_ i: Int) -> Int { Int(headers[i].msg_len) }
-    /// The source of message `i` after a receive.
-    @inline(__always) public func source(_ i: Int) -> Endpoint { Endpoint(names[i]) }
+    /// The source of message `i` after a receive, with the local address it was sent to.
+    @inline(__always) public func source(_ i: Int) -> Endpoint {
+        var e = Endpoint(names[i])
+        e.source = Self.destination(&headers[i].msg_hdr)
+        return e
+    }
+
+    /// The destination address a received message's control data names.
+    @inline(__always) static func destination(_ h: UnsafePointer<msghdr>) -> IPAddress? {
+        guard h.pointee.msg_controllen > 0 else { return nil }
+        var out: (UInt64, UInt64) = (0, 0)
+        let n = withUnsafeMutableBytes(of: &out) { sixgate_pktinfo_destination(h, $0.baseAddress!.assumingMemoryBound(to: UInt8.self)) }
+        switch n {
+        case 4: return withUnsafeBytes(of: out) { .v4(IPv4Address(rawValue: UInt32(bigEndian: $0.loadUnaligned(as: UInt32.self)))) }
+        case 16: return withUnsafeBytes(of: out) { .v6(IPv6Address(rawValue: UInt128(bigEndian: $0.loadUnaligned(as: UInt128.self)))) }
+        default: return nil
+        }
+    }
+
+    /// Writes `source` as message `i`'s packet information (nil: none).
+    @inline(__always) func setSource(_ i: Int, _ source: IPAddress?) {
+        let control = controls + i * Self.controlSpace
+        guard let source else { headers[i].msg_hdr.msg_control = nil; headers[i].msg_hdr.msg_controllen = 0; return }
+        headers[i].msg_hdr.msg_control = control
+        headers[i].msg_hdr.msg_controllen = Endpoint.writeSource(source, into: control)
+    }
 
     /// Points message `i`'s header at its own address slot and `length` bytes of its buffer.
     @inline(__always)
@@ -109,7 +163,11 @@ public final class DatagramBatch: @unchecked Sendable {
     }
 
     func prepareForReceive() {
-        for i in 0..<capacity { setHeader(i, length: bufferSize) }
+        for i in 0..<capacity {
+            setHeader(i, length: bufferSize)
+            headers[i].msg_hdr.msg_control = controls + i * Self.controlSpace
+            headers[i].msg_hdr.msg_controllen = Self.controlSpace
+        }
     }
 
     func setCount(_ n: Int) { count = n }
@@ -122,6 +180,7 @@ public final class DatagramBatch: @unchecked Sendable {
         precondition(i < capacity, "DatagramBatch.append past capacity")
         names[i] = endpoint.sockaddr
         setHeader(i, length: length)
+        setSource(i, endpoint.source)
         count = i + 1
         return count == capacity
     }
@@ -158,6 +217,8 @@ public final class UDPSocket: @unchecked Sendable {
                 _ = setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &off, 4)
                 _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, 4)
                 _ = setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &big, 4)
+                // Each datagram's destination address, so replies leave from it (Endpoint.source).
+                _ = sixgate_pktinfo_enable(fd)
                 var a = sockaddr_in6(); a.sin6_family = sa_family_t(AF_INET6); a.sin6_port = port.bigEndian
                 let rc = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) } }
                 if rc != 0 {
@@ -208,18 +269,32 @@ public final class UDPSocket: @unchecked Sendable {
         }
     }
 
-    /// Sends one datagram. The corresponding C function is `sendto`.
+    /// Sends one datagram, from `endpoint.source` when set (and the kernel's choice if that
+    /// address is no longer this host's). The corresponding C function is `sendmsg`.
     @inline(__always) @discardableResult
     public func send(_ data: UnsafeRawBufferPointer, to endpoint: Endpoint) -> Bool {
         var a = endpoint.sockaddr
-        return withUnsafePointer(to: &a) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
-                while true {
-                    let n = sendto(fd, data.baseAddress, data.count, 0, sa, socklen_t(MemoryLayout<sockaddr_in6>.size))
-                    if n >= 0 { return true }
-                    if errno == EINTR { continue }
-                    if errno == EAGAIN { var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0); _ = poll(&p, 1, 10); continue }
-                    return false
+        var control: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
+        return withUnsafeMutablePointer(to: &a) { name in
+            withUnsafeMutableBytes(of: &control) { c in
+                var iov = iovec(iov_base: UnsafeMutableRawPointer(mutating: data.baseAddress), iov_len: data.count)
+                return withUnsafeMutablePointer(to: &iov) { iovp in
+                    var h = msghdr()
+                    h.msg_name = UnsafeMutableRawPointer(name)
+                    h.msg_namelen = socklen_t(MemoryLayout<sockaddr_in6>.size)
+                    h.msg_iov = iovp
+                    h.msg_iovlen = 1
+                    if let s = endpoint.source { h.msg_control = c.baseAddress; h.msg_controllen = Endpoint.writeSource(s, into: c.baseAddress!) }
+                    while true {
+                        let n = sendmsg(fd, &h, 0)
+                        if n >= 0 { return true }
+                        if errno == EINTR { continue }
+                        if errno == EAGAIN { var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0); _ = poll(&p, 1, 10); continue }
+                        // The address it was sent to is gone from this host (EINVAL, EADDRNOTAVAIL, ...):
+                        // let the kernel choose.
+                        if h.msg_controllen > 0 { h.msg_control = nil; h.msg_controllen = 0; continue }
+                        return false
+                    }
                 }
             }
         }
@@ -239,6 +314,8 @@ public final class UDPSocket: @unchecked Sendable {
             if n > 0 { offset += Int(n); sent += Int(n); continue }
             if n < 0, errno == EINTR { continue }
             if n < 0, errno == EAGAIN || errno == ENOBUFS { var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0); _ = poll(&p, 1, 10); continue }
+            // The first message's source address is gone from this host: send it from the kernel's choice.
+            if n < 0, batch.headers[offset].msg_hdr.msg_controllen > 0 { batch.setSource(offset, nil); continue }
             offset += 1   // the first message failed: drop it and go on with the rest
         }
         batch.reset()

@@ -83,4 +83,26 @@ struct WireGuardInteropTests {
         #expect(d.count == 8 && d[2].hasPrefix("192.0.2.22:"), "\(d)")
         #expect(try bed.ping(from: bed.left, "198.51.100.2") == 3)
     }
+
+    /// Sticky source (the anycast endpoint of a group of gateways): Sixgate answers from the address
+    /// a peer sent to, not from the address its route lookup would pick, so wireguard-go keeps the
+    /// endpoint it was given (it roams to whatever source an authenticated reply comes from).
+    @Test(arguments: ["192.0.2.99", "2001:db8:5::99"])
+    func repliesLeaveFromTheAddressThePeerSentTo(address: String) throws {
+        let bed = try WireGuardTestbed(tag: "wgs", left: .wireguardGo, right: .sixgate)
+        defer { bed.destroy() }
+        let v6 = address.contains(":")
+        try bed.pair.exec(bed.right, ["ip", "addr", "add", address + (v6 ? "/128" : "/32"), "dev", "lo"])
+        if v6 {
+            try bed.pair.exec(bed.left, ["ip", "-6", "route", "add", address, "via", "2001:db8:5::2"])
+        } else {
+            try bed.pair.exec(bed.left, ["ip", "route", "add", address, "via", "192.0.2.2"])
+        }
+        let endpoint = v6 ? "[\(address)]:\(WireGuardTestbed.rightPort)" : "\(address):\(WireGuardTestbed.rightPort)"
+        try bed.pair.exec(bed.left, ["wg", "set", bed.leftName, "peer", bed.rightPublic, "endpoint", endpoint])
+        #expect(try bed.ping(from: bed.left, "2001:db8:77::2") == 3)
+        #expect(try bed.ping(from: bed.right, "198.51.100.1") == 3, "and traffic Sixgate starts leaves from it too")
+        let d = try bed.dump(ns: bed.left, name: bed.leftName)
+        #expect(d.count == 8 && d[2] == endpoint, "wireguard-go's endpoint for Sixgate: \(d)")
+    }
 }

@@ -171,4 +171,18 @@ int sixgate_recvmmsg(int fd, struct sixgate_mmsghdr *v, unsigned int n, int flag
 /// sendmmsg(2). Returns the number of messages sent or -1 (errno set).
 int sixgate_sendmmsg(int fd, struct sixgate_mmsghdr *v, unsigned int n, int flags);
 
+// MARK: Packet information (sticky source addresses)
+
+/// Bytes of control buffer one message needs for one packet-information message.
+#define SIXGATE_PKTINFO_SPACE 64
+/// Asks for each datagram's destination address (IP_PKTINFO and IPV6_RECVPKTINFO on a dual-stack
+/// socket). Returns 0, or -1 with errno set.
+int sixgate_pktinfo_enable(int fd);
+/// The destination address of a received message from its control data: 4 (IPv4, in out[0..3]),
+/// 16 (IPv6), or 0 when the message carries none.
+int sixgate_pktinfo_destination(const struct msghdr *h, uint8_t out[16]);
+/// Writes a control message into `control` (SIXGATE_PKTINFO_SPACE bytes) that sends from `addr`
+/// (4 bytes: IPv4, with IP_PKTINFO; 16: IPv6, with IPV6_PKTINFO). Returns its length.
+size_t sixgate_pktinfo_source(void *control, int length, const uint8_t *addr);
+
 #endif
