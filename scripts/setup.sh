@@ -13,7 +13,7 @@ SIXGATE_APT_PACKAGES=(
     tayga  # Translator peer: the NAT64 side-by-side, the interop test and the differential test (TaygaDifferentialTests)
     tshark  # an independent decoder: judges the translator's RFC 4884 and checksum cases (ConformanceTests)
     curl prometheus  # metrics peers: curl scrapes /metrics, promtool (Prometheus's parser) judges the page
-    postgresql  # group peers: each test starts its own server (initdb in a temporary folder, a Unix socket there)
+    postgresql bird2  # group peers: each test starts its own PostgreSQL (initdb in a temporary folder, a Unix socket there) and BIRD instances (BGP + BFD)
     kea-dhcp6-server dhcpcd-base sqlite3  # prefix peers: kea delegates prefixes (DHCPv6-PD), dhcpcd asks for them and runs dist/dhcpcd-hook-sixgate; sqlite3 reads lease stores
     binutils adduser gzip man-db  # the package test: strip, the sixgate account, man pages (scripts/package.sh, package-test.sh)
 )
@@ -35,7 +35,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; policy_added=1; fi
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     [ -n "$policy_added" ] && rm -f /usr/sbin/policy-rc.d
-    if command -v systemctl >/dev/null 2>&1; then systemctl disable --now npd6 ndppd radvd tayga prometheus kea-dhcp6-server postgresql >/dev/null 2>&1 || true; fi
+    if command -v systemctl >/dev/null 2>&1; then systemctl disable --now npd6 ndppd radvd tayga prometheus kea-dhcp6-server postgresql bird >/dev/null 2>&1 || true; fi
 fi
 if ! command -v swift >/dev/null 2>&1; then
     [ -x /opt/swift/usr/bin/swift ] && export PATH=/opt/swift/usr/bin:$PATH

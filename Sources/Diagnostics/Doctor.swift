@@ -71,6 +71,8 @@ public struct DoctorSample: Sendable, Equatable {
 
 /// What the gateway is configured to be.
 public struct DoctorSetup: Sendable {
+    /// A group's BGP (`[group] announce_table`): BIRD's protocols as read; nil: not announced by BGP.
+    public var bgp: DoctorBGP? = nil
     /// The TUN interface.
     public var tunnel: String
     /// The interface toward the ISP.
@@ -202,7 +204,7 @@ public enum Doctor {
         let k = KernelView(setup: setup, options: options)
         var checks = [k.daemon(), k.forwardingIPv6(), k.forwardingIPv4(), k.proxyNDP(), k.clientRoutes(), k.gatewayAddress(),
                       k.ispRouterRoute(), k.defaultRoute(), k.nat44(), k.firewallForward(), k.firewallClients(), k.raDaemon(), k.raDefaultRoute(), k.handshakes(),
-                      k.prefixSource(), k.stalePrefix(), k.clientsOnStalePrefix()]
+                      k.prefixSource(), k.stalePrefix(), k.clientsOnStalePrefix(), k.bgp()]
         // The capture-based checks, then the MTU check (it uses the capture's PTBs too).
         let capture = k.capture()
         checks.append(k.traffic(capture))

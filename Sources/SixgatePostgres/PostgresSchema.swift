@@ -111,8 +111,10 @@ public enum PostgresSchema {
             client text NOT NULL,
             gateway text NOT NULL,
             last_handshake timestamptz NOT NULL,
+            endpoint text,
             PRIMARY KEY (client, gateway)
         );
+        CREATE INDEX gateway_sessions_by_endpoint ON gateway_sessions (endpoint);
         COMMENT ON TABLE gateway_sessions IS 'Sixgate: which gateway of the group last had a handshake with which client (gatewayctl status)';
         """,
     ]

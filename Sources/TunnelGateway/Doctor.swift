@@ -36,6 +36,13 @@ extension GatewayAdmin {
             d.showCommand = "gatewayctl clients show" + (configPath.map { " --config \($0)" } ?? "")
             setup.prefix = d
         }
+        if let table = config.announceTable {
+            let command = "gatewayctl bird-config" + (configPath.map { " --config \($0)" } ?? "")
+            switch birdProtocols(socket: config.birdSocket) {
+            case .success(let p): setup.bgp = DoctorBGP(protocols: p, error: nil, announceTable: table, snippetCommand: command)
+            case .failure(let e): setup.bgp = DoctorBGP(protocols: nil, error: e.message, announceTable: table, snippetCommand: command)
+            }
+        }
         if live {
             setup.sample = { @Sendable in
                 guard let (s, live) = try? GatewayAdmin.status(config), live else { return nil }

@@ -232,9 +232,13 @@ public final class Gateway: @unchecked Sendable {
     func currentPlan() -> GatewayPlan {
         let p = planner
         var plan = p.base()
+        // A group's anycast endpoint addresses, for BIRD to announce while gatewayd runs.
+        if let table = config.announceTable, tunIndex != 0 {
+            for a in config.anycast { plan.kernel.routes.insert(Route(destination: IPPrefix(host: a), interfaceIndex: tunIndex, table: table)) }
+        }
         var fresh: [String: ClientPlanPart] = [:]
         for c in peersByName.values.sorted(by: { $0.name < $1.name }) {
-            let part = p.part(c, leases: { allocator.leases(of: $0) })
+            let part = clientPart(c, p)
             fresh[c.name] = part
             plan.add(part)
         }
@@ -242,12 +246,26 @@ public final class Gateway: @unchecked Sendable {
         return plan
     }
 
+    /// A client's part of the plan; in a group with `announce_table`, while its session is on this
+    /// gateway, its routes also go into that table (for BIRD to announce).
+    func clientPart(_ c: ClientRecord, _ p: GatewayPlanner? = nil) -> ClientPlanPart {
+        var part = (p ?? planner).part(c, leases: { allocator.leases(of: $0) })
+        if let table = config.announceTable, group?.announced.contains(c.name) == true {
+            for r in part.kernel.routes where r.table == 254 && r.nextHops.first?.interfaceIndex == tunIndex {
+                var a = r
+                a.table = table
+                part.kernel.routes.insert(a)
+            }
+        }
+        return part
+    }
+
     /// After one client changed (added, removed, its record edited; lock held): its old part out
     /// of the plan and the kernel, its new part in. Work for that client only, so enrolment does
     /// not slow down as clients accumulate (Benchmarks/Sources/PlannerBenchmarks).
     func applyClient(_ name: String, _ context: String) {
         let old = parts[name]
-        let new = peersByName[name].map { planner.part($0, leases: { allocator.leases(of: $0) }) }
+        let new = peersByName[name].map { clientPart($0) }
         parts[name] = new
         if let old { plan.remove(old) }
         if let new { plan.add(new) }

@@ -116,6 +116,7 @@ extension Gateway {
 
     func handle(_ event: PeerEvent) {
         let key: Bytes32, hook: String, what: String
+        if case .unknownSession(let e) = event { groupUnknownSession(e); return }
         switch event {
         case .handshakeCompleted(let k): key = k; hook = "client-connect"; what = "handshake"
         case .sessionExpired(let k): key = k; hook = "client-disconnect"; what = "idle (session expired)"
@@ -127,16 +128,17 @@ extension Gateway {
         if let client { if hook == "client-connect" { connectedClients.insert(client.name) } else { connectedClients.remove(client.name) } }
         lock.unlock()
         guard let client else { return }
+        if group != nil {
+            // Every handshake (a rekey too): the client may have come back from another gateway.
+            if hook == "client-connect" { groupHandshake(client.name, endpoint: device?.endpoint(of: key)) } else { group?.worker.submit { [weak self] in self?.setAnnounced(client.name, false, "session expired") } }
+        }
         // client-connect once per session start (not per rekey), client-disconnect once when idle.
         if hook == "client-connect" && connected { return }
         log("\(what): \(client.name)")
         let env = ["SIXGATE_CLIENT": client.name, "SIXGATE_CLIENT_KEY": client.publicKey,
                    "SIXGATE_CLIENT_ADDRESSES": allocator.leases(of: client.name).map(\.prefix.description).joined(separator: " ")]
         // Events arrive on the device's packet threads: hooks run elsewhere, one at a time, in order.
-        hookQueue.submit {
-            if hook == "client-connect" { self.noteGroupHandshake(client.name) }
-            self.runHook(hook, env)
-        }
+        hookQueue.submit { self.runHook(hook, env) }
     }
 
     /// Runs hook `name` if configured, with SIXGATE_* facts in its environment; waits at most 10 s.

@@ -153,6 +153,16 @@ public struct GatewayConfiguration: Sendable, Equatable {
     /// `[group] name`: this gateway's name in its group (status says which gateway holds which
     /// client); the host name by default.
     public var groupName: String = GatewayConfiguration.hostName
+    /// `[group] announce_table`: the kernel routing table gatewayd keeps what this gateway should
+    /// draw to itself in, for BIRD to learn and announce by BGP (`gatewayctl bird-config`): the
+    /// anycast endpoint addresses while gatewayd runs, and each client's addresses while its session
+    /// is on this gateway. Routes there point into the tunnel device, so they vanish with gatewayd.
+    public var announceTable: UInt32? = nil
+    /// `[group] anycast`: the endpoint addresses the gateways of the group share (each on a local
+    /// interface such as lo), announced while gatewayd runs.
+    public var anycast: [IPAddress] = []
+    /// `[group] bird_socket`: BIRD's control socket, where the doctor asks for the BGP sessions.
+    public var birdSocket = "/run/bird/bird.ctl"
 
     static var hostName: String {
         var buffer = [CChar](repeating: 0, count: 256)
@@ -199,7 +209,7 @@ public struct GatewayConfiguration: Sendable, Equatable {
         "ipv4.enabled", "ipv4.pool", "ipv4.gateway_address", "ipv4.nat44",
         "nat64.enabled", "nat64.prefix", "nat64.pool", "nat64.interface", "nat64.clat", "nat64.icmp_errors_per_second", "nat64.amend_zero_udp_checksum", "nat64.lowest_ipv6_mtu",
         "hooks.up", "hooks.down", "hooks.client-connect", "hooks.client-disconnect", "hooks.prefix-change",
-        "group.database", "group.name",
+        "group.database", "group.name", "group.announce_table", "group.anycast", "group.bird_socket",
     ]
 
     /// Reads `text` (the contents of `path`), starting from the defaults.
@@ -323,6 +333,22 @@ public struct GatewayConfiguration: Sendable, Equatable {
                 throw f.error("group.name", "a gateway's name is 1-64 letters, digits, '-', '_' or '.'")
             }
             groupName = v
+        }
+        if let v = try f.integer("group.announce_table", in: 1...4_294_967_295) {
+            guard ![253, 254, 255].contains(v) else { throw f.error("group.announce_table", "\(v) is the kernel's default, main or local table: choose a table of its own (such as 7474) for BIRD to learn from") }
+            announceTable = UInt32(v)
+        }
+        for text in try f.strings("group.anycast") ?? [] {
+            guard let a = IPAddress(text) else { throw f.error("group.anycast", "\(text.debugDescription) is not an IP address") }
+            anycast.append(a)
+        }
+        if let v = try f.string("group.bird_socket") {
+            guard v.hasPrefix("/") else { throw f.error("group.bird_socket", "must be an absolute path (BIRD's -s)") }
+            birdSocket = v
+        }
+        if !anycast.isEmpty, announceTable == nil { throw f.error("group.anycast", "set, but group.announce_table is not: the anycast addresses are announced from that table") }
+        if groupDatabase == nil {
+            for key in ["group.name", "group.announce_table", "group.anycast", "group.bird_socket"] where f.has(key) { throw f.error(key, "set, but group.database is not") }
         }
         for name in Self.hookNames {
             if let v = try f.string("hooks." + name) {

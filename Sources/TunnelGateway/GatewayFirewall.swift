@@ -60,7 +60,7 @@ extension Gateway {
     /// changed, nothing in the kernel did).
     func replacePart(_ name: String) {
         if let old = parts[name] { plan.remove(old) }
-        let new = peersByName[name].map { planner.part($0, leases: { allocator.leases(of: $0) }) }
+        let new = peersByName[name].map { clientPart($0) }
         parts[name] = new
         if let new { plan.add(new) }
     }

@@ -141,13 +141,31 @@ public final class PostgresClientStore: ClientStore, @unchecked Sendable {
         }
     }
 
-    /// Notes a handshake of `client` with gateway `gateway` (status: which gateway holds which client).
-    public func noteHandshake(client: String, gateway: String) throws(GatewayError) {
+    /// The channel a handshake is announced on (payload: client TAB gateway).
+    public static let sessionsChannel = "sixgate_sessions"
+
+    /// Notes a handshake of `client` with gateway `gateway` from `endpoint` (status: which gateway
+    /// holds which client; the others stop announcing the client, and know where it was when it
+    /// comes to them by anycast).
+    public func noteHandshake(client: String, gateway: String, endpoint: String?) throws(GatewayError) {
         do {
-            try db.query("""
-                INSERT INTO gateway_sessions (client, gateway, last_handshake) VALUES ($1, $2, now())
-                ON CONFLICT (client, gateway) DO UPDATE SET last_handshake = now()
-                """, [client, gateway], operation: "note a handshake of \(client)")
+            try db.transaction(operation: "note a handshake of \(client)") { (t) throws(PostgresError) in
+                try t.query("""
+                    INSERT INTO gateway_sessions (client, gateway, last_handshake, endpoint) VALUES ($1, $2, now(), $3)
+                    ON CONFLICT (client, gateway) DO UPDATE SET last_handshake = now(), endpoint = excluded.endpoint
+                    """, [client, gateway, endpoint])
+                try t.query("SELECT pg_notify($1, $2 || chr(9) || $3)", [Self.sessionsChannel, client, gateway])
+            }
+        } catch {
+            throw fail(error)
+        }
+    }
+
+    /// The client whose latest handshake with any gateway of the group came from `endpoint`.
+    public func client(at endpoint: String) throws(GatewayError) -> String? {
+        do {
+            return try db.query("SELECT client FROM gateway_sessions WHERE endpoint = $1 ORDER BY last_handshake DESC LIMIT 1",
+                                [endpoint], operation: "look up the client at \(endpoint)").rows.first?[0] ?? nil
         } catch {
             throw fail(error)
         }
@@ -209,6 +227,8 @@ public struct GatewayStores: Sendable {
 /// The group's runtime state inside a gateway.
 final class GroupState: @unchecked Sendable {
     var listener: PostgresListener?
+    /// Clients whose routes this gateway announces (their session is here; the gateway's lock).
+    var announced: Set<String> = []
     let worker = SerialWorker(name: "sg-group")
     let lock = SystemLock()
     var pending = false
@@ -223,12 +243,15 @@ extension Gateway {
         let state = GroupState()
         group = state
         do {
-            state.listener = try PostgresListener(conninfo, channels: [PostgresLeaseStore.channel, "sixgate_clients"], ignoring: { [db] in [db.backendPID] }) { [weak self] event in
+            let channels = [PostgresLeaseStore.channel, "sixgate_clients", PostgresClientStore.sessionsChannel]
+            state.listener = try PostgresListener(conninfo, channels: channels, ignoring: { [db] in [db.backendPID] }) { [weak self] event in
                 self?.groupEvent(event)
             }
         } catch {
             log("group: cannot listen for the other gateways' changes on \(db.location): \(error); retried by the watcher")
         }
+        // A client sent here by the anycast route without a session: answered with a handshake.
+        device?.reportsUnknownSessions = true
         scheduleGroupSync()
     }
 
@@ -241,6 +264,11 @@ extension Gateway {
     func groupEvent(_ event: PostgresListener.Event) {
         guard let state = group else { return }
         switch event {
+        case .changed(let channel, let payload) where channel == PostgresClientStore.sessionsChannel:
+            // Another gateway has this client's session now: this one stops drawing its traffic.
+            let parts = payload.split(separator: "\t", maxSplits: 1).map(String.init)
+            guard parts.count == 2, parts[1] != config.groupName else { return }
+            state.worker.submit { [weak self] in self?.setAnnounced(parts[0], false, "its session moved to \(parts[1])") }
         case .changed: scheduleGroupSync()
         case .resync:
             state.lock.withLock { state.lost = false }
@@ -306,9 +334,44 @@ extension Gateway {
         if added + removed > 0 { log("group: \(added) client(s) enrolled and \(removed) removed on other gateways") }
     }
 
-    /// Notes a handshake in the group's sessions table (hook queue; never on a packet thread).
-    func noteGroupHandshake(_ client: String) {
-        guard let store = registry as? PostgresClientStore else { return }
-        do { try store.noteHandshake(client: client, gateway: config.groupName) } catch { log("group: \(error)") }
+    /// After a handshake with `client` (group worker; never on a packet thread): its routes are
+    /// announced from here, and the group's sessions table says so (the other gateways withdraw).
+    func groupHandshake(_ client: String, endpoint: Endpoint?) {
+        guard let state = group else { return }
+        state.worker.submit { [weak self] in
+            guard let self else { return }
+            self.setAnnounced(client, true, "handshake")
+            guard let store = self.registry as? PostgresClientStore else { return }
+            do { try store.noteHandshake(client: client, gateway: self.config.groupName, endpoint: endpoint?.description) } catch { self.log("group: \(error)") }
+        }
+    }
+
+    /// Announces (or withdraws) a client's routes through `announce_table` (group worker).
+    func setAnnounced(_ client: String, _ on: Bool, _ why: String) {
+        guard config.announceTable != nil, let state = group else { return }
+        lock.lock(); defer { lock.unlock() }
+        guard state.announced.contains(client) != on, peersByName[client] != nil || !on else { return }
+        if on { state.announced.insert(client) } else { state.announced.remove(client) }
+        applyClient(client, "announce \(client)")
+        if !on { log("group: no longer announcing \(client): \(why)") }
+    }
+
+    /// A transport message from `endpoint` for a session this gateway does not have (group worker):
+    /// when the group's sessions table says which client was there, the gateway starts a
+    /// handshake toward it at once, instead of waiting for the client's own retry (15 s or more).
+    func groupUnknownSession(_ endpoint: Endpoint) {
+        guard let state = group, let store = registry as? PostgresClientStore else { return }
+        state.worker.submit { [weak self] in
+            guard let self else { return }
+            let name: String?
+            do { name = try store.client(at: endpoint.description) } catch { self.log("group: \(error)"); return }
+            guard let name else { return }
+            self.lock.lock()
+            let record = self.peersByName[name]
+            if let record { try? self.setPeer(record, endpoint: endpoint) }
+            let started = record.flatMap { Bytes32(base64: $0.publicKey) }.map { self.device?.initiateHandshake(with: $0) ?? false } ?? false
+            self.lock.unlock()
+            if started { self.log("group: \(name) came here from \(endpoint) without a session (its gateway went away?): handshake started") }
+        }
     }
 }

@@ -52,14 +52,20 @@ final class GroupTestbed: @unchecked Sendable {
                 try exec(s.ns, ["ip", "addr", "add", Self.anycast + "/32", "dev", "lo"])
             }
             // The clients' carriers through the upstream router.
+            // cl (the stock client) has default routes through up; cl2 (tunnel-client, which takes the
+            // default routes itself) only a route to the gateways' addresses.
             for (ns, mine, theirs, v6, v4) in [(cl, "syc\(id)", "sxc\(id)", "2001:db8:c::", "203.0.113."), (cl2, "syd\(id)", "sxd\(id)", "2001:db8:d::", "203.0.113.1")] {
                 try link(up, theirs, ns, mine)
                 try exec(up, ["ip", "-6", "addr", "add", v6 + "1/64", "dev", theirs, "nodad"])
                 try exec(ns, ["ip", "-6", "addr", "add", v6 + "2/64", "dev", mine, "nodad"])
-                try exec(ns, ["ip", "-6", "route", "add", "default", "via", v6 + "1"])
                 try exec(up, ["ip", "addr", "add", v4 + "7/28", "dev", theirs])
                 try exec(ns, ["ip", "addr", "add", v4 + "8/28", "dev", mine])
-                try exec(ns, ["ip", "route", "add", "default", "via", v4 + "7"])
+                if ns == cl {
+                    try exec(ns, ["ip", "-6", "route", "add", "default", "via", v6 + "1"])
+                    try exec(ns, ["ip", "route", "add", "default", "via", v4 + "7"])
+                } else {
+                    try exec(ns, ["ip", "route", "add", "198.51.100.0/24", "via", v4 + "7"])
+                }
             }
             try exec(up, ["ip", "-6", "addr", "add", "2001:db8:ffff::1/128", "dev", "lo"])
             try exec(up, ["ip", "addr", "add", "203.0.113.200/32", "dev", "lo"])
@@ -177,6 +183,70 @@ final class GroupTestbed: @unchecked Sendable {
         // The carrier keeps the endpoint; everything else goes through the tunnel.
         try exec(ns, ["ip", "-6", "route", "add", "2001:db8:ffff::/48", "dev", name])
         try exec(ns, ["ip", "route", "add", "203.0.113.200/32", "dev", name])
+    }
+
+    // MARK: BIRD
+
+    /// Starts bird2 in `ns` with `config`; returns its control socket.
+    @discardableResult
+    func startBIRD(in ns: String, name: String, config: String) throws -> String {
+        let conf = directory + "/bird-\(name).conf", socket = directory + "/bird-\(name).ctl"
+        try config.write(toFile: conf, atomically: true, encoding: .utf8)
+        let check = try exec(ns, ["bird", "-p", "-c", conf], check: false)
+        guard check.succeeded else { throw TransferError("bird -p \(name): \(check.stderr)\n\(config)") }
+        let p = try background(in: ns, ["bird", "-f", "-c", conf, "-s", socket, "-P", directory + "/bird-\(name).pid"])
+        guard eventually(timeout: 10, { FileManager.default.fileExists(atPath: socket) }) else { throw TransferError("bird \(name) did not start: \(p.output)") }
+        birds[name] = p
+        return socket
+    }
+    private(set) var birds: [String: BackgroundProcess] = [:]
+
+    func birdc(_ name: String, _ args: [String]) throws -> String {
+        try run(["birdc", "-s", directory + "/bird-\(name).ctl"] + args, timeout: 10).stdout
+    }
+
+    /// The upstream router's BIRD: BGP with BFD to both gateways (AS 64501) as AS 64500, the best
+    /// routes into its kernel.
+    func startUpstreamBIRD() throws {
+        var text = """
+            router id 198.51.100.1;
+            protocol device { scan time 10; }
+            protocol kernel { ipv4 { import none; export all; }; }
+            protocol kernel { ipv6 { import none; export all; }; }
+            protocol bfd { interface "*" { min rx interval 100 ms; min tx interval 100 ms; multiplier 3; }; }
+            template bgp sixgw { local as 64500; bfd on; connect retry time 2; error wait time 1, 5; }
+
+            """
+        for (gw, s) in sites.sorted(by: { $0.key < $1.key }) {
+            text += "protocol bgp gw\(gw)4 from sixgw { neighbor \(s.v4) as 64501; ipv4 { import all; export none; }; }\n"
+            text += "protocol bgp gw\(gw)6 from sixgw { neighbor \(s.v6) as 64501; ipv6 { import all; export none; }; }\n"
+        }
+        try startBIRD(in: up, name: "up", config: text)
+    }
+
+    /// Gateway `gw`'s BIRD: gatewayctl's snippet and the two sessions toward the upstream router.
+    func startGatewayBIRD(_ gw: String) throws {
+        let s = sites[gw]!
+        let snippet = try gatewayctl(gw, ["bird-config"]).stdout
+        try snippet.write(toFile: directory + "/\(gw)/sixgate.conf", atomically: true, encoding: .utf8)
+        let text = """
+            router id \(s.v4);
+            protocol device { scan time 10; }
+            include "\(directory)/\(gw)/sixgate.conf";
+            protocol bgp upstream4 from sixgate_upstream4 { local as 64501; neighbor \(s.routerV4) as 64500; connect retry time 2; error wait time 1, 5; }
+            protocol bgp upstream6 from sixgate_upstream6 { local as 64501; neighbor \(s.routerV6) as 64500; connect retry time 2; error wait time 1, 5; }
+
+            """
+        try startBIRD(in: s.ns, name: gw, config: text)
+    }
+
+    /// The upstream's BGP sessions that are Established.
+    func establishedSessions() -> Set<String> {
+        let text = (try? birdc("up", ["show", "protocols"])) ?? ""
+        return Set(text.split(separator: "\n").compactMap { line -> String? in
+            let f = line.split(separator: " ", omittingEmptySubsequences: true)
+            return f.count > 1 && f[1] == "BGP" && line.contains("Established") ? String(f[0]) : nil
+        })
     }
 
     /// A background process in `ns`, stopped at `destroy`.

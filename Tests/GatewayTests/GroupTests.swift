@@ -64,3 +64,111 @@ final class GroupTests: XCTestCase {
         XCTAssertTrue(bed.gateways["a"]?.process.isRunning == true && bed.gateways["b"]?.process.isRunning == true)
     }
 }
+
+final class GroupFailoverTests: XCTestCase {
+    /// The largest gap between consecutive replies of `ping -D` output, in seconds, and the count.
+    static func longestGap(_ output: String) -> (gap: Double, replies: Int) {
+        let times = output.split(separator: "\n").compactMap { line -> Double? in
+            guard line.contains("bytes from"), line.hasPrefix("["), let close = line.firstIndex(of: "]") else { return nil }
+            return Double(line[line.index(after: line.startIndex)..<close])
+        }
+        var gap = 0.0
+        for (a, b) in zip(times, times.dropFirst()) { gap = max(gap, b - a) }
+        return (gap, times.count)
+    }
+
+    /// Two gateways of a group behind an upstream router, BGP with BFD from each (BIRD on all three),
+    /// one WireGuard identity and an anycast endpoint. A stock wireguard-go client and tunnel-client
+    /// enrol on gateway A (the upstream's best path for the anycast address) and reach the internet
+    /// host; A is killed (SIGKILL): both reach it again through B with the same addresses, and the
+    /// time is printed. A returns: one route per client upstream, the leases as they were. Then A's
+    /// uplink is pulled: BFD, and B again.
+    func testFailoverByBGPAndAnycast() throws {
+        try XCTSkipUnless(isRoot, "namespace tests need root")
+        try XCTSkipUnless(which("bird") != nil && which("birdc") != nil, "bird2 is installed by scripts/setup.sh")
+        let bed = try GroupTestbed()
+        defer { bed.destroy() }
+        for gw in ["a", "b"] {
+            try bed.writeConfig(gw, extra: "announce_table = 7474\nanycast = [\"\(GroupTestbed.anycast)\"]\nbird_socket = \"\(bed.directory)/bird-\(gw).ctl\"")
+        }
+        try bed.startGateway("a")
+        try bed.startGateway("b")
+        try bed.startUpstreamBIRD()
+        try bed.startGatewayBIRD("a")
+        try bed.startGatewayBIRD("b")
+        XCTAssertTrue(eventually(timeout: 40) { bed.establishedSessions() == ["gwa4", "gwa6", "gwb4", "gwb6"] }, (try? bed.birdc("up", ["show", "protocols"])) ?? "")
+        // The doctor reads BIRD's sessions through birdc.
+        let doctor = try bed.gatewayctl("a", ["doctor", "--capture-seconds", "0", "--json"], check: false).stdout
+        let checks = ((try? JSONSerialization.jsonObject(with: Data(doctor.utf8)) as? [String: Any])?["checks"] as? [[String: Any]]) ?? []
+        let bgp = checks.first { $0["id"] as? String == "group.bgp" }
+        XCTAssertEqual(bgp?["status"] as? String, "ok", "\(bgp ?? [:])")
+        XCTAssertTrue(eventually(timeout: 10) { (try? bed.exec(bed.up, ["ip", "route", "show", GroupTestbed.anycast]).stdout)?.contains("via 198.51.100.2 ") ?? false },
+                      "the anycast address is routed to A: \((try? bed.exec(bed.up, ["ip", "route"]).stdout) ?? "")")
+
+        // Alice (stock wireguard-go) and tc (tunnel-client) enrol on A.
+        let alice = try bed.gatewayctl("a", ["clients", "add", "alice"]).stdout
+        try bed.startStockClient(in: bed.cl, name: "sgw\(bed.id)", config: alice)
+        let aliceAddress = "2001:db8:1000::1"
+        XCTAssertTrue(alice.contains("Address = \(aliceAddress)/128"), alice)
+        let tcTun = "sgk\(bed.id)"
+        let tcConfig = try bed.gatewayctl("a", ["clients", "add", "tc", "--format", "tunnel-client"]).stdout
+            .replacingOccurrences(of: "interface = \"sixgate0\"", with: "interface = \"\(tcTun)\"")
+        let tcPath = bed.directory + "/tc.toml"
+        try tcConfig.write(toFile: tcPath, atomically: true, encoding: .utf8)
+        chmod(tcPath, 0o600)
+        let tc = try bed.background(in: bed.cl2, ["\(builtProductsDirectory)/tunnel-client", "--config", tcPath, "--state-file", bed.directory + "/tc.json"])
+        XCTAssertTrue(eventually(timeout: 30) { (try? bed.ping(from: bed.cl, "2001:db8:ffff::1")) == 1 }, "alice: \(bed.log("a"))")
+        XCTAssertTrue(eventually(timeout: 30) { (try? bed.ping(from: bed.cl2, "2001:db8:ffff::1")) == 1 }, "tc: \(tc.output)\n\(bed.log("a"))")
+        XCTAssertEqual(try bed.ping(from: bed.cl, "203.0.113.200"), 1, "IPv4 through A's NAT44")
+        XCTAssertTrue(eventually(timeout: 10) { (try? bed.exec(bed.up, ["ip", "-6", "route", "show", aliceAddress]).stdout)?.contains("via 2001:db8:a::2") ?? false })
+        let leasesBefore = try bed.database.psql("SELECT pool, prefix, client, released_at IS NULL FROM leases ORDER BY pool, prefix")
+
+        func failover(_ what: String, _ act: () throws -> Void) throws -> (stock: Double, tunnelClient: Double) {
+            let p1 = try bed.background(in: bed.cl, ["ping", "-D", "-n", "-i", "0.1", "-W", "1", "-c", "200", "2001:db8:ffff::1"])
+            let p2 = try bed.background(in: bed.cl2, ["ping", "-D", "-n", "-i", "0.1", "-W", "1", "-c", "200", "2001:db8:ffff::1"])
+            usleep(1_500_000)
+            try act()
+            XCTAssertTrue(eventually(timeout: 40) { !p1.process.isRunning && !p2.process.isRunning })
+            let (g1, n1) = Self.longestGap(p1.output), (g2, n2) = Self.longestGap(p2.output)
+            print("group failover (\(what)): stock wireguard-go client back after \(String(format: "%.2f", g1)) s (\(n1)/200 replies), tunnel-client after \(String(format: "%.2f", g2)) s (\(n2)/200)")
+            XCTAssertGreaterThan(n1, 100, "the stock client came back: \(p1.output.suffix(300))")
+            XCTAssertGreaterThan(n2, 100, "tunnel-client came back: \(p2.output.suffix(300))")
+            return (g1, g2)
+        }
+
+        // A is killed: its TUN goes, so its routes in table 7474 go, BIRD withdraws them, the
+        // upstream routes the anycast address to B, B answers the first packet without a session
+        // with a handshake (the group's sessions table says whose endpoint it is).
+        let killed = try failover("gatewayd A killed with SIGKILL") { bed.stopGateway("a", signal: SIGKILL) }
+        XCTAssertLessThan(killed.stock, 5, "under one WireGuard handshake retry (5 s)")
+        XCTAssertLessThan(killed.tunnelClient, 5)
+        XCTAssertTrue(try bed.exec(bed.up, ["ip", "-6", "route", "show", aliceAddress]).stdout.contains("via 2001:db8:b::2"))
+        XCTAssertEqual(try bed.ping(from: bed.cl, "203.0.113.200"), 1, "IPv4 through B's NAT44 (A's connection tracking is gone: new flows only)")
+        XCTAssertEqual(try bed.clients(on: "b")["alice"]?["gateway"] as? String, "gw-b")
+        XCTAssertTrue(try bed.exec(bed.cl, ["ip", "-6", "addr", "show", "dev", "sgw\(bed.id)"]).stdout.contains(aliceAddress), "the same address")
+
+        // A returns: the clients come back to it (the upstream prefers A), one route each upstream,
+        // the leases as they were.
+        try bed.startGateway("a")
+        XCTAssertTrue(eventually(timeout: 20) { (try? bed.ping(from: bed.cl, "2001:db8:ffff::1")) == 1 })
+        XCTAssertTrue(eventually(timeout: 20) {
+            let routes = (try? bed.exec(bed.up, ["ip", "-6", "route", "show", aliceAddress]).stdout) ?? ""
+            return routes.split(separator: "\n").count == 1 && routes.contains("via 2001:db8:a::2")
+        }, "alice back on A, one route upstream: \((try? bed.exec(bed.up, ["ip", "-6", "route", "show", aliceAddress]).stdout) ?? "")")
+        XCTAssertEqual(try bed.database.psql("SELECT pool, prefix, client, released_at IS NULL FROM leases ORDER BY pool, prefix"), leasesBefore, "no lease lost or doubled")
+        let announcedA = try bed.exec(bed.gwa, ["ip", "-6", "route", "show", "table", "7474"]).stdout
+        let announcedB = try bed.exec(bed.gwb, ["ip", "-6", "route", "show", "table", "7474"]).stdout
+        XCTAssertTrue(eventually(timeout: 10) {
+            let a = (try? bed.exec(bed.gwa, ["ip", "-6", "route", "show", "table", "7474", aliceAddress]).stdout) ?? ""
+            let b = (try? bed.exec(bed.gwb, ["ip", "-6", "route", "show", "table", "7474", aliceAddress]).stdout) ?? ""
+            return (a.isEmpty) != (b.isEmpty)
+        }, "alice announced by one gateway: A \(announcedA) B \(announcedB)")
+
+        // A's uplink is pulled: BFD tells the upstream within about 0.3 s.
+        let pulled = try failover("A's uplink pulled") { try bed.exec(bed.gwa, ["ip", "link", "set", bed.sites["a"]!.uplink, "down"]) }
+        XCTAssertLessThan(pulled.stock, 5)
+        XCTAssertLessThan(pulled.tunnelClient, 5)
+        XCTAssertTrue(try bed.exec(bed.up, ["ip", "-6", "route", "show", aliceAddress]).stdout.contains("via 2001:db8:b::2"))
+        XCTAssertTrue(bed.gateways["b"]?.process.isRunning == true)
+    }
+}

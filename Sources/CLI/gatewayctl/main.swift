@@ -39,7 +39,7 @@ struct GatewayCtl: ParsableCommand {
         commandName: "gatewayctl",
         abstract: "Enrol Sixgate clients and look at the gateway.",
         version: "gatewayctl (Sixgate) \(SixgateVersion.description)",
-        subcommands: [Clients.self, Status.self, Leases.self, Prefix.self, Doctor.self, Capture.self, Pcap.self, Reload.self])
+        subcommands: [Clients.self, Status.self, Leases.self, Prefix.self, Doctor.self, Capture.self, Pcap.self, Reload.self, BIRDConfig.self])
 }
 
 struct Prefix: ParsableCommand {
@@ -326,6 +326,24 @@ struct Doctor: ParsableCommand {
         do { report = try GatewayAdmin.doctor(config, configPath: common.config, options: DoctorOptions(captureSeconds: captureSeconds, client: client)) } catch { throw fail(error) }
         if common.json { try printJSON(report) } else { print(report.render(verbose: verbose), terminator: "") }
         if report.problems > 0 { throw ExitCode(1) }
+    }
+}
+
+struct BIRDConfig: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bird-config",
+        abstract: "Print the BIRD 2 snippet that announces this gateway's routes by BGP ([group] announce_table).",
+        discussion: """
+            gatewayd keeps the group's anycast endpoint addresses (while it runs) and each client's addresses
+            (while its session is on this gateway) in the kernel table [group] announce_table. The snippet makes
+            BIRD learn that table, run BFD on the uplink, and gives templates for the BGP sessions toward the
+            upstream routers. Include it from /etc/bird/bird.conf (docs/scale.md); `gatewayctl doctor` checks
+            that the sessions are Established.
+            """)
+    @OptionGroup var common: Common
+    func run() throws {
+        let config = try common.load()
+        do { print(try GatewayAdmin.birdConfiguration(config), terminator: "") } catch { throw fail(error) }
     }
 }
 

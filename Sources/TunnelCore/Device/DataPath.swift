@@ -106,7 +106,13 @@ extension TunnelDevice {
         let now = MonotonicClock.seconds()
         lock.lock()
         guard case .keypair(let kp)? = indices[index], now - kp.created < timers.rejectAfterTime else {
-            stats.droppedUnknownIndex += 1; lock.unlock(); return
+            stats.droppedUnknownIndex += 1
+            if reportsUnknownSessions, now - (unknownReported[source] ?? -1) >= 1 {
+                if unknownReported.count >= 4096 { unknownReported.removeAll(keepingCapacity: true) }
+                unknownReported[source] = now
+                pendingEvents.append(.unknownSession(source))
+            }
+            lock.unlock(); return
         }
         let key = kp.receiveKey
         lock.unlock()

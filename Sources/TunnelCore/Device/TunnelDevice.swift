@@ -65,6 +65,10 @@ public enum PeerEvent: Sendable, Equatable {
     /// session keys were zeroed and the peer is idle (a client that went away).
     case sessionExpired(Bytes32)
     case removed(Bytes32)
+    /// A transport message for a session this device does not have, from `endpoint` (with
+    /// `reportsUnknownSessions`; at most once a second per endpoint): a client whose gateway went
+    /// away, sent here by an anycast route, which a group's gateway can answer with a handshake.
+    case unknownSession(Endpoint)
 }
 
 /// A WireGuard-compatible device in userspace: configure it (private key, port, peers), start it,
@@ -87,6 +91,10 @@ public final class TunnelDevice: @unchecked Sendable {
     public let maximumPeers: Int
     /// Called on the device's threads; keep it short.
     public var onEvent: (@Sendable (PeerEvent) -> Void)?
+    /// Reports `.unknownSession` events (a gateway of a group sets it).
+    public var reportsUnknownSessions = false
+    /// When each endpoint's unknown session was last reported (bounded; cleared when full).
+    var unknownReported: [Endpoint: Double] = [:]
     /// Called for every decrypted inner packet with the peer's public key; false drops it (counted).
     public var inboundFilter: (@Sendable (UnsafeRawBufferPointer, Bytes32) -> Bool)?
     /// When set, decrypted IPv6 packets whose source is link-local (fe80::/10) go here with the
