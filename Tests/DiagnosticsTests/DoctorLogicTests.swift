@@ -99,3 +99,19 @@ struct DoctorLogicTests {
         #expect(text.hasSuffix("1 problem found\n"))
     }
 }
+
+/// `birdc show protocols` as BIRD 2.0.12 prints it (captured from a run).
+@Test func parsesBIRDProtocols() {
+    let text = """
+        BIRD 2.0.12 ready.
+        Name       Proto      Table      State  Since         Info
+        device1    Device     ---        up     14:06:40.443  
+        up6        BGP        ---        start  14:06:40.443  Idle          
+        k6         Kernel     master6    up     14:06:40.443  
+        gwa4       BGP        ---        up     14:06:41.101  Established   
+        """
+    let p = BIRDProtocol.parse(text)
+    #expect(p.map(\.name) == ["device1", "up6", "k6", "gwa4"])
+    #expect(p[1] == BIRDProtocol(name: "up6", proto: "BGP", state: "start", info: "Idle"))
+    #expect(p[3].info == "Established")
+}

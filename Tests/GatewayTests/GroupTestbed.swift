@@ -199,7 +199,7 @@ final class GroupTestbed: @unchecked Sendable {
         birds[name] = p
         return socket
     }
-    private(set) var birds: [String: BackgroundProcess] = [:]
+    var birds: [String: BackgroundProcess] = [:]
 
     func birdc(_ name: String, _ args: [String]) throws -> String {
         try run(["birdc", "-s", directory + "/bird-\(name).ctl"] + args, timeout: 10).stdout

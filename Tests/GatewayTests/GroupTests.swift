@@ -172,3 +172,46 @@ final class GroupFailoverTests: XCTestCase {
         XCTAssertTrue(bed.gateways["b"]?.process.isRunning == true)
     }
 }
+
+final class GroupBGPDoctorTests: XCTestCase {
+    func doctorCheck(_ bed: GroupTestbed, _ id: String) throws -> [String: Any] {
+        let out = try bed.gatewayctl("a", ["doctor", "--capture-seconds", "0", "--json"], check: false).stdout
+        let checks = ((try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any])?["checks"] as? [[String: Any]]) ?? []
+        return checks.first { $0["id"] as? String == id } ?? [:]
+    }
+
+    /// Bad input: BIRD not running, BIRD without the snippet, a session that is not Established:
+    /// each a problem that says what and how to fix it; gatewayd runs on meanwhile.
+    func testDoctorSaysWhatIsWrongWithBIRD() throws {
+        try XCTSkipUnless(isRoot, "namespace tests need root")
+        try XCTSkipUnless(which("bird") != nil, "bird2 is installed by scripts/setup.sh")
+        let bed = try GroupTestbed()
+        defer { bed.destroy() }
+        try bed.writeConfig("a", extra: "announce_table = 7474\nbird_socket = \"\(bed.directory)/bird-a.ctl\"")
+        try bed.startGateway("a")
+        var check = try doctorCheck(bed, "group.bgp")
+        XCTAssertEqual(check["status"] as? String, "problem")
+        XCTAssertTrue((check["summary"] as? String ?? "").contains("BIRD does not answer on \(bed.directory)/bird-a.ctl"), "\(check)")
+        XCTAssertEqual((check["fix"] as? [String])?.first, "systemctl start bird")
+
+        try bed.startBIRD(in: bed.gwa, name: "a", config: "router id 198.51.100.2;\nprotocol device { scan time 10; }\n")
+        check = try doctorCheck(bed, "group.bgp")
+        XCTAssertTrue((check["summary"] as? String ?? "").contains("does not learn table 7474"), "\(check)")
+
+        // The snippet and a session toward a neighbour that does not answer (no BIRD upstream).
+        bed.birds["a"]?.stop()
+        let snippet = try bed.gatewayctl("a", ["bird-config"]).stdout
+        try snippet.write(toFile: bed.directory + "/a/sixgate.conf", atomically: true, encoding: .utf8)
+        try bed.startBIRD(in: bed.gwa, name: "a", config: """
+            router id 198.51.100.2;
+            protocol device { scan time 10; }
+            include "\(bed.directory)/a/sixgate.conf";
+            protocol bgp upstream6 from sixgate_upstream6 { local as 64501; neighbor 2001:db8:a::1 as 64500; }
+            """)
+        check = try doctorCheck(bed, "group.bgp")
+        XCTAssertEqual(check["status"] as? String, "problem")
+        XCTAssertTrue((check["summary"] as? String ?? "").contains("not Established: upstream6"), "\(check)")
+        XCTAssertEqual((check["fix"] as? [String]) ?? [], ["birdc show protocols all upstream6"])
+        XCTAssertTrue(bed.gateways["a"]?.process.isRunning == true)
+    }
+}
