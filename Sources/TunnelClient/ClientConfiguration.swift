@@ -74,6 +74,12 @@ public struct ClientConfiguration: Sendable, Equatable {
     public var presharedKey: Bytes32 = .zero
     /// "host:port"; a host name is resolved at start and again when handshakes stop succeeding.
     public var endpoint = ""
+    /// The group's other gateways (`endpoint = ["a:51820", "b:51820"]`: the first is `endpoint`):
+    /// when the gateway stops answering (traffic sent, nothing back for 2 s, and no answer to a
+    /// handshake for 1.5 s more) tunnel-client moves to the next one, round the list.
+    public var fallbackEndpoints: [String] = []
+    /// Every endpoint, in order.
+    public var endpoints: [String] { [endpoint] + fallbackEndpoints }
     public var keepalive: UInt16 = 25
     /// Allowed IPs for the gateway peer (what may come from it and go to it).
     public var allowedIPs: [IPPrefix] = [.v6(IPv6Prefix(containing: IPv6Address(rawValue: 0), length: 0)),
@@ -172,11 +178,15 @@ public struct ClientConfiguration: Sendable, Equatable {
         }
         guard let gkey = Bytes32(base64: gk) else { throw f.error("gateway.public_key", "not a WireGuard public key") }
         gatewayPublicKey = gkey
-        guard let e = try f.string("gateway.endpoint") else {
-            throw ConfigError(file: path, line: f.tables["gateway"] ?? 1, key: "gateway.endpoint", message: "missing (host:port)")
+        guard let list = try f.strings("gateway.endpoint"), let e = list.first else {
+            throw ConfigError(file: path, line: f.tables["gateway"] ?? 1, key: "gateway.endpoint", message: "missing (host:port, or a list of them for a group of gateways)")
         }
-        guard EndpointName(e) != nil else { throw f.error("gateway.endpoint", "\(e.debugDescription) is not host:port (use [addr]:port for IPv6)") }
+        for text in list {
+            guard EndpointName(text) != nil else { throw f.error("gateway.endpoint", "\(text.debugDescription) is not host:port (use [addr]:port for IPv6)") }
+        }
+        guard Set(list).count == list.count else { throw f.error("gateway.endpoint", "lists an endpoint twice") }
         endpoint = e
+        fallbackEndpoints = Array(list.dropFirst())
         if let v = try f.string("gateway.preshared_key") {
             guard let k = Bytes32(base64: v) else { throw f.error("gateway.preshared_key", "not a WireGuard key") }
             presharedKey = k

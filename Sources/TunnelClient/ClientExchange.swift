@@ -148,6 +148,7 @@ extension SixgateClient {
                 if due { sendRequest() }
             }
             expireDeprecated(now: now)
+            watchGateway(now: now)
             if now - lastRouteCheck >= 3 {
                 lastRouteCheck = now
                 recheckPath(now: now)
@@ -170,21 +171,60 @@ extension SixgateClient {
         do { try apply(lease) } catch { log("removing the earlier lease: \(error)") }
     }
 
+    /// The peer's endpoint becomes `fresh`; the lease is applied again for its bypass route.
+    func moveEndpoint(to fresh: Endpoint) {
+        endpoint = fresh
+        state.endpoint = fresh.description
+        try? device?.setPeer(PeerConfiguration(publicKey: config.gatewayPublicKey, presharedKey: config.presharedKey, endpoint: fresh,
+                                               allowedIPs: config.allowedIPs, persistentKeepalive: config.keepalive))
+        if let lease = current { current = nil; try? apply(lease) }
+    }
+
+    /// Several endpoints (a group of gateways): when traffic goes out and nothing comes back for
+    /// 2 s, a handshake is started as a probe; with no answer 1.5 s later the next endpoint is
+    /// taken (round the list) and a handshake started there. Keepalives alone (32 bytes) do not
+    /// count as traffic: an idle client does not probe. Lock held.
+    func watchGateway(now: Double) {
+        guard !config.fallbackEndpoints.isEmpty, let device, let peer = device.peerStatuses().first else { return }
+        var w = failover
+        defer { failover = w }
+        if peer.receivedBytes != w.received { w.received = peer.receivedBytes; w.receivedAt = now; w.probeAt = nil }
+        if peer.sentBytes != w.sent {
+            if peer.sentBytes &- w.sent != 32 { w.sentAt = now }
+            w.sent = peer.sentBytes
+        }
+        guard w.sentAt > w.receivedAt, now - w.receivedAt >= 2 else { return }
+        guard let probe = w.probeAt else {
+            w.probeAt = now
+            _ = device.initiateHandshake(with: config.gatewayPublicKey)
+            return
+        }
+        guard now - probe >= 1.5 else { return }
+        let from = endpointText
+        endpointIndex = (endpointIndex + 1) % config.endpoints.count
+        do {
+            let fresh = try resolveEndpoint()
+            log("the gateway at \(from) does not answer (traffic sent, nothing back for \(String(format: "%.1f", now - w.receivedAt)) s): moving to \(endpointText)")
+            moveEndpoint(to: fresh)
+            _ = device.initiateHandshake(with: config.gatewayPublicKey)
+        } catch {
+            log("the gateway at \(from) does not answer; the next endpoint \(endpointText): \(error)")
+        }
+        w.probeAt = nil
+        w.receivedAt = now
+    }
+
     /// Network changes: the physical path to the endpoint moved (new default gateway, interface
     /// replaced) or the endpoint's name points elsewhere after handshakes stopped. Lock held.
     func recheckPath(now: Double) {
         guard let device, var ep = endpoint else { return }
         let peer = device.peerStatuses().first
         let sinceHandshake = Double(Int64(Date().timeIntervalSince1970) - (peer?.lastHandshake.seconds ?? 0))
-        if Endpoint(config.endpoint) == nil, sinceHandshake > 135, now - endpointResolvedAt > 30 {
+        if Endpoint(endpointText) == nil, sinceHandshake > 135, now - endpointResolvedAt > 30 {
             if let fresh = try? resolveEndpoint(), fresh != ep {
-                log("endpoint \(config.endpoint) now resolves to \(fresh) (was \(ep))")
+                log("endpoint \(endpointText) now resolves to \(fresh) (was \(ep))")
                 ep = fresh
-                endpoint = fresh
-                state.endpoint = fresh.description
-                try? device.setPeer(PeerConfiguration(publicKey: config.gatewayPublicKey, presharedKey: config.presharedKey, endpoint: fresh,
-                                                      allowedIPs: config.allowedIPs, persistentKeepalive: config.keepalive))
-                if let lease = current { current = nil; try? apply(lease) }
+                moveEndpoint(to: fresh)
                 return
             }
         }
@@ -212,4 +252,11 @@ extension SixgateClient {
             }
         }
     }
+}
+
+/// What the failover watch remembers between ticks.
+struct FailoverWatch {
+    var received: UInt64 = 0, sent: UInt64 = 0
+    var receivedAt = MonotonicClock.seconds(), sentAt = 0.0
+    var probeAt: Double?
 }

@@ -127,6 +127,11 @@ public final class SixgateClient: @unchecked Sendable {
     var lanIndex: Int32 = 0
     var endpoint: Endpoint?
     var endpointResolvedAt = -1e9
+    /// Which of `config.endpoints` is in use, and the failover watch's facts (ClientExchange.swift).
+    var endpointIndex = 0
+    var failover = FailoverWatch()
+    /// The endpoint in use, as configured.
+    var endpointText: String { config.endpoints[endpointIndex % config.endpoints.count] }
     var bypassRoutes: [Route] = []
     var current: LeaseMessage?
     /// When each earlier lease in `current.deprecated` ends (MonotonicClock seconds).
@@ -269,9 +274,10 @@ public final class SixgateClient: @unchecked Sendable {
     // MARK: Endpoint
 
     func resolveEndpoint() throws(ClientError) -> Endpoint {
-        guard let name = EndpointName(config.endpoint) else { throw ClientError(.endpoint(config.endpoint.debugDescription), "is not host:port") }
+        let configured = endpointText
+        guard let name = EndpointName(configured) else { throw ClientError(.endpoint(configured.debugDescription), "is not host:port") }
         endpointResolvedAt = MonotonicClock.seconds()
-        if let e = Endpoint(config.endpoint) { return e }
+        if let e = Endpoint(configured) { return e }
         var hints = addrinfo()
         hints.ai_socktype = Int32(SOCK_DGRAM.rawValue)
         var result: UnsafeMutablePointer<addrinfo>?

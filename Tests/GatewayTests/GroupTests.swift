@@ -78,10 +78,10 @@ final class GroupFailoverTests: XCTestCase {
     }
 
     /// Two gateways of a group behind an upstream router, BGP with BFD from each (BIRD on all three),
-    /// one WireGuard identity and an anycast endpoint. A stock wireguard-go client and tunnel-client
-    /// enrol on gateway A (the upstream's best path for the anycast address) and reach the internet
-    /// host; A is killed (SIGKILL): both reach it again through B with the same addresses, and the
-    /// time is printed. A returns: one route per client upstream, the leases as they were. Then A's
+    /// one WireGuard identity and an anycast endpoint. A stock wireguard-go client (on the anycast
+    /// address, the upstream's best path to which is A) and tunnel-client (given A's and B's own
+    /// addresses) enrol on gateway A and reach the internet host; A is killed (SIGKILL): both reach
+    /// it again through B with the same addresses, and the time is printed. A returns: one route per client upstream, the leases as they were. Then A's
     /// uplink is pulled: BFD, and B again.
     func testFailoverByBGPAndAnycast() throws {
         try XCTSkipUnless(isRoot, "namespace tests need root")
@@ -111,8 +111,11 @@ final class GroupFailoverTests: XCTestCase {
         let aliceAddress = "2001:db8:1000::1"
         XCTAssertTrue(alice.contains("Address = \(aliceAddress)/128"), alice)
         let tcTun = "sgk\(bed.id)"
+        // tunnel-client gets both gateways' own addresses (no anycast): it moves by itself.
         let tcConfig = try bed.gatewayctl("a", ["clients", "add", "tc", "--format", "tunnel-client"]).stdout
             .replacingOccurrences(of: "interface = \"sixgate0\"", with: "interface = \"\(tcTun)\"")
+            .replacingOccurrences(of: "endpoint = \"\(GroupTestbed.anycast):51820\"", with: "endpoint = [\"198.51.100.2:51820\", \"198.51.100.10:51820\"]")
+        XCTAssertTrue(tcConfig.contains("198.51.100.10:51820"), tcConfig)
         let tcPath = bed.directory + "/tc.toml"
         try tcConfig.write(toFile: tcPath, atomically: true, encoding: .utf8)
         chmod(tcPath, 0o600)
@@ -141,7 +144,8 @@ final class GroupFailoverTests: XCTestCase {
         // with a handshake (the group's sessions table says whose endpoint it is).
         let killed = try failover("gatewayd A killed with SIGKILL") { bed.stopGateway("a", signal: SIGKILL) }
         XCTAssertLessThan(killed.stock, 5, "under one WireGuard handshake retry (5 s)")
-        XCTAssertLessThan(killed.tunnelClient, 5)
+        XCTAssertLessThan(killed.tunnelClient, 5, "tunnel-client moved to B's endpoint: \(tc.output)")
+        XCTAssertTrue(tc.output.contains("the gateway at 198.51.100.2:51820 does not answer"), tc.output)
         XCTAssertTrue(try bed.exec(bed.up, ["ip", "-6", "route", "show", aliceAddress]).stdout.contains("via 2001:db8:b::2"))
         XCTAssertEqual(try bed.ping(from: bed.cl, "203.0.113.200"), 1, "IPv4 through B's NAT44 (A's connection tracking is gone: new flows only)")
         XCTAssertEqual(try bed.clients(on: "b")["alice"]?["gateway"] as? String, "gw-b")
