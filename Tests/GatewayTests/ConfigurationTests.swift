@@ -72,6 +72,17 @@ struct ConfigurationTests {
         #expect(error("[ipv6]\nprefix = \"2001:db8::/64\"\nisp_router = \"2001:db8:1::1\"\n")?.description.contains("ipv6.isp_router: 2001:db8:1::1 is outside") == true)
     }
 
+    /// A group (issue 25): its keys, read and refused with the file, line and key.
+    @Test func groupSettingsAreReadAndChecked() throws {
+        let g = try parse("[group]\ndatabase = \"host=/run/postgresql dbname=sixgate\"\nname = \"gw-a\"\nannounce_table = 7474\nanycast = [\"198.51.100.200\"]\n")
+        #expect(g.groupDatabase == "host=/run/postgresql dbname=sixgate" && g.groupName == "gw-a" && g.announceTable == 7474 && g.anycast == [IPAddress("198.51.100.200")!])
+        #expect(error("[group]\ndatabase = \"x\"\nannounce_table = 254\n")?.description == "/etc/sixgate/gatewayd.toml:3: group.announce_table: 254 is the kernel's default, main or local table: choose a table of its own (such as 7474) for BIRD to learn from")
+        #expect(error("[group]\ndatabase = \"x\"\nanycast = [\"198.51.100.200\"]\n")?.key == "group.anycast")
+        #expect(error("[group]\nname = \"gw-a\"\n")?.description == "/etc/sixgate/gatewayd.toml:2: group.name: set, but group.database is not")
+        #expect(error("[group]\ndatabase = \"x\"\nname = \"gw a\"\n")?.key == "group.name")
+        #expect(error("[group]\ndatabase = \" \"\n")?.key == "group.database")
+    }
+
     @Test func prefixSourcesAreNamedAsOperatorsSayThem() throws {
         #expect(try parse("[ipv6]\nprefix_source = \"dhcpv6-pd\"\n").prefixSource.isSetFromOutside)
         #expect(try parse("[ipv6]\nprefix_source = \"external\"\n").prefixSource.isSetFromOutside)
