@@ -44,6 +44,12 @@ let package = Package(
                            .product(name: "AddressPool", package: main), .product(name: "TunnelGateway", package: main)]
         ),
         .executableTarget(
+            name: "GroupBenchmarks",
+            dependencies: [.product(name: "PacketKit", package: main), .product(name: "AddressPool", package: main),
+                           .product(name: "SixgatePostgres", package: main), .product(name: "TunnelGateway", package: main),
+                           .product(name: "GRDB", package: "GRDB.swift")]
+        ),
+        .executableTarget(
             name: "RouteKitBenchmarks",
             dependencies: [.product(name: "PacketKit", package: main), .product(name: "RouteKit", package: main)]
         ),

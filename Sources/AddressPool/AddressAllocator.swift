@@ -389,6 +389,10 @@ public final class AddressAllocator: @unchecked Sendable {
     private func transaction<T>(_ body: (inout Transaction) throws(AddressPoolError) -> T) throws(AddressPoolError) -> T {
         try lock.withLock { () throws(AddressPoolError) -> T in
             var attempt = 0
+            // Under contention (a conflict in the last second) the first try already takes one of
+            // the lowest 32 free slots at random rather than the lowest, which the other gateways
+            // are likely taking too.
+            if MonotonicClock.seconds() - lastConflictAt < 1 { skipFree = Int.random(in: 0..<32) }
             while true {
                 var t = Transaction()
                 do throws(AddressPoolError) {
@@ -401,17 +405,20 @@ public final class AddressAllocator: @unchecked Sendable {
                     attempt += 1
                     guard case .conflict = error, attempt < Self.conflictAttempts else { skipFree = 0; throw error }
                     conflicts += 1
-                    // The next try skips as many free slots as tries have failed (another gateway
-                    // is taking the lowest ones).
-                    skipFree = attempt
+                    lastConflictAt = MonotonicClock.seconds()
+                    // The next try passes over a random number of free slots, from a window that
+                    // doubles with each failed try (the others retry too: the same choice would
+                    // meet them again).
+                    skipFree = Int.random(in: 1...(4 << min(attempt, 6)))
                     do throws(AddressPoolError) { _ = try refreshLocked() } catch { skipFree = 0; throw error }
                 }
             }
         }
     }
 
-    /// Free slots a retry passes over (lock held; 0 outside a retry).
+    /// Free slots a retry passes over (lock held; 0 outside a retry), and when the last conflict was.
     private var skipFree = 0
+    private var lastConflictAt = -1e9
 
     /// Conflicts met and retried since start (a shared store: two gateways wanting one slot).
     public private(set) var conflicts = 0
