@@ -233,11 +233,14 @@ public final class KernelReconciler: @unchecked Sendable {
             pending.insert(.sysctl(k, v))
         }
         if !desired.routes.isEmpty {
-            let families = Set(desired.routes.map(\.destination.isIPv6))
             var present: [Route] = []
-            for v6 in families { present += (try? rk.routes(ipv6: v6, table: 254)) ?? [] }
-            for r in desired.routes where !present.contains(where: { $0.table == r.table && $0.satisfies(r) }) { pending.insert(.route(r)) }
-            for r in desired.routes where r.table != 254 { pending.insert(.route(r)) }
+            for (v6, table) in Set(desired.routes.map { Pair(v6: $0.destination.isIPv6, table: $0.table) }).map({ ($0.v6, $0.table) }) {
+                present += (try? rk.routes(ipv6: v6, table: table)) ?? []
+            }
+            // Indexed by the kernel's key: one pass, not one scan of the table per wanted route
+            // (at 50,000 routes the scans held gatewayd's lock for seconds every watch interval).
+            let byKey = Dictionary(grouping: present, by: \.key)
+            for r in desired.routes where !(byKey[r.key]?.contains(where: { $0.satisfies(r) }) ?? false) { pending.insert(.route(r)) }
         }
         if !desired.proxyEntries.isEmpty, let have = try? Set(proxyEntries()) {
             for p in desired.proxyEntries where !have.contains(p) { pending.insert(.proxyEntry(p)) }
@@ -339,3 +342,6 @@ public final class KernelReconciler: @unchecked Sendable {
 extension IPPrefix {
     var isIPv6: Bool { if case .v6 = self { true } else { false } }
 }
+
+/// A route family and table, as `restore` reads them.
+private struct Pair: Hashable { let v6: Bool; let table: UInt32 }

@@ -192,6 +192,10 @@ extension RouteSocket {
 
     /// Adds the route if missing, leaves it if equal, replaces it if different.
     public func ensureRoute(_ route: Route) throws(RouteKitError) {
+        // One request for a new route (the common case: a client enrolled); only a route that
+        // exists already is read back and compared (reading the table each time made enrolment
+        // cost grow with the number of clients).
+        do { try addRoute(route); return } catch where error.code == .exists {}
         let existing = try routes(ipv6: Self.family(route.destination) == AF_INET6, table: route.table).filter { $0.key == route.key }
         if existing.contains(where: { $0.satisfies(route) }) { return }
         try replaceRoute(route)

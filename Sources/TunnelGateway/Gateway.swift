@@ -263,7 +263,9 @@ public final class Gateway: @unchecked Sendable {
     /// After one client changed (added, removed, its record edited; lock held): its old part out
     /// of the plan and the kernel, its new part in. Work for that client only, so enrolment does
     /// not slow down as clients accumulate (Benchmarks/Sources/PlannerBenchmarks).
-    func applyClient(_ name: String, _ context: String) {
+    /// `firewall`: when given, the client's firewall change is added there (the caller applies
+    /// several in one transaction) instead of being applied now.
+    func applyClient(_ name: String, _ context: String, firewall: UnsafeMutablePointer<FirewallBatch>? = nil) {
         let old = parts[name]
         let new = peersByName[name].map { clientPart($0) }
         parts[name] = new
@@ -274,7 +276,11 @@ public final class Gateway: @unchecked Sendable {
         if old?.hostAddresses != new?.hostAddresses { responder?.setAddresses(plan.hostAddresses) }
         if old?.mappings != new?.mappings { updateTranslator() }
         if old?.npt != new?.npt { do { try applyNPT() } catch { log("\(context): \(error)") } }
-        updateFirewall()
+        if let firewall {
+            if old?.host != new?.host { firewall.pointee.add(old: old?.host, new: new?.host) }
+        } else {
+            updateFirewall(old: old?.host, new: new?.host)
+        }
     }
 
     /// After a change (lock held): the kernel, the responder, the translator and the firewall follow

@@ -64,7 +64,8 @@ extension Gateway {
             applyClient(name, "client \(name)")
         }
         log("client added: \(name) \(leases.map(\.prefix.description).joined(separator: " "))")
-        return status(record, leases, peers: peerTable())
+        let key = Bytes32(base64: publicKey)!
+        return status(record, leases, peers: device?.peerStatus(key).map { [key: $0] } ?? [:])
     }
 
     /// Removes a client: peer, route, proxy entry, file; its leases are released (kept, so the

@@ -38,6 +38,27 @@ extension Gateway {
         do { try updateFirewallOrThrow() } catch { log("firewall: not updated: \(error)") }
     }
 
+    /// One client's hosts changed (`applyClient`): only its elements change in the table, in one
+    /// transaction. Falls back to the whole update when that fails (a table changed by hand).
+    func updateFirewall(old: ProtectedHost?, new: ProtectedHost?) {
+        var batch = FirewallBatch()
+        batch.add(old: old, new: new)
+        updateFirewall(batch)
+    }
+
+    /// Several clients' changes in one nft transaction (a group's sync applies what the other
+    /// gateways did since the last one together).
+    func updateFirewall(_ batch: FirewallBatch) {
+        guard filterApplied, !batch.isEmpty else { return }
+        do {
+            try filterTable.update(adding: batch.adding, removing: batch.removing, interface: config.interface)
+            for h in batch.removing { filterHosts.remove(h.name) }
+            for h in batch.adding { filterHosts.insert(h.name) }
+        } catch {
+            updateFirewall()
+        }
+    }
+
     func updateFirewallOrThrow() throws(RouteKitError) {
         guard filterApplied, let policy = plan.firewall else { return }
         let names = Set(policy.hosts.map(\.name))
@@ -124,5 +145,17 @@ extension Gateway {
             if o.ports.upperBound > c.ports.upperBound, let t = o.transport { out.append(PortOpening(t, ports: (c.ports.upperBound + 1)...o.ports.upperBound)) }
         }
         return out
+    }
+}
+
+/// Firewall changes of several clients, applied together.
+struct FirewallBatch {
+    var adding: [ProtectedHost] = []
+    var removing: [ProtectedHost] = []
+    var isEmpty: Bool { adding.isEmpty && removing.isEmpty }
+    mutating func add(old: ProtectedHost?, new: ProtectedHost?) {
+        guard old != new else { return }
+        if let old { removing.append(old) }
+        if let new { adding.append(new) }
     }
 }

@@ -325,12 +325,14 @@ extension Gateway {
         } catch {
             log("group: reading client changes: \(error)")
         }
+        var firewall = FirewallBatch()
         for name in touched.sorted() {
             if let c = peersByName[name] {
                 do { try setPeer(c) } catch { log("group: \(error)") }
             }
-            applyClient(name, "group: client \(name)")
+            applyClient(name, "group: client \(name)", firewall: &firewall)
         }
+        updateFirewall(firewall)
         if added + removed > 0 { log("group: \(added) client(s) enrolled and \(removed) removed on other gateways") }
     }
 

@@ -92,7 +92,7 @@ final class GroupTestbed: @unchecked Sendable {
 
     /// gatewayd's config for gateway `gw` ("a" or "b"): the group's database, its own name and
     /// state directory, the routed client prefix, its uplink; `extra` goes into [group].
-    func writeConfig(_ gw: String, extra: String = "") throws {
+    func writeConfig(_ gw: String, extra: String = "", ipv4Pool: String = "192.0.2.0/24") throws {
         let s = sites[gw]!
         let text = """
             state_directory = "\(directory)/\(gw)/state"
@@ -111,7 +111,7 @@ final class GroupTestbed: @unchecked Sendable {
             uplink_address = "\(s.v6)"
 
             [ipv4]
-            pool = "192.0.2.0/24"
+            pool = "\(ipv4Pool)"
             nat44 = true
 
             [group]

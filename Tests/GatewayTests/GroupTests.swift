@@ -3,6 +3,7 @@
 // wireguard-go as the client, `wg` reading each gateway's peers through its UAPI socket.
 import Foundation
 import SixgateTestSupport
+import TunnelGateway
 import XCTest
 
 final class GroupTests: XCTestCase {
@@ -217,5 +218,67 @@ final class GroupBGPDoctorTests: XCTestCase {
         XCTAssertTrue((check["summary"] as? String ?? "").contains("not Established: upstream6"), "\(check)")
         XCTAssertEqual((check["fix"] as? [String]) ?? [], ["birdc show protocols all upstream6"])
         XCTAssertTrue(bed.gateways["a"]?.process.isRunning == true)
+    }
+}
+
+final class GroupConcurrencyTests: XCTestCase {
+    /// Two running gateways enrol 2,000 clients at the same time (1,000 each, through their control
+    /// sockets, on two threads) against one PostgreSQL: no enrolment lost, no address given twice,
+    /// and each gateway ends with all 2,000 as peers with the same allowed IPs (`wg show`).
+    func testTwoGatewaysEnrol2000ClientsAtOnce() throws {
+        try XCTSkipUnless(isRoot, "namespace tests need root")
+        let bed = try GroupTestbed()
+        defer { bed.destroy() }
+        // 2,000 IPv4 addresses: the benchmarking range (RFC 2544), inside the test's namespaces.
+        try bed.writeConfig("a", ipv4Pool: "198.18.0.0/20")
+        try bed.writeConfig("b", ipv4Pool: "198.18.0.0/20")
+        try bed.startGateway("a")
+        try bed.startGateway("b")
+        let configs = try ["a", "b"].map { gw in
+            try GatewayConfiguration(text: String(contentsOfFile: bed.configPath(gw), encoding: .utf8), path: bed.configPath(gw))
+        }
+        final class Box: @unchecked Sendable { var errors: [String] = []; var addresses: [String: [String]] = [:]; let lock = NSLock() }
+        let box = Box()
+        let perGateway = 1_000
+        let group = DispatchGroup()
+        let started = Date()
+        for g in 0..<2 {
+            DispatchQueue.global().async(group: group) {
+                for i in 0..<perGateway {
+                    let name = "gw\(g)-c\(i)"
+                    let key = Data((0..<32).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
+                    do {
+                        let (client, live) = try GatewayAdmin.addClient(configs[g], name: name, publicKey: key)
+                        box.lock.lock(); box.addresses[name] = client.addresses; if !live { box.errors.append("\(name): not live") }; box.lock.unlock()
+                    } catch {
+                        box.lock.lock(); box.errors.append("\(name) on \(g): \(error)"); box.lock.unlock()
+                    }
+                }
+            }
+        }
+        XCTAssertEqual(group.wait(timeout: .now() + 600), .success)
+        let elapsed = Date().timeIntervalSince(started)
+        print(String(format: "two gatewayd enrolled %d clients at once through their control sockets in %.1f s (%.0f/s)", 2 * perGateway, elapsed, Double(2 * perGateway) / elapsed))
+        XCTAssertEqual(box.errors, [])
+        var owner: [String: String] = [:]
+        for (name, addresses) in box.addresses {
+            for a in addresses {
+                if let other = owner[a] { XCTFail("\(a) given to \(other) and \(name)") }
+                owner[a] = name
+            }
+        }
+        XCTAssertEqual(owner.count, 2 * 2 * perGateway)
+        XCTAssertEqual(try bed.database.psql("SELECT count(*) FROM leases WHERE released_at IS NULL"), String(2 * 2 * perGateway))
+        XCTAssertEqual(try bed.database.psql("SELECT count(*) FROM clients"), String(2 * perGateway))
+        // Both gateways hold all of them, with the same allowed IPs.
+        func allowed(_ gw: String) -> Set<String> {
+            // "KEY<TAB>ADDRESS ADDRESS", the addresses in the order the peer got them: compared as sets.
+            Set(((try? bed.exec(bed.sites[gw]!.ns, ["wg", "show", bed.tun + gw, "allowed-ips"]).stdout) ?? "").split(separator: "\n").map { line in
+                let f = line.split(separator: "\t")
+                return String(f[0]) + " " + (f.count > 1 ? f[1].split(separator: " ").sorted().joined(separator: " ") : "")
+            })
+        }
+        XCTAssertTrue(eventually(timeout: 60) { allowed("a").count == 2 * perGateway && allowed("a") == allowed("b") },
+                      "A has \(allowed("a").count) peers, B \(allowed("b").count)")
     }
 }

@@ -221,7 +221,13 @@ public final class TunnelDevice: @unchecked Sendable {
 
     /// Every peer's configuration and counters.
     public func peerStatuses() -> [PeerStatus] {
-        lock.withLock { peers.values.map(\.status).sorted { $0.configuration.publicKey.hex < $1.configuration.publicKey.hex } }
+        // Sorted by key (as `wg` lists them); the text of each key made once, not per comparison.
+        lock.withLock { peers.values.map { ($0.config.publicKey.hex, $0.status) }.sorted { $0.0 < $1.0 }.map(\.1) }
+    }
+
+    /// One peer's configuration and counters.
+    public func peerStatus(_ publicKey: Bytes32) -> PeerStatus? {
+        lock.withLock { peers[publicKey]?.status }
     }
 
     /// Sends one inner packet (an IPv4 or IPv6 packet built by the caller) to the peer with
