@@ -217,6 +217,21 @@ public final class PostgresConnection: @unchecked Sendable {
         }
     }
 
+    // MARK: Change feeds
+
+    /// Runs `queries` in one REPEATABLE READ snapshot, each given `parameters`, and returns their
+    /// rows and that snapshot's xmin (the oldest transaction still running): the cursor to read
+    /// from next time (`xid >= cursor`), so that a transaction committing after this snapshot is
+    /// read then, never skipped.
+    public func snapshot(_ queries: [String], _ parameters: [String?] = [], operation: String) throws(PostgresError) -> (rows: [PostgresRows], xmin: String?) {
+        try transaction("REPEATABLE READ READ ONLY", operation: operation) { (t) throws(PostgresError) -> (rows: [PostgresRows], xmin: String?) in
+            let xmin = try t.query("SELECT pg_snapshot_xmin(pg_current_snapshot())")[0, 0]
+            var out: [PostgresRows] = []
+            for q in queries { out.append(try t.query(q, parameters)) }
+            return (out, xmin)
+        }
+    }
+
     // MARK: Notifications
 
     /// `LISTEN channel` (a plain identifier).

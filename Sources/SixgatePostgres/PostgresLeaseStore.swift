@@ -79,10 +79,8 @@ public final class PostgresLeaseStore: LeaseStore, @unchecked Sendable {
         try lock.withLock { () throws(AddressPoolError) -> [LeaseRecord] in
             let (rows, xmin): (PostgresRows, String?)
             do throws(PostgresError) {
-                (rows, xmin) = try db.transaction("REPEATABLE READ READ ONLY", operation: "load leases") { (t) throws(PostgresError) in
-                    let xmin = try t.query("SELECT pg_snapshot_xmin(pg_current_snapshot())")[0, 0]
-                    return (try t.query("SELECT \(Self.columns) FROM leases"), xmin)
-                }
+                let r = try db.snapshot(["SELECT \(Self.columns) FROM leases"], operation: "load leases")
+                (rows, xmin) = (r.rows[0], r.xmin)
             } catch {
                 throw Self.fail(error)
             }
@@ -99,12 +97,9 @@ public final class PostgresLeaseStore: LeaseStore, @unchecked Sendable {
             guard let since = cursor else { return LeaseChanges() }
             let (rows, removed, xmin): (PostgresRows, PostgresRows, String?)
             do throws(PostgresError) {
-                (rows, removed, xmin) = try db.transaction("REPEATABLE READ READ ONLY", operation: "read lease changes") { (t) throws(PostgresError) in
-                    let xmin = try t.query("SELECT pg_snapshot_xmin(pg_current_snapshot())")[0, 0]
-                    let rows = try t.query("SELECT \(Self.columns) FROM leases WHERE xid >= $1::xid8", [since])
-                    let removed = try t.query("SELECT pool, prefix::text FROM lease_removals WHERE xid >= $1::xid8", [since])
-                    return (rows, removed, xmin)
-                }
+                let r = try db.snapshot(["SELECT \(Self.columns) FROM leases WHERE xid >= $1::xid8",
+                                         "SELECT pool, prefix::text FROM lease_removals WHERE xid >= $1::xid8"], [since], operation: "read lease changes")
+                (rows, removed, xmin) = (r.rows[0], r.rows[1], r.xmin)
             } catch {
                 throw Self.fail(error)
             }

@@ -43,10 +43,8 @@ public final class PostgresClientStore: ClientStore, @unchecked Sendable {
         try lock.withLock { () throws(GatewayError) -> [ClientRecord] in
             let (rows, xmin): (PostgresRows, String?)
             do throws(PostgresError) {
-                (rows, xmin) = try db.transaction("REPEATABLE READ READ ONLY", operation: "read the clients") { (t) throws(PostgresError) in
-                    let xmin = try t.query("SELECT pg_snapshot_xmin(pg_current_snapshot())")[0, 0]
-                    return (try t.query("SELECT \(Self.columns) FROM clients ORDER BY name"), xmin)
-                }
+                let r = try db.snapshot(["SELECT \(Self.columns) FROM clients ORDER BY name"], operation: "read the clients")
+                (rows, xmin) = (r.rows[0], r.xmin)
             } catch {
                 throw fail(error)
             }
@@ -126,11 +124,10 @@ public final class PostgresClientStore: ClientStore, @unchecked Sendable {
             guard let since = cursor else { return ([], []) }
             let (rows, removed, xmin): (PostgresRows, PostgresRows, String?)
             do throws(PostgresError) {
-                (rows, removed, xmin) = try db.transaction("REPEATABLE READ READ ONLY", operation: "read client changes") { (t) throws(PostgresError) in
-                    let xmin = try t.query("SELECT pg_snapshot_xmin(pg_current_snapshot())")[0, 0]
-                    return (try t.query("SELECT \(Self.columns) FROM clients WHERE xid >= $1::xid8", [since]),
-                            try t.query("SELECT DISTINCT name FROM client_removals WHERE xid >= $1::xid8 AND name NOT IN (SELECT name FROM clients)", [since]), xmin)
-                }
+                let r = try db.snapshot(["SELECT \(Self.columns) FROM clients WHERE xid >= $1::xid8",
+                                         "SELECT DISTINCT name FROM client_removals WHERE xid >= $1::xid8 AND name NOT IN (SELECT name FROM clients)"],
+                                        [since], operation: "read client changes")
+                (rows, removed, xmin) = (r.rows[0], r.rows[1], r.xmin)
             } catch {
                 throw fail(error)
             }
