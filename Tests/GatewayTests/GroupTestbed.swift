@@ -145,6 +145,7 @@ final class GroupTestbed: @unchecked Sendable {
 
     func log(_ gw: String) -> String { gateways[gw]?.output ?? "" }
 
+    @discardableResult
     func gatewayctl(_ gw: String, _ args: [String], check: Bool = true) throws -> ProcessResult {
         try exec(sites[gw]!.ns, ["\(builtProductsDirectory)/gatewayctl"] + args + ["--config", configPath(gw)], check: check)
     }
