@@ -37,7 +37,7 @@ extension Gateway {
         let npt = config.nptPrefix == nil ? nil : planner
         let sessions = (registry as? PostgresClientStore).flatMap { try? $0.sessions() } ?? [:]
         // A group's clients as this gateway holds them (what it serves, also while the database is away).
-        let records = stores.database != nil && registry is PostgresClientStore ? peersByName.values.sorted { $0.name < $1.name } : try registry.all()
+        let records = registry is PostgresClientStore ? peersByName.values.sorted { $0.name < $1.name } : try registry.all()
         let clients = records.map { c in
             var s = status(c, leases(of: c.name), peers: peers)
             s.inboundDropped = drops[ProtectedHost(name: c.name, prefixes: []).counterName]?.packets

@@ -77,15 +77,11 @@ final class GroupTestbed: @unchecked Sendable {
         }
     }
 
-    private func link(_ a: String, _ aName: String, _ b: String, _ bName: String) throws {
-        try run(["ip", "link", "add", aName, "netns", a, "type", "veth", "peer", "name", bName, "netns", b], check: true)
-        try exec(a, ["ip", "link", "set", aName, "up"])
-        try exec(b, ["ip", "link", "set", bName, "up"])
-    }
+    private func link(_ a: String, _ aName: String, _ b: String, _ bName: String) throws { try NamespaceTools.link(a, aName, b, bName) }
 
     @discardableResult
     func exec(_ ns: String, _ argv: [String], timeout: Double = 30, check: Bool = true) throws -> ProcessResult {
-        try run(["ip", "netns", "exec", ns] + argv, timeout: timeout, check: check)
+        try NamespaceTools.exec(ns, argv, timeout: timeout, check: check)
     }
 
     func configPath(_ gw: String) -> String { directory + "/\(gw)/gatewayd.toml" }
@@ -159,28 +155,9 @@ final class GroupTestbed: @unchecked Sendable {
 
     /// A stock wireguard-go client in `ns`, set up wg-quick style from the printed config.
     func startStockClient(in ns: String, name: String, config: String) throws {
-        var fields: [String: String] = [:]
-        for line in config.split(separator: "\n") where line.contains(" = ") && !line.hasPrefix("#") {
-            let parts = line.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
-            fields[parts[0]] = parts[1]
-        }
-        guard let priv = fields["PrivateKey"], let pub = fields["PublicKey"], let endpoint = fields["Endpoint"],
-              let allowed = fields["AllowedIPs"], let addresses = fields["Address"] else { throw TransferError("incomplete client config:\n\(config)") }
-        let p = try BackgroundProcess(["ip", "netns", "exec", ns, "wireguard-go", "-f", name],
-                                      environment: ["WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD": "1", "LOG_LEVEL": "error"], captureOutput: true)
+        let (p, _) = try NamespaceTools.startWireGuardGo(in: ns, name: name, config: config, keyDirectory: directory)
         others.append(p)
         wgNames.append(name)
-        guard eventually(timeout: 10, { FileManager.default.fileExists(atPath: "/var/run/wireguard/\(name).sock") }) else {
-            throw TransferError("wireguard-go \(name) did not start: \(p.output)")
-        }
-        let keyFile = directory + "/\(name).key"
-        FileManager.default.createFile(atPath: keyFile, contents: Data((priv + "\n").utf8), attributes: [.posixPermissions: 0o600])
-        try exec(ns, ["wg", "set", name, "private-key", keyFile, "peer", pub, "endpoint", endpoint,
-                      "allowed-ips", allowed.replacingOccurrences(of: " ", with: ""), "persistent-keepalive", fields["PersistentKeepalive"] ?? "0"])
-        for a in addresses.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) {
-            try exec(ns, a.contains(":") ? ["ip", "-6", "addr", "add", a, "dev", name, "nodad"] : ["ip", "addr", "add", a, "dev", name])
-        }
-        try exec(ns, ["ip", "link", "set", name, "mtu", fields["MTU"] ?? "1420", "up"])
         // The carrier keeps the endpoint; everything else goes through the tunnel.
         try exec(ns, ["ip", "-6", "route", "add", "2001:db8:ffff::/48", "dev", name])
         try exec(ns, ["ip", "route", "add", "203.0.113.200/32", "dev", name])
