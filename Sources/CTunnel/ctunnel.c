@@ -44,10 +44,10 @@ int sixgate_pktinfo_destination(const struct msghdr *h, uint8_t out[16]) {
 }
 
 size_t sixgate_pktinfo_source(void *control, int length, const uint8_t *addr) {
-    memset(control, 0, SIXGATE_PKTINFO_SPACE);
     struct cmsghdr *c = (struct cmsghdr *)control;
     if (length == 4) {
         struct in_pktinfo info;
+        memset(control, 0, CMSG_SPACE(sizeof info));
         memset(&info, 0, sizeof info);
         memcpy(&info.ipi_spec_dst, addr, 4);
         c->cmsg_level = IPPROTO_IP; c->cmsg_type = IP_PKTINFO; c->cmsg_len = CMSG_LEN(sizeof info);
@@ -55,9 +55,50 @@ size_t sixgate_pktinfo_source(void *control, int length, const uint8_t *addr) {
         return CMSG_SPACE(sizeof info);
     }
     struct in6_pktinfo info;
+    memset(control, 0, CMSG_SPACE(sizeof info));
     memset(&info, 0, sizeof info);
     memcpy(info.ipi6_addr.s6_addr, addr, 16);
     c->cmsg_level = IPPROTO_IPV6; c->cmsg_type = IPV6_PKTINFO; c->cmsg_len = CMSG_LEN(sizeof info);
     memcpy(CMSG_DATA(c), &info, sizeof info);
     return CMSG_SPACE(sizeof info);
+}
+
+#ifndef SOL_UDP
+#define SOL_UDP 17
+#endif
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+#ifndef UDP_GRO
+#define UDP_GRO 104
+#endif
+
+int sixgate_udp_gso_supported(int fd) {
+    int size = 0;
+    socklen_t len = sizeof size;
+    return getsockopt(fd, SOL_UDP, UDP_SEGMENT, &size, &len) == 0;
+}
+
+int sixgate_udp_gro_enable(int fd) {
+    int on = 1;
+    return setsockopt(fd, SOL_UDP, UDP_GRO, &on, sizeof on);
+}
+
+size_t sixgate_udp_segment_control(void *control, size_t used, uint16_t size) {
+    struct cmsghdr *c = (struct cmsghdr *)((uint8_t *)control + used);
+    memset(c, 0, CMSG_SPACE(sizeof size));
+    c->cmsg_level = SOL_UDP; c->cmsg_type = UDP_SEGMENT; c->cmsg_len = CMSG_LEN(sizeof size);
+    memcpy(CMSG_DATA(c), &size, sizeof size);
+    return used + CMSG_SPACE(sizeof size);
+}
+
+int sixgate_udp_gro_size(const struct msghdr *h) {
+    for (struct cmsghdr *c = CMSG_FIRSTHDR((struct msghdr *)h); c; c = CMSG_NXTHDR((struct msghdr *)h, c)) {
+        if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
+            int size = 0;
+            memcpy(&size, CMSG_DATA(c), sizeof size);
+            return size;
+        }
+    }
+    return 0;
 }

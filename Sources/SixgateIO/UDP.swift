@@ -104,6 +104,12 @@ public final class DatagramBatch: @unchecked Sendable {
     /// source on send).
     let controls: UnsafeMutableRawPointer
     static let controlSpace = Int(SIXGATE_PKTINFO_SPACE)
+    /// Each queued message's endpoint (to find runs for segmentation offload).
+    let endpoints: UnsafeMutablePointer<Endpoint>
+    /// The headers of the last segmented send: one per run of datagrams, pointing into `iovecs`.
+    let runHeaders: UnsafeMutablePointer<sixgate_mmsghdr>
+    /// The first datagram of each run (and one past the last).
+    let runStarts: UnsafeMutablePointer<Int>
     /// Messages filled by the last receive.
     public private(set) var count = 0
 
@@ -115,9 +121,16 @@ public final class DatagramBatch: @unchecked Sendable {
         headers = .allocate(capacity: capacity); headers.initialize(repeating: sixgate_mmsghdr(), count: capacity)
         controls = .allocate(byteCount: capacity * Self.controlSpace, alignment: 16)
         controls.initializeMemory(as: UInt8.self, repeating: 0, count: capacity * Self.controlSpace)
+        endpoints = .allocate(capacity: capacity)
+        endpoints.initialize(repeating: Endpoint(address: .v4(IPv4Address(rawValue: 0)), port: 0), count: capacity)
+        runHeaders = .allocate(capacity: capacity); runHeaders.initialize(repeating: sixgate_mmsghdr(), count: capacity)
+        runStarts = .allocate(capacity: capacity + 1); runStarts.initialize(repeating: 0, count: capacity + 1)
     }
 
-    deinit { storage.deallocate(); iovecs.deallocate(); names.deallocate(); headers.deallocate(); controls.deallocate() }
+    deinit {
+        storage.deallocate(); iovecs.deallocate(); names.deallocate(); headers.deallocate(); controls.deallocate()
+        endpoints.deinitialize(count: capacity); endpoints.deallocate(); runHeaders.deallocate(); runStarts.deallocate()
+    }
 
     /// The buffer of message `i`.
     @inline(__always) public func buffer(_ i: Int) -> UnsafeMutableRawPointer { storage + i * bufferSize }
@@ -128,6 +141,14 @@ public final class DatagramBatch: @unchecked Sendable {
         var e = Endpoint(names[i])
         e.source = Self.destination(&headers[i].msg_hdr)
         return e
+    }
+
+    /// The size of each datagram in message `i` after a receive on a socket with receive coalescing
+    /// (UDP_GRO): the message is then several datagrams back to back, all this size but the last.
+    /// 0 when the message is one datagram.
+    @inline(__always) public func segmentSize(_ i: Int) -> Int {
+        guard headers[i].msg_hdr.msg_controllen > 0 else { return 0 }
+        return Int(sixgate_udp_gro_size(&headers[i].msg_hdr))
     }
 
     /// The destination address a received message's control data names.
@@ -179,6 +200,7 @@ public final class DatagramBatch: @unchecked Sendable {
         let i = count
         precondition(i < capacity, "DatagramBatch.append past capacity")
         names[i] = endpoint.sockaddr
+        endpoints[i] = endpoint
         setHeader(i, length: length)
         setSource(i, endpoint.source)
         count = i + 1
@@ -187,6 +209,40 @@ public final class DatagramBatch: @unchecked Sendable {
 
     /// Empties the batch (for sending).
     @inline(__always) public func reset() { count = 0 }
+
+    /// Groups the queued datagrams into runs the kernel segments (UDP_SEGMENT): consecutive ones to
+    /// the same endpoint from the same source, all `size` bytes but the last, at most `maximumSegments`
+    /// and `maximumBytes` per run. Fills `runHeaders` and `runStarts`; returns the number of runs.
+    func buildRuns(maximumSegments: Int, maximumBytes: Int) -> Int {
+        var runs = 0, i = 0
+        while i < count {
+            let size = Int(iovecs[i].iov_len)
+            var j = i + 1, bytes = size
+            while j < count, j - i < maximumSegments, endpoints[j] == endpoints[i], endpoints[j].source == endpoints[i].source {
+                let n = Int(iovecs[j].iov_len)
+                guard n <= size, bytes + n <= maximumBytes else { break }
+                bytes += n; j += 1
+                if n < size { break }   // a shorter datagram ends the run
+            }
+            runStarts[runs] = i
+            var h = msghdr()
+            h.msg_name = UnsafeMutableRawPointer(names + i)
+            h.msg_namelen = socklen_t(MemoryLayout<sockaddr_in6>.size)
+            h.msg_iov = iovecs + i
+            h.msg_iovlen = j - i
+            // The run's control data: its first message's packet information, then the segment size.
+            let control = controls + i * Self.controlSpace
+            var used = 0
+            if let source = endpoints[i].source { used = Endpoint.writeSource(source, into: control) }
+            if j - i > 1 { used = sixgate_udp_segment_control(control, used, UInt16(size)) }
+            if used > 0 { h.msg_control = control; h.msg_controllen = used }
+            runHeaders[runs] = sixgate_mmsghdr(msg_hdr: h, msg_len: 0)
+            runs += 1
+            i = j
+        }
+        runStarts[runs] = count
+        return runs
+    }
 }
 
 /// The device's UDP socket. Rebinding to a new port swaps the socket behind the same descriptor
@@ -197,14 +253,32 @@ public final class UDPSocket: @unchecked Sendable {
     /// The firewall mark its datagrams carry (SO_MARK; 0: none), as `wg set IF fwmark N` asks:
     /// wg-quick's policy routing sends marked packets by the main table, the rest into the tunnel.
     public private(set) var mark: UInt32 = 0
+    /// Whether sends hand runs of datagrams to the kernel in one buffer (UDP_SEGMENT, Linux 4.18).
+    /// Turned off for good, with `offloadNote` saying why, if the kernel or the NIC refuses it.
+    public private(set) var segmentationOffload = false
+    /// Whether receives take runs of datagrams coalesced by the kernel (UDP_GRO, Linux 5.0).
+    public private(set) var receiveCoalescing = false
+    /// Why an offload was turned off at run time (nil: it was not); for the program to log once.
+    public private(set) var offloadNote: String?
+    /// Whether to use the offloads the kernel offers (set before the first send; `init(offload:)`).
+    let wantsOffload: Bool
     let namespace: NetworkNamespace
 
     /// Binds [::]:`port` (0 picks a free port) in `namespace`, dual-stack. The corresponding C
     /// functions are `socket`, `setsockopt(IPV6_V6ONLY)` and `bind`.
-    public init(port: UInt16, namespace: NetworkNamespace = .current) throws(TunnelError) {
+    /// `offload`: use UDP segmentation offload and receive coalescing where the kernel has them
+    /// (`setsockopt(UDP_GRO)`, `getsockopt(UDP_SEGMENT)`); each is checked here, once.
+    public init(port: UInt16, namespace: NetworkNamespace = .current, offload: Bool = false) throws(TunnelError) {
         self.namespace = namespace
+        self.wantsOffload = offload
         let (fd, bound) = try Self.make(port: port, namespace: namespace)
         self.fd = fd; self.port = bound
+        if offload { enableOffloads() }
+    }
+
+    func enableOffloads() {
+        segmentationOffload = sixgate_udp_gso_supported(fd) == 1 && offloadNote == nil
+        receiveCoalescing = sixgate_udp_gro_enable(fd) == 0
     }
 
     static func make(port: UInt16, namespace: NetworkNamespace) throws(TunnelError) -> (Int32, UInt16) {
@@ -244,6 +318,7 @@ public final class UDPSocket: @unchecked Sendable {
         close(nfd)
         port = bound
         if mark != 0 { try setMark(mark) }
+        if wantsOffload { enableOffloads() }
     }
 
     /// Marks every datagram sent from now on with `mark` (0 removes it). Needs CAP_NET_ADMIN.
@@ -274,7 +349,8 @@ public final class UDPSocket: @unchecked Sendable {
     @inline(__always) @discardableResult
     public func send(_ data: UnsafeRawBufferPointer, to endpoint: Endpoint) -> Bool {
         var a = endpoint.sockaddr
-        var control: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
+        // SIXGATE_PKTINFO_SPACE (96) bytes, which writeSource clears whole.
+        var control: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
         return withUnsafeMutablePointer(to: &a) { name in
             withUnsafeMutableBytes(of: &control) { c in
                 var iov = iovec(iov_base: UnsafeMutableRawPointer(mutating: data.baseAddress), iov_len: data.count)
@@ -305,10 +381,58 @@ public final class UDPSocket: @unchecked Sendable {
     /// Sends every datagram queued in `batch` with `append`, then empties it; returns how many the
     /// kernel took. A datagram the kernel refuses (an unreachable peer, EMSGSIZE) is skipped, not
     /// retried, as `sendto` would lose it too. The corresponding C function is `sendmmsg`.
+    ///
+    /// With `segmentationOffload`, runs of datagrams to one endpoint go out as one message each
+    /// (UDP_SEGMENT); if the device refuses that (EIO: no checksum offload), offload is turned off for
+    /// good, `offloadNote` says why, and the rest goes out one by one. A run the kernel refuses for
+    /// another reason (EINVAL: datagrams above the path MTU) goes out one by one, offload kept.
     @discardableResult
     public func send(_ batch: DatagramBatch) -> Int {
+        if segmentationOffload, batch.count > 1 { return sendSegmented(batch) }
+        return sendEach(batch)
+    }
+
+    /// Runs of up to 64 datagrams (UDP_MAX_SEGMENTS on older kernels) and under 64 KiB per message.
+    static let segmentsPerRun = 64
+    static let bytesPerRun = 65000
+
+    func sendSegmented(_ batch: DatagramBatch) -> Int {
+        let runs = batch.buildRuns(maximumSegments: Self.segmentsPerRun, maximumBytes: Self.bytesPerRun)
         var offset = 0, sent = 0
-        let total = batch.count
+        while offset < runs {
+            let n = sixgate_sendmmsg(fd, batch.runHeaders + offset, UInt32(runs - offset), 0)
+            if n > 0 { sent += batch.runStarts[offset + Int(n)] - batch.runStarts[offset]; offset += Int(n); continue }
+            let e = errno
+            if n < 0, e == EINTR { continue }
+            if n < 0, e == EAGAIN || e == ENOBUFS { var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0); _ = poll(&p, 1, 10); continue }
+            let first = batch.runStarts[offset], next = batch.runStarts[offset + 1]
+            if next - first > 1, e == EIO || e == EOPNOTSUPP {
+                // The device cannot checksum what the kernel segments (EIO): never again on this
+                // socket. (EINVAL is a run bigger than the path MTU: sent one by one below, fragmented.)
+                segmentationOffload = false
+                offloadNote = "UDP segmentation offload turned off: sendmsg with UDP_SEGMENT failed with \(String(cString: strerror(e))) (errno \(e)); sending one datagram per message"
+                sent += sendEach(batch, from: first, to: batch.count)
+                break
+            }
+            // Anything else (a source address gone from this host, an unreachable peer): that run
+            // one datagram at a time, which knows how to fall back or skip.
+            sent += sendEach(batch, from: first, to: next)
+            offset += 1
+        }
+        batch.reset()
+        return sent
+    }
+
+    /// Sends every queued datagram one message each, then empties the batch.
+    func sendEach(_ batch: DatagramBatch) -> Int {
+        let sent = sendEach(batch, from: 0, to: batch.count)
+        batch.reset()
+        return sent
+    }
+
+    /// Sends queued datagrams `start..<end` one message each.
+    func sendEach(_ batch: DatagramBatch, from start: Int, to total: Int) -> Int {
+        var offset = start, sent = 0
         while offset < total {
             let n = sixgate_sendmmsg(fd, batch.headers + offset, UInt32(total - offset), 0)
             if n > 0 { offset += Int(n); sent += Int(n); continue }
@@ -318,7 +442,6 @@ public final class UDPSocket: @unchecked Sendable {
             if n < 0, batch.headers[offset].msg_hdr.msg_controllen > 0 { batch.setSource(offset, nil); continue }
             offset += 1   // the first message failed: drop it and go on with the rest
         }
-        batch.reset()
         return sent
     }
 

@@ -175,6 +175,7 @@ public final class SixgateClient: @unchecked Sendable {
         }
         let device = try step("TUN \(config.interface)") { try TunnelDevice(interfaceName: config.interface, listenPort: config.listenPort) }
         self.device = device
+        log("tunnel: \(device.offloadSummary)")
         do {
             try step("key") { try device.configure(privateKey: config.privateKey) }
             try step("gateway peer") {

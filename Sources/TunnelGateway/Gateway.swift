@@ -324,6 +324,7 @@ public final class Gateway: @unchecked Sendable {
         if let up = (try? rk.links())?.first(where: { $0.index == uplinkIndex }), let w = config.mtuWarning(uplinkMTU: up.mtu) { log("warning: \(w)") }
         let device = try step("TUN \(config.interface)") { try TunnelDevice(interfaceName: config.interface, listenPort: config.listenPort) }
         try step("key") { try device.configure(privateKey: privateKey) }
+        log("tunnel: \(device.offloadSummary)")
         self.device = device
         tunIndex = try step("TUN \(config.interface)") { try rk.interfaceIndex(config.interface) }
         try step("MTU") { try rk.setMTU(config.interface, config.mtu) }

@@ -47,6 +47,9 @@ struct SixgateWG: ParsableCommand {
     @Option(help: "Handshake messages per second before cookies (MAC2) are demanded.")
     var underLoadThreshold: Int = 1000
 
+    @Flag(name: .customLong("no-offload"), help: "Move one packet per system call: no TUN segmentation offload, TCP coalescing, UDP GSO or GRO (on by default where the kernel has them).")
+    var noOffload = false
+
     @Flag(name: .customLong("stats-on-exit"), help: "Print the device's counters to standard output when stopping.")
     var statsOnExit = false
 
@@ -70,7 +73,7 @@ struct SixgateWG: ParsableCommand {
         let device: TunnelDevice
         let uapi: UAPIServer
         do {
-            device = try TunnelDevice(interfaceName: interface, listenPort: listenPort, timers: timers, underLoadThreshold: underLoadThreshold)
+            device = try TunnelDevice(interfaceName: interface, listenPort: listenPort, timers: timers, underLoadThreshold: underLoadThreshold, offload: !noOffload)
             try RouteSocket().setMTU(device.name, mtu)
             uapi = try UAPIServer(device: device)
         } catch {
@@ -79,7 +82,7 @@ struct SixgateWG: ParsableCommand {
         }
         device.start()
         uapi.start()
-        let line = "sixgate-wg: \(device.name) up (UDP port \(device.listenPort), UAPI \(uapi.path))"
+        let line = "sixgate-wg: \(device.name) up (UDP port \(device.listenPort), UAPI \(uapi.path); \(device.offloadSummary))"
         if let readiness { readiness.succeed(line) } else { print(line); fflush(nil) }
         // Until a stop signal, or until the interface is deleted under us (wg-quick down).
         let index = if_nametoindex(device.name)
@@ -88,7 +91,7 @@ struct SixgateWG: ParsableCommand {
         }
         uapi.stop()
         device.stop()
-        if statsOnExit { print(device.statistics) }
+        if statsOnExit { print(device.offloadSummary); print(device.statistics) }
     }
 }
 

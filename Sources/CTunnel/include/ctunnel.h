@@ -157,6 +157,20 @@ static inline int sixgate_tun_enable_offload(int fd) {
     return ioctl(fd, TUNSETOFFLOAD, (unsigned long)(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6));
 }
 
+/// As `sixgate_tun_enable_offload`, and UDP segmentation offload too (TUN_F_USO4 | TUN_F_USO6,
+/// Linux 6.2): UDP datagrams of one socket write may then arrive as one super-packet. Returns 1 when
+/// USO is on, 0 when the kernel refused it (TSO and checksums still on), -1 on failure (errno set).
+static inline int sixgate_tun_enable_offload_uso(int fd) {
+    if (sixgate_tun_enable_offload(fd) != 0) return -1;
+#ifndef TUN_F_USO4
+#define TUN_F_USO4 0x20   /* linux/if_tun.h since 6.2; Debian 12's headers are 6.1 */
+#define TUN_F_USO6 0x40
+#endif
+    if (ioctl(fd, TUNSETOFFLOAD, (unsigned long)(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_USO4 | TUN_F_USO6)) == 0) return 1;
+    (void)ioctl(fd, TUNSETOFFLOAD, (unsigned long)(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6));
+    return 0;
+}
+
 // MARK: Batched datagrams (ctunnel.c: recvmmsg/sendmmsg need _GNU_SOURCE, which must not leak
 // into a header that Swift imports beside Glibc)
 
@@ -173,16 +187,31 @@ int sixgate_sendmmsg(int fd, struct sixgate_mmsghdr *v, unsigned int n, int flag
 
 // MARK: Packet information (sticky source addresses)
 
-/// Bytes of control buffer one message needs for one packet-information message.
-#define SIXGATE_PKTINFO_SPACE 64
+/// Bytes of control buffer one message needs: a packet-information message and a UDP
+/// segmentation one (UDP_SEGMENT on send, UDP_GRO on receive).
+#define SIXGATE_PKTINFO_SPACE 96
 /// Asks for each datagram's destination address (IP_PKTINFO and IPV6_RECVPKTINFO on a dual-stack
 /// socket). Returns 0, or -1 with errno set.
 int sixgate_pktinfo_enable(int fd);
 /// The destination address of a received message from its control data: 4 (IPv4, in out[0..3]),
 /// 16 (IPv6), or 0 when the message carries none.
 int sixgate_pktinfo_destination(const struct msghdr *h, uint8_t out[16]);
-/// Writes a control message into `control` (SIXGATE_PKTINFO_SPACE bytes) that sends from `addr`
+/// Writes a control message into `control` (at most 40 bytes of it; SIXGATE_PKTINFO_SPACE is room
+/// for this and a UDP_SEGMENT message) that sends from `addr`
 /// (4 bytes: IPv4, with IP_PKTINFO; 16: IPv6, with IPV6_PKTINFO). Returns its length.
 size_t sixgate_pktinfo_source(void *control, int length, const uint8_t *addr);
+
+// MARK: UDP segmentation offload (Linux 4.18) and UDP receive coalescing (Linux 5.0)
+
+/// Whether the socket takes UDP_SEGMENT (getsockopt succeeds). 1 or 0.
+int sixgate_udp_gso_supported(int fd);
+/// Turns on UDP_GRO: the kernel hands over runs of same-size datagrams of one flow as one buffer
+/// with their size in a control message. Returns 0, or -1 with errno set.
+int sixgate_udp_gro_enable(int fd);
+/// Appends a UDP_SEGMENT control message (`size` bytes per datagram) after the `used` bytes of
+/// `control` (SIXGATE_PKTINFO_SPACE bytes); returns the new control length.
+size_t sixgate_udp_segment_control(void *control, size_t used, uint16_t size);
+/// The datagram size of a coalesced receive (its UDP_GRO control message), or 0 when it has none.
+int sixgate_udp_gro_size(const struct msghdr *h);
 
 #endif

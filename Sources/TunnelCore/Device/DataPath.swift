@@ -10,10 +10,14 @@ extension TunnelDevice {
 
     /// Reads what the TUN device has waiting, seals each packet in its own slot of a send batch and
     /// hands the batch to the kernel with one sendmmsg per `sendBatchSize` packets (or when the TUN
-    /// runs dry), so a burst costs one system call per batch on the UDP side.
+    /// runs dry), so a burst costs one system call per batch on the UDP side (one message per run of
+    /// datagrams to a peer with UDP segmentation offload).
     func tunLoop() {
         let aead = ChaChaPoly()
         let batch = DatagramBatch(capacity: Self.sendBatchSize, bufferSize: Self.scratchSize)
+        let lengths = UnsafeMutablePointer<Int>.allocate(capacity: Self.sendBatchSize)
+        defer { lengths.deallocate() }
+        if tun.offload { return tunLoopOffload(aead: aead, batch: batch, lengths: lengths) }
         let capacity = 65535
         while isRunning {
             guard tun.waitReadable(timeoutMilliseconds: 100) else { continue }
@@ -22,23 +26,70 @@ extension TunnelDevice {
                 let slot = batch.buffer(batch.count)
                 let n = tun.read(into: UnsafeMutableRawBufferPointer(start: slot + 16, count: capacity))
                 if n <= 0 { break }
-                if let out = sendFromTUN(buffer: slot, length: n),
-                   let total = seal(out, buffer: slot, length: n, aead: aead),
-                   batch.append(length: total, to: out.endpoint) {
-                    socket.send(batch)
+                lengths[0] = n
+                sealInto(batch, first: batch.count, count: 1, lengths: lengths, aead: aead)
+                if batch.count == batch.capacity { socket.send(batch) }
+            }
+            if batch.count > 0 { socket.send(batch) }
+        }
+    }
+
+    /// The same over an offload TUN device: each read is a virtio header and a packet or a TCP/UDP
+    /// super-packet of up to 64 KiB, cut here into segments written straight into the batch's slots.
+    func tunLoopOffload(aead: ChaChaPoly, batch: DatagramBatch, lengths: UnsafeMutablePointer<Int>) {
+        let inputSize = 65536 + 64
+        let input = UnsafeMutableRawPointer.allocate(byteCount: inputSize, alignment: 16)
+        defer { input.deallocate() }
+        while isRunning {
+            guard tun.waitReadable(timeoutMilliseconds: 100) else { continue }
+            for _ in 0..<256 {
+                let n = tun.read(into: UnsafeMutableRawBufferPointer(start: input, count: inputSize))
+                if n <= 0 { break }
+                guard n > VirtioNetHeader.size else { lock.withLock { stats.droppedBadOffload += 1 }; continue }
+                let header = VirtioNetHeader(UnsafeRawBufferPointer(start: input, count: n))
+                let packet = UnsafeMutableRawBufferPointer(start: input + VirtioNetHeader.size, count: n - VirtioNetHeader.size)
+                let sp: SuperPacket
+                do { sp = try SuperPacket(header: header, packet: packet) } catch { lock.withLock { stats.droppedBadOffload += 1 }; continue }
+                if sp.count > 1 { lock.withLock { stats.superPacketsRead += 1 } }
+                var i = 0
+                while i < sp.count {
+                    if batch.count == batch.capacity { socket.send(batch) }
+                    let first = batch.count
+                    let k = min(sp.count - i, batch.capacity - first)
+                    for j in 0..<k { lengths[j] = sp.segment(i + j, into: batch.buffer(first + j) + 16) }
+                    sealInto(batch, first: first, count: k, lengths: lengths, aead: aead)
+                    i += k
                 }
             }
             if batch.count > 0 { socket.send(batch) }
         }
     }
 
-    static let sendBatchSize = 32
+    static let sendBatchSize = 64
 
-    /// Routes one packet read from the TUN device (at `buffer + 16`) to its peer and reserves a
-    /// counter; nil when it was dropped or queued for a handshake.
+    /// Routes `count` packets sitting in the batch's slots `first...` (each at slot + 16, all to the
+    /// same destination: one read's segments) to their peer, reserves their counters under one lock,
+    /// seals them and queues them in the batch. Without a session they are queued for a handshake.
     @inline(__always)
-    func sendFromTUN(buffer: UnsafeMutableRawPointer, length n: Int) -> Outbound? {
-        let p = UnsafeRawPointer(buffer + 16)
+    func sealInto(_ batch: DatagramBatch, first: Int, count: Int, lengths: UnsafeMutablePointer<Int>, aead: ChaChaPoly) {
+        var bytes = 0
+        for j in 0..<count { bytes += lengths[j] }
+        guard let out = sendFromTUN(batch: batch, first: first, count: count, lengths: lengths, bytes: bytes) else { return }
+        var o = out
+        for j in 0..<count {
+            o.counter = out.counter + UInt64(j)
+            let slot = batch.buffer(first + j)
+            if let total = seal(o, buffer: slot, length: lengths[j], aead: aead) { batch.append(length: total, to: out.endpoint) }
+        }
+    }
+
+    /// Routes the packets in slots `first..<first+count` (read from the TUN device, at slot + 16) to
+    /// their peer by the first one's destination and reserves their counters; nil when they were
+    /// dropped or queued for a handshake.
+    @inline(__always)
+    func sendFromTUN(batch: DatagramBatch, first: Int, count: Int, lengths: UnsafeMutablePointer<Int>, bytes: Int) -> Outbound? {
+        let p = UnsafeRawPointer(batch.buffer(first) + 16)
+        let n = lengths[0]
         let version = p.load(as: UInt8.self) >> 4
         let now = MonotonicClock.seconds()
         lock.lock()
@@ -50,18 +101,20 @@ extension TunnelDevice {
         } else {
             peer = nil
         }
-        guard let peer else { stats.droppedNoPeer += 1; lock.unlock(); return nil }
-        guard let out = reserve(peer, now: now, bytes: n, isData: true) else {
-            // No usable session: keep the packet for when the handshake completes.
+        guard let peer else { stats.droppedNoPeer += UInt64(count); lock.unlock(); return nil }
+        guard let out = reserve(peer, now: now, bytes: bytes, isData: true, count: count) else {
+            // No usable session: keep the packets for when the handshake completes.
             if peer.config.endpoint != nil {
-                if peer.queue.count >= Peer.queueLimit { peer.queue.removeFirst(); stats.droppedQueueFull += 1 }
-                peer.queue.append(Array(UnsafeRawBufferPointer(start: p, count: n)))
+                for j in 0..<count {
+                    if peer.queue.count >= Peer.queueLimit { peer.queue.removeFirst(); stats.droppedQueueFull += 1 }
+                    peer.queue.append(Array(UnsafeRawBufferPointer(start: batch.buffer(first + j) + 16, count: lengths[j])))
+                }
                 startHandshake(peer, now: now)
             }
             lock.unlock()
             return nil
         }
-        stats.packetsSent += 1
+        stats.packetsSent += UInt64(count)
         lock.unlock()
         return out
     }
@@ -73,24 +126,49 @@ extension TunnelDevice {
         let batch = DatagramBatch(capacity: 64, bufferSize: 65536)
         let scratch = UnsafeMutableRawPointer.allocate(byteCount: Self.scratchSize, alignment: 16)
         defer { scratch.deallocate() }
+        // Over an offload TUN device, received TCP segments of a flow are written as one super-packet.
+        let coalescer = tun.offload ? TCPCoalescer() : nil
+        let tun = self.tun
+        let write: TCPCoalescer.Writer = { v, n in tun.write(vectors: v, count: n) }
+        var merged: UInt64 = 0, written: UInt64 = 0
         while isRunning {
             guard socket.waitReadable(timeoutMilliseconds: 100) else { continue }
             let count = socket.receive(batch)
             for i in 0..<count {
-                receive(batch.buffer(i), length: batch.length(i), from: batch.source(i), aead: aead, scratch: scratch)
+                let data = batch.buffer(i), length = batch.length(i), source = batch.source(i)
+                let size = batch.segmentSize(i)
+                if size > 0, length > size {
+                    // Several datagrams coalesced by the kernel (UDP_GRO), back to back.
+                    var offset = 0
+                    while offset < length {
+                        receive(data + offset, length: min(size, length - offset), from: source, aead: aead, scratch: scratch, coalescer: coalescer, write: write)
+                        offset += size
+                    }
+                } else {
+                    receive(data, length: length, from: source, aead: aead, scratch: scratch, coalescer: coalescer, write: write)
+                }
+            }
+            if let coalescer {
+                coalescer.flush(write)
+                if coalescer.coalesced != merged || coalescer.superPackets != written {
+                    let m = coalescer.coalesced - merged, w = coalescer.superPackets - written
+                    merged = coalescer.coalesced; written = coalescer.superPackets
+                    lock.withLock { stats.segmentsCoalesced += m; stats.superPacketsWritten += w }
+                }
             }
             flushEvents()
         }
     }
 
     @inline(__always)
-    func receive(_ data: UnsafeMutableRawPointer, length: Int, from source: Endpoint, aead: ChaChaPoly, scratch: UnsafeMutableRawPointer) {
+    func receive(_ data: UnsafeMutableRawPointer, length: Int, from source: Endpoint, aead: ChaChaPoly, scratch: UnsafeMutableRawPointer,
+                 coalescer: TCPCoalescer?, write: TCPCoalescer.Writer) {
         guard let type = MessageType.classify(UnsafeRawBufferPointer(start: data, count: length)) else {
             lock.withLock { stats.droppedMalformed += 1 }
             return
         }
         switch type {
-        case .transport: receiveTransport(data, length: length, from: source, aead: aead)
+        case .transport: receiveTransport(data, length: length, from: source, aead: aead, coalescer: coalescer, write: write)
         default:
             let message = Array(UnsafeRawBufferPointer(start: data, count: length))
             var items: [(Outbound, [UInt8])] = []
@@ -100,7 +178,8 @@ extension TunnelDevice {
     }
 
     @inline(__always)
-    func receiveTransport(_ data: UnsafeMutableRawPointer, length: Int, from source: Endpoint, aead: ChaChaPoly) {
+    func receiveTransport(_ data: UnsafeMutableRawPointer, length: Int, from source: Endpoint, aead: ChaChaPoly,
+                          coalescer: TCPCoalescer?, write: TCPCoalescer.Writer) {
         let index = loadLE32(data, 4)
         let counter = loadLE64(data, 8)
         let now = MonotonicClock.seconds()
@@ -164,7 +243,11 @@ extension TunnelDevice {
         lock.unlock()
         let inner = UnsafeRawBufferPointer(start: p, count: innerLength)
         if let filter, !filter(inner, publicKey) { lock.withLock { stats.droppedByFilter += 1 }; return }
-        tun.write(inner)
+        if let coalescer {
+            coalescer.add(UnsafeMutableRawBufferPointer(start: data + 16, count: innerLength), write: write)
+        } else {
+            tun.write(inner)
+        }
     }
 
     // MARK: Handshakes (lock held)
