@@ -105,4 +105,38 @@ struct WireGuardInteropTests {
         let d = try bed.dump(ns: bed.left, name: bed.leftName)
         #expect(d.count == 8 && d[2] == endpoint, "wireguard-go's endpoint for Sixgate: \(d)")
     }
+
+    /// Offloads on at one end (TUN segmentation offload, TCP coalescing, UDP GSO/GRO) and off at the
+    /// other (`--no-offload`), over an IPv4 and an IPv6 underlay: the wire is the same, so the bytes
+    /// of every transfer arrive intact in both directions and families, and the counters show the
+    /// offload side really cut and coalesced super-packets.
+    @Test(arguments: [false, true])
+    func offloadsOnAtOneEndAndOffAtTheOther(v6Underlay: Bool) throws {
+        let bed = try WireGuardTestbed(tag: "wgo", left: .sixgate, right: .sixgate, rightArguments: ["--no-offload"])
+        defer { bed.destroy() }
+        if v6Underlay {
+            try bed.pair.exec(bed.left, ["wg", "set", bed.leftName, "peer", bed.rightPublic, "endpoint", "[2001:db8:5::2]:\(WireGuardTestbed.rightPort)"])
+            try bed.pair.exec(bed.right, ["wg", "set", bed.rightName, "peer", bed.leftPublic, "endpoint", "[2001:db8:5::1]:\(WireGuardTestbed.leftPort)"])
+        }
+        #expect(try bed.ping(from: bed.left, "2001:db8:77::2") == 3)
+        var rng = SystemRandomNumberGenerator()
+        let payload = (0..<(4 << 20)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        #expect(try tcpTransfer(from: bed.left, to: bed.right, address: "2001:db8:77::2", port: 7011, bytes: payload) == payload)
+        #expect(try tcpTransfer(from: bed.left, to: bed.right, address: "198.51.100.2", port: 7012, bytes: payload) == payload)
+        #expect(try tcpTransfer(from: bed.right, to: bed.left, address: "2001:db8:77::1", port: 7013, bytes: payload) == payload)
+        #expect(try tcpTransfer(from: bed.right, to: bed.left, address: "198.51.100.1", port: 7014, bytes: payload) == payload)
+        let d = try bed.dump(ns: bed.right, name: bed.rightName)
+        #expect(d.count == 8 && d[2] == (v6Underlay ? "[2001:db8:5::1]:51820" : "192.0.2.1:51820"), "\(d)")
+        let out = bed.stopDaemons()
+        func counter(_ text: String, _ name: String) -> Int {
+            guard let r = text.range(of: name + ": ") else { return -1 }
+            return Int(text[r.upperBound...].prefix { $0.isNumber }) ?? -1
+        }
+        #expect(out[0].contains("offloads: TUN TSO") && out[0].contains("UDP GSO"), "\(out[0])")
+        #expect(counter(out[0], "superPacketsRead") > 0, "the offload side cut super-packets: \(out[0])")
+        #expect(counter(out[0], "superPacketsWritten") > 0, "and coalesced received segments: \(out[0])")
+        #expect(counter(out[0], "droppedBadOffload") == 0)
+        #expect(out[1].contains("offloads: none"), "\(out[1])")
+        #expect(counter(out[1], "superPacketsRead") == 0 && counter(out[1], "droppedAuthentication") == 0, "\(out[1])")
+    }
 }
