@@ -27,6 +27,7 @@ let package = Package(
         target("fuzz-icmp-extensions", ["PacketKit", "Translator"]),
         target("fuzz-ndp", ["PacketKit", "NDPProxy"]),
         target("fuzz-wireguard", ["PacketKit", "TunnelCore", "SixgateSystem"]),
+        target("fuzz-offload", ["PacketKit", "TunnelCore"]),
         target("fuzz-lease", ["PacketKit"]),
         target("fuzz-uapi", ["PacketKit", "TunnelCore"]),
         target("fuzz-config-toml", ["SixgateConfig", "TunnelGateway", "TunnelClient", "NDPProxy"]),

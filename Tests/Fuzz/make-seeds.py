@@ -197,4 +197,26 @@ write("fuzz-config-wgquick", "client", "Address = 192.0.2.2/24, 2001:db8:7::2/64
       f"PrivateKey = {'YAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk='}\nMTU = 1400\nPostUp = echo up %i\nTable = auto\n\n"
       f"[Peer]\nPublicKey = {'xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg='}\nEndpoint = [2001:db8:ffff::1]:51820\n"
       "AllowedIPs = 0.0.0.0/0, 2001:db8:ffff::/48\nPersistentKeepalive = 25\n")
+# ---- TUN offload: mode byte, virtio header (flags, gso type, hdr_len, gso_size, csum_start, csum_offset; little-endian), packet
+def vnet(flags, gso, hdr, size, start, offset):
+    return struct.pack("<BBHHHH", flags, gso, hdr, size, start, offset)
+def tcp_partial(src, dst, payload, v6_=False, flags=0x18, seq=1000):
+    opts = bytes([1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2])
+    t = bytearray(struct.pack("!HHIIBBHHH", 40000, 5201, seq, 2000, 8 << 4, flags, 512, 0, 0) + opts + payload)
+    pseudo = src + dst + (struct.pack("!I", len(t)) + b"\0\0\0\x06" if v6_ else struct.pack("!BBH", 0, 6, len(t)))
+    s = 0
+    for i in range(0, len(pseudo), 2): s += (pseudo[i] << 8) | pseudo[i + 1]
+    while s >> 16: s = (s & 0xffff) + (s >> 16)
+    t[16:18] = struct.pack("!H", s)   # the folded pseudo-header sum, as the kernel leaves it
+    return bytes(t)
+body = bytes(range(256)) * 12
+t4 = tcp_partial(v4("198.51.100.1"), v4("198.51.100.2"), body[:3000])
+write("fuzz-offload", "tcp4-super", b"\x00" + vnet(1, 1, 52, 1400, 20, 16) + ipv4(v4("198.51.100.1"), v4("198.51.100.2"), 6, t4))
+write("fuzz-offload", "tcp4-super-pieces", b"\x21" + vnet(1, 1, 52, 1000, 20, 16) + ipv4(v4("198.51.100.1"), v4("198.51.100.2"), 6, t4))
+t6 = tcp_partial(v6("2001:db8::1"), v6("2001:db8::2"), body[:2900], v6_=True)
+write("fuzz-offload", "tcp6-super", b"\x40" + vnet(1, 4, 72, 1380, 40, 16) + ipv6(v6("2001:db8::1"), v6("2001:db8::2"), 6, t6))
+u6 = udp(40000, 53, body[:2500])
+write("fuzz-offload", "udp6-uso", b"\x00" + vnet(1, 5, 48, 1200, 40, 6) + ipv6(v6("2001:db8::1"), v6("2001:db8::2"), 17, u6))
+write("fuzz-offload", "single-csum", b"\x00" + vnet(1, 0, 0, 0, 20, 16) + ipv4(v4("198.51.100.1"), v4("198.51.100.2"), 6, tcp_partial(v4("198.51.100.1"), v4("198.51.100.2"), body[:200])))
+
 print("seeds written under", OUT)

@@ -62,11 +62,19 @@ func sent() -> [[UInt8]] {
 }
 
 nonisolated(unsafe) var deliveries: UInt64 = 0
+nonisolated(unsafe) let coalescer = TCPCoalescer()
 
 func deliver(_ message: [UInt8]) {
     deliveries += 1
     var m = message
-    m.withUnsafeMutableBytes { h.device.receive($0.baseAddress!, length: $0.count, from: h.endpoint, aead: h.aead, scratch: h.scratch) }
+    // As the receive thread does over an offload TUN device: decrypted TCP goes through the
+    // coalescer, flushed before the buffer is reused.
+    let tun = h.device.tun
+    let write: TCPCoalescer.Writer = { v, n in _ = tun.write(vectors: v, count: n) }
+    m.withUnsafeMutableBytes {
+        h.device.receive($0.baseAddress!, length: $0.count, from: h.endpoint, aead: h.aead, scratch: h.scratch, coalescer: coalescer, write: write)
+        coalescer.flush(write)
+    }
 }
 
 func le32(_ v: UInt32) -> [UInt8] { withUnsafeBytes(of: v.littleEndian, Array.init) }
