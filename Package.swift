@@ -130,6 +130,7 @@ let package = Package(
         .executableTarget(name: "nat64", dependencies: ["Translator", "PacketKit"], path: "Examples/nat64"),
         .executableTarget(name: "metrics-endpoint", dependencies: ["SixgateMetrics"], path: "Examples/metrics-endpoint"),
         .executableTarget(name: "tunnel-pair", dependencies: ["PacketKit", "RouteKit", "TunnelCore"], path: "Examples/tunnel-pair"),
+        .executableTarget(name: "engine-pair", dependencies: ["PacketKit", "TunnelCore"], path: "Examples/engine-pair"),
 
         // Tests: one target per module that has behaviour to test.
         .target(name: "CTestSupport", path: "Tests/CTestSupport"),

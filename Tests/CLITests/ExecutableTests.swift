@@ -154,6 +154,16 @@ struct NPTMapExampleTests {
     }
 }
 
+@Suite("The engine-pair example")
+struct EnginePairExampleTests {
+    @Test func handshakesDeliversBothWaysAndRekeys() throws {
+        let out = try run(["\(ExecutableTests.binDir)/engine-pair"], check: true).stdout
+        #expect(out.components(separatedBy: "handshake message (type 1").count - 1 == 2, "an initiation at start and at the rekey: \(out)")
+        #expect(out.components(separatedBy: "packet of 48 bytes delivered").count - 1 == 3, "\(out)")
+        #expect(out.hasSuffix("a: 2 handshakes initiated, 2 packets sent; b: 2 received\n"), "\(out)")
+    }
+}
+
 @Suite("gatewayctl pcap decode")
 struct PcapDecodeTests {
     /// A pcap file of raw IPv4: a UDP datagram, a record whose microseconds are out of range, the

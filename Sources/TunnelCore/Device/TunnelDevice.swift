@@ -93,17 +93,21 @@ public enum PeerEvent: Sendable, Equatable {
 public final class TunnelDevice: @unchecked Sendable {
     public let tun: TunDevice
     public let socket: UDPSocket
-    public let timers: TunnelTimers
+    /// The protocol (WireGuardEngine: no I/O of its own), used under `lock`; what it asks to send
+    /// goes out after the lock is released.
+    let engine: WireGuardEngine
+    public var timers: TunnelTimers { engine.timers }
     /// Handshake messages per second above which MAC2 (a cookie) is required (paper §5.3).
-    public let underLoadThreshold: Int
+    public var underLoadThreshold: Int { engine.underLoadThreshold }
     /// At most this many peers; `setPeer` (and a UAPI set) refuses the next with ENOSPC.
-    public let maximumPeers: Int
+    public var maximumPeers: Int { engine.maximumPeers }
     /// Called on the device's threads; keep it short.
     public var onEvent: (@Sendable (PeerEvent) -> Void)?
     /// Reports `.unknownSession` events (a gateway of a group sets it).
-    public var reportsUnknownSessions = false
-    /// When each endpoint's unknown session was last reported (bounded; cleared when full).
-    var unknownReported: [Endpoint: Double] = [:]
+    public var reportsUnknownSessions: Bool {
+        get { lock.withLock { engine.reportsUnknownSessions } }
+        set { lock.withLock { engine.reportsUnknownSessions = newValue } }
+    }
     /// Called for every decrypted inner packet with the peer's public key; false drops it (counted).
     public var inboundFilter: (@Sendable (UnsafeRawBufferPointer, Bytes32) -> Bool)?
     /// When set, decrypted IPv6 packets whose source is link-local (fe80::/10) go here with the
@@ -113,19 +117,8 @@ public final class TunnelDevice: @unchecked Sendable {
     public var controlHandler: (@Sendable (UnsafeRawBufferPointer, Bytes32) -> Void)?
 
     let lock = SystemLock()
-    var identity: StaticIdentity?
-    var peers: [Bytes32: Peer] = [:]
-    var allowed = AllowedIPs<Peer>()
-    enum IndexEntry { case handshake(Peer), keypair(Keypair) }
-    var indices: [UInt32: IndexEntry] = [:]
-    var cookieChecker = CookieChecker(now: MonotonicClock.seconds())
-    var stats = DeviceStatistics()
-    var loadWindowStart = 0.0
-    var loadWindowCount = 0
-    var handshakeAEAD = ChaChaPoly()
     var running = false
     var threads: [pthread_t] = []
-    var pendingEvents: [PeerEvent] = []
     /// Why the last UAPI `set` was refused (line and key), for logs.
     public var lastUAPIError: String?
     let tunOffloadNote: String?
@@ -166,9 +159,7 @@ public final class TunnelDevice: @unchecked Sendable {
         }
         socket = try UDPSocket(port: listenPort, namespace: namespace, offload: offload)
         tunOffloadNote = note
-        self.timers = timers
-        self.underLoadThreshold = underLoadThreshold
-        self.maximumPeers = maximumPeers
+        engine = WireGuardEngine(timers: timers, underLoadThreshold: underLoadThreshold, maximumPeers: maximumPeers, now: MonotonicClock.seconds())
     }
 
     deinit { stop() }
@@ -178,97 +169,41 @@ public final class TunnelDevice: @unchecked Sendable {
     /// The interface name.
     public var name: String { tun.name }
     public var listenPort: UInt16 { socket.port }
-    public var publicKey: Bytes32? { lock.withLock { identity?.publicKey } }
-    public var privateKey: Bytes32? { lock.withLock { identity?.privateKey } }
-    public var statistics: DeviceStatistics { lock.withLock { stats } }
+    public var publicKey: Bytes32? { lock.withLock { engine.publicKey } }
+    public var privateKey: Bytes32? { lock.withLock { engine.privateKey } }
+    public var statistics: DeviceStatistics { lock.withLock { engine.stats } }
 
     /// Sets the private key (dropping every session, as a new identity invalidates them) and the port.
     public func configure(privateKey: Bytes32?, listenPort: UInt16? = nil) throws(TunnelError) {
         if let listenPort, listenPort != socket.port { try socket.rebind(port: listenPort) }
-        lock.withLock {
-            let newIdentity = privateKey.map { StaticIdentity(privateKey: $0) }
-            if newIdentity?.privateKey != identity?.privateKey {
-                identity = newIdentity
-                for p in peers.values { clearSessions(p) }
-                // A peer whose key equals our own public key cannot be talked to (as in wireguard-go).
-                if let pub = newIdentity?.publicKey, let me = peers[pub] { removePeerLocked(me) }
-            }
-        }
+        lock.withLock { engine.configure(privateKey: privateKey) }
+        flushOutput()
     }
 
     /// The default peer limit (wireguard-go's MaxPeers).
     public static let defaultMaximumPeers = 1 << 16
 
     /// The endpoint the device has for a peer now (configured, or learned from its packets).
-    public func endpoint(of publicKey: Bytes32) -> Endpoint? {
-        lock.withLock { peers[publicKey]?.config.endpoint }
-    }
+    public func endpoint(of publicKey: Bytes32) -> Endpoint? { lock.withLock { engine.endpoint(of: publicKey) } }
 
     /// Adds a peer or updates one with the same public key (its sessions survive an update).
     /// The configuration replaces the peer's whole, its endpoint included.
     public func setPeer(_ config: PeerConfiguration) throws(TunnelError) {
         lock.lock(); defer { lock.unlock() }
-        if let pub = identity?.publicKey, pub == config.publicKey {
-            throw TunnelError(operation: "add peer", object: "peer \(config.publicKey)", detail: "that is this device's own public key")
-        }
-        if peers[config.publicKey] == nil, peers.count >= maximumPeers {
-            throw TunnelError(operation: "add peer", object: "peer \(config.publicKey)",
-                              detail: "the device has \(maximumPeers) peers, its limit", errno: ENOSPC)
-        }
-        let peer: Peer
-        if let p = peers[config.publicKey] {
-            peer = p
-            if p.config.presharedKey != config.presharedKey { clearSessions(p) }
-            removeAllowedIPs(of: p)
-            p.config = config
-        } else {
-            peer = Peer(config)
-            peers[config.publicKey] = peer
-        }
-        // Work proportional to this peer's prefixes, not to the number of peers (a gateway has
-        // tens of thousands). A prefix moves to its newest owner and leaves the old owner's list.
-        for prefix in config.allowedIPs {
-            if let previous = allowed.insert(prefix, peer), previous !== peer {
-                previous.config.allowedIPs.removeAll { $0 == prefix }
-            }
-        }
-    }
-
-    /// Drops the table entries that still belong to `p`. Lock held.
-    func removeAllowedIPs(of p: Peer) {
-        for prefix in p.config.allowedIPs where allowed.owner(of: prefix) === p { allowed.remove(prefix) }
+        try engine.setPeer(config)
     }
 
     /// Removes a peer; its sessions and allowed IPs go with it. No error if it is absent.
     public func removePeer(_ publicKey: Bytes32) {
-        lock.withLock { if let p = peers[publicKey] { removePeerLocked(p) } }
-        flushEvents()
-    }
-
-    func removePeerLocked(_ p: Peer) {
-        clearSessions(p)
-        removeAllowedIPs(of: p)
-        peers[p.config.publicKey] = nil
-        pendingEvents.append(.removed(p.config.publicKey))
-    }
-
-    func clearSessions(_ p: Peer) {
-        for kp in [p.current, p.previous, p.next] { if let kp { indices[kp.localIndex] = nil } }
-        if let pend = p.pending { indices[pend.localIndex] = nil }
-        p.current = nil; p.previous = nil; p.next = nil; p.pending = nil; p.attemptStartedAt = nil
-        p.queue.removeAll()
+        lock.withLock { engine.removePeer(publicKey) }
+        flushOutput()
     }
 
     /// Every peer's configuration and counters.
-    public func peerStatuses() -> [PeerStatus] {
-        // Sorted by key (as `wg` lists them); the text of each key made once, not per comparison.
-        lock.withLock { peers.values.map { ($0.config.publicKey.hex, $0.status) }.sorted { $0.0 < $1.0 }.map(\.1) }
-    }
+    public func peerStatuses() -> [PeerStatus] { lock.withLock { engine.peerStatuses() } }
 
     /// One peer's configuration and counters.
-    public func peerStatus(_ publicKey: Bytes32) -> PeerStatus? {
-        lock.withLock { peers[publicKey]?.status }
-    }
+    public func peerStatus(_ publicKey: Bytes32) -> PeerStatus? { lock.withLock { engine.peerStatus(publicKey) } }
 
     /// Sends one inner packet (an IPv4 or IPv6 packet built by the caller) to the peer with
     /// `publicKey`, whatever its allowed IPs say: sealed now if a session exists, else queued and a
@@ -276,24 +211,9 @@ public final class TunnelDevice: @unchecked Sendable {
     /// path (it copies the packet); for control traffic such as the lease exchange.
     @discardableResult
     public func send(packet: [UInt8], to publicKey: Bytes32) -> Bool {
-        guard !packet.isEmpty, packet.count <= 65535 else { return false }
-        let now = MonotonicClock.seconds()
-        lock.lock()
-        guard let peer = peers[publicKey], peer.config.endpoint != nil else { lock.unlock(); return false }
-        guard let out = reserve(peer, now: now, bytes: packet.count, isData: true) else {
-            if peer.queue.count >= Peer.queueLimit { peer.queue.removeFirst(); stats.droppedQueueFull += 1 }
-            peer.queue.append(packet)
-            startHandshake(peer, now: now)
-            lock.unlock()
-            return true
-        }
-        stats.packetsSent += 1
-        lock.unlock()
-        let scratch = UnsafeMutableRawPointer.allocate(byteCount: packet.count + 64, alignment: 16)
-        defer { scratch.deallocate() }
-        packet.withUnsafeBytes { (scratch + 16).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-        sealAndSend(out, buffer: scratch, length: packet.count, aead: ChaChaPoly())
-        return true
+        let ok = lock.withLock { engine.send(packet: packet, to: publicKey, now: MonotonicClock.seconds()) }
+        flushOutput()
+        return ok
     }
 
     /// Starts a handshake with the peer now (not waiting for a packet to it): a gateway that
@@ -302,14 +222,13 @@ public final class TunnelDevice: @unchecked Sendable {
     /// there is no such peer or it has no endpoint. Retried by the timers as any handshake.
     @discardableResult
     public func initiateHandshake(with publicKey: Bytes32) -> Bool {
-        lock.lock(); defer { lock.unlock() }
-        guard let peer = peers[publicKey], peer.config.endpoint != nil else { return false }
-        startHandshake(peer, now: MonotonicClock.seconds())
-        return true
+        let ok = lock.withLock { engine.initiateHandshake(with: publicKey, now: MonotonicClock.seconds()) }
+        flushOutput()
+        return ok
     }
 
     /// Which peer the device would send a packet for `address` to (cryptokey routing).
-    public func peer(for address: IPAddress) -> Bytes32? { lock.withLock { allowed.lookup(address)?.config.publicKey } }
+    public func peer(for address: IPAddress) -> Bytes32? { lock.withLock { engine.peer(for: address) } }
 
     // MARK: Running
 
@@ -319,8 +238,8 @@ public final class TunnelDevice: @unchecked Sendable {
         guard !running else { lock.unlock(); return }
         running = true
         lock.unlock()
-        threads.append(SystemThread.start(name: "sg-tun") { [unowned self] in self.tunLoop() })
-        threads.append(SystemThread.start(name: "sg-udp") { [unowned self] in self.udpLoop() })
+        threads.append(SystemThread.start(name: "sg-tun") { [unowned self] in self.tunLoop(tun: self.tun, socket: self.socket) })
+        threads.append(SystemThread.start(name: "sg-udp") { [unowned self] in self.udpLoop(socket: self.socket, tun: self.tun) })
         threads.append(SystemThread.start(name: "sg-timers") { [unowned self] in self.timerLoop() })
     }
 
@@ -337,133 +256,13 @@ public final class TunnelDevice: @unchecked Sendable {
 
     var isRunning: Bool { lock.withLock { running } }
 
-    func flushEvents() {
-        let events: [PeerEvent] = lock.withLock { let e = pendingEvents; pendingEvents.removeAll(); return e }
+    /// Sends what the engine queued (outside the lock) and tells `onEvent` what happened.
+    func flushOutput() {
+        let (datagrams, events) = lock.withLock { () -> ([(datagram: [UInt8], endpoint: Endpoint)], [PeerEvent]) in
+            engine.hasOutput ? engine.takeOutput() : ([], [])
+        }
+        for (d, e) in datagrams { _ = socket.send(d, to: e) }
         if let onEvent { for e in events { onEvent(e) } }
-    }
-
-    // MARK: Sessions
-
-    func newIndex(_ entry: IndexEntry) -> UInt32 {
-        var rng = SystemRandomNumberGenerator()
-        while true {
-            let i: UInt32 = rng.next()
-            if indices[i] == nil { indices[i] = entry; return i }
-        }
-    }
-
-    /// Sends a handshake initiation to `peer` unless one went out less than rekey-timeout ago.
-    /// Lock held.
-    func startHandshake(_ peer: Peer, now: Double, retry: Bool = false) {
-        guard let identity, let endpoint = peer.config.endpoint else { return }
-        if !retry, let pend = peer.pending, now - pend.sentAt < timers.rekeyTimeout { return }
-        if peer.attemptStartedAt == nil { peer.attemptStartedAt = now }
-        if let pend = peer.pending { indices[pend.localIndex] = nil }
-        let index = newIndex(.handshake(peer))
-        guard let (message, state, mac1) = try? Handshake.createInitiation(
-            local: identity, peerPublicKey: peer.config.publicKey, senderIndex: index, timestamp: TAI64N.now(),
-            cookie: peer.cookieJar.current(now: now), aead: handshakeAEAD) else {
-            indices[index] = nil
-            return
-        }
-        peer.pending = (index, state, now)
-        peer.retryJitter = Double.random(in: 0..<0.333)
-        peer.cookieJar.lastMAC1 = mac1
-        peer.lastSent = now
-        stats.handshakesInitiated += 1
-        _ = socket.send(message, to: endpoint)
-    }
-
-    /// Installs a fresh keypair. Lock held.
-    func install(_ kp: Keypair, on peer: Peer, now: Double) {
-        if kp.isInitiator {
-            if let next = peer.next {
-                // An unconfirmed responder keypair loses to the one we initiated.
-                if let prev = peer.previous { indices[prev.localIndex] = nil }
-                peer.previous = next; peer.next = nil
-                if let cur = peer.current { indices[cur.localIndex] = nil }
-            } else {
-                if let prev = peer.previous { indices[prev.localIndex] = nil }
-                peer.previous = peer.current
-            }
-            peer.current = kp
-        } else {
-            if let old = peer.next { indices[old.localIndex] = nil }
-            peer.next = kp
-        }
-        peer.lastHandshakeWall = WallClock.now()
-        peer.handshakes += 1
-        stats.handshakesCompleted += 1
-        pendingEvents.append(.handshakeCompleted(peer.config.publicKey))
-    }
-
-    /// The responder's keypair is confirmed by the first transport message under it.
-    func confirm(_ kp: Keypair, on peer: Peer) {
-        guard peer.next === kp else { return }
-        if let prev = peer.previous { indices[prev.localIndex] = nil }
-        peer.previous = peer.current
-        peer.current = kp
-        peer.next = nil
-    }
-
-    /// A packet ready to seal: everything taken from shared state under the lock.
-    struct Outbound { var key: Bytes32; var counter: UInt64; var remoteIndex: UInt32; var endpoint: Endpoint }
-
-    /// Reserves `count` consecutive counters on the peer's current keypair (the first returned), or
-    /// nil if a handshake is needed first.
-    /// Lock held.
-    @inline(__always)
-    func reserve(_ peer: Peer, now: Double, bytes: Int, isData: Bool, count: Int = 1) -> Outbound? {
-        guard let endpoint = peer.config.endpoint else { stats.droppedNoEndpoint += UInt64(count); return nil }
-        guard let kp = peer.current, now - kp.created < timers.rejectAfterTime,
-              kp.sendCounter + UInt64(count) <= WireGuard.rejectAfterMessages else { return nil }
-        let counter = kp.sendCounter
-        kp.sendCounter += UInt64(count)
-        if kp.isInitiator, now - kp.created >= timers.rekeyAfterTime || kp.sendCounter > WireGuard.rekeyAfterMessages {
-            startHandshake(peer, now: now)
-        }
-        peer.lastSent = now
-        if isData { peer.lastDataSent = now; if peer.unansweredSince == nil { peer.unansweredSince = now } }
-        peer.txBytes &+= UInt64(bytes)
-        return Outbound(key: kp.sendKey, counter: counter, remoteIndex: kp.remoteIndex, endpoint: endpoint)
-    }
-
-    /// Pads and seals in place into a transport message. `buffer` holds the packet at offset 16
-    /// with room for padding and the tag after it. Returns the message length, or nil if sealing
-    /// failed. Not under the lock.
-    @inline(__always)
-    func seal(_ out: Outbound, buffer: UnsafeMutableRawPointer, length: Int, aead: ChaChaPoly) -> Int? {
-        let padded = (length + 15) & ~15
-        if padded > length { (buffer + 16 + length).initializeMemory(as: UInt8.self, repeating: 0, count: padded - length) }
-        guard aead.seal(key: out.key, nonce: ChaChaPoly.nonce(out.counter), data: buffer + 16, length: padded, tag: buffer + 16 + padded) else { return nil }
-        buffer.storeBytes(of: UInt32(4).littleEndian, toByteOffset: 0, as: UInt32.self)
-        buffer.storeBytes(of: out.remoteIndex.littleEndian, toByteOffset: 4, as: UInt32.self)
-        buffer.storeBytes(of: out.counter.littleEndian, toByteOffset: 8, as: UInt64.self)
-        return 16 + padded + 16
-    }
-
-    /// Seals and sends one message at once (handshake-time traffic; the data path batches).
-    @inline(__always)
-    func sealAndSend(_ out: Outbound, buffer: UnsafeMutableRawPointer, length: Int, aead: ChaChaPoly) {
-        guard let total = seal(out, buffer: buffer, length: length, aead: aead) else { return }
-        socket.send(UnsafeRawBufferPointer(start: buffer, count: total), to: out.endpoint)
-    }
-
-    /// Seals and sends queued packets and keepalives collected under the lock.
-    func sendCollected(_ items: [(Outbound, [UInt8])], aead: ChaChaPoly, scratch: UnsafeMutableRawPointer) {
-        for (out, packet) in items {
-            packet.withUnsafeBytes { (scratch + 16).copyMemory(from: $0.baseAddress ?? UnsafeRawPointer(scratch), byteCount: $0.count) }
-            sealAndSend(out, buffer: scratch, length: packet.count, aead: aead)
-        }
-    }
-
-    /// After a handshake completes as initiator: the queue, or one keepalive to confirm the keys.
-    /// Lock held.
-    func drainQueue(_ peer: Peer, now: Double, into items: inout [(Outbound, [UInt8])]) {
-        let queued = peer.queue
-        peer.queue.removeAll()
-        for p in queued { if let o = reserve(peer, now: now, bytes: p.count, isData: true) { items.append((o, p)) } }
-        if queued.isEmpty, let o = reserve(peer, now: now, bytes: 0, isData: false) { items.append((o, [])); stats.keepalivesSent += 1 }
     }
 
     static let scratchSize = 65536 + 64

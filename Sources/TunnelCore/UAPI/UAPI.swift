@@ -12,10 +12,10 @@ extension TunnelDevice {
     public func uapiGet() -> String {
         var out = ""
         lock.lock()
-        if let identity { out += "private_key=\(identity.privateKey.hex)\n" }
+        if let identity = engine.identity { out += "private_key=\(identity.privateKey.hex)\n" }
         out += "listen_port=\(socket.port)\n"
         if socket.mark != 0 { out += "fwmark=\(socket.mark)\n" }
-        let list = peers.values.sorted { $0.config.publicKey.hex < $1.config.publicKey.hex }
+        let list = engine.peers.values.sorted { $0.config.publicKey.hex < $1.config.publicKey.hex }
         for p in list {
             out += "public_key=\(p.config.publicKey.hex)\n"
             if !p.config.presharedKey.isZero { out += "preshared_key=\(p.config.presharedKey.hex)\n" }
@@ -33,7 +33,7 @@ extension TunnelDevice {
     /// Applies a `set=1` body (the lines after `set=1`, up to the blank line). Returns errno (0 on success)
     /// and a message naming the line and key for anything refused; nothing is applied past an error.
     public func uapiSet(_ body: String) -> (errno: Int32, message: String?) {
-        let existing: [Bytes32: PeerConfiguration] = lock.withLock { peers.mapValues(\.config) }
+        let existing: [Bytes32: PeerConfiguration] = lock.withLock { engine.peerConfigurations() }
         let request: UAPISetRequest
         do { request = try UAPISetRequest(parsing: body, existing: existing) } catch { return (EINVAL, error.description) }
         do {
