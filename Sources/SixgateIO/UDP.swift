@@ -262,16 +262,23 @@ public final class UDPSocket: @unchecked Sendable {
     public private(set) var offloadNote: String?
     /// Whether to use the offloads the kernel offers (set before the first send; `init(offload:)`).
     let wantsOffload: Bool
+    /// Whether the port is shared with sibling sockets (SO_REUSEPORT; `sibling()`).
+    public let sharesPort: Bool
     let namespace: NetworkNamespace
 
     /// Binds [::]:`port` (0 picks a free port) in `namespace`, dual-stack. The corresponding C
     /// functions are `socket`, `setsockopt(IPV6_V6ONLY)` and `bind`.
     /// `offload`: use UDP segmentation offload and receive coalescing where the kernel has them
     /// (`setsockopt(UDP_GRO)`, `getsockopt(UDP_SEGMENT)`); each is checked here, once.
-    public init(port: UInt16, namespace: NetworkNamespace = .current, offload: Bool = false) throws(TunnelError) {
+    ///
+    /// `sharePort` sets SO_REUSEPORT so that `sibling()` can bind more sockets to the same port: the
+    /// kernel then hands each peer's datagrams (by address and port hash) to one of them, so several
+    /// threads receive, each peer's packets in order on one of them.
+    public init(port: UInt16, namespace: NetworkNamespace = .current, offload: Bool = false, sharePort: Bool = false) throws(TunnelError) {
         self.namespace = namespace
         self.wantsOffload = offload
-        let (fd, bound) = try Self.make(port: port, namespace: namespace)
+        self.sharesPort = sharePort
+        let (fd, bound) = try Self.make(port: port, namespace: namespace, sharePort: sharePort)
         self.fd = fd; self.port = bound
         if offload { enableOffloads() }
     }
@@ -281,7 +288,16 @@ public final class UDPSocket: @unchecked Sendable {
         receiveCoalescing = sixgate_udp_gro_enable(fd) == 0
     }
 
-    static func make(port: UInt16, namespace: NetworkNamespace) throws(TunnelError) -> (Int32, UInt16) {
+    /// Another socket bound to this one's port (both made with `sharePort`), with the same offloads
+    /// and mark. The corresponding C call is `setsockopt(SO_REUSEPORT)` before `bind`.
+    public func sibling() throws(TunnelError) -> UDPSocket {
+        guard sharesPort else { throw TunnelError(operation: "add a socket", object: "UDP port \(port)", detail: "the first socket was not made with sharePort") }
+        let s = try UDPSocket(port: port, namespace: namespace, offload: wantsOffload, sharePort: true)
+        if mark != 0 { try s.setMark(mark) }
+        return s
+    }
+
+    static func make(port: UInt16, namespace: NetworkNamespace, sharePort: Bool) throws(TunnelError) -> (Int32, UInt16) {
         let r: Result<(Int32, UInt16), TunnelError>
         do {
             r = try namespace.perform { () throws(RouteKitError) -> Result<(Int32, UInt16), TunnelError> in
@@ -291,6 +307,8 @@ public final class UDPSocket: @unchecked Sendable {
                 _ = setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &off, 4)
                 _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, 4)
                 _ = setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &big, 4)
+                var on: Int32 = 1
+                if sharePort { _ = setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, 4) }
                 // Each datagram's destination address, so replies leave from it (Endpoint.source).
                 _ = sixgate_pktinfo_enable(fd)
                 var a = sockaddr_in6(); a.sin6_family = sa_family_t(AF_INET6); a.sin6_port = port.bigEndian
@@ -313,7 +331,7 @@ public final class UDPSocket: @unchecked Sendable {
 
     /// Binds a new port behind the same descriptor (the mark stays).
     public func rebind(port newPort: UInt16) throws(TunnelError) {
-        let (nfd, bound) = try Self.make(port: newPort, namespace: namespace)
+        let (nfd, bound) = try Self.make(port: newPort, namespace: namespace, sharePort: sharesPort)
         dup2(nfd, fd)
         close(nfd)
         port = bound

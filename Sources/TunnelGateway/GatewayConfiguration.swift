@@ -55,6 +55,9 @@ public struct GatewayConfiguration: Sendable, Equatable {
     /// The TUN interface (and the UAPI socket's name).
     public var interface = "sixgate0"
     public var listenPort: UInt16 = 51820
+    /// Reader thread pairs of the tunnel (a multi-queue TUN device and that many UDP sockets on the
+    /// port): more than 1 spreads many clients over several cores.
+    public var tunnelQueues = 1
     public var mtu: UInt32 = 1420
     /// What clients are told to connect to ("host:port"); required to print client configs.
     public var endpoint: String?
@@ -201,7 +204,7 @@ public struct GatewayConfiguration: Sendable, Equatable {
     }
 
     static let knownKeys: Set<String> = [
-        "state_directory", "interface", "listen_port", "mtu", "endpoint", "client_keepalive", "watch_interval", "dns", "lease_lifetime",
+        "state_directory", "interface", "listen_port", "tunnel_queues", "mtu", "endpoint", "client_keepalive", "watch_interval", "dns", "lease_lifetime",
         "metrics_listen", "firewall", "isolate_clients", "inbound_echo", "gateway_open",
         "uplink.interface",
         "ipv6.prefix", "ipv6.prefix_source", "ipv6.isp_router", "ipv6.uplink_address", "ipv6.gateway_address", "ipv6.allocation",
@@ -227,6 +230,7 @@ public struct GatewayConfiguration: Sendable, Equatable {
             interface = v
         }
         if let v = try f.integer("listen_port", in: 1...65535) { listenPort = UInt16(v) }
+        if let v = try f.integer("tunnel_queues", in: 1...16) { tunnelQueues = v }
         if let v = try f.integer("mtu", in: 1280...65535) { mtu = UInt32(v) }
         if let v = try f.parsed("endpoint", "host:port such as 198.51.100.1:51820 or [2001:db8::1]:51820", { Endpoint($0) }) { endpoint = v.description }
         if let v = try f.integer("client_keepalive", in: 0...65535) { clientKeepalive = UInt16(v) }

@@ -30,6 +30,7 @@ struct ConfigurationTests {
             state_directory = "/srv/sixgate"
             interface = "gw6"
             listen_port = 4500
+            tunnel_queues = 4
             mtu = 1380
             endpoint = "[2001:db8::9]:4500"
             client_keepalive = 0
@@ -49,7 +50,7 @@ struct ConfigurationTests {
             [hooks]
             up = "/etc/sixgate/up.sh"
             """)
-        #expect(c.stateDirectory == "/srv/sixgate" && c.interface == "gw6" && c.listenPort == 4500 && c.mtu == 1380)
+        #expect(c.stateDirectory == "/srv/sixgate" && c.interface == "gw6" && c.listenPort == 4500 && c.mtu == 1380 && c.tunnelQueues == 4)
         #expect(c.endpoint == "[2001:db8::9]:4500" && c.clientKeepalive == 0 && c.uplink == "enp1s0")
         #expect(c.allocation == .prefixes && c.delegatedLength == 56 && c.ndpProxy == .off)
         #expect(c.reservedIPv6 == [IPv6Prefix("2001:db8:100:ff00::/56")!])
@@ -60,6 +61,7 @@ struct ConfigurationTests {
     @Test func errorsNameTheFileTheLineAndTheKey() {
         #expect(error("\n\n[ipv6]\nprefix = \"2001:db8::/129\"\n")?.description == "/etc/sixgate/gatewayd.toml:4: ipv6.prefix: \"2001:db8::/129\" is not an IPv6 prefix such as 2001:db8:1::/64")
         #expect(error("mtu = 900\n")?.description == "/etc/sixgate/gatewayd.toml:1: mtu: 900 is out of range 1280-65535")
+        #expect(error("tunnel_queues = 0\n")?.description == "/etc/sixgate/gatewayd.toml:1: tunnel_queues: 0 is out of range 1-16")
         #expect(error("listen_port = \"51820\"\n")?.description == "/etc/sixgate/gatewayd.toml:1: listen_port: expected a whole number")
         #expect(error("[ipv6]\nndp_proxi = \"kernel\"\n")?.description == "/etc/sixgate/gatewayd.toml:2: ipv6.ndp_proxi: unknown key; did you mean ipv6.ndp_proxy?")
         #expect(error("[ipv4]\npool = \"192.0.2.0/24\"\ngateway_address = \"198.51.100.1\"\n")?.description == "/etc/sixgate/gatewayd.toml:3: ipv4.gateway_address: 198.51.100.1 is outside ipv4.pool 192.0.2.0/24")

@@ -16,6 +16,22 @@ struct GatewayEndToEndTests {
         return (routes, proxies)
     }
 
+    /// `tunnel_queues = 2`: the gateway's tunnel runs two reader pairs (multi-queue TUN, two UDP
+    /// sockets on the port) and says so; a stock client reaches the internet host both ways.
+    @Test func twoTunnelQueuesCarryAClient() throws {
+        let bed = try GatewayTestbed()
+        defer { bed.destroy() }
+        try bed.writeConfig(ndpProxy: "kernel", extra: "tunnel_queues = 2")
+        try bed.startGateway()
+        #expect(bed.gateway?.output.contains("offloads: 2 queues") == true, "\(bed.gateway?.output ?? "")")
+        let alice = try bed.gatewayctl(["clients", "add", "alice"]).stdout
+        try bed.startClient(in: bed.cl, name: "sgw\(bed.id)", config: alice)
+        #expect(eventually(timeout: 30) { (try? bed.ping(from: bed.cl, "2001:db8:ffff::1", count: 1)) == 1 }, "IPv6 through the gateway")
+        #expect(try bed.ping(from: bed.cl, "203.0.113.1") == 3, "IPv4 through NAT44")
+        let sockets = try bed.exec(bed.gw, ["ss", "-uanp"]).stdout.split(separator: "\n").filter { $0.contains(":51820") && $0.contains("gatewayd") }
+        #expect(sockets.count == 2, "\(sockets)")
+    }
+
     @Test func clientsReachTheInternetOverIPv6AndIPv4AndCannotSpoof() throws {
         let bed = try GatewayTestbed()
         defer { bed.destroy() }

@@ -139,4 +139,26 @@ struct WireGuardInteropTests {
         #expect(out[1].contains("offloads: none"), "\(out[1])")
         #expect(counter(out[1], "superPacketsRead") == 0 && counter(out[1], "droppedAuthentication") == 0, "\(out[1])")
     }
+
+    /// Two reader pairs (`--queues 2`: a multi-queue TUN device, two UDP sockets sharing the port)
+    /// against wireguard-go: the threads exist, `wg set listen-port` moves both sockets, and
+    /// transfers in both directions and families arrive intact.
+    @Test func twoQueuesCarryTrafficAndMoveTogether() throws {
+        let bed = try WireGuardTestbed(tag: "wgq", left: .sixgate, right: .wireguardGo, leftArguments: ["--queues", "2"])
+        defer { bed.destroy() }
+        let pid = try run(["pgrep", "-f", "sixgate-wg -f \(bed.leftName) "], check: true).stdout.split(separator: "\n").first.map(String.init) ?? ""
+        let threads = try run(["sh", "-c", "cat /proc/\(pid)/task/*/comm"], check: true).stdout
+        for name in ["sg-tun0", "sg-tun1", "sg-udp0", "sg-udp1"] { #expect(threads.contains(name), "\(threads)") }
+        // Both sockets are on the port wg set (the testbed moved it from a random one to 51820).
+        let sockets = try bed.pair.exec(bed.left, ["ss", "-uanp"]).stdout.split(separator: "\n").filter { $0.contains(":51820") }
+        #expect(sockets.count == 2, "\(sockets)")
+        #expect(try bed.ping(from: bed.left, "2001:db8:77::2") == 3)
+        var rng = SystemRandomNumberGenerator()
+        let payload = (0..<(2 << 20)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        #expect(try tcpTransfer(from: bed.left, to: bed.right, address: "2001:db8:77::2", port: 7021, bytes: payload) == payload)
+        #expect(try tcpTransfer(from: bed.right, to: bed.left, address: "198.51.100.1", port: 7022, bytes: payload) == payload)
+        #expect(try tcpTransfer(from: bed.right, to: bed.left, address: "2001:db8:77::1", port: 7023, bytes: payload) == payload)
+        let out = bed.stopDaemons()[0]
+        #expect(out.contains("2 queues"), "\(out)")
+    }
 }

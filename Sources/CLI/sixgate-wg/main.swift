@@ -47,6 +47,9 @@ struct SixgateWG: ParsableCommand {
     @Option(help: "Handshake messages per second before cookies (MAC2) are demanded.")
     var underLoadThreshold: Int = 1000
 
+    @Option(help: "Reader threads: a multi-queue TUN device and that many UDP sockets on the port (SO_REUSEPORT), so several cores share the work of many peers (1-16).")
+    var queues: Int = 1
+
     @Flag(name: .customLong("no-offload"), help: "Move one packet per system call: no TUN segmentation offload, TCP coalescing, UDP GSO or GRO (on by default where the kernel has them).")
     var noOffload = false
 
@@ -55,6 +58,7 @@ struct SixgateWG: ParsableCommand {
 
     func validate() throws {
         guard (1280...65535).contains(mtu) else { throw ValidationError("--mtu must be 1280-65535 (IPv6 needs at least 1280)") }
+        guard (1...16).contains(queues) else { throw ValidationError("--queues must be 1-16") }
         guard rekeyAfterTime > 0, rejectAfterTime > rekeyAfterTime else { throw ValidationError("--reject-after-time must exceed --rekey-after-time") }
     }
 
@@ -73,7 +77,7 @@ struct SixgateWG: ParsableCommand {
         let device: TunnelDevice
         let uapi: UAPIServer
         do {
-            device = try TunnelDevice(interfaceName: interface, listenPort: listenPort, timers: timers, underLoadThreshold: underLoadThreshold, offload: !noOffload)
+            device = try TunnelDevice(interfaceName: interface, listenPort: listenPort, timers: timers, underLoadThreshold: underLoadThreshold, offload: !noOffload, queues: queues)
             try RouteSocket().setMTU(device.name, mtu)
             uapi = try UAPIServer(device: device)
         } catch {

@@ -93,6 +93,10 @@ public enum PeerEvent: Sendable, Equatable {
 public final class TunnelDevice: @unchecked Sendable {
     public let tun: TunDevice
     public let socket: UDPSocket
+    /// Every queue of the TUN device (`tun` first) and every socket on the port (`socket` first):
+    /// one reader thread each (`queues`).
+    let tunQueues: [TunDevice]
+    let sockets: [UDPSocket]
     /// The protocol (WireGuardEngine: no I/O of its own), used under `lock`; what it asks to send
     /// goes out after the lock is released.
     let engine: WireGuardEngine
@@ -126,6 +130,7 @@ public final class TunnelDevice: @unchecked Sendable {
     /// Which offloads are on, and why any that was asked for is off (one line for the program's log).
     public var offloadSummary: String {
         var on: [String] = []
+        if tunQueues.count > 1 { on.append("\(tunQueues.count) queues") }
         if tun.offload { on.append(tun.udpOffload ? "TUN TSO+USO" : "TUN TSO") }
         if tun.offload { on.append("TCP coalescing") }
         if socket.segmentationOffload { on.append("UDP GSO") }
@@ -143,21 +148,33 @@ public final class TunnelDevice: @unchecked Sendable {
     /// are coalesced into super-packets), UDP segmentation offload for sends and UDP receive
     /// coalescing. Each is checked once; what the kernel lacks is left off (`offloadSummary` says
     /// what is on, for the program's log). The peer needs none of it: the wire is unchanged.
+    ///
+    /// `queues` > 1 spreads the work over that many pairs of threads: the TUN device is made
+    /// multi-queue (the kernel gives each flow to one queue) and that many UDP sockets share the port
+    /// (SO_REUSEPORT: the kernel gives each peer's address to one socket), so a gateway with many
+    /// clients uses several cores while every flow and every peer stays in order on one thread.
     public init(interfaceName: String, listenPort: UInt16 = 0, namespace: NetworkNamespace = .current,
                 timers: TunnelTimers = TunnelTimers(), underLoadThreshold: Int = 1000,
-                maximumPeers: Int = TunnelDevice.defaultMaximumPeers, offload: Bool = true) throws(TunnelError) {
+                maximumPeers: Int = TunnelDevice.defaultMaximumPeers, offload: Bool = true, queues: Int = 1) throws(TunnelError) {
         var note: String?
+        let multi = queues > 1
         if offload {
             do {
-                tun = try TunDevice(name: interfaceName, namespace: namespace, offload: true, udpOffload: true)
+                tun = try TunDevice(name: interfaceName, namespace: namespace, multiQueue: multi, offload: true, udpOffload: true)
             } catch {
                 note = "TUN offload unavailable (\(error)); one packet per read"
-                tun = try TunDevice(name: interfaceName, namespace: namespace)
+                tun = try TunDevice(name: interfaceName, namespace: namespace, multiQueue: multi)
             }
         } else {
-            tun = try TunDevice(name: interfaceName, namespace: namespace)
+            tun = try TunDevice(name: interfaceName, namespace: namespace, multiQueue: multi)
         }
-        socket = try UDPSocket(port: listenPort, namespace: namespace, offload: offload)
+        socket = try UDPSocket(port: listenPort, namespace: namespace, offload: offload, sharePort: multi)
+        var q = [tun], s = [socket]
+        for _ in 1..<max(1, queues) {
+            q.append(try tun.addQueue())
+            s.append(try socket.sibling())
+        }
+        tunQueues = q; sockets = s
         tunOffloadNote = note
         engine = WireGuardEngine(timers: timers, underLoadThreshold: underLoadThreshold, maximumPeers: maximumPeers, now: MonotonicClock.seconds())
     }
@@ -169,13 +186,23 @@ public final class TunnelDevice: @unchecked Sendable {
     /// The interface name.
     public var name: String { tun.name }
     public var listenPort: UInt16 { socket.port }
+    /// How many pairs of reader threads (TUN queues and UDP sockets) the device runs.
+    public var queues: Int { tunQueues.count }
+
+    /// Marks every datagram the device sends with `mark` (SO_MARK on each socket; 0 removes it).
+    public func setMark(_ mark: UInt32) throws(TunnelError) {
+        for s in sockets { try s.setMark(mark) }
+    }
     public var publicKey: Bytes32? { lock.withLock { engine.publicKey } }
     public var privateKey: Bytes32? { lock.withLock { engine.privateKey } }
     public var statistics: DeviceStatistics { lock.withLock { engine.stats } }
 
     /// Sets the private key (dropping every session, as a new identity invalidates them) and the port.
     public func configure(privateKey: Bytes32?, listenPort: UInt16? = nil) throws(TunnelError) {
-        if let listenPort, listenPort != socket.port { try socket.rebind(port: listenPort) }
+        if let listenPort, listenPort != socket.port {
+            try socket.rebind(port: listenPort)
+            for s in sockets.dropFirst() { try s.rebind(port: socket.port) }
+        }
         lock.withLock { engine.configure(privateKey: privateKey) }
         flushOutput()
     }
@@ -238,8 +265,11 @@ public final class TunnelDevice: @unchecked Sendable {
         guard !running else { lock.unlock(); return }
         running = true
         lock.unlock()
-        threads.append(SystemThread.start(name: "sg-tun") { [unowned self] in self.tunLoop(tun: self.tun, socket: self.socket) })
-        threads.append(SystemThread.start(name: "sg-udp") { [unowned self] in self.udpLoop(socket: self.socket, tun: self.tun) })
+        for (i, (queue, udp)) in zip(tunQueues, sockets).enumerated() {
+            let suffix = tunQueues.count > 1 ? "\(i)" : ""
+            threads.append(SystemThread.start(name: "sg-tun" + suffix) { [unowned self] in self.tunLoop(tun: queue, socket: udp) })
+            threads.append(SystemThread.start(name: "sg-udp" + suffix) { [unowned self] in self.udpLoop(socket: udp, tun: queue) })
+        }
         threads.append(SystemThread.start(name: "sg-timers") { [unowned self] in self.timerLoop() })
     }
 

@@ -40,7 +40,7 @@ extension TunnelDevice {
             if request.privateKey != nil || request.listenPort != nil {
                 try configure(privateKey: request.privateKey ?? self.privateKey, listenPort: request.listenPort)
             }
-            if let mark = request.firewallMark, mark != socket.mark { try socket.setMark(mark) }
+            if let mark = request.firewallMark, mark != socket.mark { try setMark(mark) }
             if request.replacePeers {
                 let kept = Set(request.peers.map(\.config.publicKey))
                 for k in existing.keys where !kept.contains(k) { removePeer(k) }
