@@ -186,22 +186,8 @@ extension TunnelDevice {
     /// Diffie-Hellman work (two X25519 per message) outside it, so a burst of handshakes does not
     /// hold up the packets of every other peer.
     func receiveHandshake(_ type: MessageType, _ message: [UInt8], from source: Endpoint, aead: ChaChaPoly) {
-        let now = MonotonicClock.seconds()
-        let step = lock.withLock { engine.beginHandshake(type, message, from: source, now: now) }
-        switch step {
-        case .done:
-            break
-        case .initiation(let identity):
-            let consumed = try? Handshake.consumeInitiation(local: identity, message: message, aead: aead)
-            if let plan = lock.withLock({ engine.planResponse(consumed, now: now) }) {
-                let made = try? Handshake.createResponse(plan.state, senderIndex: plan.localIndex, receiverIndex: plan.senderIndex,
-                                                         psk: plan.psk, cookie: plan.cookie, aead: aead)
-                lock.withLock { engine.finishInitiation(plan, made, from: source, now: now) }
-            }
-        case .response(let plan):
-            let keys = try? Handshake.consumeResponse(plan.state, local: plan.identity, psk: plan.psk, message: message, aead: aead)
-            lock.withLock { engine.finishResponse(plan, keys, from: source, now: now) }
-        }
+        let lock = self.lock
+        engine.receiveHandshake(type, message, from: source, now: MonotonicClock.seconds(), aead: aead) { step in lock.withLock(step) }
         flushOutput()
     }
 

@@ -363,21 +363,27 @@ public final class WireGuardEngine: @unchecked Sendable {
         return loadWindowCount > underLoadThreshold
     }
 
-    /// A handshake message (initiation, response or cookie reply) from `source`, all steps at once
-    /// (the Diffie-Hellman ones with the engine's own AEAD context).
-    func receiveHandshake(_ type: MessageType, _ message: [UInt8], from source: Endpoint, now: Double) {
-        switch beginHandshake(type, message, from: source, now: now) {
+    /// A handshake message (initiation, response or cookie reply) from `source`, step by step:
+    /// `locked` runs each engine step under the owner's lock (by default it just runs it), and the
+    /// Diffie-Hellman work between the steps runs outside it, with the caller's `aead`.
+    func receiveHandshake(_ type: MessageType, _ message: [UInt8], from source: Endpoint, now: Double, aead: ChaChaPoly,
+                          locked: (() -> Void) -> Void = { $0() }) {
+        var step = HandshakeStep.done
+        locked { step = self.beginHandshake(type, message, from: source, now: now) }
+        switch step {
         case .done:
             break
         case .initiation(let identity):
             let consumed = try? Handshake.consumeInitiation(local: identity, message: message, aead: aead)
-            guard let plan = planResponse(consumed, now: now) else { return }
+            var plan: InitiationPlan?
+            locked { plan = self.planResponse(consumed, now: now) }
+            guard let plan else { return }
             let made = try? Handshake.createResponse(plan.state, senderIndex: plan.localIndex, receiverIndex: plan.senderIndex,
                                                      psk: plan.psk, cookie: plan.cookie, aead: aead)
-            finishInitiation(plan, made, from: source, now: now)
+            locked { self.finishInitiation(plan, made, from: source, now: now) }
         case .response(let plan):
             let keys = try? Handshake.consumeResponse(plan.state, local: plan.identity, psk: plan.psk, message: message, aead: aead)
-            finishResponse(plan, keys, from: source, now: now)
+            locked { self.finishResponse(plan, keys, from: source, now: now) }
         }
     }
 
@@ -600,7 +606,7 @@ public final class WireGuardEngine: @unchecked Sendable {
     /// opened and checked.
     public func receive(datagram: [UInt8], from source: Endpoint, now: Double) -> Received {
         guard let type = datagram.withUnsafeBytes({ MessageType.classify($0) }) else { stats.droppedMalformed += 1; return .dropped }
-        guard type == .transport else { receiveHandshake(type, datagram, from: source, now: now); return .handshake }
+        guard type == .transport else { receiveHandshake(type, datagram, from: source, now: now, aead: aead); return .handshake }
         var m = datagram
         return m.withUnsafeMutableBytes { raw -> Received in
             let data = raw.baseAddress!

@@ -88,13 +88,13 @@ public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     let d = h.device
     let underLoad = input.u8() == 0xff
     d.lock.withLock {
-        if let p = d.peers[h.local.publicKey] {
-            d.clearSessions(p)
+        if let p = d.engine.peers[h.local.publicKey] {
+            d.engine.clearSessions(p)
             p.lastTimestamp = nil
             p.lastInitiationConsumedAt = -1e9
         }
-        d.loadWindowStart = MonotonicClock.seconds()
-        d.loadWindowCount = underLoad ? 1_000_000 : 0
+        d.engine.loadWindowStart = MonotonicClock.seconds()
+        d.engine.loadWindowCount = underLoad ? 1_000_000 : 0
     }
     _ = sent()
     let before = d.statistics.packetsReceived
@@ -165,7 +165,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
                 deliver(response)
             }
         default:  // time passes for the flood limit
-            d.lock.withLock { d.peers[h.local.publicKey]?.lastInitiationConsumedAt = -1e9 }
+            d.lock.withLock { d.engine.peers[h.local.publicKey]?.lastInitiationConsumedAt = -1e9 }
         }
     }
     _ = sent()
