@@ -80,9 +80,9 @@ let package = Package(
         .target(name: "RouteKit", dependencies: ["PacketKit", "CNetlink", "SixgateSystem"]),
         // The I/O layer (issue 21's seam): the TUN device and UDP sockets, for TunnelCore and the
         // Translator alike (the Translator no longer imports TunnelCore to get a TUN device).
-        .target(name: "SixgateIO", dependencies: ["PacketKit", "RouteKit", "CTunnel", "SixgateSystem"]),
+        .target(name: "SixgateIO", dependencies: ["PacketKit", "RouteKit", "CTunnel", "CPacketSocket", "SixgateSystem"]),
         .target(name: "TunnelCore", dependencies: ["PacketKit", "RouteKit", "CTunnel", "SixgateSystem", "SixgateIO"]),
-        .target(name: "NDPProxy", dependencies: ["PacketKit", "RouteKit", "AddressPool", "SixgateConfig", "SixgateMetrics", "SixgateSystem", "CPacketSocket"]),
+        .target(name: "NDPProxy", dependencies: ["PacketKit", "RouteKit", "AddressPool", "SixgateConfig", "SixgateMetrics", "SixgateSystem", "SixgateIO"]),
         .target(name: "AddressPool", dependencies: [
             "PacketKit", "SixgateSystem",
             .product(name: "GRDB", package: "GRDB.swift"),

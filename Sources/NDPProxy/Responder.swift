@@ -1,7 +1,7 @@
 // The NDP proxy responder: reads Neighbor Solicitations off an interface with a packet socket,
 // validates them (RFC 4861 §7.1.1), and answers those its rule selects with a Neighbor
 // Advertisement built as RFC 4861 §7.2.4 and §7.2.8 say for proxies.
-import CPacketSocket
+import SixgateIO
 import PacketKit
 import RouteKit
 import SixgateSystem
@@ -31,7 +31,8 @@ public final class Responder: @unchecked Sendable {
     /// taking the whole budget.
     public var rateLimit: (overall: Int, perSource: Int) = (200_000, 100_000)
 
-    var fd: Int32
+    /// The packet socket on the interface (nil while the interface is gone).
+    var socket: PacketSocket?
     let routes: RouteSocket
     let namespace: NetworkNamespace
     /// The interface is gone: the socket is closed and the thread waits for it to come back.
@@ -51,7 +52,7 @@ public final class Responder: @unchecked Sendable {
     var now = 0.0
     var pending = ResponderStatistics()
     var activeRule: ProxyRule
-    let batchCapacity = Int(SIXGATE_PACKET_BATCH)
+    let batchCapacity = PacketSocket.batchCapacity
     static let answerStride = 96
     /// Answers written and not yet sent: frame i at `frames + i * answerStride`, its length, and
     /// (target, destination) for `onAnswer`.
@@ -69,7 +70,7 @@ public final class Responder: @unchecked Sendable {
     }
     let outgoing: AnswerBatch
     // `iface` rules: a packet socket for advertisements on the inner interface, and what it said.
-    var inner: (fd: Int32, index: Int32, mac: MACAddress)?
+    var inner: (socket: PacketSocket, index: Int32, mac: MACAddress)?
     var innerLinkLocal: IPv6Address?
     /// An answer owed to a solicitation, sent once the inner host answers.
     struct Owed { var source: IPv6Address; var destinationMAC: MACAddress; var multicast: Bool }
@@ -87,23 +88,21 @@ public final class Responder: @unchecked Sendable {
         self.namespace = namespace
         listAddresses = rule.addresses
         activeRule = rule
-        outgoing = AnswerBatch(capacity: Int(SIXGATE_PACKET_BATCH))
+        outgoing = AnswerBatch(capacity: PacketSocket.batchCapacity)
         do {
             routes = try RouteSocket(namespace: namespace)
             interfaceIndex = try routes.interfaceIndex(rule.interface)
         } catch {
             throw NDPProxyError(.interface(rule.interface), error)
         }
-        let index = interfaceIndex
-        fd = try openSocket(in: namespace, "packet socket on \(rule.interface)") { sixgate_ns_socket(index) }
-        var bytes = [UInt8](repeating: 0, count: 6)
-        guard sixgate_interface_mac(index, &bytes) == 0 else {
-            close(fd)
-            let e = errno
-            throw NDPProxyError(.interface(rule.interface), "cannot read its MAC address (\(String(cString: strerror(e))))", errno: e)
+        let s = try openPacketSocket(in: namespace, rule.interface, index: interfaceIndex, .neighborSolicitations)
+        let bytes: [UInt8]
+        do { bytes = try s.macAddress() } catch {
+            throw NDPProxyError(.interface(rule.interface), "cannot read its MAC address (\(String(cString: strerror(error.errno))))", errno: error.errno)
         }
+        socket = s
         mac = bytes.withUnsafeBytes { MACAddress(bytes: $0) }
-        // From here self is whole: a throw runs deinit, which closes fd (so it is not closed here).
+        // From here self is whole: a throw runs deinit (the sockets close themselves).
         try refreshLocal(force: true)
         if let name = rule.innerInterface {
             let innerIndex: Int32
@@ -113,17 +112,14 @@ public final class Responder: @unchecked Sendable {
     }
 
     /// A packet socket for advertisements on the inner interface `name` (index `index`).
-    func openInner(_ name: String, index: Int32) throws(NDPProxyError) -> (fd: Int32, index: Int32, mac: MACAddress) {
-        let innerFD = try openSocket(in: namespace, "packet socket on \(name)") { sixgate_ndp_socket(index, 136) }
-        var innerMAC = [UInt8](repeating: 0, count: 6)
-        guard sixgate_interface_mac(index, &innerMAC) == 0 else {
-            close(innerFD)
-            throw NDPProxyError(.interface(name), "cannot read its MAC address")
-        }
-        return (innerFD, index, innerMAC.withUnsafeBytes { MACAddress(bytes: $0) })
+    func openInner(_ name: String, index: Int32) throws(NDPProxyError) -> (socket: PacketSocket, index: Int32, mac: MACAddress) {
+        let s = try openPacketSocket(in: namespace, name, index: index, .icmpv6(136))
+        let innerMAC: [UInt8]
+        do { innerMAC = try s.macAddress() } catch { throw NDPProxyError(.interface(name), "cannot read its MAC address") }
+        return (s, index, innerMAC.withUnsafeBytes { MACAddress(bytes: $0) })
     }
 
-    deinit { stop(); if fd >= 0 { close(fd) }; if let inner { close(inner.fd) } }
+    deinit { stop() }
 
     public var statistics: ResponderStatistics { lock.withLock { stats } }
 
@@ -162,11 +158,11 @@ public final class Responder: @unchecked Sendable {
         let frames = UnsafeMutableRawPointer.allocate(byteCount: stride * batchCapacity, alignment: 16)
         let lengths = UnsafeMutablePointer<UInt32>.allocate(capacity: batchCapacity)
         defer { frames.deallocate(); lengths.deallocate() }
-        var p = (pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: inner?.fd ?? -1, events: Int16(POLLIN), revents: 0))
+        var p = (pollfd(fd: socket?.fd ?? -1, events: Int16(POLLIN), revents: 0), pollfd(fd: inner?.socket.fd ?? -1, events: Int16(POLLIN), revents: 0))
         while lock.withLock({ running }) {
             if rule.innerInterface != nil { expireInner() }
-            p.0.fd = fd
-            p.1.fd = inner?.fd ?? -1
+            p.0.fd = socket?.fd ?? -1
+            p.1.fd = inner?.socket.fd ?? -1
             p.0.revents = 0; p.1.revents = 0
             let ready = withUnsafeMutablePointer(to: &p) {
                 $0.withMemoryRebound(to: pollfd.self, capacity: 2) { poll($0, inner == nil ? 1 : 2, inner == nil ? 100 : 50) }
@@ -184,12 +180,13 @@ public final class Responder: @unchecked Sendable {
             guard ready > 0 else { continue }
             beginBatch()
             if let inner, p.1.revents & Int16(POLLIN) != 0 {
-                let n = Int(sixgate_packet_receive_batch(inner.fd, frames, stride, batchCapacity, lengths))
+                let n = inner.socket.receive(into: frames, stride: stride, count: batchCapacity, lengths: lengths)
                 for i in 0..<max(n, 0) { handleInner(UnsafeRawBufferPointer(start: frames + i * stride, count: Int(lengths[i]))) }
             }
             // Up to four batches per wakeup, then the inner socket and the running flag get a turn.
             for _ in 0..<4 {
-                let n = Int(sixgate_packet_receive_batch(fd, frames, stride, batchCapacity, lengths))
+                guard let socket else { break }
+                let n = socket.receive(into: frames, stride: stride, count: batchCapacity, lengths: lengths)
                 guard n > 0 else { break }
                 for i in 0..<n { handle(UnsafeRawBufferPointer(start: frames + i * stride, count: Int(lengths[i]))) }
                 flushAnswers()
@@ -340,7 +337,7 @@ public final class Responder: @unchecked Sendable {
         let count = outgoing.count
         guard count > 0 else { return }
         outgoing.count = 0
-        let sent = Int(sixgate_packet_send_batch(fd, interfaceIndex, outgoing.frames, Self.answerStride, outgoing.lengths, count))
+        let sent = socket?.send(frames: outgoing.frames, stride: Self.answerStride, lengths: outgoing.lengths, count: count) ?? 0
         pending.answered += UInt64(sent)
         pending.sendErrors += UInt64(count - sent)
         if let onAnswer { for i in 0..<sent { onAnswer(outgoing.sent[i].0, outgoing.sent[i].1) } }

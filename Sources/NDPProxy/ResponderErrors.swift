@@ -1,5 +1,5 @@
 // What a responder counts, and the errors the NDP proxy reports (subject, reason, errno).
-import CPacketSocket
+import SixgateIO
 import PacketKit
 import RouteKit
 import SixgateSystem
@@ -94,22 +94,22 @@ public struct NDPProxyError: Error, CustomStringConvertible, Sendable {
 
 /// Answers solicitations on one interface according to one rule, on a thread of its own.
 
-/// Opens a socket with `open` inside `namespace`; the error names `what` and the errno, with the
-/// capability hint for EPERM.
-func openSocket(in namespace: NetworkNamespace, _ what: String, _ open: () -> Int32) throws(NDPProxyError) -> Int32 {
-    let opened: (Int32, Int32)
+/// Opens a packet socket (SixgateIO) on interface `name` inside `namespace`; the error names the
+/// socket, the reason and the errno, with the capability hint for EPERM.
+func openPacketSocket(in namespace: NetworkNamespace, _ name: String, index: Int32, _ kind: PacketSocket.Kind) throws(NDPProxyError) -> PacketSocket {
     do {
-        opened = try namespace.perform { () throws(RouteKitError) -> (Int32, Int32) in
-            let fd = open()
-            return (fd, fd < 0 ? errno : 0)
-        }
+        return try PacketSocket(interfaceIndex: index, interfaceName: name, kind: kind, namespace: namespace)
     } catch {
-        throw NDPProxyError(.socket(what), "namespace \(namespace): \(error)", underlying: error)
+        throw NDPProxyError(error)
     }
-    guard opened.0 >= 0 else {
-        let hint = opened.1 == EPERM ? " (needs CAP_NET_RAW: run as root)" : ""
-        throw NDPProxyError(.socket(what), "\(String(cString: strerror(opened.1)))\(hint)", errno: opened.1)
+}
+
+extension NDPProxyError {
+    /// A socket that could not be opened or used (SixgateIO's error: the C function and the errno).
+    init(_ e: SystemCallError) {
+        let hint = e.errno == EPERM ? " (needs CAP_NET_RAW: run as root)" : ""
+        let reason = e.call == "setns" ? "\(e.call): \(String(cString: strerror(e.errno)))" : "\(String(cString: strerror(e.errno)))\(hint)"
+        self.init(.socket(e.object), reason, underlying: e, errno: e.errno)
     }
-    return opened.0
 }
 

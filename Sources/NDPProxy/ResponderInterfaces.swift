@@ -1,6 +1,6 @@
 // The responder's interfaces over time: the outer interface deleted and made again, the inner
 // interface of an `iface` rule (ndppd's sessions: ask there, answer when a host does).
-import CPacketSocket
+import SixgateIO
 import PacketKit
 import RouteKit
 import SixgateSystem
@@ -14,17 +14,16 @@ extension Responder {
     func checkInterface() {
         let index = try? routes.interfaceIndex(rule.interface)
         if let index, index == interfaceIndex, !interfaceGone { return }
-        if fd >= 0 { close(fd); fd = -1 }
+        socket = nil
         guard let index else {
             if !interfaceGone { log?("\(rule.interface) is gone; answering again when it is back") }
             interfaceGone = true
             return
         }
         do {
-            let newFD = try openSocket(in: namespace, "packet socket on \(rule.interface)") { sixgate_ns_socket(index) }
-            var bytes = [UInt8](repeating: 0, count: 6)
-            if sixgate_interface_mac(index, &bytes) == 0 { mac = bytes.withUnsafeBytes { MACAddress(bytes: $0) } }
-            fd = newFD
+            let s = try openPacketSocket(in: namespace, rule.interface, index: index, .neighborSolicitations)
+            if let bytes = try? s.macAddress() { mac = bytes.withUnsafeBytes { MACAddress(bytes: $0) } }
+            socket = s
             interfaceIndex = index
             interfaceGone = false
             routeCache.removeAll()
@@ -43,7 +42,7 @@ extension Responder {
         guard let name = rule.innerInterface else { return }
         let index = try? routes.interfaceIndex(name)
         if let index, let inner, index == inner.index, !innerGone { return }
-        if let old = inner { close(old.fd); inner = nil }
+        inner = nil
         // What the old interface said is void: owed answers are dropped, the cache is emptied.
         for target in innerWaiting {
             if case .waiting(let owed)? = innerCache[target]?.state { pending.innerSilent += UInt64(owed.count) }
@@ -105,8 +104,8 @@ extension Responder {
                                      .icmpv6(.neighborSolicitation(target: target, options: innerLinkLocal == nil ? [] : [.sourceLinkLayerAddress(inner.mac)])))
         guard let bytes = try? packet.emit() else { return }
         let frame = MACAddress(multicast: group).bytes + inner.mac.bytes + [0x86, 0xdd] + bytes
-        let sent = frame.withUnsafeBytes { sixgate_packet_send(inner.fd, inner.index, $0.baseAddress, $0.count) }
-        if sent == frame.count { pending.innerSolicitations += 1 } else { pending.sendErrors += 1 }
+        let sent = frame.withUnsafeBytes { inner.socket.send(frame: $0) }
+        if case .success(let n) = sent, n == frame.count { pending.innerSolicitations += 1 } else { pending.sendErrors += 1 }
     }
 
     /// An advertisement from the inner interface: the target is there; pay what is owed.

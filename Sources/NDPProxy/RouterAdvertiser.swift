@@ -3,7 +3,7 @@
 // final advertisements with router lifetime 0 when it stops. Prefix information (on-link and
 // autonomous, so hosts configure themselves by SLAAC), RDNSS (RFC 8106), MTU and the source
 // link-layer address go in every advertisement.
-import CPacketSocket
+import SixgateIO
 import PacketKit
 import RouteKit
 import SixgateSystem
@@ -77,7 +77,7 @@ public final class RouterAdvertiser: @unchecked Sendable {
     /// Called with a line when something goes wrong (a send error, say); keep it short.
     public var log: (@Sendable (String) -> Void)?
 
-    let fd: Int32
+    let socket: RouterSocket
     let lock = SystemLock()
     var stats = AdvertiserStatistics()
     var running = false
@@ -104,14 +104,14 @@ public final class RouterAdvertiser: @unchecked Sendable {
         } catch {
             throw NDPProxyError(.interface(configuration.interface), error)
         }
-        let index = interfaceIndex
-        fd = try openSocket(in: namespace, "router socket on \(configuration.interface)") { sixgate_router_socket(index) }
+        do {
+            socket = try RouterSocket(interfaceIndex: interfaceIndex, interfaceName: configuration.interface, namespace: namespace)
+        } catch {
+            throw NDPProxyError(error)
+        }
     }
 
-    deinit {
-        stop()
-        close(fd)
-    }
+    deinit { stop() }
 
     public var statistics: AdvertiserStatistics { lock.withLock { stats } }
 
@@ -196,9 +196,9 @@ public final class RouterAdvertiser: @unchecked Sendable {
                 next = now + interval
             }
             let wait = min(next, pendingReply ?? next) - MonotonicClock.seconds()
-            var hopLimit: Int32 = -1
-            let n = source.withUnsafeMutableBufferPointer { sixgate_icmp6_receive(fd, buffer, 1500, $0.baseAddress, &hopLimit, Int32(max(1, min(200, wait * 1000)))) }
+            let (n, sourceBytes, hopLimit) = socket.receive(into: buffer, capacity: 1500, timeoutMilliseconds: Int32(max(1, min(200, wait * 1000))))
             guard n > 0 else { continue }
+            source = sourceBytes
             lock.withLock { stats.solicitationsReceived += 1 }
             let from = source.withUnsafeBytes { IPv6Address(bytes: $0) }
             guard Self.isValidSolicitation(UnsafeRawBufferPointer(start: buffer, count: n), from: from, hopLimit: hopLimit) else {
@@ -236,12 +236,11 @@ public final class RouterAdvertiser: @unchecked Sendable {
         }
         var dst = [UInt8](repeating: 0, count: 16)
         withUnsafeBytes(of: destination.rawValue.bigEndian) { for i in 0..<16 { dst[i] = $0[i] } }
-        let n = message.withUnsafeBytes { sixgate_icmp6_send(fd, $0.baseAddress, $0.count, dst, interfaceIndex) }
-        if n < 0 {
-            let reason = String(cString: strerror(errno))
+        switch socket.send(message, to: dst) {
+        case .failure(let e):
             lock.withLock { stats.sendErrors += 1 }
-            log?("router advertisement on \(configuration.interface): \(reason)")
-        } else {
+            log?("router advertisement on \(configuration.interface): \(String(cString: strerror(e.errno)))")
+        case .success:
             lock.withLock { stats.advertisementsSent += 1 }
         }
     }
