@@ -276,6 +276,8 @@ struct GroupConcurrencyTests {
                 return String(f[0]) + " " + (f.count > 1 ? f[1].split(separator: " ").sorted().joined(separator: " ") : "")
             })
         }
-        #expect(eventually(timeout: 60) { allowed("a").count == 2 * perGateway && allowed("a") == allowed("b") }, "A has \(allowed("a").count) peers, B \(allowed("b").count)")
+        let converged = eventually(timeout: 60) { allowed("a").count == 2 * perGateway && allowed("a") == allowed("b") }
+        let a = allowed("a"), b = allowed("b")
+        #expect(converged, "A has \(a.count) peers, B \(b.count); only on A: \(a.subtracting(b).sorted().prefix(5)); only on B: \(b.subtracting(a).sorted().prefix(5))")
     }
 }
