@@ -410,7 +410,7 @@ public final class AddressAllocator: @unchecked Sendable {
                     // doubles with each failed try (the others retry too: the same choice would
                     // meet them again).
                     skipFree = Int.random(in: 1...(4 << min(attempt, 6)))
-                    do throws(AddressPoolError) { _ = try refreshLocked() } catch { skipFree = 0; throw error }
+                    do throws(AddressPoolError) { unreported += try refreshLocked() } catch { skipFree = 0; throw error }
                 }
             }
         }
@@ -422,6 +422,9 @@ public final class AddressAllocator: @unchecked Sendable {
 
     /// Conflicts met and retried since start (a shared store: two gateways wanting one slot).
     public private(set) var conflicts = 0
+    /// Changes read by a conflict's retry and not yet handed to the owner: the next `refresh()`
+    /// returns them (else the owner would never hear of those clients: their change is read once).
+    private var unreported: [LeaseRecord] = []
 
     // MARK: Several writers
 
@@ -432,7 +435,11 @@ public final class AddressAllocator: @unchecked Sendable {
     /// notification from the database).
     @discardableResult
     public func refresh() throws(AddressPoolError) -> [LeaseRecord] {
-        try lock.withLock { () throws(AddressPoolError) -> [LeaseRecord] in try refreshLocked() }
+        try lock.withLock { () throws(AddressPoolError) -> [LeaseRecord] in
+            let fresh = try refreshLocked()
+            defer { unreported.removeAll() }
+            return unreported + fresh
+        }
     }
 
     private func refreshLocked() throws(AddressPoolError) -> [LeaseRecord] {

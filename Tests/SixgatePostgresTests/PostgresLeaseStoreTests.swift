@@ -161,6 +161,24 @@ final class PostgresLeaseStoreTests {
         #expect(try a.allocate(client: "bob", inPools: ["v6"])[0].prefix.description == "2001:db8:77::3/128")
     }
 
+    /// A conflict's retry reads the others' changes to find a free slot; the clients in them must
+    /// still reach the owner's next `refresh()` (gatewayd applies each client's peer from what it
+    /// returns: a change read only by the retry left a client without addresses on that gateway).
+    @Test func changesReadByAConflictRetryStillReachTheOwner() throws {
+        let a = try AddressAllocator(pools: Self.pools(), store: PostgresLeaseStore(server.conninfo))
+        let b = try AddressAllocator(pools: Self.pools(), store: PostgresLeaseStore(server.conninfo))
+        _ = try b.refresh()
+        let x = try a.allocate(client: "x-\(uniqueSuffix())", inPools: ["v6"])
+        // b has not read a's commit: its first choice is a's slot, the commit conflicts, the retry reads the change.
+        let before = b.conflicts
+        let y = try b.allocate(client: "y-\(uniqueSuffix())", inPools: ["v6"])
+        #expect(b.conflicts == before + 1, "b met a's commit")
+        #expect(y[0].prefix != x[0].prefix)
+        let changed = try b.refresh()
+        #expect(changed.contains { $0.client == x[0].client && $0.prefix == x[0].prefix }, "\(changed)")
+        #expect(try b.refresh().allSatisfy { $0.client != x[0].client }, "handed over once")
+    }
+
     @Test func changeFeedAndNotifications() throws {
         let storeA = try PostgresLeaseStore(server.conninfo), storeB = try PostgresLeaseStore(server.conninfo)
         let a = try AddressAllocator(pools: Self.pools(), store: storeA)
