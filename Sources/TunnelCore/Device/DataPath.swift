@@ -50,14 +50,13 @@ extension TunnelDevice {
                 let packet = UnsafeMutableRawBufferPointer(start: input + VirtioNetHeader.size, count: n - VirtioNetHeader.size)
                 let sp: SuperPacket
                 do { sp = try SuperPacket(header: header, packet: packet) } catch { lock.withLock { engine.stats.droppedBadOffload += 1 }; continue }
-                if sp.count > 1 { lock.withLock { engine.stats.superPacketsRead += 1 } }
                 var i = 0
                 while i < sp.count {
                     if batch.count == batch.capacity { socket.send(batch) }
                     let first = batch.count
                     let k = min(sp.count - i, batch.capacity - first)
                     for j in 0..<k { lengths[j] = sp.segment(i + j, into: batch.buffer(first + j) + 16) }
-                    sealInto(batch, first: first, count: k, lengths: lengths, aead: aead)
+                    sealInto(batch, first: first, count: k, lengths: lengths, aead: aead, superPacket: i == 0 && sp.count > 1)
                     i += k
                 }
             }
@@ -71,11 +70,12 @@ extension TunnelDevice {
     /// same destination: one read's segments) to their peer, reserves their counters under one lock,
     /// seals them and queues them in the batch. Without a session they are queued for a handshake.
     @inline(__always)
-    func sealInto(_ batch: DatagramBatch, first: Int, count: Int, lengths: UnsafeMutablePointer<Int>, aead: ChaChaPoly) {
+    func sealInto(_ batch: DatagramBatch, first: Int, count: Int, lengths: UnsafeMutablePointer<Int>, aead: ChaChaPoly, superPacket: Bool = false) {
         var bytes = 0
         for j in 0..<count { bytes += lengths[j] }
         let now = MonotonicClock.seconds()
         lock.lock()
+        if superPacket { engine.stats.superPacketsRead += 1 }   // counted under the lock this step takes anyway
         let out = engine.outbound(UnsafeRawPointer(batch.buffer(first) + 16), length: lengths[0], count: count, bytes: bytes, now: now) { j in
             UnsafeRawBufferPointer(start: batch.buffer(first + j) + 16, count: lengths[j])
         }
