@@ -2,6 +2,7 @@
 #include <sys/socket.h>
 #include <stddef.h>
 #include <netinet/in.h>
+#include <time.h>
 #include "ctunnel.h"
 
 _Static_assert(sizeof(struct sixgate_mmsghdr) == sizeof(struct mmsghdr), "mmsghdr layout");
@@ -101,4 +102,26 @@ int sixgate_udp_gro_size(const struct msghdr *h) {
         }
     }
     return 0;
+}
+
+int sixgate_timestamp_enable(int fd) {
+    int on = 1;
+    return setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof on);
+}
+
+int64_t sixgate_receive_timestamp(const struct msghdr *h) {
+    for (struct cmsghdr *c = CMSG_FIRSTHDR((struct msghdr *)h); c; c = CMSG_NXTHDR((struct msghdr *)h, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
+            struct timespec t;
+            memcpy(&t, CMSG_DATA(c), sizeof t);
+            return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+        }
+    }
+    return 0;
+}
+
+int64_t sixgate_realtime_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
 }

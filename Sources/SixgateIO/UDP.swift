@@ -100,10 +100,10 @@ public final class DatagramBatch: @unchecked Sendable {
     let iovecs: UnsafeMutablePointer<iovec>
     let names: UnsafeMutablePointer<sockaddr_in6>
     let headers: UnsafeMutablePointer<sixgate_mmsghdr>
-    /// One packet-information control buffer per message (the destination on receive, the
-    /// source on send).
+    /// One control buffer per message (on receive: the destination, the UDP_GRO segment size, the
+    /// arrival time; on send: the source and the UDP_SEGMENT size).
     let controls: UnsafeMutableRawPointer
-    static let controlSpace = Int(SIXGATE_PKTINFO_SPACE)
+    static let controlSpace = Int(SIXGATE_RECEIVE_CONTROL_SPACE)
     /// Each queued message's endpoint (to find runs for segmentation offload).
     let endpoints: UnsafeMutablePointer<Endpoint>
     /// The headers of the last segmented send: one per run of datagrams, pointing into `iovecs`.
@@ -149,6 +149,14 @@ public final class DatagramBatch: @unchecked Sendable {
     @inline(__always) public func segmentSize(_ i: Int) -> Int {
         guard headers[i].msg_hdr.msg_controllen > 0 else { return 0 }
         return Int(sixgate_udp_gro_size(&headers[i].msg_hdr))
+    }
+
+    /// When message `i` arrived, in nanoseconds of CLOCK_REALTIME (`RealtimeClock`), on a socket
+    /// with `receiveTimestamps`; 0 when the kernel did not say. `RealtimeClock.nanoseconds()`
+    /// minus this is how long it waited in the socket's queue.
+    @inline(__always) public func receivedAt(_ i: Int) -> Int64 {
+        guard headers[i].msg_hdr.msg_controllen > 0 else { return 0 }
+        return sixgate_receive_timestamp(&headers[i].msg_hdr)
     }
 
     /// The destination address a received message's control data names.
@@ -258,6 +266,11 @@ public final class UDPSocket: @unchecked Sendable {
     public private(set) var segmentationOffload = false
     /// Whether receives take runs of datagrams coalesced by the kernel (UDP_GRO, Linux 5.0).
     public private(set) var receiveCoalescing = false
+    /// Whether received messages carry their arrival time (`DatagramBatch.receivedAt`,
+    /// SO_TIMESTAMPNS): what queue management (`CoDel`) needs to see how long they waited.
+    public private(set) var receiveTimestamps = false
+    /// Whether `receiveTimestamps` was asked for (`init(timestamps:)`).
+    let wantsTimestamps: Bool
     /// Why an offload was turned off at run time (nil: it was not); for the program to log once.
     public private(set) var offloadNote: String?
     /// Whether to use the offloads the kernel offers (set before the first send; `init(offload:)`).
@@ -274,13 +287,18 @@ public final class UDPSocket: @unchecked Sendable {
     /// `sharePort` sets SO_REUSEPORT so that `sibling()` can bind more sockets to the same port: the
     /// kernel then hands each peer's datagrams (by address and port hash) to one of them, so several
     /// threads receive, each peer's packets in order on one of them.
-    public init(port: UInt16, namespace: NetworkNamespace = .current, offload: Bool = false, sharePort: Bool = false) throws(TunnelError) {
+    ///
+    /// `timestamps` stamps each received datagram with its arrival time (`receiveTimestamps`).
+    public init(port: UInt16, namespace: NetworkNamespace = .current, offload: Bool = false, sharePort: Bool = false,
+                timestamps: Bool = false) throws(TunnelError) {
         self.namespace = namespace
         self.wantsOffload = offload
         self.sharesPort = sharePort
+        self.wantsTimestamps = timestamps
         let (fd, bound) = try Self.make(port: port, namespace: namespace, sharePort: sharePort)
         self.fd = fd; self.port = bound
         if offload { enableOffloads() }
+        if timestamps { receiveTimestamps = sixgate_timestamp_enable(fd) == 0 }
     }
 
     func enableOffloads() {
@@ -292,7 +310,7 @@ public final class UDPSocket: @unchecked Sendable {
     /// and mark. The corresponding C call is `setsockopt(SO_REUSEPORT)` before `bind`.
     public func sibling() throws(TunnelError) -> UDPSocket {
         guard sharesPort else { throw TunnelError(operation: "add a socket", object: "UDP port \(port)", detail: "the first socket was not made with sharePort") }
-        let s = try UDPSocket(port: port, namespace: namespace, offload: wantsOffload, sharePort: true)
+        let s = try UDPSocket(port: port, namespace: namespace, offload: wantsOffload, sharePort: true, timestamps: wantsTimestamps)
         if mark != 0 { try s.setMark(mark) }
         return s
     }
@@ -337,6 +355,7 @@ public final class UDPSocket: @unchecked Sendable {
         port = bound
         if mark != 0 { try setMark(mark) }
         if wantsOffload { enableOffloads() }
+        if wantsTimestamps { receiveTimestamps = sixgate_timestamp_enable(fd) == 0 }
     }
 
     /// Marks every datagram sent from now on with `mark` (0 removes it). Needs CAP_NET_ADMIN.

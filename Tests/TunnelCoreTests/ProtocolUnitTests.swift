@@ -116,6 +116,30 @@ struct DatagramBatchTests {
         #expect(gotB.map(\.1) == [2, 4])
     }
 
+    /// What queue management reads: each datagram's arrival time from the kernel (SO_TIMESTAMPNS),
+    /// beside its packet information, both families; none on a socket that did not ask.
+    @Test func receivedDatagramsTellWhenTheyArrived() throws {
+        let sender = try UDPSocket(port: 0), stamped = try UDPSocket(port: 0, timestamps: true), plain = try UDPSocket(port: 0)
+        #expect(stamped.receiveTimestamps && !plain.receiveTimestamps)
+        // The kernel turns receive timestamps on a moment after the first socket asks (a deferred
+        // static key); until then a datagram is stamped when it is read.
+        usleep(100_000)
+        let before = RealtimeClock.nanoseconds()
+        for (socket, host) in [(stamped, "::1"), (stamped, "127.0.0.1"), (plain, "::1")] {
+            #expect(sender.send([1, 2, 3], to: Endpoint(address: try IPAddress.parse(host), port: socket.port)))
+        }
+        usleep(20_000)
+        let rx = DatagramBatch(capacity: 4, bufferSize: 2048)
+        #expect(stamped.receive(rx) == 2)
+        let after = RealtimeClock.nanoseconds()
+        for i in 0..<2 {
+            #expect(rx.receivedAt(i) >= before && rx.receivedAt(i) <= after, "arrived between the send and the receive")
+            #expect(after - rx.receivedAt(i) >= 15_000_000, "and waited the 20 ms the test slept")
+            #expect(rx.source(i).source != nil, "the destination address is still read beside it")
+        }
+        #expect(plain.receive(rx) == 1 && rx.receivedAt(0) == 0)
+    }
+
     @Test func aRefusedDatagramIsSkippedAndTheRestStillGo() throws {
         let sender = try UDPSocket(port: 0), a = try UDPSocket(port: 0)
         let batch = DatagramBatch(capacity: 4, bufferSize: 70000)

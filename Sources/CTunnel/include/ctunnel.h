@@ -190,6 +190,9 @@ int sixgate_sendmmsg(int fd, struct sixgate_mmsghdr *v, unsigned int n, int flag
 /// Bytes of control buffer one message needs: a packet-information message and a UDP
 /// segmentation one (UDP_SEGMENT on send, UDP_GRO on receive).
 #define SIXGATE_PKTINFO_SPACE 96
+/// Bytes of control buffer one received message needs: packet information (40), UDP_GRO (24) and
+/// a receive timestamp (SCM_TIMESTAMPNS, 32), with room to spare.
+#define SIXGATE_RECEIVE_CONTROL_SPACE 128
 /// Asks for each datagram's destination address (IP_PKTINFO and IPV6_RECVPKTINFO on a dual-stack
 /// socket). Returns 0, or -1 with errno set.
 int sixgate_pktinfo_enable(int fd);
@@ -213,5 +216,16 @@ int sixgate_udp_gro_enable(int fd);
 size_t sixgate_udp_segment_control(void *control, size_t used, uint16_t size);
 /// The datagram size of a coalesced receive (its UDP_GRO control message), or 0 when it has none.
 int sixgate_udp_gro_size(const struct msghdr *h);
+
+// MARK: Receive timestamps (the time a datagram waited in the socket's queue)
+
+/// Asks the kernel to stamp each received datagram with the time it arrived (SO_TIMESTAMPNS,
+/// CLOCK_REALTIME). Returns 0, or -1 with errno set.
+int sixgate_timestamp_enable(int fd);
+/// The arrival time of a received message in nanoseconds since the epoch (its SCM_TIMESTAMPNS
+/// control message), or 0 when it has none.
+int64_t sixgate_receive_timestamp(const struct msghdr *h);
+/// CLOCK_REALTIME now, in nanoseconds since the epoch (the clock receive timestamps use).
+int64_t sixgate_realtime_ns(void);
 
 #endif

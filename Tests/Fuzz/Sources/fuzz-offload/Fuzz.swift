@@ -4,6 +4,8 @@
 // the raw input as further "received" packets) go through a TCPCoalescer with 1-4 flow slots, whose
 // every write must be a well-formed gather (header first, lengths within 64 KiB), and which must
 // stand for exactly the packets that went in: a GSO write cuts again into as many as it merged.
+// The same packets then go through a small FairQueue (FQ-CoDel) that mode bits make fill, overflow
+// and judge stale: every packet comes out once, byte for byte (but for a CE mark), or is counted.
 import FuzzSupport
 import PacketKit
 import TunnelCore
@@ -83,5 +85,37 @@ public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     for (at, n) in slots { coalescer.add(UnsafeMutableRawBufferPointer(start: arena + at, count: n), write: write) }
     coalescer.flush(write)
     require(represented == slots.count, "\(slots.count) packets went in, writes stand for \(represented)")
+
+    // FQ-CoDel: the packets (their first bytes tagged with their number when long enough to carry
+    // one past an IP header) in, some out between, all out at the end.
+    let queue = FairQueue(maximumPacket: 4096, bigSlots: 2 + Int(mode >> 1 & 3), smallSlots: Int(mode >> 3 & 7), codel: CoDel(target: 1, interval: 2))
+    var expected: [Int: [UInt8]] = [:], delivered = 0, clock: Int64 = 0
+    func take() {
+        clock += 1 + Int64(mode >> 6) * 3
+        while let id = queue.dequeue(now: clock) {
+            let p = queue.packet(id)
+            let tag = p.count >= 28 ? Int(p.loadUnaligned(fromByteOffset: 24, as: UInt32.self)) : -1
+            if let want = expected.removeValue(forKey: tag) {
+                require(want.count == p.count, "packet \(tag) came out \(p.count) bytes, went in \(want.count)")
+                let v4 = p[0] >> 4 == 4
+                for i in 0..<p.count where p[i] != want[i] {
+                    require(i == 1 || (v4 && (i == 10 || i == 11)), "packet \(tag) changed at byte \(i), not by a CE mark")
+                }
+            }
+            delivered += 1
+            queue.release(id)
+            if clock % 3 == 0 { break }
+        }
+    }
+    for (k, (at, n)) in slots.enumerated() {
+        guard let slot = queue.reserve() else { require(false, "a queue that can drop cannot be full"); break }
+        slot.copyMemory(from: arena + at, byteCount: n)
+        if n >= 28 { slot.storeBytes(of: UInt32(k), toByteOffset: 24, as: UInt32.self); expected[k] = Array(UnsafeRawBufferPointer(start: slot, count: n)) }
+        queue.commit(length: n, at: clock)
+        if k % (1 + Int(mode & 7)) == 0 { take() }
+    }
+    while !queue.isEmpty { take() }
+    require(delivered + Int(queue.dropped + queue.overflowDropped) == slots.count,
+            "\(slots.count) packets in, \(delivered) out, \(queue.dropped) + \(queue.overflowDropped) dropped")
     return 0
 }
