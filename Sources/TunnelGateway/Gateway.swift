@@ -322,7 +322,8 @@ public final class Gateway: @unchecked Sendable {
         notes = []
         uplinkIndex = try step("uplink \(config.uplink)") { try rk.interfaceIndex(config.uplink) }
         if let up = (try? rk.links())?.first(where: { $0.index == uplinkIndex }), let w = config.mtuWarning(uplinkMTU: up.mtu) { log("warning: \(w)") }
-        let device = try step("TUN \(config.interface)") { try TunnelDevice(interfaceName: config.interface, listenPort: config.listenPort, queues: config.tunnelQueues) }
+        let device = try step("TUN \(config.interface)") { try TunnelDevice(interfaceName: config.interface, listenPort: config.listenPort, queues: config.tunnelQueues,
+                                                                                queueManagement: config.tunnelQueueManagement) }
         try step("key") { try device.configure(privateKey: privateKey) }
         log("tunnel: \(device.offloadSummary)")
         self.device = device

@@ -58,6 +58,14 @@ public struct GatewayConfiguration: Sendable, Equatable {
     /// Reader thread pairs of the tunnel (a multi-queue TUN device and that many UDP sockets on the
     /// port): more than 1 spreads many clients over several cores.
     public var tunnelQueues = 1
+    /// Queue management of the tunnel (CoDel, RFC 8289; FQ-CoDel toward clients): the standing
+    /// delay tolerated and the interval it may last, in milliseconds; target 0 turns it off.
+    public var tunnelQueueTarget = 5
+    public var tunnelQueueInterval = 100
+    /// The CoDel setting `tunnelQueueTarget` and `tunnelQueueInterval` make (nil: off).
+    public var tunnelQueueManagement: CoDel? {
+        tunnelQueueTarget == 0 ? nil : CoDel(target: Int64(tunnelQueueTarget) * 1_000_000, interval: Int64(tunnelQueueInterval) * 1_000_000)
+    }
     public var mtu: UInt32 = 1420
     /// What clients are told to connect to ("host:port"); required to print client configs.
     public var endpoint: String?
@@ -204,7 +212,7 @@ public struct GatewayConfiguration: Sendable, Equatable {
     }
 
     static let knownKeys: Set<String> = [
-        "state_directory", "interface", "listen_port", "tunnel_queues", "mtu", "endpoint", "client_keepalive", "watch_interval", "dns", "lease_lifetime",
+        "state_directory", "interface", "listen_port", "tunnel_queues", "tunnel_queue_target", "tunnel_queue_interval", "mtu", "endpoint", "client_keepalive", "watch_interval", "dns", "lease_lifetime",
         "metrics_listen", "firewall", "isolate_clients", "inbound_echo", "gateway_open",
         "uplink.interface",
         "ipv6.prefix", "ipv6.prefix_source", "ipv6.isp_router", "ipv6.uplink_address", "ipv6.gateway_address", "ipv6.allocation",
@@ -231,6 +239,12 @@ public struct GatewayConfiguration: Sendable, Equatable {
         }
         if let v = try f.integer("listen_port", in: 1...65535) { listenPort = UInt16(v) }
         if let v = try f.integer("tunnel_queues", in: 1...16) { tunnelQueues = v }
+        if let v = try f.integer("tunnel_queue_target", in: 0...1000) { tunnelQueueTarget = v }
+        if let v = try f.integer("tunnel_queue_interval", in: 1...10_000) { tunnelQueueInterval = v }
+        if tunnelQueueTarget > 0, tunnelQueueInterval <= tunnelQueueTarget {
+            throw f.error(f.has("tunnel_queue_interval") ? "tunnel_queue_interval" : "tunnel_queue_target",
+                          "the interval (\(tunnelQueueInterval) ms) must exceed the target (\(tunnelQueueTarget) ms); tunnel_queue_target = 0 turns queue management off")
+        }
         if let v = try f.integer("mtu", in: 1280...65535) { mtu = UInt32(v) }
         if let v = try f.parsed("endpoint", "host:port such as 198.51.100.1:51820 or [2001:db8::1]:51820", { Endpoint($0) }) { endpoint = v.description }
         if let v = try f.integer("client_keepalive", in: 0...65535) { clientKeepalive = UInt16(v) }

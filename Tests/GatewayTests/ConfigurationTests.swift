@@ -31,6 +31,8 @@ struct ConfigurationTests {
             interface = "gw6"
             listen_port = 4500
             tunnel_queues = 4
+            tunnel_queue_target = 2
+            tunnel_queue_interval = 40
             mtu = 1380
             endpoint = "[2001:db8::9]:4500"
             client_keepalive = 0
@@ -51,6 +53,7 @@ struct ConfigurationTests {
             up = "/etc/sixgate/up.sh"
             """)
         #expect(c.stateDirectory == "/srv/sixgate" && c.interface == "gw6" && c.listenPort == 4500 && c.mtu == 1380 && c.tunnelQueues == 4)
+        #expect(c.tunnelQueueManagement == CoDel(target: 2_000_000, interval: 40_000_000))
         #expect(c.endpoint == "[2001:db8::9]:4500" && c.clientKeepalive == 0 && c.uplink == "enp1s0")
         #expect(c.allocation == .prefixes && c.delegatedLength == 56 && c.ndpProxy == .off)
         #expect(c.reservedIPv6 == [IPv6Prefix("2001:db8:100:ff00::/56")!])
@@ -62,6 +65,10 @@ struct ConfigurationTests {
         #expect(error("\n\n[ipv6]\nprefix = \"2001:db8::/129\"\n")?.description == "/etc/sixgate/gatewayd.toml:4: ipv6.prefix: \"2001:db8::/129\" is not an IPv6 prefix such as 2001:db8:1::/64")
         #expect(error("mtu = 900\n")?.description == "/etc/sixgate/gatewayd.toml:1: mtu: 900 is out of range 1280-65535")
         #expect(error("tunnel_queues = 0\n")?.description == "/etc/sixgate/gatewayd.toml:1: tunnel_queues: 0 is out of range 1-16")
+        #expect(error("tunnel_queue_target = 20\ntunnel_queue_interval = 10\n")?.description
+                == "/etc/sixgate/gatewayd.toml:2: tunnel_queue_interval: the interval (10 ms) must exceed the target (20 ms); tunnel_queue_target = 0 turns queue management off")
+        #expect((try? parse("tunnel_queue_target = 0\n"))?.tunnelQueueManagement == nil, "0 turns it off")
+        #expect((try? parse(""))?.tunnelQueueManagement == CoDel(), "on by default with RFC 8289's 5 ms and 100 ms")
         #expect(error("listen_port = \"51820\"\n")?.description == "/etc/sixgate/gatewayd.toml:1: listen_port: expected a whole number")
         #expect(error("[ipv6]\nndp_proxi = \"kernel\"\n")?.description == "/etc/sixgate/gatewayd.toml:2: ipv6.ndp_proxi: unknown key; did you mean ipv6.ndp_proxy?")
         #expect(error("[ipv4]\npool = \"192.0.2.0/24\"\ngateway_address = \"198.51.100.1\"\n")?.description == "/etc/sixgate/gatewayd.toml:3: ipv4.gateway_address: 198.51.100.1 is outside ipv4.pool 192.0.2.0/24")

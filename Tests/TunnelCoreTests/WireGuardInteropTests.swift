@@ -133,10 +133,11 @@ struct WireGuardInteropTests {
             return Int(text[r.upperBound...].prefix { $0.isNumber }) ?? -1
         }
         #expect(out[0].contains("offloads: TUN TSO") && out[0].contains("UDP GSO"), "\(out[0])")
+        #expect(out[0].contains("queue management: FQ-CoDel to peers, CoDel from peers"), "\(out[0])")
         #expect(counter(out[0], "superPacketsRead") > 0, "the offload side cut super-packets: \(out[0])")
         #expect(counter(out[0], "superPacketsWritten") > 0, "and coalesced received segments: \(out[0])")
         #expect(counter(out[0], "droppedBadOffload") == 0)
-        #expect(out[1].contains("offloads: none"), "\(out[1])")
+        #expect(out[1].contains("offloads: none; queue management: CoDel from peers"), "\(out[1])")
         #expect(counter(out[1], "superPacketsRead") == 0 && counter(out[1], "droppedAuthentication") == 0, "\(out[1])")
     }
 

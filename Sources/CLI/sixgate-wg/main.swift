@@ -53,12 +53,19 @@ struct SixgateWG: ParsableCommand {
     @Flag(name: .customLong("no-offload"), help: "Move one packet per system call: no TUN segmentation offload, TCP coalescing, UDP GSO or GRO (on by default where the kernel has them).")
     var noOffload = false
 
+    @Option(name: .customLong("queue-target"), help: "Queue management (CoDel, RFC 8289) on the receive queue: the standing delay, in milliseconds, above which decrypted packets are ECN-marked or dropped so TCP slows down; 0 turns it off.")
+    var queueTarget: Double = 5
+
+    @Option(name: .customLong("queue-interval"), help: "CoDel's interval in milliseconds: how long the delay must stay above the target before the first mark or drop (about the flows' worst round-trip time).")
+    var queueInterval: Double = 100
+
     @Flag(name: .customLong("stats-on-exit"), help: "Print the device's counters to standard output when stopping.")
     var statsOnExit = false
 
     func validate() throws {
         guard (1280...65535).contains(mtu) else { throw ValidationError("--mtu must be 1280-65535 (IPv6 needs at least 1280)") }
         guard (1...16).contains(queues) else { throw ValidationError("--queues must be 1-16") }
+        guard queueTarget == 0 || (queueTarget > 0 && queueInterval > queueTarget) else { throw ValidationError("--queue-interval must exceed --queue-target (or --queue-target 0 turns queue management off)") }
         guard rekeyAfterTime > 0, rejectAfterTime > rekeyAfterTime else { throw ValidationError("--reject-after-time must exceed --rekey-after-time") }
     }
 
@@ -77,7 +84,8 @@ struct SixgateWG: ParsableCommand {
         let device: TunnelDevice
         let uapi: UAPIServer
         do {
-            device = try TunnelDevice(interfaceName: interface, listenPort: listenPort, timers: timers, underLoadThreshold: underLoadThreshold, offload: !noOffload, queues: queues)
+            device = try TunnelDevice(interfaceName: interface, listenPort: listenPort, timers: timers, underLoadThreshold: underLoadThreshold, offload: !noOffload, queues: queues,
+                                  queueManagement: queueTarget == 0 ? nil : CoDel(target: Int64(queueTarget * 1e6), interval: Int64(queueInterval * 1e6)))
             try RouteSocket().setMTU(device.name, mtu)
             uapi = try UAPIServer(device: device)
         } catch {

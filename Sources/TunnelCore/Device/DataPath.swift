@@ -37,6 +37,9 @@ extension TunnelDevice {
     /// The same over an offload TUN device: each read is a virtio header and a packet or a TCP/UDP
     /// super-packet of up to 64 KiB, cut here into segments written straight into the batch's slots.
     func tunLoopOffload(tun: TunDevice, socket: UDPSocket, aead: ChaChaPoly, batch: DatagramBatch, lengths: UnsafeMutablePointer<Int>) {
+        if let setting = queueManagement {
+            return tunLoopOffloadQueued(tun: tun, socket: socket, aead: aead, batch: batch, lengths: lengths, codel: setting)
+        }
         let inputSize = 65536 + 64
         let input = UnsafeMutableRawPointer.allocate(byteCount: inputSize, alignment: 16)
         defer { input.deallocate() }
@@ -45,22 +48,64 @@ extension TunnelDevice {
             for _ in 0..<256 {
                 let n = tun.read(into: UnsafeMutableRawBufferPointer(start: input, count: inputSize))
                 if n <= 0 { break }
-                guard n > VirtioNetHeader.size else { lock.withLock { engine.stats.droppedBadOffload += 1 }; continue }
-                let header = VirtioNetHeader(UnsafeRawBufferPointer(start: input, count: n))
-                let packet = UnsafeMutableRawBufferPointer(start: input + VirtioNetHeader.size, count: n - VirtioNetHeader.size)
-                let sp: SuperPacket
-                do { sp = try SuperPacket(header: header, packet: packet) } catch { lock.withLock { engine.stats.droppedBadOffload += 1 }; continue }
-                var i = 0
-                while i < sp.count {
-                    if batch.count == batch.capacity { socket.send(batch) }
-                    let first = batch.count
-                    let k = min(sp.count - i, batch.capacity - first)
-                    for j in 0..<k { lengths[j] = sp.segment(i + j, into: batch.buffer(first + j) + 16) }
-                    sealInto(batch, first: first, count: k, lengths: lengths, aead: aead, superPacket: i == 0 && sp.count > 1)
-                    i += k
-                }
+                sealRead(UnsafeMutableRawBufferPointer(start: input, count: n), socket: socket, aead: aead, batch: batch, lengths: lengths)
             }
             if batch.count > 0 { socket.send(batch) }
+        }
+    }
+
+    /// With queue management: reads run ahead of sealing into a `FairQueue` (FQ-CoDel), so the
+    /// kernel's TUN ring (which says nothing of how long packets waited, and holds 500 super-packets)
+    /// stays short, a sparse flow's packets (a ping, DNS, TCP's ACKs) go before a bulk flow's
+    /// backlog, and each flow's standing queue is held to CoDel's target by ECN marks or drops.
+    func tunLoopOffloadQueued(tun: TunDevice, socket: UDPSocket, aead: ChaChaPoly, batch: DatagramBatch, lengths: UnsafeMutablePointer<Int>, codel: CoDel) {
+        let queue = FairQueue(maximumPacket: 65536 + 64, headerOffset: VirtioNetHeader.size, codel: codel)
+        var reported = (marked: UInt64(0), dropped: UInt64(0), overflow: UInt64(0)), sinceReport = 0
+        // Into the device's counters when the queue runs dry, and every 4,096 packets under load.
+        func report() {
+            sinceReport = 0
+            guard queue.marked != reported.marked || queue.dropped != reported.dropped || queue.overflowDropped != reported.overflow else { return }
+            let m = queue.marked - reported.marked, d = queue.dropped - reported.dropped, o = queue.overflowDropped - reported.overflow
+            lock.withLock { engine.stats.codelMarkedToPeers += m; engine.stats.codelDroppedToPeers += d; engine.stats.droppedQueueOverflow += o }
+            reported = (queue.marked, queue.dropped, queue.overflowDropped)
+        }
+        while isRunning {
+            // Read ahead what is waiting (one read that finds nothing ends it).
+            while let slot = queue.reserve() {
+                let n = tun.read(into: UnsafeMutableRawBufferPointer(start: slot, count: queue.maximumPacket))
+                if n <= 0 { break }
+                queue.commit(length: n, at: Int64(bitPattern: MonotonicClock.nanoseconds()))
+            }
+            guard let id = queue.dequeue(now: Int64(bitPattern: MonotonicClock.nanoseconds())) else {
+                if batch.count > 0 { socket.send(batch) }
+                report()
+                _ = tun.waitReadable(timeoutMilliseconds: 100)
+                continue
+            }
+            sealRead(queue.packet(id), socket: socket, aead: aead, batch: batch, lengths: lengths)
+            queue.release(id)
+            sinceReport += 1
+            if sinceReport == 4096 { report() }
+        }
+    }
+
+    /// One read from an offload TUN device (virtio header and packet): cut, sealed and queued in the batch.
+    @inline(__always)
+    func sealRead(_ read: UnsafeMutableRawBufferPointer, socket: UDPSocket, aead: ChaChaPoly, batch: DatagramBatch, lengths: UnsafeMutablePointer<Int>) {
+        let n = read.count
+        guard n > VirtioNetHeader.size, let input = read.baseAddress else { lock.withLock { engine.stats.droppedBadOffload += 1 }; return }
+        let header = VirtioNetHeader(UnsafeRawBufferPointer(start: input, count: n))
+        let packet = UnsafeMutableRawBufferPointer(start: input + VirtioNetHeader.size, count: n - VirtioNetHeader.size)
+        let sp: SuperPacket
+        do { sp = try SuperPacket(header: header, packet: packet) } catch { lock.withLock { engine.stats.droppedBadOffload += 1 }; return }
+        var i = 0
+        while i < sp.count {
+            if batch.count == batch.capacity { socket.send(batch) }
+            let first = batch.count
+            let k = min(sp.count - i, batch.capacity - first)
+            for j in 0..<k { lengths[j] = sp.segment(i + j, into: batch.buffer(first + j) + 16) }
+            sealInto(batch, first: first, count: k, lengths: lengths, aead: aead, superPacket: i == 0 && sp.count > 1)
+            i += k
         }
     }
 
@@ -102,21 +147,28 @@ extension TunnelDevice {
         let coalescer = tun.offload ? TCPCoalescer() : nil
         let write: TCPCoalescer.Writer = { v, n in tun.write(vectors: v, count: n) }
         var merged: UInt64 = 0, written: UInt64 = 0
+        // Queue management: how long each datagram waited in the socket's queue decides (CoDel).
+        var codel = queueManagement
         while isRunning {
             guard socket.waitReadable(timeoutMilliseconds: 100) else { continue }
             let count = socket.receive(batch)
+            let now = codel != nil ? RealtimeClock.nanoseconds() : 0
             for i in 0..<count {
                 let data = batch.buffer(i), length = batch.length(i), source = batch.source(i)
                 let size = batch.segmentSize(i)
+                let arrived = codel != nil ? batch.receivedAt(i) : 0
+                let sojourn = arrived > 0 ? now - arrived : 0
                 if size > 0, length > size {
                     // Several datagrams coalesced by the kernel (UDP_GRO), back to back.
                     var offset = 0
                     while offset < length {
-                        receive(data + offset, length: min(size, length - offset), from: source, aead: aead, scratch: scratch, coalescer: coalescer, write: write)
+                        receive(data + offset, length: min(size, length - offset), from: source, aead: aead, scratch: scratch, coalescer: coalescer, write: write,
+                                codel: &codel, sojourn: sojourn, now: now)
                         offset += size
                     }
                 } else {
-                    receive(data, length: length, from: source, aead: aead, scratch: scratch, coalescer: coalescer, write: write)
+                    receive(data, length: length, from: source, aead: aead, scratch: scratch, coalescer: coalescer, write: write,
+                            codel: &codel, sojourn: sojourn, now: now)
                 }
             }
             if let coalescer {
@@ -133,13 +185,14 @@ extension TunnelDevice {
 
     @inline(__always)
     func receive(_ data: UnsafeMutableRawPointer, length: Int, from source: Endpoint, aead: ChaChaPoly, scratch: UnsafeMutableRawPointer,
-                 coalescer: TCPCoalescer?, write: TCPCoalescer.Writer) {
+                 coalescer: TCPCoalescer?, write: TCPCoalescer.Writer, codel: inout CoDel?, sojourn: Int64, now realtime: Int64) {
         guard let type = MessageType.classify(UnsafeRawBufferPointer(start: data, count: length)) else {
             lock.withLock { engine.stats.droppedMalformed += 1 }
             return
         }
         switch type {
-        case .transport: receiveTransport(data, length: length, from: source, aead: aead, coalescer: coalescer, write: write)
+        case .transport: receiveTransport(data, length: length, from: source, aead: aead, coalescer: coalescer, write: write,
+                                          codel: &codel, sojourn: sojourn, now: realtime)
         default:
             receiveHandshake(type, Array(UnsafeRawBufferPointer(start: data, count: length)), from: source, aead: aead)
         }
@@ -147,7 +200,7 @@ extension TunnelDevice {
 
     @inline(__always)
     func receiveTransport(_ data: UnsafeMutableRawPointer, length: Int, from source: Endpoint, aead: ChaChaPoly,
-                          coalescer: TCPCoalescer?, write: TCPCoalescer.Writer) {
+                          coalescer: TCPCoalescer?, write: TCPCoalescer.Writer, codel: inout CoDel?, sojourn: Int64, now realtime: Int64) {
         let index = loadLE32(data, 4)
         let counter = loadLE64(data, 8)
         let now = MonotonicClock.seconds()
@@ -174,6 +227,15 @@ extension TunnelDevice {
         case .deliver(let publicKey, let innerLength):
             let inner = UnsafeRawBufferPointer(start: data + 16, count: innerLength)
             if let filter, !filter(inner, publicKey) { lock.withLock { engine.stats.droppedByFilter += 1 }; return }
+            // Queue management sees data packets only (not keepalives, handshakes or control).
+            if codel?.congested(sojourn: sojourn, now: realtime) == true {
+                if ECN.markCongestionExperienced(UnsafeMutableRawBufferPointer(start: data + 16, count: innerLength)) {
+                    lock.withLock { engine.stats.codelMarkedFromPeers += 1 }
+                } else {
+                    lock.withLock { engine.stats.codelDroppedFromPeers += 1 }
+                    return
+                }
+            }
             if let coalescer {
                 coalescer.add(UnsafeMutableRawBufferPointer(start: data + 16, count: innerLength), write: write)
             } else {
@@ -202,3 +264,4 @@ extension TunnelDevice {
         }
     }
 }
+

@@ -62,6 +62,21 @@ public struct DeviceStatistics: Sendable, Equatable {
     public var superPacketsWritten: UInt64 = 0
     /// Received segments merged into those super-packets (beyond each one's first).
     public var segmentsCoalesced: UInt64 = 0
+    /// Packets to peers that queue management (CoDel) marked Congestion Experienced: they were
+    /// ECN-capable and waited in a standing queue in front of the sealing thread.
+    public var codelMarkedToPeers: UInt64 = 0
+    /// Packets to peers that CoDel dropped for the same reason (not ECN-capable): how TCP learns to
+    /// slow down, as at any router's queue. Not among the `dropped*` faults (which the gateway's
+    /// drop report logs): a tunnel under full load drops a few by design.
+    public var codelDroppedToPeers: UInt64 = 0
+    /// Packets to peers dropped because the queue in front of the sealing thread was full (from
+    /// its longest flow): traffic faster than CoDel could slow down, or a flood.
+    public var droppedQueueOverflow: UInt64 = 0
+    /// Decrypted packets from peers that CoDel marked CE: the UDP socket's receive queue had a
+    /// standing delay (traffic from peers faster than this device opens it).
+    public var codelMarkedFromPeers: UInt64 = 0
+    /// Decrypted packets from peers that CoDel dropped for that reason (not ECN-capable).
+    public var codelDroppedFromPeers: UInt64 = 0
     public init() {}
 }
 
@@ -126,6 +141,8 @@ public final class TunnelDevice: @unchecked Sendable {
     /// Why the last UAPI `set` was refused (line and key), for logs.
     public var lastUAPIError: String?
     let tunOffloadNote: String?
+    /// The receive queue's CoDel settings (each receive thread a copy); nil: off.
+    public let queueManagement: CoDel?
 
     /// Which offloads are on, and why any that was asked for is off (one line for the program's log).
     public var offloadSummary: String {
@@ -137,6 +154,12 @@ public final class TunnelDevice: @unchecked Sendable {
         if socket.receiveCoalescing { on.append("UDP GRO") }
         var line = on.isEmpty ? "offloads: none" : "offloads: " + on.joined(separator: ", ")
         for note in [tunOffloadNote, socket.offloadNote].compactMap({ $0 }) { line += "; " + note }
+        if let q = queueManagement {
+            let parts = (tun.offload ? ["FQ-CoDel to peers"] : []) + (socket.receiveTimestamps ? ["CoDel from peers"] : [])
+            if !parts.isEmpty {
+                line += "; queue management: " + parts.joined(separator: ", ") + " (target \(q.target / 1_000_000) ms, interval \(q.interval / 1_000_000) ms)"
+            }
+        }
         return line
     }
 
@@ -153,9 +176,20 @@ public final class TunnelDevice: @unchecked Sendable {
     /// multi-queue (the kernel gives each flow to one queue) and that many UDP sockets share the port
     /// (SO_REUSEPORT: the kernel gives each peer's address to one socket), so a gateway with many
     /// clients uses several cores while every flow and every peer stays in order on one thread.
+    ///
+    /// `queueManagement` (CoDel with RFC 8289's 5 ms target and 100 ms interval by default; nil
+    /// turns it off) watches how long received datagrams waited in the socket's queue and, when a
+    /// standing queue forms (traffic faster than this device decrypts), ECN-marks or drops decrypted
+    /// packets so that TCP slows down before the queue holds everyone's packets for milliseconds
+    /// (`codelMarkedFromPeers`, `codelDroppedFromPeers`). Over an offload TUN device, packets to
+    /// peers go through FQ-CoDel (`FairQueue`) that each TUN reader reads ahead into (the kernel's
+    /// TUN ring says nothing of how long packets waited): sparse flows before bulk ones, each flow's
+    /// standing queue held to the target (`codelMarkedToPeers`, `codelDroppedToPeers`,
+    /// `droppedQueueOverflow`). Each reader thread runs its own.
     public init(interfaceName: String, listenPort: UInt16 = 0, namespace: NetworkNamespace = .current,
                 timers: TunnelTimers = TunnelTimers(), underLoadThreshold: Int = 1000,
-                maximumPeers: Int = TunnelDevice.defaultMaximumPeers, offload: Bool = true, queues: Int = 1) throws(TunnelError) {
+                maximumPeers: Int = TunnelDevice.defaultMaximumPeers, offload: Bool = true, queues: Int = 1,
+                queueManagement: CoDel? = CoDel()) throws(TunnelError) {
         var note: String?
         let multi = queues > 1
         if offload {
@@ -168,7 +202,8 @@ public final class TunnelDevice: @unchecked Sendable {
         } else {
             tun = try TunDevice(name: interfaceName, namespace: namespace, multiQueue: multi)
         }
-        socket = try UDPSocket(port: listenPort, namespace: namespace, offload: offload, sharePort: multi)
+        socket = try UDPSocket(port: listenPort, namespace: namespace, offload: offload, sharePort: multi, timestamps: queueManagement != nil)
+        self.queueManagement = queueManagement
         var q = [tun], s = [socket]
         for _ in 1..<max(1, queues) {
             q.append(try tun.addQueue())

@@ -63,6 +63,8 @@ func sent() -> [[UInt8]] {
 
 nonisolated(unsafe) var deliveries: UInt64 = 0
 nonisolated(unsafe) let coalescer = TCPCoalescer()
+/// Queue management as the receive thread runs it, with a clock that makes it mark and drop often.
+nonisolated(unsafe) var codel: CoDel? = CoDel(target: 1, interval: 2)
 
 func deliver(_ message: [UInt8]) {
     deliveries += 1
@@ -72,7 +74,8 @@ func deliver(_ message: [UInt8]) {
     let tun = h.device.tun
     let write: TCPCoalescer.Writer = { v, n in _ = tun.write(vectors: v, count: n) }
     m.withUnsafeMutableBytes {
-        h.device.receive($0.baseAddress!, length: $0.count, from: h.endpoint, aead: h.aead, scratch: h.scratch, coalescer: coalescer, write: write)
+        h.device.receive($0.baseAddress!, length: $0.count, from: h.endpoint, aead: h.aead, scratch: h.scratch, coalescer: coalescer, write: write,
+                         codel: &codel, sojourn: Int64(deliveries % 5), now: Int64(deliveries) * 3)
         coalescer.flush(write)
     }
 }
