@@ -105,6 +105,45 @@ struct EngineHandshakeTests {
         #expect(pair.deliveredA.count == 1 && pair.b.statistics.handshakesInitiated == 0)
     }
 
+    /// The device's mode: an initiation's X25519 work is left for `createWantedInitiations`, which
+    /// runs it between two locked steps; wanting one twice makes one, and what changed in between
+    /// (the peer removed, the device's key replaced) stops it.
+    @Test func initiationsCanBeWrittenOutsideTheOwnersLock() throws {
+        let pair = try P()
+        pair.a.defersInitiationWork = true
+        let packet = P.packet(from: 1, to: 2, tag: 9)
+        #expect(pair.a.send(packet: packet, now: pair.now))
+        #expect(pair.a.send(packet: packet, now: pair.now))
+        #expect(pair.a.outbox.isEmpty && pair.a.wantedInitiations.count == 1 && pair.a.hasOutput, "wanted once, nothing written yet")
+        var steps = 0
+        pair.a.createWantedInitiations(now: pair.now) { step in steps += 1; step() }
+        #expect(steps == 2, "taken under the lock, written under it, the X25519 work between")
+        #expect(pair.a.outbox.count == 1 && P.isInitiation(pair.a.outbox[0].datagram) && pair.a.wantedInitiations.isEmpty)
+        pair.exchange()
+        #expect(pair.deliveredB == [packet, packet])
+
+        // Wanted, then the peer removed before the work is done: nothing is sent.
+        let other = try P()
+        other.a.defersInitiationWork = true
+        _ = other.a.send(packet: packet, now: other.now)
+        other.a.createWantedInitiations(now: other.now) { step in
+            step()
+            if other.a.wantedInitiations.isEmpty && other.a.outbox.isEmpty { other.a.removePeer(other.publicB) }
+        }
+        #expect(other.a.outbox.isEmpty && other.a.statistics.handshakesInitiated == 0)
+
+        // Wanted, then the device's key replaced: the work was for the old key, so nothing is sent.
+        let third = try P()
+        third.a.defersInitiationWork = true
+        _ = third.a.send(packet: packet, now: third.now)
+        var first = true
+        third.a.createWantedInitiations(now: third.now) { step in
+            step()
+            if first { first = false; third.a.configure(privateKey: X25519.generatePrivateKey()) }
+        }
+        #expect(third.a.outbox.isEmpty && third.a.statistics.handshakesInitiated == 0)
+    }
+
     @Test func withNothingQueuedTheInitiatorConfirmsWithAKeepalive() throws {
         let pair = try P()
         #expect(pair.a.initiateHandshake(with: pair.publicB, now: pair.now))

@@ -54,6 +54,8 @@ final class Peer {
     // Handshake in flight (initiator side).
     var pending: (localIndex: UInt32, state: NoiseIKpsk2.InitiatorState, sentAt: Double)?
     var attemptStartedAt: Double?
+    /// On the engine's `wantedInitiations` (its X25519 work to be done outside the lock).
+    var initiationWanted = false
     var retryJitter = 0.0
     // Replay and flood guards for initiations we receive.
     var lastTimestamp: TAI64N?

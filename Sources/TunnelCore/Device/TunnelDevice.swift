@@ -212,6 +212,7 @@ public final class TunnelDevice: @unchecked Sendable {
         tunQueues = q; sockets = s
         tunOffloadNote = note
         engine = WireGuardEngine(timers: timers, underLoadThreshold: underLoadThreshold, maximumPeers: maximumPeers, now: MonotonicClock.seconds())
+        engine.defersInitiationWork = true
     }
 
     deinit { stop() }
@@ -323,6 +324,8 @@ public final class TunnelDevice: @unchecked Sendable {
 
     /// Sends what the engine queued (outside the lock) and tells `onEvent` what happened.
     func flushOutput() {
+        let lock = self.lock
+        engine.createWantedInitiations(now: MonotonicClock.seconds()) { step in lock.withLock(step) }
         let (datagrams, events) = lock.withLock { () -> ([(datagram: [UInt8], endpoint: Endpoint)], [PeerEvent]) in
             engine.hasOutput ? engine.takeOutput() : ([], [])
         }

@@ -67,7 +67,12 @@ public final class WireGuardEngine: @unchecked Sendable {
         return (outbox, events)
     }
 
-    var hasOutput: Bool { !outbox.isEmpty || !events.isEmpty }
+    var hasOutput: Bool { !outbox.isEmpty || !events.isEmpty || !wantedInitiations.isEmpty }
+    /// Leave the Diffie-Hellman work of initiations to `createWantedInitiations` (the device sets it,
+    /// so none runs under its lock); off, `startHandshake` writes them at once (the tests' engines).
+    public var defersInitiationWork = false
+    /// Peers an initiation is wanted for (`defersInitiationWork`).
+    var wantedInitiations: [Peer] = []
 
     public var statistics: DeviceStatistics { stats }
     public var publicKey: Bytes32? { identity?.publicKey }
@@ -163,18 +168,49 @@ public final class WireGuardEngine: @unchecked Sendable {
     }
 
     /// Queues a handshake initiation to `peer` unless one went out less than rekey-timeout ago.
+    /// With `defersInitiationWork`, the peer is only put on `wantedInitiations`; `createWantedInitiations`
+    /// does the rest.
     func startHandshake(_ peer: Peer, now: Double, retry: Bool = false) {
-        guard let identity, let endpoint = peer.config.endpoint else { return }
+        guard let identity, peer.config.endpoint != nil else { return }
         if !retry, let pend = peer.pending, now - pend.sentAt < timers.rekeyTimeout { return }
         if peer.attemptStartedAt == nil { peer.attemptStartedAt = now }
-        if let pend = peer.pending { indices[pend.localIndex] = nil }
-        let index = newIndex(.handshake(peer))
-        guard let (message, state, mac1) = try? Handshake.createInitiation(
-            local: identity, peerPublicKey: peer.config.publicKey, senderIndex: index, timestamp: timestampClock(),
-            cookie: peer.cookieJar.current(now: now), aead: aead) else {
-            indices[index] = nil
+        if defersInitiationWork {
+            if !peer.initiationWanted { peer.initiationWanted = true; wantedInitiations.append(peer) }
             return
         }
+        guard let secrets = try? NoiseIKpsk2.InitiationSecrets(localPrivate: identity.privateKey, remoteStatic: peer.config.publicKey) else { return }
+        sendInitiation(peer, identity: identity, secrets: secrets, now: now)
+    }
+
+    /// The initiations `startHandshake` left (with `defersInitiationWork`), step by step as
+    /// `receiveHandshake` does: the peers taken under the owner's lock (`locked`), their X25519 work
+    /// (three operations each) outside it, the messages written under it after checking that the
+    /// peer and the device's key are still the ones the work was done for.
+    public func createWantedInitiations(now: Double, locked: (() -> Void) -> Void = { $0() }) {
+        var work: [(peer: Peer, identity: StaticIdentity)] = []
+        locked {
+            guard let identity = self.identity else { return }
+            for p in self.wantedInitiations { p.initiationWanted = false; work.append((p, identity)) }
+            self.wantedInitiations.removeAll(keepingCapacity: true)
+        }
+        guard !work.isEmpty else { return }
+        let secrets = work.map { try? NoiseIKpsk2.InitiationSecrets(localPrivate: $0.identity.privateKey, remoteStatic: $0.peer.config.publicKey) }
+        locked {
+            for (i, (peer, identity)) in work.enumerated() {
+                guard let secrets = secrets[i], let current = self.identity, current.privateKey == identity.privateKey,
+                      self.peers[peer.config.publicKey] === peer, peer.config.endpoint != nil else { continue }
+                self.sendInitiation(peer, identity: identity, secrets: secrets, now: now)
+            }
+        }
+    }
+
+    /// Writes an initiation from its secrets (under the lock: hashing and two small seals) and queues it.
+    func sendInitiation(_ peer: Peer, identity: StaticIdentity, secrets: NoiseIKpsk2.InitiationSecrets, now: Double) {
+        guard let endpoint = peer.config.endpoint else { return }
+        if let pend = peer.pending { indices[pend.localIndex] = nil }
+        let index = newIndex(.handshake(peer))
+        let (message, state, mac1) = Handshake.createInitiation(local: identity, secrets: secrets, senderIndex: index, timestamp: timestampClock(),
+                                                                cookie: peer.cookieJar.current(now: now), aead: aead)
         peer.pending = (index, state, now)
         peer.retryJitter = Double.random(in: 0..<0.333)
         peer.cookieJar.lastMAC1 = mac1

@@ -91,8 +91,16 @@ public enum Handshake {
     public static func createInitiation(local: StaticIdentity, peerPublicKey: Bytes32, senderIndex: UInt32, timestamp: TAI64N,
                                         ephemeral: Bytes32 = X25519.generatePrivateKey(), cookie: [UInt8]?,
                                         aead: ChaChaPoly) throws(HandshakeRejection) -> (message: [UInt8], state: NoiseIKpsk2.InitiatorState, mac1: [UInt8]) {
-        let (body, state) = try NoiseIKpsk2.writeMessage1(prologue: prologue, localPrivate: local.privateKey, localPublic: local.publicKey,
-                                                         remoteStatic: peerPublicKey, ephemeral: ephemeral, payload: timestamp.bytes, aead: aead)
+        let secrets = try NoiseIKpsk2.InitiationSecrets(localPrivate: local.privateKey, remoteStatic: peerPublicKey, ephemeral: ephemeral)
+        return createInitiation(local: local, secrets: secrets, senderIndex: senderIndex, timestamp: timestamp, cookie: cookie, aead: aead)
+    }
+
+    /// The same from secrets computed beforehand (`NoiseIKpsk2.InitiationSecrets`, the X25519 work).
+    public static func createInitiation(local: StaticIdentity, secrets: NoiseIKpsk2.InitiationSecrets, senderIndex: UInt32, timestamp: TAI64N,
+                                        cookie: [UInt8]?, aead: ChaChaPoly) -> (message: [UInt8], state: NoiseIKpsk2.InitiatorState, mac1: [UInt8]) {
+        let peerPublicKey = secrets.remoteStatic
+        let (body, state) = NoiseIKpsk2.writeMessage1(prologue: prologue, localPublic: local.publicKey, secrets: secrets,
+                                                      payload: timestamp.bytes, aead: aead)
         var m = [1, 0, 0, 0] + le32(senderIndex) + body + [UInt8](repeating: 0, count: 32)
         let mac1 = MessageMACs.add(&m, receiverMAC1Key: StaticIdentity.mac1Key(for: peerPublicKey), cookie: cookie)
         return (m, state, mac1)

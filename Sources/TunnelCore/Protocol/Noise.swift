@@ -97,17 +97,37 @@ public enum NoiseIKpsk2 {
     /// Message 1: e, es, s, ss, {payload}. Returns e.pub || enc(s) || enc(payload).
     public static func writeMessage1(prologue: [UInt8], localPrivate: Bytes32, localPublic: Bytes32, remoteStatic: Bytes32,
                                      ephemeral: Bytes32, payload: [UInt8], aead: ChaChaPoly) throws(HandshakeRejection) -> ([UInt8], InitiatorState) {
+        let secrets = try InitiationSecrets(localPrivate: localPrivate, remoteStatic: remoteStatic, ephemeral: ephemeral)
+        return writeMessage1(prologue: prologue, localPublic: localPublic, secrets: secrets, payload: payload, aead: aead)
+    }
+
+    /// The Diffie-Hellman part of message 1 (three X25519 operations), computed apart so a caller can
+    /// do it outside a lock and write the message under it.
+    public struct InitiationSecrets: Sendable {
+        public let remoteStatic: Bytes32
+        let ephemeral: Bytes32, ephemeralPublic: Bytes32, es: Bytes32, ss: Bytes32
+        public init(localPrivate: Bytes32, remoteStatic: Bytes32, ephemeral: Bytes32 = X25519.generatePrivateKey()) throws(HandshakeRejection) {
+            self.remoteStatic = remoteStatic
+            self.ephemeral = ephemeral
+            ephemeralPublic = X25519.publicKey(ephemeral)
+            guard let es = try? X25519.sharedSecret(ephemeral, remoteStatic),
+                  let ss = try? X25519.sharedSecret(localPrivate, remoteStatic) else { throw .weakKey }
+            self.es = es; self.ss = ss
+        }
+    }
+
+    /// Message 1 from secrets computed beforehand: hashing and two small AEAD seals, no X25519.
+    public static func writeMessage1(prologue: [UInt8], localPublic: Bytes32, secrets: InitiationSecrets, payload: [UInt8],
+                                     aead: ChaChaPoly) -> ([UInt8], InitiatorState) {
         var s = NoiseSymmetricState(protocolName: protocolName, prologue: prologue)
-        s.mixHash(remoteStatic)                                   // <- s (pre-message)
-        let ePub = X25519.publicKey(ephemeral)
+        s.mixHash(secrets.remoteStatic)                           // <- s (pre-message)
+        let ePub = secrets.ephemeralPublic
         s.mixHash(ePub); _ = s.mixKey(ePub)                       // e (psk mode also mixes e into the key)
-        guard let es = try? X25519.sharedSecret(ephemeral, remoteStatic) else { throw .weakKey }
-        let k1 = s.mixKey(es)                                     // es
+        let k1 = s.mixKey(secrets.es)                             // es
         let encStatic = s.encryptAndHash(k1, localPublic.bytes, aead: aead)   // s
-        guard let ss = try? X25519.sharedSecret(localPrivate, remoteStatic) else { throw .weakKey }
-        let k2 = s.mixKey(ss)                                     // ss
+        let k2 = s.mixKey(secrets.ss)                             // ss
         let encPayload = s.encryptAndHash(k2, payload, aead: aead)
-        return (ePub.bytes + encStatic + encPayload, InitiatorState(symmetric: s, ephemeralPrivate: ephemeral, remoteStatic: remoteStatic))
+        return (ePub.bytes + encStatic + encPayload, InitiatorState(symmetric: s, ephemeralPrivate: secrets.ephemeral, remoteStatic: secrets.remoteStatic))
     }
 
     /// Reads message 1 as the responder. Returns the initiator's static key and the payload.
