@@ -215,6 +215,17 @@ public final class DatagramBatch: @unchecked Sendable {
         return count == capacity
     }
 
+    /// Queues the datagram sitting in buffer `slot` (at or after the next message's own) as the
+    /// next message: how a sender that skips a slot keeps the rest in place.
+    @discardableResult
+    public func append(length: Int, to endpoint: Endpoint, slot: Int) -> Bool {
+        let i = count
+        precondition(slot >= i && slot < capacity, "DatagramBatch.append from a slot before the next message")
+        let full = append(length: length, to: endpoint)
+        if slot != i { iovecs[i].iov_base = buffer(slot) }
+        return full
+    }
+
     /// Empties the batch (for sending).
     @inline(__always) public func reset() { count = 0 }
 

@@ -8,37 +8,36 @@ import Glibc
 extension TunnelDevice {
     // MARK: TUN → peers
 
-    /// Reads what the TUN device has waiting, seals each packet in its own slot of a send batch and
-    /// hands the batch to the kernel with one sendmmsg per `sendBatchSize` packets (or when the TUN
-    /// runs dry), so a burst costs one system call per batch on the UDP side (one message per run of
-    /// datagrams to a peer with UDP segmentation offload).
-    func tunLoop(tun: TunDevice, socket: UDPSocket) {
-        let aead = ChaChaPoly()
-        let batch = DatagramBatch(capacity: Self.sendBatchSize, bufferSize: Self.scratchSize)
-        let lengths = UnsafeMutablePointer<Int>.allocate(capacity: Self.sendBatchSize)
-        defer { lengths.deallocate() }
-        if tun.offload { return tunLoopOffload(tun: tun, socket: socket, aead: aead, batch: batch, lengths: lengths) }
+    /// Reads what the TUN device has waiting into the slots of a send batch, reserving each packet's
+    /// counter in order, and seals and hands the batch to the kernel with one sendmmsg per
+    /// `sendBatchSize` packets (or when the TUN runs dry), so a burst costs one system call per batch
+    /// on the UDP side (one message per run of datagrams to a peer with UDP segmentation offload).
+    /// With `sealHelpers`, the batch's packets are sealed on that many more cores (`SealCrew`).
+    func tunLoop(tun: TunDevice, socket: UDPSocket, name: String) {
+        let send = SendBatch(capacity: Self.sendBatchSize, bufferSize: Self.scratchSize, socket: socket,
+                             crew: sealHelpers > 0 ? SealCrew(helpers: sealHelpers, name: "sg-seal" + name) : nil)
+        defer { send.crew?.stop() }
+        if tun.offload { return tunLoopOffload(tun: tun, send: send) }
         let capacity = 65535
         while isRunning {
             guard tun.waitReadable(timeoutMilliseconds: 100) else { continue }
             // Drain what is waiting, then poll again.
             for _ in 0..<256 {
-                let slot = batch.buffer(batch.count)
-                let n = tun.read(into: UnsafeMutableRawBufferPointer(start: slot + 16, count: capacity))
+                let n = tun.read(into: UnsafeMutableRawBufferPointer(start: send.slot(0), count: capacity))
                 if n <= 0 { break }
-                lengths[0] = n
-                sealInto(batch, first: batch.count, count: 1, lengths: lengths, aead: aead)
-                if batch.count == batch.capacity { socket.send(batch) }
+                send.lengths[0] = n
+                reserveInto(send, count: 1)
+                if send.isFull { send.flush() }
             }
-            if batch.count > 0 { socket.send(batch) }
+            send.flush()
         }
     }
 
     /// The same over an offload TUN device: each read is a virtio header and a packet or a TCP/UDP
     /// super-packet of up to 64 KiB, cut here into segments written straight into the batch's slots.
-    func tunLoopOffload(tun: TunDevice, socket: UDPSocket, aead: ChaChaPoly, batch: DatagramBatch, lengths: UnsafeMutablePointer<Int>) {
+    func tunLoopOffload(tun: TunDevice, send: SendBatch) {
         if let setting = queueManagement {
-            return tunLoopOffloadQueued(tun: tun, socket: socket, aead: aead, batch: batch, lengths: lengths, codel: setting)
+            return tunLoopOffloadQueued(tun: tun, send: send, codel: setting)
         }
         let inputSize = 65536 + 64
         let input = UnsafeMutableRawPointer.allocate(byteCount: inputSize, alignment: 16)
@@ -48,9 +47,9 @@ extension TunnelDevice {
             for _ in 0..<256 {
                 let n = tun.read(into: UnsafeMutableRawBufferPointer(start: input, count: inputSize))
                 if n <= 0 { break }
-                sealRead(UnsafeMutableRawBufferPointer(start: input, count: n), socket: socket, aead: aead, batch: batch, lengths: lengths)
+                cutRead(UnsafeMutableRawBufferPointer(start: input, count: n), into: send)
             }
-            if batch.count > 0 { socket.send(batch) }
+            send.flush()
         }
     }
 
@@ -58,7 +57,7 @@ extension TunnelDevice {
     /// kernel's TUN ring (which says nothing of how long packets waited, and holds 500 super-packets)
     /// stays short, a sparse flow's packets (a ping, DNS, TCP's ACKs) go before a bulk flow's
     /// backlog, and each flow's standing queue is held to CoDel's target by ECN marks or drops.
-    func tunLoopOffloadQueued(tun: TunDevice, socket: UDPSocket, aead: ChaChaPoly, batch: DatagramBatch, lengths: UnsafeMutablePointer<Int>, codel: CoDel) {
+    func tunLoopOffloadQueued(tun: TunDevice, send: SendBatch, codel: CoDel) {
         let queue = FairQueue(maximumPacket: 65536 + 64, headerOffset: VirtioNetHeader.size, codel: codel)
         var reported = (marked: UInt64(0), dropped: UInt64(0), overflow: UInt64(0)), sinceReport = 0
         // Into the device's counters when the queue runs dry, and every 4,096 packets under load.
@@ -77,21 +76,22 @@ extension TunnelDevice {
                 queue.commit(length: n, at: Int64(bitPattern: MonotonicClock.nanoseconds()))
             }
             guard let id = queue.dequeue(now: Int64(bitPattern: MonotonicClock.nanoseconds())) else {
-                if batch.count > 0 { socket.send(batch) }
+                send.flush()
                 report()
                 _ = tun.waitReadable(timeoutMilliseconds: 100)
                 continue
             }
-            sealRead(queue.packet(id), socket: socket, aead: aead, batch: batch, lengths: lengths)
+            cutRead(queue.packet(id), into: send)
             queue.release(id)
             sinceReport += 1
             if sinceReport == 4096 { report() }
         }
     }
 
-    /// One read from an offload TUN device (virtio header and packet): cut, sealed and queued in the batch.
+    /// One read from an offload TUN device (virtio header and packet): cut into the batch's slots,
+    /// their counters reserved.
     @inline(__always)
-    func sealRead(_ read: UnsafeMutableRawBufferPointer, socket: UDPSocket, aead: ChaChaPoly, batch: DatagramBatch, lengths: UnsafeMutablePointer<Int>) {
+    func cutRead(_ read: UnsafeMutableRawBufferPointer, into send: SendBatch) {
         let n = read.count
         guard n > VirtioNetHeader.size, let input = read.baseAddress else { lock.withLock { engine.stats.droppedBadOffload += 1 }; return }
         let header = VirtioNetHeader(UnsafeRawBufferPointer(start: input, count: n))
@@ -100,40 +100,34 @@ extension TunnelDevice {
         do { sp = try SuperPacket(header: header, packet: packet) } catch { lock.withLock { engine.stats.droppedBadOffload += 1 }; return }
         var i = 0
         while i < sp.count {
-            if batch.count == batch.capacity { socket.send(batch) }
-            let first = batch.count
-            let k = min(sp.count - i, batch.capacity - first)
-            for j in 0..<k { lengths[j] = sp.segment(i + j, into: batch.buffer(first + j) + 16) }
-            sealInto(batch, first: first, count: k, lengths: lengths, aead: aead, superPacket: i == 0 && sp.count > 1)
+            if send.isFull { send.flush() }
+            let k = min(sp.count - i, send.room)
+            for j in 0..<k { send.lengths[j] = sp.segment(i + j, into: send.slot(j)) }
+            reserveInto(send, count: k, superPacket: i == 0 && sp.count > 1)
             i += k
         }
     }
 
     static let sendBatchSize = 64
 
-    /// Routes `count` packets sitting in the batch's slots `first...` (each at slot + 16, all to the
-    /// same destination: one read's segments) to their peer, reserves their counters under one lock,
-    /// seals them and queues them in the batch. Without a session they are queued for a handshake.
+    /// Routes `count` packets sitting in the batch's next slots (each at slot + 16, all to the same
+    /// destination: one read's segments) to their peer and reserves their counters under one lock;
+    /// `send.flush()` seals and sends them. Without a session they are queued for a handshake.
     @inline(__always)
-    func sealInto(_ batch: DatagramBatch, first: Int, count: Int, lengths: UnsafeMutablePointer<Int>, aead: ChaChaPoly, superPacket: Bool = false) {
+    func reserveInto(_ send: SendBatch, count: Int, superPacket: Bool = false) {
         var bytes = 0
-        for j in 0..<count { bytes += lengths[j] }
+        for j in 0..<count { bytes += send.lengths[j] }
         let now = MonotonicClock.seconds()
         lock.lock()
         if superPacket { engine.stats.superPacketsRead += 1 }   // counted under the lock this step takes anyway
-        let out = engine.outbound(UnsafeRawPointer(batch.buffer(first) + 16), length: lengths[0], count: count, bytes: bytes, now: now) { j in
-            UnsafeRawBufferPointer(start: batch.buffer(first + j) + 16, count: lengths[j])
+        let out = engine.outbound(UnsafeRawPointer(send.slot(0)), length: send.lengths[0], count: count, bytes: bytes, now: now) { j in
+            UnsafeRawBufferPointer(start: send.slot(j), count: send.lengths[j])
         }
         let pending = engine.hasOutput
         lock.unlock()
         if pending { flushOutput() }   // a handshake started, or rekeying
         guard let out else { return }
-        var o = out
-        for j in 0..<count {
-            o.counter = out.counter + UInt64(j)
-            let slot = batch.buffer(first + j)
-            if let total = TransportMessage.seal(o, buffer: slot, length: lengths[j], aead: aead) { batch.append(length: total, to: out.endpoint) }
-        }
+        send.add(count: count, out: out)
     }
 
     // MARK: UDP → TUN

@@ -143,11 +143,14 @@ public final class TunnelDevice: @unchecked Sendable {
     let tunOffloadNote: String?
     /// The receive queue's CoDel settings (each receive thread a copy); nil: off.
     public let queueManagement: CoDel?
+    /// Threads that seal beside each TUN reader (`init(sealHelpers:)`).
+    public let sealHelpers: Int
 
     /// Which offloads are on, and why any that was asked for is off (one line for the program's log).
     public var offloadSummary: String {
         var on: [String] = []
         if tunQueues.count > 1 { on.append("\(tunQueues.count) queues") }
+        if sealHelpers > 0 { on.append("\(sealHelpers) seal helper\(sealHelpers == 1 ? "" : "s") per queue") }
         if tun.offload { on.append(tun.udpOffload ? "TUN TSO+USO" : "TUN TSO") }
         if tun.offload { on.append("TCP coalescing") }
         if socket.segmentationOffload { on.append("UDP GSO") }
@@ -177,6 +180,11 @@ public final class TunnelDevice: @unchecked Sendable {
     /// (SO_REUSEPORT: the kernel gives each peer's address to one socket), so a gateway with many
     /// clients uses several cores while every flow and every peer stays in order on one thread.
     ///
+    /// `sealHelpers` > 0 seals each batch of packets read from the TUN device on that many more
+    /// threads beside its reader (`SealCrew`), so one peer's single flow uses several cores while
+    /// staying in order (the batch goes out in order once all its packets are sealed). For a machine
+    /// with cores to spare; on one whose cores are already busy it only adds wake-ups.
+    ///
     /// `queueManagement` (CoDel with RFC 8289's 5 ms target and 100 ms interval by default; nil
     /// turns it off) watches how long received datagrams waited in the socket's queue and, when a
     /// standing queue forms (traffic faster than this device decrypts), ECN-marks or drops decrypted
@@ -189,7 +197,8 @@ public final class TunnelDevice: @unchecked Sendable {
     public init(interfaceName: String, listenPort: UInt16 = 0, namespace: NetworkNamespace = .current,
                 timers: TunnelTimers = TunnelTimers(), underLoadThreshold: Int = 1000,
                 maximumPeers: Int = TunnelDevice.defaultMaximumPeers, offload: Bool = true, queues: Int = 1,
-                queueManagement: CoDel? = CoDel()) throws(TunnelError) {
+                queueManagement: CoDel? = CoDel(), sealHelpers: Int = 0) throws(TunnelError) {
+        self.sealHelpers = max(0, min(sealHelpers, 16))
         var note: String?
         let multi = queues > 1
         if offload {
@@ -303,7 +312,7 @@ public final class TunnelDevice: @unchecked Sendable {
         lock.unlock()
         for (i, (queue, udp)) in zip(tunQueues, sockets).enumerated() {
             let suffix = tunQueues.count > 1 ? "\(i)" : ""
-            threads.append(SystemThread.start(name: "sg-tun" + suffix) { [unowned self] in self.tunLoop(tun: queue, socket: udp) })
+            threads.append(SystemThread.start(name: "sg-tun" + suffix) { [unowned self] in self.tunLoop(tun: queue, socket: udp, name: suffix) })
             threads.append(SystemThread.start(name: "sg-udp" + suffix) { [unowned self] in self.udpLoop(socket: udp, tun: queue) })
         }
         threads.append(SystemThread.start(name: "sg-timers") { [unowned self] in self.timerLoop() })
