@@ -131,6 +131,7 @@ let package = Package(
         .executableTarget(name: "metrics-endpoint", dependencies: ["SixgateMetrics"], path: "Examples/metrics-endpoint"),
         .executableTarget(name: "tunnel-pair", dependencies: ["PacketKit", "RouteKit", "TunnelCore"], path: "Examples/tunnel-pair"),
         .executableTarget(name: "engine-pair", dependencies: ["PacketKit", "TunnelCore"], path: "Examples/engine-pair"),
+        .executableTarget(name: "fair-queue", dependencies: ["SixgateIO"], path: "Examples/fair-queue"),
 
         // Tests: one target per module that has behaviour to test.
         .target(name: "CTestSupport", path: "Tests/CTestSupport"),

@@ -7,6 +7,8 @@
 # processes, Mbit/s per core of that CPU, ping RTT client -> host under load, UDP receive-buffer drops
 # in the client and gateway namespaces (RcvbufErrors, IPv4+IPv6).
 #   sudo bash Benchmarks/gateway-throughput.sh [SECONDS=4] [ROUNDS=3]
+# COMPARE_FIFO=1 adds Sixgate with queue management off (--queue-target 0) to every round and a
+# table of it beside Sixgate's defaults.
 # Not a test: numbers depend on the machine. Needs wireguard-go, wireguard-tools, iperf3, bc (setup.sh).
 set -euo pipefail
 umask 077
@@ -47,12 +49,13 @@ ip -n $H -6 route add 2001:db8:77::/64 via 2001:db8:99::1
 ip netns exec $H iperf3 -s -D --pidfile "$DIR/iperf.pid" >/dev/null
 wg genkey > "$DIR/c.key"; wg genkey > "$DIR/g.key"
 
-start_tunnels() { # $1 = sixgate | wireguard-go
-    local a=gtwc$ID b=gtwg$ID
+start_tunnels() { # $1 = sixgate | sixgate-fifo | wireguard-go
+    local a=gtwc$ID b=gtwg$ID extra=()
     rm -f /var/run/wireguard/$a.sock /var/run/wireguard/$b.sock
-    if [ "$1" = sixgate ]; then
-        ip netns exec $C "$BIN" -f $a >"$DIR/c.log" 2>&1 & TPIDS+=($!)
-        ip netns exec $G "$BIN" -f $b >"$DIR/g.log" 2>&1 & TPIDS+=($!)
+    [ "$1" = sixgate-fifo ] && extra=(--queue-target 0)
+    if [ "$1" != wireguard-go ]; then
+        ip netns exec $C "$BIN" -f "${extra[@]}" $a >"$DIR/c.log" 2>&1 & TPIDS+=($!)
+        ip netns exec $G "$BIN" -f "${extra[@]}" $b >"$DIR/g.log" 2>&1 & TPIDS+=($!)
     else
         ip netns exec $C env WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1 LOG_LEVEL=error wireguard-go -f $a >"$DIR/c.log" 2>&1 & TPIDS+=($!)
         ip netns exec $G env WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1 LOG_LEVEL=error wireguard-go -f $b >"$DIR/g.log" 2>&1 & TPIDS+=($!)
@@ -100,7 +103,7 @@ run_row() { # impl family streams direction -> appends "impl family streams dir 
 
 : > "$DIR/rows"
 for round in $(seq "$ROUNDS"); do
-    for impl in wireguard-go sixgate; do
+    for impl in wireguard-go sixgate ${COMPARE_FIFO:+sixgate-fifo}; do
         start_tunnels $impl
         for fam in v6 v4; do for streams in 1 4; do for dir in up down; do run_row $impl $fam $streams $dir; done; done; done
         stop_tunnels
@@ -123,5 +126,17 @@ for fam in v6 v4; do for streams in 1 4; do for dir in up down; do
     printf '%-4s %-3s %-5s | %10.0f %12.0f %9s ms | %10.0f %12.0f %9s ms | %5.2fx  %s/%s\n' $fam $streams $dir \
         "${out[0]}" "${out[1]}" "${out[2]}" "${out[4]}" "${out[5]}" "${out[6]}" "$(echo "${out[4]} / ${out[0]}" | bc -l)" "${out[3]}" "${out[7]}"
 done; done; done
+if [ -n "${COMPARE_FIFO:-}" ]; then
+    echo "Sixgate with and without queue management (FQ-CoDel toward the peer, CoDel on the receive queue), same run:"
+    printf '%-4s %-3s %-5s | %-24s | %-24s\n' fam P dir "defaults Mbit/s  ping" "--queue-target 0  ping"
+    for fam in v6 v4; do for streams in 1 4; do for dir in up down; do
+        out=()
+        for impl in sixgate sixgate-fifo; do
+            sel() { awk -v i=$impl -v f=$fam -v s=$streams -v d=$dir -v c="$1" '$1 == i && $2 == f && $3 == s && $4 == d { print $c }' "$DIR/rows"; }
+            out+=("$(sel 5 | median)" "$(sel 7 | grep -v nan | median || true)")
+        done
+        printf '%-4s %-3s %-5s | %10.0f %9s ms | %10.0f %9s ms\n' $fam $streams $dir "${out[0]}" "${out[1]}" "${out[2]}" "${out[3]}"
+    done; done; done
+fi
 cp "$DIR/rows" "/tmp/gateway-throughput-rows-$ID.txt"
 echo "raw rows: /tmp/gateway-throughput-rows-$ID.txt"

@@ -164,6 +164,17 @@ struct EnginePairExampleTests {
     }
 }
 
+@Suite("The fair-queue example")
+struct FairQueueExampleTests {
+    @Test func thePingGoesSecondAndAStandingQueueIsMarkedAndDropped() throws {
+        let out = try run(["\(ExecutableTests.binDir)/fair-queue"], check: true).stdout
+        #expect(out.contains("order out: bulk, ping, bulk, bulk, ... (ping is #2 of 31)"), "\(out)")
+        let numbers = out.split(separator: "\n").last.map { $0.split(whereSeparator: { !$0.isNumber }).compactMap { Int($0) } } ?? []
+        // "standing queue of 20 ms for 500 ms: M marked (first at F ms), D dropped"
+        #expect(numbers.count == 5 && numbers[2] > 0 && numbers[3] >= 100 && numbers[4] > 0, "marks after the 100 ms interval, and drops: \(out)")
+    }
+}
+
 @Suite("gatewayctl pcap decode")
 struct PcapDecodeTests {
     /// A pcap file of raw IPv4: a UDP datagram, a record whose microseconds are out of range, the
