@@ -107,11 +107,17 @@ struct WireGuardInteropTests {
         #expect(d.count == 8 && d[2] == endpoint, "wireguard-go's endpoint for Sixgate: \(d)")
     }
 
-    /// Seal helpers (`--seal-threads 2`): one flow's packets are sealed on three threads and still
-    /// leave in order. wireguard-go at the other end takes a TCP transfer intact, and 3,000 numbered
-    /// UDP datagrams sent in bursts of 64 arrive in increasing order (losses allowed, reordering not).
-    @Test func sealHelpersKeepOneFlowInOrder() throws {
-        let bed = try WireGuardTestbed(tag: "wgs", left: .sixgate, right: .wireguardGo, leftArguments: ["--seal-threads", "2", "--stats-on-exit"])
+    /// Seal and open helpers (`--seal-threads 2`, `--open-threads 2`): one flow's packets are sealed
+    /// (opened) on three threads and still leave (reach the TUN device) in order. wireguard-go at the
+    /// other end: a TCP transfer intact, and 3,000 numbered UDP datagrams sent in bursts of 64 arrive
+    /// in increasing order (losses allowed, reordering not). Sixgate sends in one case, receives in
+    /// the other.
+    @Test(arguments: ["--seal-threads", "--open-threads"])
+    func helpersKeepOneFlowInOrder(option: String) throws {
+        let sixgateSends = option == "--seal-threads"
+        let bed = try WireGuardTestbed(tag: sixgateSends ? "wgs" : "wgr", left: sixgateSends ? .sixgate : .wireguardGo, right: sixgateSends ? .wireguardGo : .sixgate,
+                                       leftArguments: sixgateSends ? [option, "2", "--stats-on-exit"] : [],
+                                       rightArguments: sixgateSends ? [] : [option, "2", "--stats-on-exit"])
         defer { bed.destroy() }
         #expect(try bed.ping(from: bed.left, "198.51.100.2") == 3)
         var rng = SystemRandomNumberGenerator()
@@ -129,7 +135,7 @@ struct WireGuardInteropTests {
                 sent += 1
             }
             _ = sender.send(batch)
-            usleep(2_000)   // bursts of 64 (batches the helpers share), paced for wireguard-go's receive buffer
+            usleep(2_000)   // bursts of 64 (batches the helpers share), paced for the receiver's buffers
         }
         let rx = DatagramBatch(capacity: 64, bufferSize: 2048)
         var got: [UInt32] = [], idle = 0
@@ -142,7 +148,9 @@ struct WireGuardInteropTests {
         #expect(got.count > 1500, "most datagrams arrive: \(got.count)")
         #expect(zip(got, got.dropFirst()).allSatisfy { $0 < $1 }, "and in order")
         let out = bed.stopDaemons()
-        #expect(out[0].contains("2 seal helpers per queue"), "\(out[0])")
+        let log = sixgateSends ? out[0] : out[1]
+        #expect(log.contains(sixgateSends ? "2 seal helpers per queue" : "2 open helpers per queue"), "\(log)")
+        #expect(log.contains("droppedAuthentication: 0"), "\(log)")
     }
 
     /// Offloads on at one end (TUN segmentation offload, TCP coalescing, UDP GSO/GRO) and off at the

@@ -53,6 +53,9 @@ struct SixgateWG: ParsableCommand {
     @Option(name: .customLong("seal-threads"), help: "Threads that seal packets beside each TUN reader, so one peer's single flow uses more cores, in order (0-16; worth it where cores are to spare).")
     var sealThreads: Int = 0
 
+    @Option(name: .customLong("open-threads"), help: "Threads that open received packets beside each UDP reader, so one peer's single flow uses more cores, in order (0-16; worth it where cores are to spare).")
+    var openThreads: Int = 0
+
     @Flag(name: .customLong("no-offload"), help: "Move one packet per system call: no TUN segmentation offload, TCP coalescing, UDP GSO or GRO (on by default where the kernel has them).")
     var noOffload = false
 
@@ -69,6 +72,7 @@ struct SixgateWG: ParsableCommand {
         guard (1280...65535).contains(mtu) else { throw ValidationError("--mtu must be 1280-65535 (IPv6 needs at least 1280)") }
         guard (1...16).contains(queues) else { throw ValidationError("--queues must be 1-16") }
         guard (0...16).contains(sealThreads) else { throw ValidationError("--seal-threads must be 0-16") }
+        guard (0...16).contains(openThreads) else { throw ValidationError("--open-threads must be 0-16") }
         guard queueTarget == 0 || (queueTarget > 0 && queueInterval > queueTarget) else { throw ValidationError("--queue-interval must exceed --queue-target (or --queue-target 0 turns queue management off)") }
         guard rekeyAfterTime > 0, rejectAfterTime > rekeyAfterTime else { throw ValidationError("--reject-after-time must exceed --rekey-after-time") }
     }
@@ -90,7 +94,7 @@ struct SixgateWG: ParsableCommand {
         do {
             device = try TunnelDevice(interfaceName: interface, listenPort: listenPort, timers: timers, underLoadThreshold: underLoadThreshold, offload: !noOffload, queues: queues,
                                   queueManagement: queueTarget == 0 ? nil : CoDel(target: Int64(queueTarget * 1e6), interval: Int64(queueInterval * 1e6)),
-                                  sealHelpers: sealThreads)
+                                  sealHelpers: sealThreads, openHelpers: openThreads)
             try RouteSocket().setMTU(device.name, mtu)
             uapi = try UAPIServer(device: device)
         } catch {

@@ -12,10 +12,10 @@ extension TunnelDevice {
     /// counter in order, and seals and hands the batch to the kernel with one sendmmsg per
     /// `sendBatchSize` packets (or when the TUN runs dry), so a burst costs one system call per batch
     /// on the UDP side (one message per run of datagrams to a peer with UDP segmentation offload).
-    /// With `sealHelpers`, the batch's packets are sealed on that many more cores (`SealCrew`).
+    /// With `sealHelpers`, the batch's packets are sealed on that many more cores (`Crew`).
     func tunLoop(tun: TunDevice, socket: UDPSocket, name: String) {
         let send = SendBatch(capacity: Self.sendBatchSize, bufferSize: Self.scratchSize, socket: socket,
-                             crew: sealHelpers > 0 ? SealCrew(helpers: sealHelpers, name: "sg-seal" + name) : nil)
+                             crew: sealHelpers > 0 ? Crew(helpers: sealHelpers, name: "sg-seal" + name) : nil)
         defer { send.crew?.stop() }
         if tun.offload { return tunLoopOffload(tun: tun, send: send) }
         let capacity = 65535
@@ -132,8 +132,12 @@ extension TunnelDevice {
 
     // MARK: UDP → TUN
 
-    func udpLoop(socket: UDPSocket, tun: TunDevice) {
+    func udpLoop(socket: UDPSocket, tun: TunDevice, name: String) {
         let aead = ChaChaPoly()
+        // With open helpers: each batch's transport messages are looked up in order, opened
+        // together, then accepted in order (`OpenBatch`).
+        let opening = openHelpers > 0 ? OpenBatch(capacity: 64 * 64, crew: Crew(helpers: openHelpers, name: "sg-open" + name)) : nil
+        defer { opening?.crew.stop() }
         let batch = DatagramBatch(capacity: 64, bufferSize: 65536)
         let scratch = UnsafeMutableRawPointer.allocate(byteCount: Self.scratchSize, alignment: 16)
         defer { scratch.deallocate() }
@@ -152,18 +156,31 @@ extension TunnelDevice {
                 let size = batch.segmentSize(i)
                 let arrived = codel != nil ? batch.receivedAt(i) : 0
                 let sojourn = arrived > 0 ? now - arrived : 0
-                if size > 0, length > size {
-                    // Several datagrams coalesced by the kernel (UDP_GRO), back to back.
-                    var offset = 0
-                    while offset < length {
-                        receive(data + offset, length: min(size, length - offset), from: source, aead: aead, scratch: scratch, coalescer: coalescer, write: write,
+                // Several datagrams coalesced by the kernel (UDP_GRO) lie back to back.
+                let step = size > 0 && length > size ? size : length
+                var offset = 0
+                while offset < length {
+                    let piece = min(step, length - offset)
+                    if let opening {
+                        stage(data + offset, length: piece, from: source, into: opening, sojourn: sojourn, aead: aead)
+                    } else {
+                        receive(data + offset, length: piece, from: source, aead: aead, scratch: scratch, coalescer: coalescer, write: write,
                                 codel: &codel, sojourn: sojourn, now: now)
-                        offset += size
                     }
-                } else {
-                    receive(data, length: length, from: source, aead: aead, scratch: scratch, coalescer: coalescer, write: write,
-                            codel: &codel, sojourn: sojourn, now: now)
+                    offset += piece
                 }
+            }
+            if let opening, opening.count > 0 {
+                opening.crew.run(opening, items: opening.count, aead: aead)
+                var failed: UInt64 = 0
+                for i in 0..<opening.count {
+                    let j = opening.jobs[i]
+                    guard j.opened else { failed += 1; continue }
+                    accept(j.keypair, counter: j.counter, data: j.data, length: j.length, from: j.source, now: j.now, coalescer: coalescer, write: write,
+                           codel: &codel, sojourn: j.sojourn, realtime: now)
+                }
+                if failed > 0 { lock.withLock { engine.stats.droppedAuthentication += failed } }
+                opening.reset()
             }
             if let coalescer {
                 coalescer.flush(write)
@@ -192,6 +209,28 @@ extension TunnelDevice {
         }
     }
 
+    /// With open helpers: a datagram's cheap, ordered part — classified, a handshake handled at once,
+    /// a transport message's session looked up and the message queued in `opening` to be opened.
+    @inline(__always)
+    func stage(_ data: UnsafeMutableRawPointer, length: Int, from source: Endpoint, into opening: OpenBatch, sojourn: Int64, aead: ChaChaPoly) {
+        guard let type = MessageType.classify(UnsafeRawBufferPointer(start: data, count: length)) else {
+            lock.withLock { engine.stats.droppedMalformed += 1 }
+            return
+        }
+        guard type == .transport else {
+            receiveHandshake(type, Array(UnsafeRawBufferPointer(start: data, count: length)), from: source, aead: aead)
+            return
+        }
+        let index = loadLE32(data, 4)
+        let now = MonotonicClock.seconds()
+        lock.lock()
+        let kp = engine.session(index: index, now: now, source: source)
+        lock.unlock()
+        guard let kp else { return }
+        opening.add(OpenBatch.Job(data: data, length: length, source: source, keypair: kp, key: kp.receiveKey, counter: loadLE64(data, 8),
+                                  now: now, sojourn: sojourn, opened: false))
+    }
+
     @inline(__always)
     func receiveTransport(_ data: UnsafeMutableRawPointer, length: Int, from source: Endpoint, aead: ChaChaPoly,
                           coalescer: TCPCoalescer?, write: TCPCoalescer.Writer, codel: inout CoDel?, sojourn: Int64, now realtime: Int64) {
@@ -207,6 +246,16 @@ extension TunnelDevice {
             lock.withLock { engine.stats.droppedAuthentication += 1 }
             return
         }
+        accept(kp, counter: counter, data: data, length: length, from: source, now: now, coalescer: coalescer, write: write,
+               codel: &codel, sojourn: sojourn, realtime: realtime)
+    }
+
+    /// An opened transport message: replay window, roaming and allowed IPs (the engine, under the
+    /// lock), then the program's filter, queue management and the TUN device (or the control handler).
+    @inline(__always)
+    func accept(_ kp: Keypair, counter: UInt64, data: UnsafeMutableRawPointer, length: Int, from source: Endpoint, now: Double,
+                coalescer: TCPCoalescer?, write: TCPCoalescer.Writer, codel: inout CoDel?, sojourn: Int64, realtime: Int64) {
+        let payloadLength = length - 32
         let control = controlHandler
         lock.lock()
         let verdict = engine.authenticated(kp, counter: counter, length: length, inner: UnsafeRawPointer(data + 16), payloadLength: payloadLength,

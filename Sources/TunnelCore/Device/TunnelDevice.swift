@@ -145,12 +145,15 @@ public final class TunnelDevice: @unchecked Sendable {
     public let queueManagement: CoDel?
     /// Threads that seal beside each TUN reader (`init(sealHelpers:)`).
     public let sealHelpers: Int
+    /// Threads that open beside each UDP reader (`init(openHelpers:)`).
+    public let openHelpers: Int
 
     /// Which offloads are on, and why any that was asked for is off (one line for the program's log).
     public var offloadSummary: String {
         var on: [String] = []
         if tunQueues.count > 1 { on.append("\(tunQueues.count) queues") }
         if sealHelpers > 0 { on.append("\(sealHelpers) seal helper\(sealHelpers == 1 ? "" : "s") per queue") }
+        if openHelpers > 0 { on.append("\(openHelpers) open helper\(openHelpers == 1 ? "" : "s") per queue") }
         if tun.offload { on.append(tun.udpOffload ? "TUN TSO+USO" : "TUN TSO") }
         if tun.offload { on.append("TCP coalescing") }
         if socket.segmentationOffload { on.append("UDP GSO") }
@@ -181,9 +184,12 @@ public final class TunnelDevice: @unchecked Sendable {
     /// clients uses several cores while every flow and every peer stays in order on one thread.
     ///
     /// `sealHelpers` > 0 seals each batch of packets read from the TUN device on that many more
-    /// threads beside its reader (`SealCrew`), so one peer's single flow uses several cores while
-    /// staying in order (the batch goes out in order once all its packets are sealed). For a machine
-    /// with cores to spare; on one whose cores are already busy it only adds wake-ups.
+    /// threads beside its reader (`Crew`), so one peer's single flow uses several cores while
+    /// staying in order (the batch goes out in order once all its packets are sealed). `openHelpers`
+    /// does the same for what arrives: each UDP reader looks up the sessions of a receive's messages
+    /// in order, opens them with that many more threads, then checks replay and writes to the TUN
+    /// device in order. For a machine with cores to spare; on one whose cores are already busy they
+    /// only add wake-ups.
     ///
     /// `queueManagement` (CoDel with RFC 8289's 5 ms target and 100 ms interval by default; nil
     /// turns it off) watches how long received datagrams waited in the socket's queue and, when a
@@ -197,8 +203,9 @@ public final class TunnelDevice: @unchecked Sendable {
     public init(interfaceName: String, listenPort: UInt16 = 0, namespace: NetworkNamespace = .current,
                 timers: TunnelTimers = TunnelTimers(), underLoadThreshold: Int = 1000,
                 maximumPeers: Int = TunnelDevice.defaultMaximumPeers, offload: Bool = true, queues: Int = 1,
-                queueManagement: CoDel? = CoDel(), sealHelpers: Int = 0) throws(TunnelError) {
+                queueManagement: CoDel? = CoDel(), sealHelpers: Int = 0, openHelpers: Int = 0) throws(TunnelError) {
         self.sealHelpers = max(0, min(sealHelpers, 16))
+        self.openHelpers = max(0, min(openHelpers, 16))
         var note: String?
         let multi = queues > 1
         if offload {
@@ -313,7 +320,7 @@ public final class TunnelDevice: @unchecked Sendable {
         for (i, (queue, udp)) in zip(tunQueues, sockets).enumerated() {
             let suffix = tunQueues.count > 1 ? "\(i)" : ""
             threads.append(SystemThread.start(name: "sg-tun" + suffix) { [unowned self] in self.tunLoop(tun: queue, socket: udp, name: suffix) })
-            threads.append(SystemThread.start(name: "sg-udp" + suffix) { [unowned self] in self.udpLoop(socket: udp, tun: queue) })
+            threads.append(SystemThread.start(name: "sg-udp" + suffix) { [unowned self] in self.udpLoop(socket: udp, tun: queue, name: suffix) })
         }
         threads.append(SystemThread.start(name: "sg-timers") { [unowned self] in self.timerLoop() })
     }

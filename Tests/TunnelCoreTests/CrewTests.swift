@@ -7,10 +7,10 @@ import Glibc
 
 /// A batch sealed by the reader alone and the same batch sealed with helpers give the same
 /// datagrams in the same order (loopback, no root); a slot whose packet was not taken leaves no gap.
-struct SealCrewTests {
+struct CrewTests {
     func sealedDatagrams(helpers: Int, packets: Int) throws -> [[UInt8]] {
         let receiver = try UDPSocket(port: 0), sender = try UDPSocket(port: 0)
-        let crew = helpers > 0 ? SealCrew(helpers: helpers, name: "sg-test-seal") : nil
+        let crew = helpers > 0 ? Crew(helpers: helpers, name: "sg-test-seal") : nil
         defer { crew?.stop() }
         let send = SendBatch(capacity: 64, bufferSize: 2048, socket: sender, crew: crew)
         let endpoint = Endpoint(address: try IPAddress.parse("::1"), port: receiver.port)
