@@ -69,8 +69,12 @@ extension TunnelDevice {
             reported = (queue.marked, queue.dropped, queue.overflowDropped)
         }
         while isRunning {
-            // Read ahead what is waiting (one read that finds nothing ends it).
-            while let slot = queue.reserve() {
+            // Read ahead what is waiting (one read that finds nothing ends it), at most 64 reads per
+            // packet sealed: a sender faster than reading (a UDP flood) must not stop the sealing,
+            // which a full queue would otherwise only answer with overflow drops.
+            var reads = 0
+            while reads < 64, let slot = queue.reserve() {
+                reads += 1
                 let n = tun.read(into: UnsafeMutableRawBufferPointer(start: slot, count: queue.maximumPacket))
                 if n <= 0 { break }
                 queue.commit(length: n, at: Int64(bitPattern: MonotonicClock.nanoseconds()))
